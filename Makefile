@@ -1,0 +1,84 @@
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Extra pip arguments, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for a CPU-only torch.
+PIP_ARGS ?=
+
+# Stage commands in dvc.yaml say `python`: it must be the environment's.
+export PATH := $(abspath $(BIN)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+# Telemetry off for every tool the project runs, so an offline machine never waits on it.
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export EVIDENTLY_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := true
+
+.PHONY: help setup train repro dag test lint format typecheck bench push pull lock clean
+
+help: ## Show every target with one line of help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The environment is rebuilt only when the declared dependencies change.
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# torch alone first, pinned by the lock, so no other package can pull a different build
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c requirements.lock torch
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c requirements.lock -e ".[dev]"
+	@touch $@
+
+setup: $(STAMP) ## Create or update .venv (done automatically by the other targets)
+
+train: $(STAMP) ## Run the whole pipeline with DVC (only the stages whose inputs changed)
+	$(BIN)/dvc repro
+
+repro: train ## Same as train
+
+dag: $(STAMP) ## Print the pipeline DAG
+	@$(BIN)/dvc dag
+
+test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Check style, formatting and types (ruff, mypy)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Format the code and fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## Run mypy only
+	$(BIN)/mypy
+
+bench: $(STAMP) ## Run the benchmarks against their anchors (full data; minutes)
+	$(BIN)/python -m benchmarks
+
+push: $(STAMP) ## Push DVC-tracked data and models to the default remote
+	$(BIN)/dvc push
+
+pull: $(STAMP) ## Pull DVC-tracked data and models from the default remote
+	$(BIN)/dvc pull
+
+lock: ## Re-resolve requirements.lock from pyproject.toml in a scratch environment
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
+	"$$tmp/venv/bin/python" -m pip install --quiet $(PIP_ARGS) torch==2.13.0 && \
+	"$$tmp/venv/bin/python" -m pip install --quiet $(PIP_ARGS) ".[dev]" && \
+	{ echo "# Resolved from pyproject.toml by 'make lock'; used as pip constraints by 'make setup'."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude flightdelay | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
+	@echo "requirements.lock updated"
+
+clean: ## Remove tool caches (not data, models or .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,130 @@
+"""The data contract: what each source table and each model feature must look like.
+
+Declared once in ``configs/data.yaml``. The validation schemas, the model's input encoding and (later) the API's
+request model and the drift report's column definitions are all derived from these classes. The module has no
+heavy imports so that a model bundle can carry and re-read its contract anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DType = Literal["int8", "int16", "int32", "int64", "float32", "float64", "string", "bool", "datetime"]
+INTEGER_DTYPES = frozenset({"int8", "int16", "int32", "int64"})
+NUMERIC_DTYPES = INTEGER_DTYPES | {"float32", "float64"}
+
+
+class StrictModel(BaseModel):
+    """A config model that rejects unknown keys and is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValueRules(StrictModel):
+    """Rules on the values of one column: type, nullability, range, allowed values or pattern."""
+
+    dtype: DType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | list[int] | None = None
+    pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _rules_fit_dtype(self) -> Self:
+        numeric = self.dtype in NUMERIC_DTYPES
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min/max apply to numeric dtypes, not {self.dtype}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.pattern is not None:
+            if self.dtype != "string":
+                raise ValueError(f"pattern applies to string dtype, not {self.dtype}")
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {e}") from e
+        if self.values is not None:
+            if not self.values:
+                raise ValueError("values must list at least one allowed value")
+            wanted = str if self.dtype == "string" else int
+            if self.dtype not in INTEGER_DTYPES | {"string"} or not all(isinstance(v, wanted) for v in self.values):
+                raise ValueError(f"values must be {wanted.__name__}s matching dtype {self.dtype}")
+        return self
+
+
+class Reference(StrictModel):
+    """A foreign key: values must exist in another table's column (or in ``also``)."""
+
+    table: str
+    column: str
+    also: list[str] = Field(default_factory=list)
+
+
+class ColumnSpec(ValueRules):
+    """One column of a source table."""
+
+    clock: bool = False
+    references: Reference | None = None
+
+    @model_validator(mode="after")
+    def _clock_is_integer(self) -> Self:
+        if self.clock and self.dtype not in INTEGER_DTYPES:
+            raise ValueError("clock (HHMM time of day) applies to integer dtypes")
+        return self
+
+
+class TableSpec(StrictModel):
+    """One source table: its unique key and its columns."""
+
+    key: list[str] = Field(min_length=1)
+    columns: dict[str, ColumnSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _key_columns_declared(self) -> Self:
+        missing = [k for k in self.key if k not in self.columns]
+        if missing:
+            raise ValueError(f"key column(s) {missing} are not declared under columns")
+        return self
+
+
+FeatureKind = Literal["categorical", "numeric", "cyclic"]
+
+
+class FeatureSpec(ValueRules):
+    """One model input feature, as a client would send it and as the features stage writes it."""
+
+    kind: FeatureKind
+    period: float | None = Field(default=None, gt=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> Self:
+        if self.kind in ("numeric", "cyclic") and self.dtype not in NUMERIC_DTYPES:
+            raise ValueError(f"a {self.kind} feature needs a numeric dtype, not {self.dtype}")
+        if self.kind == "categorical" and self.dtype not in INTEGER_DTYPES | {"string"}:
+            raise ValueError(f"a categorical feature needs a string or integer dtype, not {self.dtype}")
+        if (self.kind == "cyclic") != (self.period is not None):
+            raise ValueError("period is required for cyclic features and only allowed for them")
+        return self
+
+
+class TargetSpec(StrictModel):
+    """The binary label the model predicts."""
+
+    name: str = "late"
+    description: str = ""
+
+
+class FeatureContract(StrictModel):
+    """The model's inputs and target: the single source of truth for encoding, validation and serving."""
+
+    features: dict[str, FeatureSpec] = Field(min_length=1)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+
+    def of_kind(self, kind: FeatureKind) -> list[str]:
+        """Names of the features of one kind, in declaration order."""
+        return [name for name, spec in self.features.items() if spec.kind == kind]

@@ -1,0 +1,27 @@
+"""The project's error types: one base class, one subclass per kind of user-facing failure."""
+
+from __future__ import annotations
+
+
+class FlightDelayError(Exception):
+    """A failure caused by the user's data, configuration or environment, reported without a traceback."""
+
+
+class ConfigError(FlightDelayError):
+    """A configuration file is missing, malformed, or holds an unknown key or an impossible value."""
+
+
+class SourceError(FlightDelayError):
+    """A source table is missing or cannot be read with the declared columns and types."""
+
+
+class ContractError(FlightDelayError):
+    """Data breaks the contract in a way that cannot be fixed by dropping rows (missing column, wrong type)."""
+
+
+class RejectionLimitError(FlightDelayError):
+    """More rows broke the contract than the configured share allows."""
+
+
+class FeatureError(FlightDelayError):
+    """Features cannot be built from the validated tables (empty split, broken join, contract mismatch)."""

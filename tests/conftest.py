@@ -1,0 +1,71 @@
+"""Shared fixtures: the real configuration, shrunk to a slice of real flights written on the fly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flightdelay.config import DataConfig, load_data_config
+from flightdelay.data.ingest import ingest
+from flightdelay.data.validate import validate
+from flightdelay.features.build import build_features
+from slices import write_slice
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_PATH = REPO_ROOT / "configs" / "data.yaml"
+
+
+def with_source(config: DataConfig, directory: Path) -> DataConfig:
+    """``config`` reading its tables from ``directory``."""
+    return config.model_copy(update={"source": config.source.model_copy(update={"dir": directory})})
+
+
+@pytest.fixture(scope="session")
+def real_config() -> DataConfig:
+    """The repository's own data configuration, unchanged."""
+    return load_data_config(CONFIG_PATH)
+
+
+@pytest.fixture(scope="session")
+def slice_tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
+    """A directory holding a slice of the real tables, and the slices themselves (as text)."""
+    directory = tmp_path_factory.mktemp("source")
+    return directory, write_slice(directory)
+
+
+@pytest.fixture(scope="session")
+def slice_dir(slice_tables: tuple[Path, dict[str, pl.DataFrame]]) -> Path:
+    """The directory of the sliced source tables (read-only for tests; copy it to change it)."""
+    return slice_tables[0]
+
+
+@pytest.fixture(scope="session")
+def config(real_config: DataConfig, slice_dir: Path) -> DataConfig:
+    """The real configuration pointed at the slice."""
+    return with_source(real_config, slice_dir)
+
+
+@pytest.fixture
+def source_copy(slice_dir: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the sliced source tables."""
+    return Path(shutil.copytree(slice_dir, tmp_path / "source"))
+
+
+@pytest.fixture(scope="session")
+def stage_outputs(config: DataConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three data stages run once on the slice; tests must not modify these outputs."""
+    root = tmp_path_factory.mktemp("pipeline")
+    paths = {
+        "raw": root / "data" / "raw",
+        "validated": root / "data" / "validated",
+        "reports": root / "reports" / "validation",
+        "features": root / "data" / "features",
+        "features_metrics": root / "reports" / "features.json",
+    }
+    ingest(config, paths["raw"])
+    validate(config, paths["raw"], paths["validated"], paths["reports"])
+    build_features(config, paths["validated"], paths["features"], paths["features_metrics"])
+    return paths

@@ -1,0 +1,136 @@
+"""The configuration is typed on load; mistakes stop the program with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import CONFIG_PATH, REPO_ROOT
+from flightdelay.config import DataConfig, load_data_config, parse_config
+from flightdelay.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG_PATH.read_text())
+
+
+def parse(data: dict[str, Any]) -> DataConfig:
+    return parse_config(DataConfig, data, "data.yaml")
+
+
+def test_repository_config_loads_with_expected_contract(real_config: DataConfig) -> None:
+    assert set(real_config.tables) == {"flights", "weather", "planes", "airports"}
+    assert real_config.split.train.start == dt.date(2013, 1, 1)
+    assert real_config.split.test.end == dt.date(2013, 12, 31)
+    assert real_config.label.threshold_minutes == 15
+    assert real_config.contract.features["origin"].values == ["EWR", "JFK", "LGA"]
+    assert real_config.contract.features["dep_hour"].period == 24
+    assert "month" not in real_config.contract.features  # a raw month number would not generalise to Nov-Dec
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.update(splitt=c["split"]), "splitt: unknown key"),
+        (lambda c: c["label"].update(treshold=10), "label.treshold: unknown key"),
+        (
+            lambda c: c["tables"]["flights"]["columns"]["distance"].update(minimum=0),
+            "tables.flights.columns.distance.minimum: unknown key",
+        ),
+        (lambda c: c["contract"]["features"]["temp"].update(knd="numeric"), "contract.features.temp.knd: unknown key"),
+    ],
+)
+def test_unknown_key_is_named(raw: dict[str, Any], mutate: Any, expected: str) -> None:
+    data = copy.deepcopy(raw)
+    mutate(data)
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        parse(data)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "reason"),
+    [
+        (lambda c: c["label"].update(threshold_minutes=-5), "label.threshold_minutes", "greater than or equal to 0"),
+        (lambda c: c["validation"].update(max_rejected_share=1.5), "validation.max_rejected_share", "less than"),
+        (lambda c: c["split"]["valid"].update(start="2013-08-15"), "split", "after train.end"),
+        (lambda c: c["split"]["test"].update(start="2013-12-31", end="2013-12-01"), "split.test", "is after end"),
+        (lambda c: c["split"]["train"].update(start="2013-02-30"), "split.train.start", "date"),
+        (
+            lambda c: c["tables"]["flights"]["columns"]["distance"].update(min=10, max=1),
+            "tables.flights.columns.distance",
+            "greater than max",
+        ),
+        (
+            lambda c: c["tables"]["flights"]["columns"]["carrier"].update(pattern="[A-Z"),
+            "tables.flights.columns.carrier",
+            "not a valid regular expression",
+        ),
+        (
+            lambda c: c["tables"]["flights"]["columns"]["distance"].update(dtype="int128"),
+            "tables.flights.columns.distance.dtype",
+            "Input should be",
+        ),
+        (lambda c: c["tables"].pop("weather"), "tables", "missing required table"),
+        (
+            lambda c: c["tables"]["flights"]["columns"]["dest"]["references"].update(table="airfields"),
+            "tables.flights.columns.dest.references",
+            "unknown table 'airfields'",
+        ),
+        (lambda c: c["contract"]["features"]["dep_hour"].pop("period"), "contract.features.dep_hour", "period"),
+        (
+            lambda c: c["contract"]["features"]["carrier"].update(kind="numeric"),
+            "contract.features.carrier",
+            "numeric dtype",
+        ),
+        (lambda c: c["preprocessing"]["transforms"].update(carrier="log1p"), "preprocessing.transforms.carrier", ""),
+        (lambda c: c["preprocessing"].update(crosses=[["origin", "temp"]]), "preprocessing.crosses", "'temp'"),
+        (lambda c: c["preprocessing"].update(min_category_count=0), "preprocessing.min_category_count", ""),
+    ],
+)
+def test_impossible_value_is_named(raw: dict[str, Any], mutate: Any, key: str, reason: str) -> None:
+    data = copy.deepcopy(raw)
+    mutate(data)
+    with pytest.raises(ConfigError) as excinfo:
+        parse(data)
+    message = str(excinfo.value)
+    assert key in message
+    assert reason in message
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_data_config(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("split: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_data_config(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_data_config(scalar)
+
+
+def test_stage_reports_config_error_without_traceback(raw: dict[str, Any], tmp_path: Path) -> None:
+    data = copy.deepcopy(raw)
+    data["label"]["threshold_minutes"] = -1
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.ingest", "--config", str(path), "--out", str(tmp_path / "raw")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "label.threshold_minutes" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "raw").exists()

@@ -1,0 +1,1 @@
+"""The data stages: ingest the source tables, validate them against the contract."""

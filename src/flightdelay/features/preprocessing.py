@@ -1,0 +1,252 @@
+"""Fitted preprocessing: vocabularies with an out-of-vocabulary bucket, scaling statistics, missing indicators.
+
+Fitted once, on the training split only, and stored as plain JSON next to the features; training and serving both
+encode through :meth:`Preprocessor.transform`, so the two can never disagree. Only NumPy is needed to apply it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from flightdelay.config import PreprocessingConfig
+from flightdelay.contract import FeatureContract
+
+OOV = 0  # categories not in the vocabulary (unseen, or rarer than min_category_count)
+MISSING = 1  # null categories
+FIRST_INDEX = 2
+FORMAT_VERSION = 1
+
+Category = str | int
+Column = Sequence[Any] | npt.NDArray[Any]
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategoricalEncoding(_State):
+    """Index ``FIRST_INDEX + i`` for ``vocabulary[i]``; OOV and MISSING for the rest."""
+
+    name: str
+    vocabulary: list[Category]
+
+    @property
+    def cardinality(self) -> int:
+        """Number of distinct indices, buckets included."""
+        return len(self.vocabulary) + FIRST_INDEX
+
+
+class CrossEncoding(_State):
+    """A categorical feature made of a pair of categorical features (e.g. the route: origin by destination)."""
+
+    name: str
+    of: tuple[str, str]
+    vocabulary: list[tuple[Category, Category]]
+
+    @property
+    def cardinality(self) -> int:
+        """Number of distinct indices, buckets included."""
+        return len(self.vocabulary) + FIRST_INDEX
+
+
+class NumericEncoding(_State):
+    """``clip((transform(x) - mean) / std)``; missing values become 0 with an indicator column."""
+
+    name: str
+    transform: Literal["log1p"] | None = None
+    mean: float
+    std: float = Field(gt=0)
+    missing_indicator: bool
+
+
+class CyclicEncoding(_State):
+    """``sin`` and ``cos`` of ``2π x / period``; missing values become (0, 0) with an indicator column."""
+
+    name: str
+    period: float = Field(gt=0)
+    missing_indicator: bool
+
+
+class FittedOn(_State):
+    """What the statistics were computed from."""
+
+    split: str
+    rows: int
+    start: str
+    end: str
+
+
+class Preprocessor(_State):
+    """The fitted encoding of the contract's features into a categorical and a numeric matrix."""
+
+    format_version: int = FORMAT_VERSION
+    contract: FeatureContract
+    categorical: list[CategoricalEncoding]
+    crosses: list[CrossEncoding]
+    numeric: list[NumericEncoding]
+    cyclic: list[CyclicEncoding]
+    clip: float = Field(gt=0)
+    fitted_on: FittedOn
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Size of each column of the categorical matrix (categoricals, then crosses)."""
+        return [e.cardinality for e in self.categorical] + [e.cardinality for e in self.crosses]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        """Names of the columns of the categorical matrix."""
+        return [e.name for e in self.categorical] + [e.name for e in self.crosses]
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """Names of the columns of the numeric matrix."""
+        names = [e.name for e in self.numeric]
+        for e in self.cyclic:
+            names += [f"{e.name}_sin", f"{e.name}_cos"]
+        encodings: list[NumericEncoding | CyclicEncoding] = [*self.numeric, *self.cyclic]
+        names += [f"{e.name}_missing" for e in encodings if e.missing_indicator]
+        return names
+
+    @classmethod
+    def fit(
+        cls,
+        columns: Mapping[str, Column],
+        contract: FeatureContract,
+        config: PreprocessingConfig,
+        fitted_on: FittedOn,
+    ) -> Preprocessor:
+        """Preprocessing fitted on ``columns`` (the training split only)."""
+        categorical = [
+            CategoricalEncoding(name=name, vocabulary=_vocabulary(columns[name], config.min_category_count))
+            for name in contract.of_kind("categorical")
+        ]
+        crosses = [
+            CrossEncoding(
+                name=f"{a}_x_{b}",
+                of=(a, b),
+                vocabulary=_vocabulary(
+                    [
+                        (x, y) if x is not None and y is not None else None
+                        for x, y in zip(columns[a], columns[b], strict=True)
+                    ],
+                    config.min_category_count,
+                ),
+            )
+            for a, b in config.crosses
+        ]
+        numeric = []
+        for name in contract.of_kind("numeric"):
+            transform = config.transforms.get(name)
+            values = _apply_transform(_floats(columns[name]), transform)
+            present = values[~np.isnan(values)]
+            mean = float(present.mean()) if present.size else 0.0
+            std = float(present.std()) if present.size else 1.0
+            numeric.append(
+                NumericEncoding(
+                    name=name,
+                    transform=transform,
+                    mean=mean,
+                    std=std if std > 1e-12 else 1.0,
+                    missing_indicator=contract.features[name].nullable,
+                )
+            )
+        cyclic = [
+            CyclicEncoding(
+                name=name,
+                period=float(contract.features[name].period or 1.0),
+                missing_indicator=contract.features[name].nullable,
+            )
+            for name in contract.of_kind("cyclic")
+        ]
+        return cls(
+            contract=contract,
+            categorical=categorical,
+            crosses=crosses,
+            numeric=numeric,
+            cyclic=cyclic,
+            clip=config.clip,
+            fitted_on=fitted_on,
+        )
+
+    def transform(self, columns: Mapping[str, Column]) -> EncodedBatch:
+        """The encoded matrices for a batch given as columns (lists, arrays or Series) of contract features."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        categorical = np.empty((n, len(self.categorical) + len(self.crosses)), dtype=np.int64)
+        for j, cat in enumerate(self.categorical):
+            categorical[:, j] = _codes(columns[cat.name], {v: i + FIRST_INDEX for i, v in enumerate(cat.vocabulary)}, n)
+        for j, cross in enumerate(self.crosses, start=len(self.categorical)):
+            a, b = cross.of
+            pairs = [
+                (x, y) if x is not None and y is not None else None for x, y in zip(columns[a], columns[b], strict=True)
+            ]
+            categorical[:, j] = _codes(pairs, {tuple(v): i + FIRST_INDEX for i, v in enumerate(cross.vocabulary)}, n)
+
+        parts: list[npt.NDArray[np.float32]] = []
+        indicators: list[npt.NDArray[np.float32]] = []
+        for num in self.numeric:
+            values = _apply_transform(_floats(columns[num.name]), num.transform)
+            missing = np.isnan(values)
+            scaled = np.clip((values - num.mean) / num.std, -self.clip, self.clip)
+            parts.append(np.where(missing, 0.0, scaled).astype(np.float32))
+            if num.missing_indicator:
+                indicators.append(missing.astype(np.float32))
+        for cyc in self.cyclic:
+            values = _floats(columns[cyc.name])
+            missing = np.isnan(values)
+            angle = 2 * math.pi * np.where(missing, 0.0, values) / cyc.period
+            parts.append(np.where(missing, 0.0, np.sin(angle)).astype(np.float32))
+            parts.append(np.where(missing, 0.0, np.cos(angle)).astype(np.float32))
+            if cyc.missing_indicator:
+                indicators.append(missing.astype(np.float32))
+        parts_and_flags = parts + indicators
+        numeric = np.stack(parts_and_flags, axis=1) if parts_and_flags else np.empty((n, 0), dtype=np.float32)
+        return EncodedBatch(categorical=categorical, numeric=numeric)
+
+    def save(self, path: Path) -> None:
+        """Write the fitted state as JSON."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Preprocessor:
+        """The preprocessing saved at ``path``."""
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Model-ready inputs: category indices and standardised numbers, one row per example."""
+
+    categorical: npt.NDArray[np.int64]
+    numeric: npt.NDArray[np.float32]
+
+
+def _vocabulary(values: Column, min_count: int) -> list[Any]:
+    counts = Counter(v for v in values if v is not None)
+    kept = [v for v, c in counts.items() if c >= min_count]
+    return sorted(kept, key=lambda v: (-counts[v], str(v)))
+
+
+def _codes(values: Column, lookup: Mapping[Any, int], n: int) -> npt.NDArray[np.int64]:
+    return np.fromiter((MISSING if v is None else lookup.get(v, OOV) for v in values), dtype=np.int64, count=n)
+
+
+def _floats(values: Column) -> npt.NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(array), array, np.nan)
+
+
+def _apply_transform(values: npt.NDArray[np.float64], transform: str | None) -> npt.NDArray[np.float64]:
+    if transform == "log1p":
+        return np.log1p(np.maximum(values, 0.0))
+    return values

@@ -43,7 +43,7 @@ def show_data_stages(result: dict[str, Any]) -> bool:
         "joins (flights ⟕ weather ⟕ planes), polars",
         f"{joins['polars_best_s'] * 1000:.0f} ms",
         f"pandas {joins['pandas_best_s'] * 1000:.0f} ms",
-        f"{joins['speedup_vs_pandas']:.1f}× faster",
+        f"{joins['speedup_vs_pandas']:.1f}x faster",
         _yes(joins["met"]),
     )
     console.print(table)

@@ -14,9 +14,9 @@ import pytest
 from flightdelay.config import DataConfig
 from flightdelay.contract import FeatureSpec
 from flightdelay.errors import FeatureError
-from flightdelay.features.build import ID_COLUMNS, build_features, frame_columns, load_preprocessor
+from flightdelay.features.build import ID_COLUMNS, build_features
 from flightdelay.features.calendar import days_to_nearest, federal_holidays
-from flightdelay.features.preprocessing import FIRST_INDEX
+from flightdelay.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
 from flightdelay.io import read_json
 
 SPLITS = ("train", "valid", "test")

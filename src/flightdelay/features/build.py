@@ -17,7 +17,7 @@ from flightdelay.data.schemas import feature_schema
 from flightdelay.data.validate import read_raw_table
 from flightdelay.errors import FeatureError
 from flightdelay.features.calendar import days_to_nearest, federal_holidays
-from flightdelay.features.preprocessing import FIRST_INDEX, Column, FittedOn, Preprocessor
+from flightdelay.features.preprocessing import FIRST_INDEX, PREPROCESSING_FILE, FittedOn, Preprocessor, frame_columns
 from flightdelay.io import staged, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ ID_COLUMNS = ("flight_date", "carrier", "flight", "origin")
 META_COLUMNS = ("flight_date", "flight", "sched_dep", "time_hour", "arr_delay")
 WEATHER_COLUMNS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib")
 PLANE_COLUMNS = {"year": "plane_year", "seats": "seats", "engine": "engine", "manufacturer": "manufacturer"}
-PREPROCESSING_FILE = "preprocessing.json"
 
 
 @dataclass(frozen=True)
@@ -99,22 +98,46 @@ def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metri
 
 
 def join_tables(flights: pl.DataFrame, weather: pl.DataFrame, planes: pl.DataFrame) -> pl.DataFrame:
-    """Each flight with the weather at its origin in its scheduled hour, and with its aircraft.
+    """Each flight with the weather at its origin (in its scheduled hour, the hours before, its day) and its aircraft.
 
-    Both joins are many-to-one on a key the validate stage made unique, so no flight is duplicated or lost;
+    Every join is many-to-one on a key the validate stage made unique, so no flight is duplicated or lost;
     flights without a weather record or a plane record keep missing values.
     """
-    weather_part = weather.select("origin", "time_hour", *WEATHER_COLUMNS).with_columns(_has_weather=pl.lit(True))
+    hourly = weather.select("origin", "time_hour", *WEATHER_COLUMNS).with_columns(_has_weather=pl.lit(True))
     plane_part = planes.select("tailnum", *PLANE_COLUMNS).rename(PLANE_COLUMNS).with_columns(_has_plane=pl.lit(True))
     try:
-        joined = flights.join(weather_part, on=["origin", "time_hour"], how="left", validate="m:1").join(
-            plane_part, on="tailnum", how="left", validate="m:1"
+        joined = (
+            flights.join(hourly, on=["origin", "time_hour"], how="left", validate="m:1")
+            .join(recent_weather(weather), on=["origin", "time_hour"], how="left", validate="m:1")
+            .join(daily_weather(weather), on=["origin", "year", "month", "day"], how="left", validate="m:1")
+            .join(plane_part, on="tailnum", how="left", validate="m:1")
         )
     except pl.exceptions.ComputeError as e:
         raise FeatureError(f"joining flights with weather and planes: {e}") from e
     if joined.height != flights.height:
         raise FeatureError(f"joins changed the number of flights from {flights.height} to {joined.height}")
     return joined.with_columns(pl.col("_has_weather", "_has_plane").fill_null(False))
+
+
+def daily_weather(weather: pl.DataFrame) -> pl.DataFrame:
+    """Weather over each local day at each origin: how stormy the day is, standing in for the day's forecast."""
+    return weather.group_by("origin", "year", "month", "day").agg(
+        precip_day=pl.col("precip").sum(),
+        visib_day_min=pl.col("visib").min(),
+        wind_day_max=pl.col("wind_speed").max(),
+        gust_day_max=pl.col("wind_gust").max(),
+    )
+
+
+def recent_weather(weather: pl.DataFrame) -> pl.DataFrame:
+    """Precipitation at each origin in each hour and the two hours before it."""
+    return (
+        weather.sort("origin", "time_hour")
+        .rolling(index_column="time_hour", period="3h", group_by="origin")
+        .agg(precip_3h=pl.col("precip").cast(pl.Float64).sum())
+        # A rolling sum adds and subtracts as the window moves: round away the float error (data has 2 decimals).
+        .with_columns(pl.col("precip_3h").round(6).clip(lower_bound=0))
+    )
 
 
 def derive_features(joined: pl.DataFrame) -> pl.DataFrame:
@@ -205,16 +228,3 @@ def check_split(name: str, part: pl.DataFrame, config: DataConfig) -> None:
 def share(mask: pl.Series) -> float:
     """Share of true values in a boolean column (0 for an empty one)."""
     return float(mask.cast(pl.Float64).to_numpy().mean()) if mask.len() else 0.0
-
-
-def frame_columns(frame: pl.DataFrame, contract: FeatureContract) -> dict[str, Column]:
-    """The contract's features as columns the preprocessor reads: arrays for numbers, lists for categories."""
-    return {
-        name: frame[name].to_list() if spec.kind == "categorical" else frame[name].to_numpy()
-        for name, spec in contract.features.items()
-    }
-
-
-def load_preprocessor(features_dir: Path) -> Preprocessor:
-    """The preprocessing fitted by the features stage."""
-    return Preprocessor.load(features_dir / PREPROCESSING_FILE)

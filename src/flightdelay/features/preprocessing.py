@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from flightdelay.config import PreprocessingConfig
 from flightdelay.contract import FeatureContract
 
+PREPROCESSING_FILE = "preprocessing.json"
 OOV = 0  # categories not in the vocabulary (unseen, or rarer than min_category_count)
 MISSING = 1  # null categories
 FIRST_INDEX = 2
@@ -250,3 +252,16 @@ def _apply_transform(values: npt.NDArray[np.float64], transform: str | None) -> 
     if transform == "log1p":
         return np.log1p(np.maximum(values, 0.0))
     return values
+
+
+def frame_columns(frame: pl.DataFrame, contract: FeatureContract) -> dict[str, Column]:
+    """The contract's features of a table as columns to transform: arrays for numbers, lists for categories."""
+    return {
+        name: frame[name].to_list() if spec.kind == "categorical" else frame[name].to_numpy()
+        for name, spec in contract.features.items()
+    }
+
+
+def load_preprocessor(features_dir: Path) -> Preprocessor:
+    """The preprocessing fitted by the features stage."""
+    return Preprocessor.load(features_dir / PREPROCESSING_FILE)

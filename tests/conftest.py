@@ -8,10 +8,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flightdelay.config import DataConfig, load_data_config
+from flightdelay.config import (
+    DataConfig,
+    EvaluateConfig,
+    TrainConfig,
+    load_data_config,
+    load_evaluate_config,
+    load_train_config,
+)
 from flightdelay.data.ingest import ingest
 from flightdelay.data.validate import validate
+from flightdelay.evaluation.stage import evaluate
 from flightdelay.features.build import build_features
+from flightdelay.training import train
 from slices import write_slice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +78,54 @@ def stage_outputs(config: DataConfig, tmp_path_factory: pytest.TempPathFactory) 
     validate(config, paths["raw"], paths["validated"], paths["reports"])
     build_features(config, paths["validated"], paths["features"], paths["features_metrics"])
     return paths
+
+
+def shrink(config: TrainConfig, **training: int) -> TrainConfig:
+    """The real training config, made small and quick for a slice of a few hundred flights."""
+    loop = config.training.model_copy(update={"batch_size": 32, "max_epochs": 6, "patience": 3, **training})
+    return config.model_copy(update={"training": loop, "threads": 1, "device": "cpu"})
+
+
+@pytest.fixture(scope="session")
+def train_config() -> TrainConfig:
+    """configs/train.yaml, shrunk for the slice."""
+    return shrink(load_train_config(REPO_ROOT / "configs" / "train.yaml"))
+
+
+@pytest.fixture(scope="session")
+def evaluate_config() -> EvaluateConfig:
+    """configs/evaluate.yaml with slices small enough for the slice of flights."""
+    config = load_evaluate_config(REPO_ROOT / "configs" / "evaluate.yaml")
+    return config.model_copy(update={"min_slice_rows": 5})
+
+
+@pytest.fixture(scope="session")
+def trained(
+    stage_outputs: dict[str, Path], train_config: TrainConfig, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The model trained once on the slice's features; tests must not modify these outputs."""
+    root = tmp_path_factory.mktemp("trained")
+    paths = {"bundle": root / "bundle", "reports": root / "reports" / "train", "checkpoints": root / "checkpoints"}
+    train(train_config, stage_outputs["features"], paths["bundle"], paths["reports"], paths["checkpoints"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def evaluated(
+    config: DataConfig,
+    evaluate_config: EvaluateConfig,
+    stage_outputs: dict[str, Path],
+    trained: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The evaluation of the trained model on the slice's test months."""
+    out = tmp_path_factory.mktemp("evaluation")
+    evaluate(
+        config,
+        evaluate_config,
+        stage_outputs["features"],
+        trained["bundle"],
+        out,
+        training_metrics=trained["reports"] / "metrics.json",
+    )
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -124,6 +124,87 @@ class DataConfig(StrictModel):
         return self
 
 
+class ModelConfig(StrictModel):
+    """Sizes of the network."""
+
+    members: int = Field(3, ge=1, le=32)
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.3, ge=0, lt=1)
+    embedding_scale: float = Field(0.5, gt=0)
+    max_embedding_dim: int = Field(32, ge=1)
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW settings."""
+
+    lr: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class LoopConfig(StrictModel):
+    """Batching and stopping."""
+
+    batch_size: int = Field(1024, ge=1)
+    max_epochs: int = Field(40, ge=1)
+    patience: int = Field(4, ge=1)
+    eval_batch_size: int = Field(65536, ge=1)
+
+
+class TrainConfig(StrictModel):
+    """Everything the train stage needs: ``configs/train.yaml``."""
+
+    seed: int = Field(42, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    threads: int = Field(0, ge=0)
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    training: LoopConfig = LoopConfig()
+    threshold: Literal["f1"] | Annotated[float, Field(gt=0, lt=1)] = "f1"
+
+
+class LightGBMConfig(StrictModel):
+    """The LightGBM baseline: library defaults, early stopping on the validation months."""
+
+    max_rounds: int = Field(5000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+
+
+class LogisticConfig(StrictModel):
+    """The logistic-regression baseline."""
+
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(2000, ge=1)
+
+
+class EvaluateConfig(StrictModel):
+    """Everything the evaluate stage needs: ``configs/evaluate.yaml``."""
+
+    seed: int = Field(0, ge=0)
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    logistic: LogisticConfig = LogisticConfig()
+    slices: list[str] = Field(default_factory=lambda: ["origin", "carrier"])
+    min_slice_rows: int = Field(500, ge=1)
+    calibration_bins: int = Field(10, ge=2, le=100)
+    curve_points: int = Field(200, ge=10, le=100_000)
+
+
+class GateConfig(StrictModel):
+    """When a challenger replaces the champion."""
+
+    metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    min_improvement: float = Field(0.001, ge=-1, le=1)
+    max_slice_regression: float = Field(0.02, ge=0, le=1)
+    min_slice_rows: int = Field(1000, ge=1)
+
+
+class RegistryConfig(StrictModel):
+    """The MLflow experiment, the registered model and its promotion gate: ``configs/registry.yaml``."""
+
+    experiment: str = Field("flight-delay", min_length=1)
+    model_name: str = Field("flight-delay", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    gate: GateConfig = GateConfig()
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -170,3 +251,18 @@ def _is_union_tag(part: int | str) -> bool:
 def load_data_config(path: Path) -> DataConfig:
     """The data configuration at ``path``, validated."""
     return parse_config(DataConfig, load_yaml(path), str(path))
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """The training configuration at ``path``, validated."""
+    return parse_config(TrainConfig, load_yaml(path), str(path))
+
+
+def load_evaluate_config(path: Path) -> EvaluateConfig:
+    """The evaluation configuration at ``path``, validated."""
+    return parse_config(EvaluateConfig, load_yaml(path), str(path))
+
+
+def load_registry_config(path: Path) -> RegistryConfig:
+    """The registry configuration at ``path``, validated."""
+    return parse_config(RegistryConfig, load_yaml(path), str(path))

@@ -1,0 +1,134 @@
+"""The network and its bundle: shapes, learning, a lossless save/load, clear errors for broken bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from flightdelay.features.preprocessing import frame_columns
+from flightdelay.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from flightdelay.model.network import ModelArgs, TabularNet, embedding_dim
+
+ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
+
+
+def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    categorical = torch.stack([torch.randint(0, 5, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)], 1)
+    return categorical, torch.randn(n, 6, generator=g)
+
+
+def test_members_give_one_logit_each_and_probabilities_average() -> None:
+    torch.manual_seed(0)
+    net = TabularNet(ARGS).eval()
+    categorical, numeric = batch(10)
+    logits = net(categorical, numeric)
+    assert logits.shape == (10, 2)
+    assert not torch.allclose(logits[:, 0], logits[:, 1])  # independently initialised
+    proba = net.predict_proba(categorical, numeric)
+    assert torch.allclose(proba, torch.sigmoid(logits).mean(1))
+    assert ((proba > 0) & (proba < 1)).all()
+
+
+def test_embedding_sizes_grow_slowly_and_are_capped() -> None:
+    assert embedding_dim(3) == 3
+    assert embedding_dim(200) > embedding_dim(20) > embedding_dim(3)
+    assert embedding_dim(10_000, max_dim=32) == 32
+    assert embedding_dim(2, scale=0.1) == 2
+
+
+def test_tiny_model_overfits_tiny_batch() -> None:
+    torch.manual_seed(0)
+    net = TabularNet(ARGS)
+    categorical, numeric = batch(32, seed=1)
+    target = torch.rand(32, generator=torch.Generator().manual_seed(2)).round()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for _ in range(300):
+        logits = net(categorical, numeric)
+        loss = loss_fn(logits, target.unsqueeze(1).expand_as(logits))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    assert loss.item() < 0.05
+    assert ((net.predict_proba(categorical, numeric) >= 0.5).float() == target).all()
+
+
+def test_save_load_round_trip_gives_identical_predictions(
+    trained: dict[str, Path], stage_outputs: dict[str, Path], tmp_path: Path
+) -> None:
+    bundle = Bundle.load(trained["bundle"])
+    copy = tmp_path / "copy"
+    bundle.save(copy)
+    loaded = Bundle.load(copy)
+    assert loaded.digest() == bundle.digest()
+    assert loaded.threshold == bundle.threshold
+    test = pl.read_parquet(stage_outputs["features"] / "test.parquet")
+    columns = frame_columns(test, bundle.contract)
+    original, restored = Predictor(bundle).predict_proba(columns), Predictor(loaded).predict_proba(columns)
+    assert np.array_equal(original, restored)
+    probabilities, labels = Predictor(loaded).predict(columns)
+    assert np.array_equal(labels, probabilities >= bundle.threshold)
+
+
+def test_predictor_accepts_nulls_and_unseen_categories(
+    trained: dict[str, Path], stage_outputs: dict[str, Path]
+) -> None:
+    predictor = Predictor.from_directory(trained["bundle"])
+    test = pl.read_parquet(stage_outputs["features"] / "test.parquet").head(3)
+    columns = frame_columns(test, predictor.bundle.contract)
+    columns["dest"] = ["ZZZ", None, "LAX"]
+    columns["temp"] = np.array([np.nan, 40.0, np.nan])
+    proba = predictor.predict_proba(columns)
+    assert proba.shape == (3,)
+    assert np.isfinite(proba).all()
+
+
+def test_digest_ignores_lineage_but_not_weights(trained: dict[str, Path]) -> None:
+    bundle = Bundle.load(trained["bundle"])
+    assert bundle.with_lineage({"git": "abc"}).digest() == bundle.digest()
+    weights = {k: v.clone() for k, v in bundle.weights.items()}
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] += 1e-3
+    assert Bundle(bundle.args, weights, bundle.preprocessor, bundle.threshold).digest() != bundle.digest()
+
+
+def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(trained["bundle"], tmp_path / "bundle"))
+    (broken / WEIGHTS_FILE).unlink()
+    with pytest.raises(BundleError, match=r"not a model bundle, missing weights\.safetensors"):
+        Bundle.load(broken)
+
+    newer = Path(shutil.copytree(trained["bundle"], tmp_path / "newer"))
+    model = json.loads((newer / MODEL_FILE).read_text())
+    (newer / MODEL_FILE).write_text(json.dumps({**model, "format_version": 99}))
+    with pytest.raises(BundleError, match="format version 99, this code reads 1"):
+        Bundle.load(newer)
+
+    garbled = Path(shutil.copytree(trained["bundle"], tmp_path / "garbled"))
+    (garbled / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(BundleError, match="cannot read the model bundle"):
+        Bundle.load(garbled)
+
+    bundle = Bundle.load(trained["bundle"])
+    wider = ModelArgs(**{**bundle.args.to_dict(), "hidden": [8]})
+    with pytest.raises(BundleError, match="do not fit the network's arguments"):
+        Predictor(Bundle(wider, bundle.weights, bundle.preprocessor, bundle.threshold))
+
+
+def test_network_module_imports_no_serving_or_tracking_code() -> None:
+    code = (
+        "import sys, flightdelay.model.network, flightdelay.model.bundle\n"
+        "bad = [m for m in ('mlflow', 'fastapi', 'evidently') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

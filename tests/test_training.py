@@ -1,0 +1,139 @@
+"""Training: reproducible, resumable after an interruption, and refusing data it cannot learn from."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from conftest import shrink
+from flightdelay.config import TrainConfig
+from flightdelay.errors import ConfigError, FeatureError
+from flightdelay.io import read_json
+from flightdelay.model.bundle import Bundle
+from flightdelay.training import CHECKPOINT_FILE, EpochRecord, TrainResult, choose_threshold, resolve_device, train
+
+
+def run(config: TrainConfig, features: Path, root: Path, **kwargs: object) -> TrainResult:
+    return train(config, features, root / "bundle", root / "reports", root / "checkpoints", **kwargs)  # type: ignore[arg-type]
+
+
+def weights(root: Path) -> dict[str, torch.Tensor]:
+    return Bundle.load(root / "bundle").weights
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def interrupt_after(epoch: int):
+    def hook(record: EpochRecord) -> None:
+        if record.epoch == epoch:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def test_training_writes_a_loadable_bundle_and_reports(trained: dict[str, Path], train_config: TrainConfig) -> None:
+    bundle = Bundle.load(trained["bundle"])
+    assert bundle.args.members == train_config.model.members
+    assert 0 < bundle.threshold < 1
+    metrics = read_json(trained["reports"] / "metrics.json")
+    history = pl.read_csv(trained["reports"] / "history.csv")
+    assert history.height == metrics["epochs_run"] <= train_config.training.max_epochs
+    assert metrics["valid_roc_auc"] == history["valid_roc_auc"].max()
+    assert history["valid_roc_auc"].arg_max() + 1 == metrics["best_epoch"]
+    assert not (trained["checkpoints"] / CHECKPOINT_FILE).exists()  # removed once training finished
+
+
+def test_same_data_parameters_and_seed_give_the_same_model(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], trained: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run(train_config, stage_outputs["features"], tmp_path)
+    assert same_weights(weights(tmp_path), Bundle.load(trained["bundle"]).weights)
+    assert result.valid_roc_auc == read_json(trained["reports"] / "metrics.json")["valid_roc_auc"]
+    other_seed = train_config.model_copy(update={"seed": train_config.seed + 1})
+    run(other_seed, stage_outputs["features"], tmp_path / "other")
+    assert not same_weights(weights(tmp_path / "other"), weights(tmp_path))
+
+
+def test_interrupted_training_resumes_exactly(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], trained: dict[str, Path], tmp_path: Path
+) -> None:
+    features = stage_outputs["features"]
+    with pytest.raises(KeyboardInterrupt):
+        run(train_config, features, tmp_path, on_epoch_end=interrupt_after(2))
+    assert (tmp_path / "checkpoints" / CHECKPOINT_FILE).is_file()
+    assert not (tmp_path / "bundle").exists()  # nothing half-written
+
+    result = run(train_config, features, tmp_path)
+    assert result.resumed_from_epoch == 2
+    assert same_weights(weights(tmp_path), Bundle.load(trained["bundle"]).weights)
+    assert pl.read_csv(tmp_path / "reports" / "history.csv").equals(pl.read_csv(trained["reports"] / "history.csv"))
+
+
+def test_corrupt_checkpoint_is_discarded_and_training_restarts(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], trained: dict[str, Path], tmp_path: Path
+) -> None:
+    features = stage_outputs["features"]
+    with pytest.raises(KeyboardInterrupt):
+        run(train_config, features, tmp_path, on_epoch_end=interrupt_after(1))
+    checkpoint = tmp_path / "checkpoints" / CHECKPOINT_FILE
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # as if the disk filled up mid-write
+    result = run(train_config, features, tmp_path)
+    assert result.resumed_from_epoch is None
+    assert same_weights(weights(tmp_path), Bundle.load(trained["bundle"]).weights)
+
+
+def test_checkpoint_of_other_parameters_is_not_resumed(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path
+) -> None:
+    features = stage_outputs["features"]
+    with pytest.raises(KeyboardInterrupt):
+        run(train_config, features, tmp_path, on_epoch_end=interrupt_after(1))
+    changed = train_config.model_copy(update={"optimizer": train_config.optimizer.model_copy(update={"lr": 0.01})})
+    assert run(changed, features, tmp_path).resumed_from_epoch is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.head(0), "the train split is empty"),
+        (lambda f: f.with_columns(late=pl.lit(False)), "every row of the train split has the same label"),
+        (lambda f: f.drop("temp"), r"columns \['temp'\] of the contract are missing"),
+    ],
+)
+def test_unusable_training_split_fails_before_training(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path, change: object, message: str
+) -> None:
+    features = Path(shutil.copytree(stage_outputs["features"], tmp_path / "features"))
+    change(pl.read_parquet(features / "train.parquet")).write_parquet(features / "train.parquet")  # type: ignore[operator]
+    with pytest.raises(FeatureError, match=message):
+        run(train_config, features, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_device_is_chosen_automatically_and_checked() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_threshold_maximises_f1() -> None:
+    target = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    proba = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])
+    threshold = choose_threshold(target, proba)
+    assert threshold == pytest.approx(0.35)  # labels 0.35 and above late: 4 of 4 late found, 1 false alarm
+
+
+def test_fixed_threshold_is_kept(train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path) -> None:
+    fixed = shrink(train_config, max_epochs=1).model_copy(update={"threshold": 0.42})
+    assert run(fixed, stage_outputs["features"], tmp_path).threshold == 0.42
+    assert Bundle.load(tmp_path / "bundle").threshold == 0.42

@@ -1,0 +1,1 @@
+"""Honest evaluation on the test months: metrics, baselines, curves, slices and the model card."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Each tool's own switch; setting them before the tool is imported keeps an offline machine from waiting on it.
@@ -19,14 +20,31 @@ _TELEMETRY_OFF = {
 class Settings(BaseSettings):
     """Settings of the running process (not of the pipeline: those live in ``configs/*.yaml``)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLIGHTDELAY_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="FLIGHTDELAY_", extra="forbid", populate_by_name=True)
 
     telemetry: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tracking_uri: str = Field(
+        "sqlite:///mlruns/mlflow.db",
+        validation_alias=AliasChoices("FLIGHTDELAY_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking and registry URI: a SQLite file by default, or e.g. http://mlflow:5000.",
+    )
+    artifact_root: str = Field(
+        "mlruns/artifacts", description="Where new experiments store artifacts, for a local tracking store."
+    )
+    registry_timeout_s: float = Field(5.0, gt=0, description="How long one call to the tracking server may take.")
+    dvc_exp_name: str | None = Field(
+        None, validation_alias="DVC_EXP_NAME", description="Set by DVC when a stage runs inside `dvc exp run`."
+    )
 
 
 def apply_process_defaults(settings: Settings) -> None:
-    """Switch third-party telemetry off unless the user opted in; values the user set are kept."""
+    """Telemetry off unless the user opted in; MLflow calls fail fast. Values the user set are kept."""
+    # MLflow retries an unreachable server for minutes by default; one quick retry, then a clear error.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # an integer number of seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(round(settings.registry_timeout_s)))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if settings.telemetry:
         return
     for name, value in _TELEMETRY_OFF.items():

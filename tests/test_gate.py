@@ -1,0 +1,75 @@
+"""The promotion gate's decisions on crafted pairs of scorecards."""
+
+from __future__ import annotations
+
+import pytest
+
+from flightdelay.config import GateConfig
+from flightdelay.gate import Scorecard, decide
+
+POLICY = GateConfig(metric="roc_auc", min_improvement=0.002, max_slice_regression=0.02, min_slice_rows=100)
+
+
+def card(auc: float, **slices: tuple[float, int]) -> Scorecard:
+    """A scorecard with an overall ROC AUC and origin slices given as (roc_auc, rows)."""
+    return Scorecard(
+        metrics={"roc_auc": auc, "pr_auc": auc - 0.2},
+        slices={"origin": {name: {"roc_auc": a, "rows": n} for name, (a, n) in slices.items()}},
+    )
+
+
+def test_first_model_is_promoted() -> None:
+    decision = decide(card(0.61), None, POLICY)
+    assert decision.promote
+    assert decision.reasons == ["no champion yet; challenger roc_auc 0.6100"]
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        (0.710, 0.700, True),  # better by more than the margin
+        (0.702, 0.700, True),  # exactly the margin
+        (0.701, 0.700, False),  # better, but below the margin
+        (0.700, 0.700, False),  # equal
+        (0.650, 0.700, False),  # worse
+    ],
+)
+def test_overall_metric_must_beat_the_champion_by_the_margin(challenger: float, champion: float, promote: bool) -> None:
+    decision = decide(card(challenger), card(champion), POLICY)
+    assert decision.promote is promote
+    assert decision.delta == pytest.approx(challenger - champion)
+    assert decision.verdict == ("promote" if promote else "reject")
+
+
+def test_large_slice_regression_blocks_promotion() -> None:
+    champion = card(0.70, EWR=(0.72, 500), JFK=(0.69, 400))
+    challenger = card(0.72, EWR=(0.69, 500), JFK=(0.74, 400))
+    decision = decide(challenger, champion, POLICY)
+    assert not decision.promote
+    assert any("slice origin=EWR (500 rows) regresses: roc_auc 0.6900 vs 0.7200" in r for r in decision.reasons)
+
+
+def test_small_slices_and_tolerated_drops_do_not_block() -> None:
+    champion = card(0.70, EWR=(0.72, 500), XYZ=(0.90, 20))
+    challenger = card(0.72, EWR=(0.705, 500), XYZ=(0.50, 20))
+    decision = decide(challenger, champion, POLICY)
+    assert decision.promote
+    assert "no slice of at least 100 rows regresses" in decision.reasons[-1]
+
+
+def test_slices_missing_on_one_side_are_skipped() -> None:
+    decision = decide(card(0.72, EWR=(0.70, 500)), card(0.70, LGA=(0.80, 500)), POLICY)
+    assert decision.promote
+
+
+def test_undefined_challenger_metric_is_rejected() -> None:
+    decision = decide(card(float("nan")), None, POLICY)
+    assert not decision.promote
+    assert "undefined" in decision.reasons[0]
+
+
+def test_gate_can_compare_on_pr_auc() -> None:
+    policy = POLICY.model_copy(update={"metric": "pr_auc"})
+    challenger = Scorecard(metrics={"roc_auc": 0.60, "pr_auc": 0.50})
+    champion = Scorecard(metrics={"roc_auc": 0.70, "pr_auc": 0.40})
+    assert decide(challenger, champion, policy).promote

@@ -1,0 +1,248 @@
+"""Registration, the promotion gate and the pyfunc model, against a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO_ROOT
+from flightdelay.config import EvaluateConfig, RegistryConfig
+from flightdelay.features.preprocessing import frame_columns
+from flightdelay.io import read_json
+from flightdelay.model.bundle import LINEAGE_FILE, Bundle, Predictor
+from flightdelay.model.network import TabularNet
+from flightdelay.register import RegisterInputs, register_candidate
+from flightdelay.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from flightdelay.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("mlflow")
+    return Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
+
+
+@pytest.fixture
+def registry_config(request: pytest.FixtureRequest) -> RegistryConfig:
+    """A registered model of its own for every test."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
+    return RegistryConfig(experiment="tests", model_name=name)
+
+
+@pytest.fixture
+def inputs(trained: dict[str, Path], evaluated: Path, stage_outputs: dict[str, Path], tmp_path: Path) -> RegisterInputs:
+    return RegisterInputs(
+        bundle_dir=trained["bundle"],
+        features_dir=stage_outputs["features"],
+        train_reports=trained["reports"],
+        evaluation_dir=evaluated,
+        lock_file=REPO_ROOT / "dvc.lock",
+        root=REPO_ROOT,
+        params={"train": {"seed": 42, "model": {"hidden": [64]}}},
+        receipt=tmp_path / "registry.json",
+    )
+
+
+@pytest.fixture
+def worse_bundle(trained: dict[str, Path], tmp_path: Path) -> Path:
+    """The trained bundle with untrained weights: the same inputs and outputs, no skill."""
+    bundle = Bundle.load(trained["bundle"])
+    torch.manual_seed(12345)
+    untrained = TabularNet(bundle.args).state_dict()
+    path = tmp_path / "worse"
+    Bundle(bundle.args, dict(untrained), bundle.preprocessor, bundle.threshold).save(path)
+    return path
+
+
+def with_bundle(inputs: RegisterInputs, bundle_dir: Path) -> RegisterInputs:
+    return RegisterInputs(**{**inputs.__dict__, "bundle_dir": bundle_dir})
+
+
+def test_first_registration_becomes_champion_with_lineage(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    trained: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    outcome = register_candidate(settings, registry_config, evaluate_config, inputs)
+    assert (outcome.version, outcome.new, outcome.champion) == ("1", True, "1")
+    assert outcome.decision is not None
+    assert outcome.decision.promote
+
+    registry = Registry(settings, registry_config)
+    digest = Bundle.load(trained["bundle"]).digest()
+    for alias in (CHAMPION, CHALLENGER):
+        version = registry.by_alias(alias)
+        assert version is not None
+        assert Registry.number(version) == "1"
+    tags = registry.get("1").tags
+    assert tags["bundle_sha256"] == digest
+    assert tags["gate.decision"] == "promote"
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"])
+    assert tags["champion.decided_by"] == "gate"
+    assert registry.champion_history() == ["1"]
+    assert read_json(inputs.receipt) == {"model_name": registry_config.model_name, "bundle_sha256": digest}
+
+    run_id = registry.get("1").run_id
+    client = MlflowClient(settings.tracking_uri)
+    history = client.get_metric_history(run_id, "valid_roc_auc")
+    assert len(history) == read_json(trained["reports"] / "metrics.json")["epochs_run"]
+    run = client.get_run(run_id)
+    assert "test_roc_auc" in run.data.metrics
+    assert "lightgbm_test_roc_auc" in run.data.metrics
+    assert run.data.params["train.seed"] == "42"
+
+    bundle_dir = registry.fetch_bundle("1", tmp_path / "download")
+    lineage = read_json(bundle_dir / LINEAGE_FILE)
+    assert lineage["bundle_sha256"] == digest
+    assert set(lineage["data"]) == {"data/raw", "data/validated", "data/features"}
+    assert lineage["mlflow_run_id"] == run_id
+    assert "test" in lineage["metrics"]
+    assert (bundle_dir / "model_card.md").is_file()
+    assert Bundle.load(bundle_dir).digest() == digest  # loading needs nothing but the bundle
+
+
+def test_registering_the_same_bundle_again_does_nothing(
+    settings: Settings, registry_config: RegistryConfig, evaluate_config: EvaluateConfig, inputs: RegisterInputs
+) -> None:
+    register_candidate(settings, registry_config, evaluate_config, inputs)
+    again = register_candidate(settings, registry_config, evaluate_config, inputs)
+    assert (again.version, again.new, again.decision) == ("1", False, None)
+    versions = MlflowClient(settings.tracking_uri).search_model_versions(f"name = '{registry_config.model_name}'")
+    assert len(versions) == 1
+
+
+def test_worse_model_is_not_promoted(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    worse_bundle: Path,
+) -> None:
+    register_candidate(settings, registry_config, evaluate_config, inputs)
+    outcome = register_candidate(settings, registry_config, evaluate_config, with_bundle(inputs, worse_bundle))
+    assert outcome.version == "2"
+    assert outcome.champion == "1"
+    assert outcome.decision is not None
+    assert not outcome.decision.promote
+    registry = Registry(settings, registry_config)
+    challenger = registry.by_alias(CHALLENGER)
+    assert challenger is not None
+    assert Registry.number(challenger) == "2"
+    tags = registry.get("2").tags
+    assert tags["gate.decision"] == "reject"
+    assert tags["gate.champion"] == "1"
+    assert "vs champion" in tags["gate.reasons"]
+    assert float(tags["gate.delta"]) < 0
+
+
+def test_pyfunc_and_bundle_predictor_agree(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    trained: dict[str, Path],
+    stage_outputs: dict[str, Path],
+) -> None:
+    register_candidate(settings, registry_config, evaluate_config, inputs)
+    model = mlflow.pyfunc.load_model(f"models:/{registry_config.model_name}@{CHAMPION}")
+    predictor = Predictor.from_directory(trained["bundle"])
+    test = pl.read_parquet(stage_outputs["features"] / "test.parquet")
+    frame = test.select(list(predictor.bundle.contract.features)).to_pandas()
+    frame.loc[0, "temp"] = None  # nullable numeric
+    frame.loc[1, "engine"] = None  # nullable category
+    frame.loc[2, "dest"] = "ZZZ"  # never seen in training
+    served = model.predict(frame)
+
+    columns = frame_columns(pl.from_pandas(frame), predictor.bundle.contract)
+    expected, labels = predictor.predict(columns)
+    assert np.allclose(served["probability"].to_numpy(), expected, atol=1e-7)
+    assert (served["label"].to_numpy() == labels).all()
+
+
+def test_manual_promotion_and_rollback(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    worse_bundle: Path,
+) -> None:
+    register_candidate(settings, registry_config, evaluate_config, inputs)
+    register_candidate(settings, registry_config, evaluate_config, with_bundle(inputs, worse_bundle))
+    registry = Registry(settings, registry_config)
+
+    assert registry.promote("2", reason="testing a hand-over", decided_by="manual") == "1"
+    champion = registry.by_alias(CHAMPION)
+    assert champion is not None
+    assert Registry.number(champion) == "2"
+    assert registry.get("2").tags["champion.reason"] == "testing a hand-over"
+    assert registry.champion_history() == ["1", "2"]
+    with pytest.raises(RegistryError, match="already the champion"):
+        registry.promote("2", reason="again", decided_by="manual")
+    with pytest.raises(RegistryError, match="has no version 9"):
+        registry.promote("9", reason="typo", decided_by="manual")
+
+    assert registry.rollback("worse on Mondays") == ("2", "1")
+    champion = registry.by_alias(CHAMPION)
+    assert champion is not None
+    assert Registry.number(champion) == "1"
+    assert registry.get("2").tags["champion.rollback_reason"] == "worse on Mondays"
+    with pytest.raises(RegistryError, match="first recorded champion"):
+        registry.rollback("nothing before it")
+
+
+def test_unreachable_tracking_server_fails_fast_and_registers_nothing(
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    down = Settings(tracking_uri=f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match=rf"127\.0\.0\.1:{port} cannot be reached .* nothing was registered") as e:
+        register_candidate(down, registry_config, evaluate_config, inputs)
+    assert "Max retries exceeded" in str(e.value)  # a refused connection, not a configuration mistake
+    assert time.monotonic() - start < 15
+    assert not inputs.receipt.exists()
+
+
+def test_failure_after_registration_leaves_no_version(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_: object) -> None:
+        raise RuntimeError("registry refused the alias")
+
+    monkeypatch.setattr(Registry, "set_alias", refuse)
+    with pytest.raises(RuntimeError, match="refused the alias"):
+        register_candidate(settings, registry_config, evaluate_config, inputs)
+    client = MlflowClient(settings.tracking_uri)
+    assert client.search_model_versions(f"name = '{registry_config.model_name}'") == []
+    assert not inputs.receipt.exists()
+    runs = client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id],
+        filter_string=f"tags.bundle_sha256 = '{Bundle.load(inputs.bundle_dir).digest()}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    assert runs[0].info.status == "FAILED"

@@ -20,7 +20,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export EVIDENTLY_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 
-.PHONY: help setup train repro dag test lint format typecheck bench push pull lock clean
+MLFLOW_PORT ?= 5000
+
+.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui test test-fast lint format typecheck bench \
+	push pull lock clean
 
 help: ## Show every target with one line of help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,16 +40,38 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create or update .venv (done automatically by the other targets)
 
-train: $(STAMP) ## Run the whole pipeline with DVC (only the stages whose inputs changed)
+train: $(STAMP) ## Run the pipeline: data, training, evaluation, registry and promotion gate (what changed)
 	$(BIN)/dvc repro
+	@$(BIN)/flightdelay summary
 
 repro: train ## Same as train
 
 dag: $(STAMP) ## Print the pipeline DAG
 	@$(BIN)/dvc dag
 
+metrics: $(STAMP) ## Show every metric of the pipeline (dvc metrics show)
+	@$(BIN)/dvc metrics show
+
+champion: $(STAMP) ## Show the champion, the challenger and the history of champions
+	@$(BIN)/flightdelay champion
+
+promote: $(STAMP) ## Make a version the champion by hand: make promote VERSION=3 REASON="why"
+	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'usage: make promote VERSION=<n> REASON="<why>"' >&2; exit 2; }
+	@$(BIN)/flightdelay promote "$(VERSION)" --reason "$(REASON)"
+
+rollback: $(STAMP) ## Give @champion back to the previous champion: make rollback REASON="why"
+	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="<why>"' >&2; exit 2; }
+	@$(BIN)/flightdelay rollback --reason "$(REASON)"
+
+mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
+	$(BIN)/mlflow ui --backend-store-uri "$${FLIGHTDELAY_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
+		--host 127.0.0.1 --port $(MLFLOW_PORT)
+
 test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run the tests except the end-to-end DVC runs (about a minute)
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Check style, formatting and types (ruff, mypy)
 	$(BIN)/ruff check .

@@ -32,12 +32,15 @@ def copy_repository(dest: Path, source: Path = REPO_ROOT) -> Path:
     return dest
 
 
-def edit_config(repo: Path, name: str, **sections: dict[str, Any]) -> None:
-    """Update keys of ``configs/<name>.yaml`` in ``repo``, one level deep per section."""
+def edit_config(repo: Path, name: str, **changes: Any) -> None:
+    """Set keys of ``configs/<name>.yaml`` in ``repo``: a dict updates a section, anything else replaces a value."""
     path = repo / "configs" / f"{name}.yaml"
     config = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        config[section].update(values)
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            config[key].update(value)
+        else:
+            config[key] = value
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 

@@ -1,10 +1,16 @@
-"""The three data stages run by DVC on a slice of real flights, in a temporary copy of the repository."""
+"""The whole pipeline run by DVC on a slice of real flights, in a temporary copy of the repository.
+
+The copy has its own MLflow store (the default SQLite file under its mlruns/), so nothing here touches the
+repository's own registry.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,12 +22,16 @@ from flightdelay.io import read_json
 from slices import write_table
 
 pytestmark = pytest.mark.e2e
-OUTPUTS = ("data/raw", "data/validated", "data/features", "reports")
+OUTPUTS = ("data/raw", "data/validated", "data/features", "models/bundle", "reports")
+ALL_STAGES = ["ingest", "validate", "features", "train", "evaluate", "register"]
 # What each stage writes; a stage that fails must leave its own outputs and every later stage's untouched.
 STAGE_OUTPUTS = {
     "ingest": ("data/raw/",),
     "validate": ("data/validated/", "reports/validation/"),
     "features": ("data/features/", "reports/features.json"),
+    "train": ("models/bundle/", "reports/train/"),
+    "evaluate": ("reports/evaluation/",),
+    "register": ("reports/registry.json",),
 }
 
 
@@ -42,7 +52,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path) -> Path:
     edit_config(repo, "data", source={"dir": str(slice_dir)})
     result = dvc(repo, "repro")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert ran(result.stdout) == ["ingest", "validate", "features"]
+    assert ran(result.stdout) == ALL_STAGES
     return repo
 
 
@@ -52,15 +62,27 @@ def repo(built: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(built, tmp_path / "repo", ignore=shutil.ignore_patterns("tmp")))
 
 
-def test_first_run_writes_every_output(built: Path) -> None:
+def test_first_run_writes_every_output_and_registers_a_champion(built: Path) -> None:
     for split in ("train", "valid", "test"):
         assert pl.read_parquet(built / "data" / "features" / f"{split}.parquet").height > 0
     assert (built / "data" / "features" / "preprocessing.json").is_file()
     summary = read_json(built / "reports" / "validation" / "summary.json")
     assert summary["tables"]["flights"]["rows"] == 337
+    assert (built / "models" / "bundle" / "weights.safetensors").is_file()
+    assert (built / "reports" / "evaluation" / "model_card.md").is_file()
     metrics = dvc(built, "metrics", "show")
-    assert "reports/features.json" in metrics.stdout
-    assert "reports/validation/summary.json" in metrics.stdout
+    for path in ("reports/features.json", "reports/validation/summary.json", "reports/evaluation/metrics.json"):
+        assert path in metrics.stdout
+    receipt = read_json(built / "reports" / "registry.json")
+    champion = subprocess.run(
+        [str(Path(sys.executable).parent / "flightdelay"), "champion"],
+        cwd=built,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert receipt["model_name"] in champion
+    assert "champion history (oldest first): 1" in champion
 
 
 def test_second_run_runs_nothing(repo: Path) -> None:
@@ -71,15 +93,38 @@ def test_second_run_runs_nothing(repo: Path) -> None:
 
 
 def test_parameter_change_reruns_only_dependent_stages(repo: Path) -> None:
-    edit_config(repo, "data", preprocessing={"min_category_count": 3})
-    result = dvc(repo, "repro")
-    assert result.returncode == 0, result.stderr
-    assert ran(result.stdout) == ["features"]
-
-    # A looser rejection limit re-runs validate; its outputs are unchanged, so features is skipped.
     edit_config(repo, "data", validation={"max_rejected_share": 0.02})
     result = dvc(repo, "repro")
-    assert ran(result.stdout) == ["validate"]
+    assert result.returncode == 0, result.stderr
+    assert ran(result.stdout) == ["validate"]  # its outputs are unchanged, so nothing after it runs
+
+    edit_config(repo, "evaluate", curve_points=50)
+    result = dvc(repo, "repro")
+    assert ran(result.stdout) == ["evaluate", "register"]
+    assert "already version 1" in result.stderr + result.stdout  # same bundle: nothing new in the registry
+
+    edit_config(repo, "data", preprocessing={"min_category_count": 3})
+    result = dvc(repo, "repro")
+    assert ran(result.stdout) == ["features", "train", "evaluate", "register"]
+
+
+def test_experiment_lands_in_dvc_and_mlflow(repo: Path) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "baseline"],
+        cwd=repo,
+        check=True,
+    )
+    result = dvc(repo, "exp", "run", "-S", "configs/train.yaml:optimizer.lr=0.003")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ran(result.stdout)[:1] == ["train"]
+    shown = dvc(repo, "exp", "show", "--json")
+    assert "0.003" in shown.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("flight-delay").experiment_id])
+    assert {r.data.params.get("train.optimizer.lr") for r in runs} >= {"0.001", "0.003"}
 
 
 def test_outputs_are_identical_across_runs(repo: Path) -> None:

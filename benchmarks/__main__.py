@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import data_stages
+from benchmarks import data_stages, training
 from flightdelay.settings import Settings, apply_process_defaults
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -50,6 +50,23 @@ def show_data_stages(result: dict[str, Any]) -> bool:
     return bool(pipeline["met"] and joins["met"])
 
 
+def show_training(result: dict[str, Any]) -> bool:
+    table = Table(title=f"Training input pipeline ({result['rows']:,} rows, batch {result['batch_size']})")
+    for column in ("model", "sliced tensors", "Dataset + DataLoader (anchor)", "speed-up", "goal >= 3x"):
+        table.add_column(column)
+    for key, label in (("configured", "configured ensemble"), ("single_member", "one member")):
+        r = result[key]
+        table.add_row(
+            f"{label} ({r['members']} member{'s' if r['members'] > 1 else ''})",
+            f"{r['paths']['sliced tensors']['rows_per_s']:,} rows/s",
+            f"{r['paths']['Dataset + DataLoader']['rows_per_s']:,} rows/s",
+            f"{r['speedup']:.2f}x",
+            _yes(r["speedup"] >= result["goal"]),
+        )
+    console.print(table)
+    return bool(result["met"])
+
+
 def _yes(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
@@ -61,8 +78,9 @@ def main(
 ) -> None:
     """Run every benchmark against its anchor; exit 1 if a goal is missed."""
     apply_process_defaults(Settings())
-    results = {"data_stages": data_stages.run(repeat=repeat)}
+    results = {"data_stages": data_stages.run(repeat=repeat), "training": training.run()}
     met = show_data_stages(results["data_stages"])
+    met = show_training(results["training"]) and met
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results saved to {out / 'results.json'}")

@@ -15,6 +15,7 @@ import torch
 
 from flightdelay.features.preprocessing import frame_columns
 from flightdelay.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from flightdelay.model.inference import FoldedNetwork
 from flightdelay.model.network import ModelArgs, TabularNet, embedding_dim
 
 ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
@@ -132,3 +133,35 @@ def test_network_module_imports_no_serving_or_tracking_code() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
+def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[int]) -> None:
+    args = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=hidden, dropout=0.2, members=3)
+    torch.manual_seed(0)
+    net = TabularNet(args)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for seed in range(20):  # move weights and batch-norm statistics away from their initial values
+        categorical, numeric = batch(64, seed=seed)
+        logits = net(categorical, numeric)
+        target = torch.rand(64, generator=torch.Generator().manual_seed(seed)).round()
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, target.unsqueeze(1).expand_as(logits)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    net.eval()
+    categorical, numeric = batch(200, seed=99)
+    expected = net.predict_proba(categorical, numeric).numpy()
+    folded = FoldedNetwork.from_weights(args, net.state_dict())
+    assert np.allclose(folded.predict_proba(categorical.numpy(), numeric.numpy()), expected, atol=1e-6)
+
+
+def test_requests_and_tables_encode_identically(stage_outputs: dict[str, Path], trained: dict[str, Path]) -> None:
+    bundle = Bundle.load(trained["bundle"])
+    table = frame_columns(pl.read_parquet(stage_outputs["features"] / "test.parquet"), bundle.contract)
+    as_request = {name: list(values) for name, values in table.items()}  # JSON gives lists, with None for nulls
+    for name, spec in bundle.contract.features.items():
+        if spec.kind != "categorical":
+            as_request[name] = [None if np.isnan(v) else float(v) for v in table[name]]
+    a, b = bundle.preprocessor.transform(table), bundle.preprocessor.transform(as_request)
+    assert np.array_equal(a.categorical, b.categorical)
+    assert np.array_equal(a.numeric, b.numeric)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from flightdelay.config import PreprocessingConfig
 from flightdelay.contract import FeatureContract
@@ -99,6 +99,8 @@ class Preprocessor(_State):
     clip: float = Field(gt=0)
     fitted_on: FittedOn
 
+    _encoder: _Encoder = PrivateAttr()
+
     @property
     def cardinalities(self) -> list[int]:
         """Size of each column of the categorical matrix (categoricals, then crosses)."""
@@ -180,39 +182,23 @@ class Preprocessor(_State):
             fitted_on=fitted_on,
         )
 
-    def transform(self, columns: Mapping[str, Column]) -> EncodedBatch:
-        """The encoded matrices for a batch given as columns (lists, arrays or Series) of contract features."""
-        n = len(next(iter(columns.values()))) if columns else 0
-        categorical = np.empty((n, len(self.categorical) + len(self.crosses)), dtype=np.int64)
-        for j, cat in enumerate(self.categorical):
-            categorical[:, j] = _codes(columns[cat.name], {v: i + FIRST_INDEX for i, v in enumerate(cat.vocabulary)}, n)
-        for j, cross in enumerate(self.crosses, start=len(self.categorical)):
-            a, b = cross.of
-            pairs = [
-                (x, y) if x is not None and y is not None else None for x, y in zip(columns[a], columns[b], strict=True)
-            ]
-            categorical[:, j] = _codes(pairs, {tuple(v): i + FIRST_INDEX for i, v in enumerate(cross.vocabulary)}, n)
+    def __eq__(self, other: object) -> bool:
+        """Equal when fitted alike; the lookup tables derived from the fitted state are not compared."""
+        return isinstance(other, Preprocessor) and self.model_dump() == other.model_dump()
 
-        parts: list[npt.NDArray[np.float32]] = []
-        indicators: list[npt.NDArray[np.float32]] = []
-        for num in self.numeric:
-            values = _apply_transform(_floats(columns[num.name]), num.transform)
-            missing = np.isnan(values)
-            scaled = np.clip((values - num.mean) / num.std, -self.clip, self.clip)
-            parts.append(np.where(missing, 0.0, scaled).astype(np.float32))
-            if num.missing_indicator:
-                indicators.append(missing.astype(np.float32))
-        for cyc in self.cyclic:
-            values = _floats(columns[cyc.name])
-            missing = np.isnan(values)
-            angle = 2 * math.pi * np.where(missing, 0.0, values) / cyc.period
-            parts.append(np.where(missing, 0.0, np.sin(angle)).astype(np.float32))
-            parts.append(np.where(missing, 0.0, np.cos(angle)).astype(np.float32))
-            if cyc.missing_indicator:
-                indicators.append(missing.astype(np.float32))
-        parts_and_flags = parts + indicators
-        numeric = np.stack(parts_and_flags, axis=1) if parts_and_flags else np.empty((n, 0), dtype=np.float32)
-        return EncodedBatch(categorical=categorical, numeric=numeric)
+    __hash__ = _State.__hash__
+
+    def model_post_init(self, _context: Any, /) -> None:
+        """Build the encoder once, so that encoding a row is cheap."""
+        self._encoder = _Encoder(self)
+
+    def transform(self, columns: Mapping[str, Column]) -> EncodedBatch:
+        """The encoded matrices for a batch given as columns (lists, arrays or Series) of contract features.
+
+        The cost is a fixed number of array operations plus one dictionary lookup per category value, so one
+        row (a request) and a whole split (training) go through the same code.
+        """
+        return self._encoder.encode(columns)
 
     def save(self, path: Path) -> None:
         """Write the fitted state as JSON."""
@@ -223,6 +209,64 @@ class Preprocessor(_State):
     def load(cls, path: Path) -> Preprocessor:
         """The preprocessing saved at ``path``."""
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+class _Encoder:
+    """The fitted state of a :class:`Preprocessor` as plain lookups and arrays, for fast encoding.
+
+    Encoding costs a fixed number of NumPy calls (about fifteen) plus one dictionary lookup per category value,
+    so one row (a request) and a whole split (training) go through the same code.
+    """
+
+    def __init__(self, p: Preprocessor) -> None:
+        self.categorical: list[tuple[str, dict[Any, int]]] = [
+            (e.name, {v: i + FIRST_INDEX for i, v in enumerate(e.vocabulary)}) for e in p.categorical
+        ]
+        self.crosses: list[tuple[tuple[str, str], dict[Any, int]]] = [
+            (e.of, {tuple(v): i + FIRST_INDEX for i, v in enumerate(e.vocabulary)}) for e in p.crosses
+        ]
+        self.numbers = [e.name for e in p.numeric] + [e.name for e in p.cyclic]
+        self.n_numeric = len(p.numeric)
+        self.log1p = np.array([e.transform == "log1p" for e in p.numeric], dtype=bool)
+        self.any_log1p = bool(self.log1p.any())
+        self.mean = np.array([e.mean for e in p.numeric], dtype=np.float64)
+        self.std = np.array([e.std for e in p.numeric], dtype=np.float64)
+        self.clip = p.clip
+        self.radians = np.array([2 * math.pi / e.period for e in p.cyclic], dtype=np.float64)
+        self.indicators = np.array(
+            [e.missing_indicator for e in p.numeric] + [e.missing_indicator for e in p.cyclic], dtype=bool
+        )
+
+    def encode(self, columns: Mapping[str, Column]) -> EncodedBatch:
+        n = len(next(iter(columns.values()))) if columns else 0
+        codes = [
+            [MISSING if v is None else lookup.get(v, OOV) for v in columns[name]] for name, lookup in self.categorical
+        ]
+        codes += [
+            [
+                MISSING if x is None or y is None else lookup.get((x, y), OOV)
+                for x, y in zip(columns[a], columns[b], strict=True)
+            ]
+            for (a, b), lookup in self.crosses
+        ]
+        categorical = np.array(codes, dtype=np.int64).reshape(len(codes), n).T.copy()
+
+        values = _matrix(columns, self.numbers, n)  # numeric features, then cyclic ones; NaN where missing
+        missing = np.isnan(values)
+        numeric = values[:, : self.n_numeric]
+        if self.any_log1p:
+            numeric = np.where(self.log1p, np.log1p(np.maximum(numeric, 0.0)), numeric)
+        scaled = (numeric - self.mean) / self.std
+        np.minimum(scaled, self.clip, out=scaled)
+        np.maximum(scaled, -self.clip, out=scaled)
+        angles = values[:, self.n_numeric :] * self.radians
+        sin_cos = np.empty((n, angles.shape[1], 2))  # name_sin, name_cos for each cyclic feature
+        np.sin(angles, out=sin_cos[:, :, 0])
+        np.cos(angles, out=sin_cos[:, :, 1])
+        flags = missing[:, self.indicators]
+        encoded = np.concatenate([scaled, sin_cos.reshape(n, -1), flags], axis=1, dtype=np.float32)
+        np.copyto(encoded, 0.0, where=np.isnan(encoded))  # a missing number, or a missing angle's sin and cos, is 0
+        return EncodedBatch(categorical=categorical, numeric=encoded)
 
 
 @dataclass(frozen=True)
@@ -246,6 +290,19 @@ def _codes(values: Column, lookup: Mapping[Any, int], n: int) -> npt.NDArray[np.
 def _floats(values: Column) -> npt.NDArray[np.float64]:
     array = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(array), array, np.nan)
+
+
+def _matrix(columns: Mapping[str, Column], names: Sequence[str], n: int) -> npt.NDArray[np.float64]:
+    """The named columns as an ``[n, len(names)]`` float matrix; nulls and non-finite numbers become NaN."""
+    if not names:
+        return np.empty((n, 0), dtype=np.float64)
+    parts = [columns[name] for name in names]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        matrix = np.column_stack(parts).astype(np.float64)
+    else:  # lists from requests: one conversion of the whole table, None becoming NaN
+        matrix = np.array(list(zip(*parts, strict=True)), dtype=np.float64).reshape(n, len(names))
+    np.copyto(matrix, np.nan, where=np.isinf(matrix))
+    return matrix
 
 
 def _apply_transform(values: npt.NDArray[np.float64], transform: str | None) -> npt.NDArray[np.float64]:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from flightdelay.contract import FeatureContract
 from flightdelay.errors import FlightDelayError
 from flightdelay.features.preprocessing import Column, Preprocessor
+from flightdelay.model.inference import FoldedNetwork
 from flightdelay.model.network import ModelArgs, TabularNet
 
 FORMAT_VERSION = 1
@@ -115,22 +116,24 @@ class Bundle:
 
 
 class Predictor:
-    """Predictions from a bundle: columns of contract features in, probabilities and labels out."""
+    """Predictions from a bundle: columns of contract features in, probabilities and labels out.
 
-    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
+    Inference runs the folded network (NumPy, exact rewrites of the PyTorch network in eval mode), which
+    predicts one flight in microseconds; training and checkpoints use :class:`TabularNet` itself.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        self.device = torch.device(device)
-        self.model = TabularNet(bundle.args)
         try:
-            self.model.load_state_dict(bundle.weights, strict=True)
+            TabularNet(bundle.args).load_state_dict(bundle.weights, strict=True)
         except RuntimeError as e:
             raise BundleError(f"the weights do not fit the network's arguments: {e}") from e
-        self.model.to(self.device).eval()
+        self.network = FoldedNetwork.from_weights(bundle.args, bundle.weights)
 
     @classmethod
-    def from_directory(cls, directory: Path, device: str = "cpu") -> Predictor:
+    def from_directory(cls, directory: Path) -> Predictor:
         """A predictor for the bundle in ``directory``."""
-        return cls(Bundle.load(directory), device)
+        return cls(Bundle.load(directory))
 
     @property
     def threshold(self) -> float:
@@ -140,9 +143,7 @@ class Predictor:
     def predict_proba(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
         """Probability that each flight arrives late."""
         encoded = self.bundle.preprocessor.transform(columns)
-        categorical = torch.from_numpy(encoded.categorical).to(self.device)
-        numeric = torch.from_numpy(encoded.numeric).to(self.device)
-        return self.model.predict_proba(categorical, numeric).cpu().numpy().astype(np.float64)
+        return self.network.predict_proba(encoded.categorical, encoded.numeric)
 
     def predict(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Probabilities and labels at the bundle's threshold."""

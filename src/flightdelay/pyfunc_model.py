@@ -6,11 +6,11 @@ bundle stored among the model's artifacts. The ``flightdelay`` package travels w
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
@@ -32,15 +32,17 @@ class FlightDelayModel(PythonModel):
         params: dict[str, Any] | None = None,  # noqa: ARG002
     ) -> pd.DataFrame:
         contract = self.predictor.bundle.contract
-        columns: dict[str, Any] = {}
-        for name, spec in contract.features.items():
-            values = model_input[name]
-            if spec.kind == "categorical":
-                columns[name] = [None if pd.isna(v) else v for v in values.tolist()]
-            else:
-                columns[name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        table = model_input.to_dict(orient="list")  # one pass over the frame; numbers keep NaN for missing
+        columns: dict[str, Any] = {
+            name: [None if _missing(v) else v for v in table[name]] if spec.kind == "categorical" else table[name]
+            for name, spec in contract.features.items()
+        }
         proba, label = self.predictor.predict(columns)
         return pd.DataFrame({"probability": proba, "label": label})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 mlflow.models.set_model(FlightDelayModel())

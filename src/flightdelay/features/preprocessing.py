@@ -236,9 +236,14 @@ class _Encoder:
         self.indicators = np.array(
             [e.missing_indicator for e in p.numeric] + [e.missing_indicator for e in p.cyclic], dtype=bool
         )
+        # The same constants as Python floats, for one row at a time.
+        self.scalar_numeric = [(e.name, e.transform == "log1p", e.mean, e.std, e.missing_indicator) for e in p.numeric]
+        self.scalar_cyclic = [(e.name, 2 * math.pi / e.period, e.missing_indicator) for e in p.cyclic]
 
     def encode(self, columns: Mapping[str, Column]) -> EncodedBatch:
         n = len(next(iter(columns.values()))) if columns else 0
+        if n == 1:
+            return self.encode_one(columns)
         codes = [
             [MISSING if v is None else lookup.get(v, OOV) for v in columns[name]] for name, lookup in self.categorical
         ]
@@ -267,6 +272,44 @@ class _Encoder:
         encoded = np.concatenate([scaled, sin_cos.reshape(n, -1), flags], axis=1, dtype=np.float32)
         np.copyto(encoded, 0.0, where=np.isnan(encoded))  # a missing number, or a missing angle's sin and cos, is 0
         return EncodedBatch(categorical=categorical, numeric=encoded)
+
+    def encode_one(self, columns: Mapping[str, Column]) -> EncodedBatch:
+        """:meth:`encode` for a single row in plain Python floats: the same arithmetic, without NumPy's
+        per-call overhead, which dominates for one row (a typical request)."""
+        codes = [
+            MISSING if (v := columns[name][0]) is None else lookup.get(v, OOV) for name, lookup in self.categorical
+        ]
+        for (a, b), lookup in self.crosses:
+            x, y = columns[a][0], columns[b][0]
+            codes.append(MISSING if x is None or y is None else lookup.get((x, y), OOV))
+        values: list[float] = []
+        flags: list[float] = []
+        clip = self.clip
+        for name, log1p, mean, std, indicator in self.scalar_numeric:
+            v = columns[name][0]
+            if v is None or not math.isfinite(v):
+                values.append(0.0)
+                missing = 1.0
+            else:
+                x = math.log1p(max(float(v), 0.0)) if log1p else float(v)
+                values.append(min(max((x - mean) / std, -clip), clip))
+                missing = 0.0
+            if indicator:
+                flags.append(missing)
+        for name, radians, indicator in self.scalar_cyclic:
+            v = columns[name][0]
+            if v is None or not math.isfinite(v):
+                values += (0.0, 0.0)
+                missing = 1.0
+            else:
+                angle = float(v) * radians
+                values += (math.sin(angle), math.cos(angle))
+                missing = 0.0
+            if indicator:
+                flags.append(missing)
+        return EncodedBatch(
+            categorical=np.array([codes], dtype=np.int64), numeric=np.array([values + flags], dtype=np.float32)
+        )
 
 
 @dataclass(frozen=True)
@@ -300,7 +343,7 @@ def _matrix(columns: Mapping[str, Column], names: Sequence[str], n: int) -> npt.
     if all(isinstance(p, np.ndarray) for p in parts):
         matrix = np.column_stack(parts).astype(np.float64)
     else:  # lists from requests: one conversion of the whole table, None becoming NaN
-        matrix = np.array(list(zip(*parts, strict=True)), dtype=np.float64).reshape(n, len(names))
+        matrix = np.array(parts, dtype=np.float64).reshape(len(names), n).T.copy()
     np.copyto(matrix, np.nan, where=np.isinf(matrix))
     return matrix
 

@@ -6,7 +6,9 @@ Two exact rewrites make a prediction cheap enough to serve one flight in microse
 - The embeddings feed the first linear layer directly, so each embedding table is multiplied by its block of that
   layer's weights once: a lookup in the product table replaces a lookup followed by a matrix product.
 
-What remains is one gather, one small matrix product, ReLU and the head, in NumPy. Tests hold the result to the
+What remains is one gather, one small matrix product, ReLU and the head, in NumPy. Activations are kept flat,
+``[rows, members x width]``, and later layers are block-diagonal matrices, so every layer is a single matrix
+product: for one row, NumPy's per-call overhead, not arithmetic, is what costs. Tests hold the result to the
 PyTorch network's output.
 """
 
@@ -29,11 +31,11 @@ class FoldedNetwork:
     """First layer as product tables plus a numeric weight; later layers as batch-norm-folded linear maps."""
 
     members: int
-    tables: Array  # [sum of cardinalities, members, width of the first layer's output]
+    tables: Array  # [sum of cardinalities, members * width of the first layer's output]
     offsets: npt.NDArray[np.int64]  # where each categorical column's rows start in ``tables``
     numeric_weight: Array  # [n_numeric, members * width]
-    bias: Array  # [members, width]
-    layers: list[tuple[Array, Array]]  # (weight [members, in, out], bias [members, out]) after a ReLU each
+    bias: Array  # [members * width]
+    layers: list[tuple[Array, Array]]  # (block-diagonal weight [members * in, members * out], bias) after a ReLU
 
     @classmethod
     def from_weights(cls, args: ModelArgs, weights: dict[str, torch.Tensor]) -> FoldedNetwork:
@@ -65,29 +67,41 @@ class FoldedNetwork:
             tables.append(np.einsum("cmd,mdo->cmo", embedding, first_weight[:, start : start + dim, :]))
             start += dim
         numeric = first_weight[:, start:, :]  # [members, n_numeric, out]
+        stacked = np.concatenate(tables)
         return cls(
             members=m,
-            tables=np.concatenate(tables).astype(np.float32),
+            tables=stacked.reshape(stacked.shape[0], -1).astype(np.float32),
             offsets=np.cumsum([0, *args.cardinalities[:-1]]).astype(np.int64),
             numeric_weight=numeric.transpose(1, 0, 2).reshape(args.n_numeric, -1).astype(np.float32),
-            bias=first_bias.astype(np.float32),
-            layers=[(weight.astype(np.float32), bias.astype(np.float32)) for weight, bias in folded[1:]],
+            bias=first_bias.reshape(-1).astype(np.float32),
+            layers=[(_block_diagonal(weight), bias.reshape(-1).astype(np.float32)) for weight, bias in folded[1:]],
         )
 
     def predict_proba(
         self, categorical: npt.NDArray[np.int64], numeric: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.float64]:
         """Probability of the positive class averaged over members, for encoded inputs."""
-        n = categorical.shape[0]
-        hidden = self.tables[categorical + self.offsets].sum(axis=1)  # [n, members, out]
-        hidden += (numeric @ self.numeric_weight).reshape(n, self.members, -1)
+        rows = categorical + self.offsets
+        if len(rows) <= 16:  # one gather of [rows, columns, width]: fewest calls, for requests
+            hidden = self.tables[rows].sum(axis=1)
+        else:  # one gather per column, accumulated: no [rows, columns, width] intermediate for big batches
+            hidden = self.tables[rows[:, 0]]
+            for j in range(1, rows.shape[1]):
+                hidden += self.tables[rows[:, j]]
+        hidden += numeric @ self.numeric_weight
         hidden += self.bias
         for weight, bias in self.layers:
             np.maximum(hidden, 0.0, out=hidden)
-            if weight.shape[2] == 1:  # the output layer: a weighted sum per member, cheaper than a product
-                hidden = (hidden * weight[:, :, 0]).sum(axis=2, keepdims=True) + bias
-            else:
-                hidden = np.matmul(hidden.transpose(1, 0, 2), weight).transpose(1, 0, 2) + bias
-        logits = hidden[:, :, 0].astype(np.float64)
+            hidden = hidden @ weight + bias
+        logits = hidden.astype(np.float64)  # [rows, members]
         proba: npt.NDArray[np.float64] = (1.0 / (1.0 + np.exp(-logits))).mean(axis=1)
         return proba
+
+
+def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:
+    """``[members, in, out]`` as one ``[members * in, members * out]`` matrix acting on each member's slice."""
+    members, n_in, n_out = weights.shape
+    block = np.zeros((members * n_in, members * n_out), dtype=np.float32)
+    for j in range(members):
+        block[j * n_in : (j + 1) * n_in, j * n_out : (j + 1) * n_out] = weights[j]
+    return block

@@ -19,7 +19,7 @@ from flightdelay.evaluation.card import CardInputs, model_card
 from flightdelay.evaluation.metrics import confusion, curves, probability_metrics, slice_metrics
 from flightdelay.features.preprocessing import frame_columns
 from flightdelay.io import read_json, staged, write_json
-from flightdelay.model.bundle import Predictor
+from flightdelay.model.bundle import BundleError, Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def score(predictor: Predictor, frame: pl.DataFrame, slices: list[str], bins: in
     check_slices(slices, contract)
     target = frame[contract.target.name].to_numpy().astype(np.float64)
     proba = predictor.predict_proba(frame_columns(frame, contract))
+    bad = int((~np.isfinite(proba)).sum())
+    if bad:
+        raise BundleError(
+            f"the model's probabilities are not finite for {bad} of {len(proba)} rows; "
+            "it cannot be scored or registered"
+        )
     metrics = probability_metrics(target, proba, bins)
     return Scored(metrics, slice_metrics(frame, target, proba, slices, bins), proba)
 

@@ -21,8 +21,10 @@ export EVIDENTLY_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 
 MLFLOW_PORT ?= 5000
+# The service's port: make serve PORT=8080, or PORT in the environment.
+PORT ?= 8000
 
-.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui test test-fast lint format typecheck bench \
+.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve test test-fast lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -66,6 +68,9 @@ rollback: $(STAMP) ## Give @champion back to the previous champion: make rollbac
 mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
 	$(BIN)/mlflow ui --backend-store-uri "$${FLIGHTDELAY_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
+
+serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
+	PORT=$(PORT) $(BIN)/python -m serving
 
 test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
 	$(BIN)/pytest $(PYTEST_ARGS)

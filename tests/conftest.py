@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
+import yaml
 
 from flightdelay.config import (
     DataConfig,
     EvaluateConfig,
+    RegistryConfig,
     TrainConfig,
     load_data_config,
     load_evaluate_config,
@@ -20,7 +23,10 @@ from flightdelay.data.ingest import ingest
 from flightdelay.data.validate import validate
 from flightdelay.evaluation.stage import evaluate
 from flightdelay.features.build import build_features
+from flightdelay.register import RegisterInputs, register_candidate
+from flightdelay.settings import Settings
 from flightdelay.training import train
+from serving.settings import ServeSettings
 from slices import write_slice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +135,53 @@ def evaluated(
         training_metrics=trained["reports"] / "metrics.json",
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def registry_store(
+    tmp_path_factory: pytest.TempPathFactory,
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    evaluate_config: EvaluateConfig,
+) -> tuple[Settings, Path]:
+    """An MLflow store holding the slice's model as version 1, @champion; and a registry config naming it."""
+    root = tmp_path_factory.mktemp("registry")
+    settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
+    config = RegistryConfig(experiment="serving-tests", model_name="flight-delay")
+    inputs = RegisterInputs(
+        bundle_dir=trained["bundle"],
+        features_dir=stage_outputs["features"],
+        train_reports=trained["reports"],
+        evaluation_dir=evaluated,
+        lock_file=REPO_ROOT / "dvc.lock",
+        root=REPO_ROOT,
+        params={},
+        receipt=root / "registry.json",
+    )
+    register_candidate(settings, config, evaluate_config, inputs)
+    config_path = root / "registry.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return settings, config_path
+
+
+@pytest.fixture
+def serve_settings(registry_store: tuple[Settings, Path], tmp_path: Path) -> ServeSettings:
+    """Service settings on the test registry, with a private cache and log, and small limits."""
+    return ServeSettings(
+        registry_config=registry_store[1],
+        contract_config=CONFIG_PATH,
+        cache_dir=tmp_path / "cache",
+        prediction_log_url=f"sqlite:///{tmp_path}/predictions.db",
+        poll_interval_s=0,
+        max_batch=50,
+        max_body_bytes=64_000,
+        inline_rows=8,
+    )
+
+
+@pytest.fixture(scope="session")
+def test_flights(stage_outputs: dict[str, Path], config: DataConfig) -> list[dict[str, Any]]:
+    """The slice's test-month flights as request bodies (contract features only)."""
+    frame = pl.read_parquet(stage_outputs["features"] / "test.parquet")
+    return frame.select(list(config.contract.features)).to_dicts()

@@ -107,7 +107,7 @@ def register_candidate(
     with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
         lineage["mlflow_run_id"] = run.info.run_id
         _log_run(inputs, lineage, train_metrics, evaluation_metrics)
-        model_uri = _log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
+        model_uri = log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
         version = registry.register(
             model_uri,
             {
@@ -215,7 +215,8 @@ def _log_run(
             mlflow.log_artifact(str(path), artifact_path="data")
 
 
-def _log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> str:
+def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> str:
+    """Log ``bundle`` (with its model card) to the active MLflow run as a pyfunc model; the model's URI."""
     contract = bundle.contract
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         bundle_dir = Path(tmp) / BUNDLE_ARTIFACT

@@ -1,0 +1,30 @@
+"""``python -m serving`` (``make serve``): the service on 127.0.0.1:8000, or as FLIGHTDELAY_SERVE_* / PORT say."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from flightdelay.cli import entry_point
+from serving.app import create_app
+from serving.settings import ServeSettings
+
+
+def main() -> None:
+    """Load the champion and serve it until SIGTERM or Ctrl-C; in-flight requests finish, the log is flushed."""
+    with entry_point("serve"):
+        settings = ServeSettings()
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+            log_level="info",
+        )
+
+
+if __name__ == "__main__":
+    main()

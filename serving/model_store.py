@@ -1,0 +1,182 @@
+"""Which model the service serves: resolved from a registry alias, cached on disk, swapped while running.
+
+At start the store resolves ``@champion`` (by default) in the registry, downloads the bundle into a local cache and
+builds the predictor from the bundle alone. If the registry cannot be reached, it serves the cached champion and
+says so. While running it polls the alias; a new version is swapped in only after it loads and passes a smoke
+prediction, and only if its contract is the one the service validates requests against. Requests hold on to the
+model they started with, so a swap never changes a request half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from flightdelay.config import RegistryConfig
+from flightdelay.contract import FeatureContract
+from flightdelay.io import read_json, staged, write_json
+from flightdelay.model.bundle import Bundle, Predictor
+from flightdelay.registry import Registry
+from flightdelay.settings import Settings
+from serving.schemas import example_flight
+from serving.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model version and where it came from."""
+
+    name: str
+    version: str
+    alias: str
+    source: Literal["registry", "cache"]
+    predictor: Predictor
+    loaded_at: str
+
+    @property
+    def contract(self) -> FeatureContract:
+        """The feature contract the model expects."""
+        return self.predictor.bundle.contract
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        """Git commit, data hashes, parameters and metrics recorded at registration."""
+        return self.predictor.bundle.lineage or {}
+
+
+@dataclass
+class StoreStatus:
+    """What the store knows about the registry, for the readiness details."""
+
+    registry: str = "not checked yet"
+    last_check: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class ModelRefusedError(Exception):
+    """A version that cannot be served: it failed to load, failed its smoke prediction, or changed the contract."""
+
+
+class ModelStore:
+    """The model being served, and the means to replace it."""
+
+    def __init__(self, settings: ServeSettings, process: Settings, registry_config: RegistryConfig) -> None:
+        self.settings = settings
+        self.name = registry_config.model_name
+        self.alias = settings.alias
+        self.registry = Registry(process, registry_config)
+        self.cache = settings.cache_dir / self.name
+        self.current: ServedModel | None = None
+        self.expected_contract: FeatureContract | None = None
+        self.status = StoreStatus()
+
+    def load_initial(self) -> None:
+        """Serve the alias's version from the registry, or else the cached one; neither is an error."""
+        try:
+            self.check()
+        except Exception as e:
+            logger.warning("registry unavailable at start: %s", e)
+        if self.current is None:
+            self._load_cached()
+
+    def check(self) -> bool:
+        """Resolve the alias and swap to its version if it is new; whether the served model changed."""
+        self.status.last_check = _now()
+        try:
+            self.registry.connect()
+            version = self.registry.by_alias(self.alias)
+        except Exception as e:
+            self.status.registry = f"unreachable: {str(e).splitlines()[0][:300]}"
+            raise
+        self.status.registry = "reachable"
+        if version is None:
+            return False
+        number = Registry.number(version)
+        if self.current is not None and self.current.version == number:
+            if self.current.source == "cache":
+                self.current = replace(self.current, source="registry")
+            return False
+        if number in self.status.refused:
+            return False
+        try:
+            served = self._prepare(number)
+        except ModelRefusedError as e:
+            self.status.refused[number] = str(e)
+            logger.error("version %s of %s refused: %s", number, self.name, e)
+            return False
+        self._swap(served)
+        return True
+
+    async def watch(self) -> None:
+        """Poll the alias every ``poll_interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await asyncio.to_thread(self.check)
+            except Exception as e:
+                logger.warning("checking @%s failed: %s", self.alias, e)
+
+    def _prepare(self, version: str) -> ServedModel:
+        bundle_dir = self.cache / version
+        if not bundle_dir.is_dir():
+            with tempfile.TemporaryDirectory(prefix="download-") as tmp:
+                downloaded = self.registry.fetch_bundle(version, Path(tmp))
+                with staged(bundle_dir) as (staging,):
+                    shutil.copytree(downloaded, staging)
+        try:
+            predictor = Predictor(Bundle.load(bundle_dir))
+        except Exception as e:
+            raise ModelRefusedError(f"it does not load: {e}") from e
+        self._smoke_test(predictor)
+        write_json({"version": version, "alias": self.alias, "saved_at": _now()}, self.cache / f"{self.alias}.json")
+        return ServedModel(self.name, version, self.alias, "registry", predictor, _now())
+
+    def _smoke_test(self, predictor: Predictor) -> None:
+        contract = predictor.bundle.contract
+        if self.expected_contract is not None and contract != self.expected_contract:
+            raise ModelRefusedError(
+                "its feature contract differs from the one this service validates requests against; "
+                "restart the service to serve it"
+            )
+        example = example_flight(predictor.bundle.preprocessor)
+        try:
+            proba = predictor.predict_proba({name: [value] for name, value in example.items()})
+        except Exception as e:
+            raise ModelRefusedError(f"its smoke prediction failed: {e}") from e
+        if proba.shape != (1,) or not np.isfinite(proba).all() or not 0.0 <= float(proba[0]) <= 1.0:
+            raise ModelRefusedError(f"its smoke prediction is not a probability: {proba!r}")
+
+    def _swap(self, served: ServedModel) -> None:
+        previous = self.current
+        self.current = served  # one reference assignment: requests in flight keep the model they took
+        logger.info(
+            "serving %s version %s (was %s)", served.name, served.version, previous.version if previous else "none"
+        )
+
+    def _load_cached(self) -> None:
+        pointer = self.cache / f"{self.alias}.json"
+        if not pointer.is_file():
+            logger.warning("no cached @%s for %s: not ready until the registry has one", self.alias, self.name)
+            return
+        version = str(read_json(pointer)["version"])
+        try:
+            predictor = Predictor(Bundle.load(self.cache / version))
+            self._smoke_test(predictor)
+        except Exception as e:
+            logger.error("the cached version %s cannot be served: %s", version, e)
+            return
+        self._swap(ServedModel(self.name, version, self.alias, "cache", predictor, _now()))

@@ -1,0 +1,330 @@
+"""Prediction, MLflow scoring, feedback, health, model and metrics routes.
+
+No ``from __future__ import annotations`` here: route signatures use the flight model generated from the contract
+at start-up, which FastAPI must see as a type, not as a string.
+"""
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+
+from serving.prediction_log import now
+from serving.schemas import ErrorResponse, Feedback, FeedbackResponse, PredictResponse
+from serving.service import Service, ServiceError, error_path
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+ONE, MANY = "one", "many"  # tags of the two shapes of a body (not part of error paths)
+
+
+def one_or_many(value: Any) -> str:
+    """Which shape a body has: a list of items or a single one."""
+    return MANY if isinstance(value, list) else ONE
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not valid JSON or breaks the contract."},
+    401: {"model": ErrorResponse, "description": "A valid API key is required."},
+    413: {"model": ErrorResponse, "description": "The body is larger than the limit."},
+    422: {"model": ErrorResponse, "description": "The body breaks the feature contract."},
+    503: {"model": ErrorResponse, "description": "No model is loaded yet."},
+    504: {"model": ErrorResponse, "description": "The prediction took longer than the limit."},
+}
+
+
+def mlflow_records(payload: Any) -> list[Any]:
+    """Rows from any of MLflow's scoring formats; a 400 naming the problem otherwise."""
+    if not isinstance(payload, dict):
+        raise ServiceError(
+            400, "invalid_format", "the body must be a JSON object with one of: " + ", ".join(MLFLOW_FORMATS)
+        )
+    present = [key for key in MLFLOW_FORMATS if key in payload]
+    unknown = sorted(set(payload) - set(MLFLOW_FORMATS) - {"params"})
+    if len(present) != 1 or unknown:
+        raise ServiceError(
+            400,
+            "invalid_format",
+            f"the body must hold exactly one of {', '.join(MLFLOW_FORMATS)} (and optionally params); "
+            f"found {sorted(payload)}",
+        )
+    key = present[0]
+    data = payload[key]
+    if key == "dataframe_split":
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("columns"), list)
+            or not isinstance(data.get("data"), list)
+        ):
+            raise ServiceError(
+                400, "invalid_format", "dataframe_split needs 'columns' (a list) and 'data' (a list of rows)"
+            )
+        columns = data["columns"]
+        rows = data["data"]
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise ServiceError(
+                    400, "invalid_format", f"dataframe_split.data[{i}] must be a list of {len(columns)} values"
+                )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+    if isinstance(data, dict) and key in ("instances", "inputs"):
+        lengths = {len(v) if isinstance(v, list) else -1 for v in data.values()}
+        if len(lengths) != 1 or -1 in lengths:
+            raise ServiceError(400, "invalid_format", f"{key} as columns needs lists of equal length for every column")
+        return [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
+    if not isinstance(data, list):
+        raise ServiceError(400, "invalid_format", f"{key} must be a list of records")
+    return data
+
+
+def body_error(error: ValidationError) -> tuple[int, str, str, list[dict[str, str]]]:
+    """Status, code, message and details for a body that failed validation: 400 if not JSON, else 422."""
+    problems = error.errors(include_url=False)
+    if any(p["type"] == "json_invalid" for p in problems):
+        reason = next(p["msg"] for p in problems if p["type"] == "json_invalid")
+        return 400, "malformed_json", f"the body is not valid JSON: {reason}", []
+    details = [{"path": error_path(without_tags(p["loc"])), "reason": p["msg"]} for p in problems]
+    return 422, "invalid_request", f"{len(details)} problem(s) in the request", details
+
+
+def without_tags(location: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error location without the union tag that says which shape of body it was."""
+    return location[1:] if location and location[0] in (ONE, MANY) else location
+
+
+def build_router(service: Service, guard: Any) -> APIRouter:
+    """The routes, bound to the service's flight model and limits."""
+    flight = service.flight
+    limit = Field(min_length=1, max_length=service.settings.max_batch)
+    # /predict picks the adapter from the body's first byte: a callable discriminator would make pydantic build
+    # Python objects from the whole JSON first, which more than doubles the validation time of a batch.
+    one_adapter: TypeAdapter[Any] = TypeAdapter(flight)
+    many_adapter: TypeAdapter[Any] = TypeAdapter(Annotated[list[flight], limit])  # type: ignore[valid-type,arg-type]
+    feedback_body = Annotated[
+        Annotated[Feedback, Tag(ONE)] | Annotated[Annotated[list[Feedback], limit], Tag(MANY)],
+        Discriminator(one_or_many),
+    ]
+    router = APIRouter()
+    secured = [guard] if guard is not None else []
+
+    @router.post(
+        "/predict",
+        response_model=PredictResponse,
+        dependencies=secured,
+        responses=ERRORS,
+        tags=["predictions"],
+        summary="Predict late arrival for one flight or a list of flights",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/Flight"},
+                                {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Flight"},
+                                    "minItems": 1,
+                                    "maxItems": service.settings.max_batch,
+                                },
+                            ]
+                        },
+                        "examples": {
+                            "one flight": {"value": flight_example(flight)},
+                            "two flights": {"value": [flight_example(flight)] * 2},
+                        },
+                    }
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        # The hot path: pydantic validates the raw bytes (in Rust) and orjson writes the answer; FastAPI's
+        # generic body handling would cost more than the prediction itself.
+        raw = await request.body()
+        many = raw.lstrip(b" \t\r\n")[:1] == b"["
+        try:
+            flights = many_adapter.validate_json(raw) if many else [one_adapter.validate_json(raw)]
+        except ValidationError as e:
+            raise ServiceError(*body_error(e)) from e
+        done = await service.predict("/predict", service.columns(flights), len(flights))
+        answer = {
+            "request_id": done.request_id,
+            "model_name": done.served.name,
+            "model_version": done.served.version,
+            "threshold": done.served.predictor.threshold,
+            "predictions": [
+                {"id": i, "probability": p, "late": label}
+                for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
+            ],
+        }
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    @router.post(
+        "/invocations",
+        dependencies=secured,
+        responses=ERRORS,
+        tags=["MLflow scoring protocol"],
+        summary="Score like `mlflow models serve`: dataframe_split, dataframe_records, instances or inputs",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "additionalProperties": True},
+                        "examples": {
+                            "dataframe_records": {"value": {"dataframe_records": [flight_example(flight)]}},
+                            "dataframe_split": {
+                                "value": {
+                                    "dataframe_split": {
+                                        "columns": list(flight_example(flight)),
+                                        "data": [list(flight_example(flight).values())],
+                                    }
+                                }
+                            },
+                        },
+                    }
+                },
+            }
+        },
+    )
+    async def invocations(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip()
+        if media != "application/json":
+            raise ServiceError(415, "unsupported_media_type", f"send application/json, not {media or 'nothing'}")
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e:
+            raise ServiceError(400, "malformed_json", f"the body is not valid JSON: {e}") from e
+        flights = service.validate_rows(mlflow_records(payload), prefix="records")
+        if not flights:
+            raise ServiceError(400, "invalid_input", "no records to score")
+        done = await service.predict("/invocations", service.columns(flights), len(flights))
+        predictions = [
+            {"probability": float(p), "label": bool(label)}
+            for p, label in zip(done.probability, done.label, strict=True)
+        ]
+        return Response(orjson.dumps({"predictions": predictions}), media_type="application/json")
+
+    @router.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        dependencies=secured,
+        responses={404: {"model": ErrorResponse, "description": "No such prediction."}, **ERRORS},
+        tags=["predictions"],
+        summary="Record the observed outcome of earlier predictions (recording it again replaces it)",
+    )
+    async def feedback(body: Annotated[feedback_body, Body()]) -> FeedbackResponse:
+        items = body if isinstance(body, list) else [body]
+        ids = [item.id for item in items]
+        known = await asyncio.to_thread(service.log.known, ids)
+        unknown = [(k, i) for k, i in enumerate(ids) if i not in known]
+        if unknown:
+            raise ServiceError(
+                404,
+                "unknown_prediction",
+                f"{len(unknown)} of {len(ids)} ids name no prediction; nothing was recorded",
+                [
+                    {"path": f"body[{k}].id" if isinstance(body, list) else "body.id", "reason": f"no prediction {i!r}"}
+                    for k, i in unknown
+                ],
+            )
+        received = now()
+        service.log.record_feedback(
+            {"prediction_id": i.id, "late": i.late, "arr_delay": i.arr_delay, "received_at": received} for i in items
+        )
+        return FeedbackResponse(recorded=len(items))
+
+    return router
+
+
+def build_ops_router(service: Service, guard: Any) -> APIRouter:
+    """Health, model information, reload and metrics."""
+    router = APIRouter()
+    secured = [guard] if guard is not None else []
+
+    @router.get("/health/live", tags=["health"], summary="The process is up")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @router.get("/health/ready", tags=["health"], summary="A model is loaded and the service can predict")
+    async def ready() -> JSONResponse:
+        served = service.store.current
+        status = service.store.status
+        details = {
+            "status": "ready" if served else "not ready",
+            "model": None
+            if served is None
+            else {"name": served.name, "version": served.version, "alias": served.alias, "source": served.source},
+            "registry": status.registry,
+            "last_check": status.last_check,
+            "refused_versions": status.refused,
+            "prediction_log_queue": service.log.depth,
+        }
+        if served is not None and served.source == "cache":
+            details["note"] = "serving the cached model: the registry could not be reached"
+        return JSONResponse(details, status_code=200 if served else 503)
+
+    @router.get("/model", dependencies=secured, responses=ERRORS, tags=["model"], summary="The model being served")
+    async def model() -> dict[str, Any]:
+        served = service.served()
+        lineage = served.lineage
+        return {
+            "name": served.name,
+            "version": served.version,
+            "alias": served.alias,
+            "source": served.source,
+            "loaded_at": served.loaded_at,
+            "threshold": served.predictor.threshold,
+            "lineage": {k: v for k, v in lineage.items() if k != "metrics"},
+            "metrics": lineage.get("metrics", {}),
+            "contract": served.contract.model_dump(mode="json"),
+        }
+
+    @router.post("/admin/reload", dependencies=secured, responses=ERRORS, tags=["model"], summary="Check the alias now")
+    async def reload() -> dict[str, Any]:
+        try:
+            changed = await asyncio.to_thread(service.store.check)
+        except Exception as e:
+            raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {e}") from e
+        served = service.store.current
+        return {"changed": changed, "version": served.version if served else None}
+
+    @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        served = service.store.current
+        if served is not None:
+            service.metrics.serving(served.name, served.version, served.source)
+        service.metrics.refused.set(len(service.store.status.refused))
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def flight_example(flight: type) -> dict[str, Any]:
+    """The example flight of the generated model's JSON schema, if any."""
+    extra = flight.model_config.get("json_schema_extra") or {}  # type: ignore[attr-defined]
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    return dict(examples[0]) if examples else {}
+
+
+def api_key_guard(key: str) -> Any:
+    """A dependency that requires ``key`` in the X-API-Key header (or as a bearer token)."""
+    import hmac
+
+    from fastapi.security import APIKeyHeader
+
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The service's API key.")
+
+    async def check(request: Request, supplied: Annotated[str | None, Depends(header)]) -> None:
+        if supplied is None:
+            authorization = request.headers.get("authorization", "")
+            supplied = authorization[7:] if authorization.lower().startswith("bearer ") else None
+        if supplied is None or not hmac.compare_digest(supplied.encode(), key.encode()):
+            raise ServiceError(401, "unauthorized", "a valid API key is required in the X-API-Key header")
+
+    return Depends(check)

@@ -1,0 +1,389 @@
+"""The service's routes: predictions, MLflow and V2 protocols, feedback, health, metrics, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from flightdelay.model.bundle import Predictor
+from serving.app import create_app
+from serving.settings import ServeSettings
+
+Flights = list[dict[str, Any]]
+
+
+@pytest.fixture
+def client(serve_settings: ServeSettings, registry_store: tuple) -> Iterator[TestClient]:
+    with TestClient(create_app(serve_settings, registry_store[0])) as c:
+        yield c
+
+
+def log_rows(settings: ServeSettings, table: str = "predictions") -> list[dict[str, Any]]:
+    engine = sa.create_engine(settings.prediction_log_url)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text(f"select * from {table}"))]
+    engine.dispose()
+    return rows
+
+
+def error(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
+def test_one_flight(client: TestClient, test_flights: Flights, trained: dict[str, Path]) -> None:
+    response = client.post("/predict", json=test_flights[0])
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["model_name"], body["model_version"]) == ("flight-delay", "1")
+    [prediction] = body["predictions"]
+    assert prediction["id"] == body["request_id"]
+    expected, label = Predictor.from_directory(trained["bundle"]).predict({k: [v] for k, v in test_flights[0].items()})
+    assert prediction["probability"] == pytest.approx(float(expected[0]), abs=1e-9)
+    assert prediction["late"] is bool(label[0])
+    assert "app;dur=" in response.headers["server-timing"]
+
+
+def test_a_list_of_flights_keeps_order_and_is_logged(
+    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+) -> None:
+    flights = test_flights[:12]  # more than inline_rows: predicted in a worker thread
+    with TestClient(create_app(serve_settings, registry_store[0])) as c:
+        body = c.post("/predict", json=flights).json()
+        single = [c.post("/predict", json=f).json()["predictions"][0]["probability"] for f in flights[:3]]
+    assert [p["probability"] for p in body["predictions"][:3]] == pytest.approx(single)
+    ids = [p["id"] for p in body["predictions"]]
+    assert len(set(ids)) == 12
+    assert all(i.startswith(body["request_id"]) for i in ids)
+    logged = {row["id"]: row for row in log_rows(serve_settings)}  # the shutdown flushed the log
+    assert len(logged) == 12 + 3
+    row = logged[ids[0]]
+    assert row["model_version"] == "1"
+    assert row["route"] == "/predict"
+    assert json.loads(row["features"]) == flights[0]
+    assert row["probability"] == pytest.approx(body["predictions"][0]["probability"])
+
+
+def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestClient, test_flights: Flights) -> None:
+    assert client.post("/predict", json={**test_flights[0], "dest": "ZZZ", "carrier": "Q9"}).status_code == 200
+    assert client.post("/predict", json={**test_flights[0], "engine": None, "temp": None}).status_code == 200
+    response = client.post("/predict", json={**test_flights[0], "origin": "BOS", "temp": 500, "dest": "TOOLONG"})
+    assert response.status_code == 422
+    paths = {d["path"]: d["reason"] for d in error(response)["details"]}
+    assert set(paths) == {"body.origin", "body.temp", "body.dest"}
+    assert "'EWR', 'JFK' or 'LGA'" in paths["body.origin"]
+    assert "less than or equal to 130" in paths["body.temp"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "path"),
+    [
+        (b'{"carrier": "UA",', 400, "malformed_json", None),
+        (b"", 400, "malformed_json", None),
+        (b'{"temp": "hot"}', 422, "invalid_request", "body.temp"),
+        (b"[]", 422, "invalid_request", "body"),
+        (b'"a string"', 422, "invalid_request", "body"),
+        (b'{"temp": NaN}', None, None, None),
+        (b'{"temp": Infinity}', None, None, None),
+    ],
+)
+def test_malformed_and_wrongly_typed_bodies_get_a_4xx(
+    client: TestClient, test_flights: Flights, body: bytes, status: int | None, code: str | None, path: str | None
+) -> None:
+    if body.startswith(b'{"temp": N') or body.startswith(b'{"temp": I'):
+        payload = json.dumps(test_flights[0])[:-1] + ", " + body.decode()[1:]  # a valid flight plus a bad temp
+        body = payload.replace('"temp": ' + json.dumps(test_flights[0]["temp"]) + ", ", "", 1).encode()
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    if status is not None:
+        assert response.status_code == status
+        assert error(response)["code"] == code
+    if path is not None:
+        assert path in [d["path"] for d in error(response)["details"]]
+
+
+def test_missing_and_unknown_fields(client: TestClient, test_flights: Flights) -> None:
+    flight = dict(test_flights[0])
+    del flight["carrier"]
+    response = client.post("/predict", json={**flight, "runway": "4L"})
+    assert response.status_code == 422
+    details = {d["path"]: d["reason"] for d in error(response)["details"]}
+    assert details["body.carrier"] == "Field required"
+    assert details["body.runway"] == "Extra inputs are not permitted"
+
+
+def test_limits_on_batch_and_body_size(client: TestClient, test_flights: Flights) -> None:
+    response = client.post("/predict", json=test_flights[:1] * 51)  # max_batch is 50 in these tests
+    assert response.status_code == 422
+    assert "at most 50 items" in error(response)["details"][0]["reason"]
+    big = json.dumps(test_flights[:1] * 40).encode() + b" " * 64_000
+    response = client.post("/predict", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert error(response)["code"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no content-length: the limit applies while reading
+        for _ in range(100):
+            yield b" " * 1000
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda rows: {"dataframe_records": rows},
+        lambda rows: {"dataframe_split": {"columns": list(rows[0]), "data": [list(r.values()) for r in rows]}},
+        lambda rows: {"instances": rows},
+        lambda rows: {"inputs": {k: [r[k] for r in rows] for k in rows[0]}},
+    ],
+    ids=["dataframe_records", "dataframe_split", "instances", "inputs"],
+)
+def test_mlflow_scoring_protocol(client: TestClient, test_flights: Flights, wrap: Any) -> None:
+    rows = test_flights[:3]
+    expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
+    response = client.post("/invocations", json=wrap(rows))
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["probability"] for p in predictions] == pytest.approx(expected)
+    assert all(isinstance(p["label"], bool) for p in predictions)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"records": []}, "exactly one of"),
+        ({"dataframe_records": [], "instances": []}, "exactly one of"),
+        ({"dataframe_split": {"columns": ["carrier"], "data": [["UA", "AA"]]}}, "must be a list of 1 values"),
+        ({"inputs": {"carrier": ["UA"], "origin": ["EWR", "JFK"]}}, "equal length"),
+        ({"dataframe_records": [{"carrier": "UA"}]}, "does not satisfy the feature contract"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_mlflow_protocol_errors(client: TestClient, payload: Any, message: str) -> None:
+    response = client.post("/invocations", json=payload)
+    assert response.status_code == 400
+    assert message in error(response)["message"]
+
+
+def test_mlflow_protocol_needs_json(client: TestClient) -> None:
+    response = client.post("/invocations", content=b"carrier\nUA", headers={"content-type": "text/csv"})
+    assert response.status_code == 415
+
+
+def v2_inputs(rows: Flights, shape_2d: bool = False) -> list[dict[str, Any]]:
+    def datatype(value: Any) -> str:
+        return "BYTES" if isinstance(value, str) else "INT64" if isinstance(value, int) else "FP64"
+
+    return [
+        {
+            "name": name,
+            "shape": [len(rows), 1] if shape_2d else [len(rows)],
+            "datatype": datatype(next((r[name] for r in rows if r[name] is not None), 0.0)),
+            "data": [[r[name]] for r in rows] if shape_2d else [r[name] for r in rows],
+        }
+        for name in rows[0]
+    ]
+
+
+def test_open_inference_protocol(client: TestClient, test_flights: Flights) -> None:
+    assert client.get("/v2").json()["name"] == "flightdelay"
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get("/v2/models/flight-delay/ready").json() == {"name": "flight-delay", "ready": True}
+    metadata = client.get("/v2/models/flight-delay").json()
+    assert metadata["versions"] == ["1"]
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]}["carrier"] == "BYTES"
+
+    rows = test_flights[:4]
+    expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
+    for shape_2d in (False, True):
+        response = client.post("/v2/models/flight-delay/infer", json={"id": "r1", "inputs": v2_inputs(rows, shape_2d)})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["id"] == "r1"
+        assert body["model_version"] == "1"
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert outputs["probability"]["shape"] == [4]
+        assert outputs["probability"]["data"] == pytest.approx(expected)
+        assert outputs["label"]["datatype"] == "BOOL"
+    only = client.post(
+        "/v2/models/flight-delay/infer", json={"inputs": v2_inputs(rows), "outputs": [{"name": "label"}]}
+    ).json()
+    assert [o["name"] for o in only["outputs"]] == ["label"]
+
+
+def test_nullable_v2_inputs_may_be_left_out(client: TestClient, test_flights: Flights) -> None:
+    inputs = [t for t in v2_inputs(test_flights[:2]) if t["name"] not in ("wind_gust", "engine")]
+    assert client.post("/v2/models/flight-delay/infer", json={"inputs": inputs}).status_code == 200
+
+
+def bad_v2(rows: Flights, change: str) -> dict[str, Any]:
+    inputs = v2_inputs(rows)
+    if change == "shape":
+        inputs[0]["shape"] = [3]
+    elif change == "datatype":
+        inputs[0]["datatype"] = "FP32"
+    elif change == "missing":
+        inputs = inputs[1:]
+    elif change == "unknown":
+        inputs.append({"name": "runway", "shape": [2], "datatype": "BYTES", "data": ["4L", "4R"]})
+    elif change == "batch":
+        inputs[3]["shape"], inputs[3]["data"] = [1], inputs[3]["data"][:1]
+    elif change == "value":
+        inputs[1]["data"][0] = "BOS"
+    return {"inputs": inputs}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("shape", "has shape [3] (3 values) but 2 data"),
+        ("datatype", "has datatype FP32; send BYTES"),
+        ("missing", "missing input(s): carrier"),
+        ("unknown", "unknown input 'runway'"),
+        ("batch", "inputs disagree on the batch size"),
+        ("value", "does not satisfy the feature contract"),
+    ],
+)
+def test_bad_v2_requests_get_a_400(client: TestClient, test_flights: Flights, change: str, message: str) -> None:
+    response = client.post("/v2/models/flight-delay/infer", json=bad_v2(test_flights[:2], change))
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_unknown_v2_model_and_bad_v2_body(client: TestClient, test_flights: Flights) -> None:
+    response = client.post("/v2/models/other/infer", json={"inputs": v2_inputs(test_flights[:1])})
+    assert response.status_code == 404
+    assert "unknown model 'other'" in response.json()["error"]
+    assert client.get("/v2/models/other/ready").status_code == 404
+    response = client.post(
+        "/v2/models/flight-delay/infer", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    response = client.post("/v2/models/flight-delay/infer", json={"inputs": [{"name": "carrier"}]})
+    assert response.status_code == 400
+    assert "inputs[0].shape" in response.json()["details"][0]["path"]
+
+
+def test_feedback_is_recorded_once_per_prediction(
+    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+) -> None:
+    with TestClient(create_app(serve_settings, registry_store[0])) as c:
+        request_id = c.post("/predict", json=test_flights[0]).json()["request_id"]
+        batch_ids = [p["id"] for p in c.post("/predict", json=test_flights[1:3]).json()["predictions"]]
+        assert c.post("/feedback", json={"id": request_id, "late": True, "arr_delay": 42}).json() == {"recorded": 1}
+        assert c.post("/feedback", json={"id": request_id, "late": False}).status_code == 200  # replaces
+        response = c.post("/feedback", json=[{"id": batch_ids[0], "late": True}, {"id": "nope", "late": False}])
+        assert response.status_code == 404
+        assert error(response)["details"] == [{"path": "body[1].id", "reason": "no prediction 'nope'"}]
+        assert c.post("/feedback", json={"id": request_id, "late": "yes please"}).status_code == 422
+    feedback = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
+    assert list(feedback) == [request_id]  # the batch with an unknown id recorded nothing
+    assert feedback[request_id]["late"] in (0, False)
+    assert feedback[request_id]["arr_delay"] is None
+
+
+def test_health_model_and_metrics(client: TestClient, test_flights: Flights) -> None:
+    assert client.get("/health/live").json() == {"status": "live"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["model"] == {"name": "flight-delay", "version": "1", "alias": "champion", "source": "registry"}
+    model = client.get("/model").json()
+    assert model["version"] == "1"
+    assert len(model["lineage"]["bundle_sha256"]) == 64
+    assert "carrier" in model["contract"]["features"]
+    client.post("/predict", json=test_flights[:5])
+    client.post("/predict", json={"bad": 1})
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
+    assert 'http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
+    assert "prediction_probability_count 5.0" in text
+    assert 'model_served_info{name="flight-delay",source="registry",version="1"} 1.0' in text
+    assert "prediction_log_queue_depth" in text
+    assert 'http_request_duration_seconds_bucket{le="0.5",method="POST",route="/predict"}' in text
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "Flight" in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["Flight"]["examples"]
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert error(client.get("/nope"))["code"] == "not_found"
+    assert client.get("/predict").status_code == 405
+
+
+def test_api_key_guards_prediction_feedback_and_admin_routes(
+    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+) -> None:
+    key = "k" * 24
+    settings = serve_settings.model_copy(update={"api_key": key})
+    with TestClient(create_app(ServeSettings(**{**settings.model_dump(), "api_key": key}), registry_store[0])) as c:
+        assert c.post("/predict", json=test_flights[0]).status_code == 401
+        assert c.post("/predict", json=test_flights[0], headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/predict", json=test_flights[0], headers={"X-API-Key": key}).status_code == 200
+        assert c.post("/predict", json=test_flights[0], headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert c.post("/feedback", json={"id": "x", "late": True}).status_code == 401
+        assert c.get("/model").status_code == 401
+        assert c.post("/admin/reload").status_code == 401
+        assert c.post("/invocations", json={"dataframe_records": [test_flights[0]]}).status_code == 401
+        assert c.get("/health/ready").status_code == 200
+        assert c.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("key", ["changeme", "secret", "short"])
+def test_placeholder_api_keys_are_refused_at_start(key: str) -> None:
+    with pytest.raises(ValueError, match="api_key looks like a placeholder"):
+        ServeSettings(api_key=key)
+
+
+def test_without_any_model_the_service_is_live_but_not_ready(
+    serve_settings: ServeSettings, tmp_path: Path, test_flights: Flights
+) -> None:
+    from flightdelay.settings import Settings
+
+    empty = Settings(tracking_uri=f"sqlite:///{tmp_path}/empty.db", artifact_root=str(tmp_path / "artifacts"))
+    with TestClient(create_app(serve_settings, empty)) as c:
+        assert c.get("/health/live").status_code == 200
+        ready = c.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["model"] is None
+        response = c.post("/predict", json=test_flights[0])
+        assert response.status_code == 503
+        assert "no model is loaded yet" in error(response)["message"]
+        assert c.get("/v2/health/ready").status_code == 503
+        assert c.post("/v2/models/flight-delay/infer", json={"inputs": v2_inputs(test_flights[:1])}).status_code == 503
+
+
+def test_registry_down_at_start_serves_the_cached_champion(
+    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+) -> None:
+    with TestClient(create_app(serve_settings, registry_store[0])) as c:  # fills the cache
+        expected = c.post("/predict", json=test_flights[0]).json()["predictions"][0]["probability"]
+    from flightdelay.settings import Settings
+
+    down = Settings(tracking_uri="http://127.0.0.1:9")
+    with TestClient(create_app(serve_settings, down)) as c:
+        ready = c.get("/health/ready").json()
+        assert ready["model"]["source"] == "cache"
+        assert ready["registry"].startswith("unreachable")
+        assert "cached" in ready["note"]
+        body = c.post("/predict", json=test_flights[0]).json()
+        assert body["model_version"] == "1"
+        assert body["predictions"][0]["probability"] == expected
+        assert c.post("/admin/reload").status_code == 503
+        assert c.post("/predict", json=test_flights[0]).status_code == 200  # still serving
+
+
+def test_probabilities_are_probabilities(client: TestClient, test_flights: Flights) -> None:
+    body = client.post("/predict", json=test_flights[:50]).json()
+    probabilities = np.array([p["probability"] for p in body["predictions"]])
+    assert ((probabilities > 0) & (probabilities < 1)).all()

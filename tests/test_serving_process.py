@@ -1,0 +1,196 @@
+"""The service as a real process under concurrent load: SIGTERM loses nothing; a moving alias fails nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from conftest import REPO_ROOT
+from flightdelay.model.bundle import Bundle
+from flightdelay.registry import CHAMPION, Registry
+from flightdelay.settings import Settings
+from test_serving_reload import register, variant
+
+pytestmark = pytest.mark.e2e
+POLL_S = 0.1
+
+
+@dataclass
+class Answer:
+    start: float
+    end: float
+    status: int  # 0: no answer (connection refused or reset)
+    version: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(tmp_path: Path, settings: Settings, registry_config: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    log_url = f"sqlite:///{tmp_path}/predictions.db"
+    env = {
+        **os.environ,
+        "FLIGHTDELAY_TRACKING_URI": settings.tracking_uri,
+        "FLIGHTDELAY_SERVE_PORT": str(port),
+        "FLIGHTDELAY_SERVE_REGISTRY_CONFIG": str(registry_config),
+        "FLIGHTDELAY_SERVE_CACHE_DIR": str(tmp_path / "cache"),
+        "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": log_url,
+        "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": str(POLL_S),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return process, url, log_url
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the service did not become ready")
+
+
+def load(url: str, flights: list[dict[str, Any]], stop: threading.Event, workers: int = 8) -> list[Answer]:
+    answers: list[Answer] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            i = k
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    response = client.post("/predict", json=flights[i % len(flights)])
+                    status = response.status_code
+                    version = response.json().get("model_version") if status == 200 else None
+                except httpx.TransportError:
+                    status, version = 0, None
+                with lock:
+                    answers.append(Answer(start, time.monotonic(), status, version))
+                i += workers
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join()
+    return answers
+
+
+def logged(log_url: str) -> int:
+    engine = sa.create_engine(log_url)
+    with engine.connect() as conn:
+        count = int(conn.execute(sa.text("select count(*) from predictions")).scalar_one())
+    engine.dispose()
+    return count
+
+
+def run_load_then(seconds: float, url: str, flights: list, during: Any = None) -> list[Answer]:
+    stop = threading.Event()
+    result: list[Answer] = []
+    runner = threading.Thread(target=lambda: result.extend(load(url, flights, stop)))
+    runner.start()
+    if during is not None:
+        during()
+    else:
+        time.sleep(seconds)
+    stop.set()
+    runner.join()
+    return result
+
+
+def test_sigterm_under_load_completes_requests_and_loses_no_record(
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+) -> None:
+    process, url, log_url = start(tmp_path, *registry_store)
+
+    def stop_midway() -> None:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # requests keep coming while the server drains and stops
+
+    answers = run_load_then(0, url, test_flights, during=stop_midway)
+    output = process.communicate(timeout=60)[0].decode()
+    # uvicorn drains, runs the shutdown (which flushes the log), then exits by the signal it received
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete." in output
+    assert "Traceback" not in output
+    ok = [a for a in answers if a.status == 200]
+    assert len(ok) > 50
+    assert all(a.status in (0, 200) for a in answers), {a.status for a in answers}
+    assert logged(log_url) == len(ok)  # every answered request is in the log, none twice
+
+
+def test_champion_moving_under_load_fails_nothing(
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    evaluate_config: Any,
+    tmp_path: Path,
+    test_flights: list,
+) -> None:
+    from flightdelay.config import RegistryConfig
+
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
+    config = RegistryConfig(experiment="moving", model_name="flight-delay")
+    config_path = tmp_path / "registry.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    store = (settings, config, config_path)
+    first = register(store, trained["bundle"], trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    second_bundle = variant(trained, tmp_path, "second", "nudged")
+    second = register(store, second_bundle, trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    assert Bundle.load(second_bundle).digest() != Bundle.load(trained["bundle"]).digest()
+    registry = Registry(settings, config)
+    registry.connect()
+    registry.set_alias(CHAMPION, first)
+
+    process, url, log_url = start(tmp_path, settings, config_path)
+    timeline = [(0.0, first)]
+
+    def flip() -> None:
+        for k in range(6):
+            time.sleep(0.6)
+            version = second if k % 2 == 0 else first
+            registry.set_alias(CHAMPION, version)
+            timeline.append((time.monotonic(), version))
+        time.sleep(0.6)
+
+    answers = run_load_then(0, url, test_flights, during=flip)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+
+    assert answers
+    assert all(a.status == 200 for a in answers), {a.status for a in answers}
+    assert {a.version for a in answers} == {first, second}
+
+    def champions_between(start: float, end: float) -> set[str]:
+        """Versions that were champion at some moment in [start, end]."""
+        current = [v for t, v in timeline if t <= start][-1]
+        return {current} | {v for t, v in timeline if start < t <= end}
+
+    slack = POLL_S + 1.0  # the service notices a move within a poll, plus the time to load the new version
+    late = [a for a in answers if a.version not in champions_between(a.start - slack, a.end)]
+    assert not late, late[:3]
+    assert logged(log_url) == len(answers)

@@ -1,0 +1,158 @@
+"""Hot reload: a new champion is served without a restart; one that cannot be served is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+import torch
+import yaml
+from fastapi.testclient import TestClient
+
+from conftest import REPO_ROOT
+from flightdelay.config import EvaluateConfig, RegistryConfig
+from flightdelay.model.bundle import Bundle
+from flightdelay.register import RegisterInputs, log_model, register_candidate
+from flightdelay.registry import Registry
+from flightdelay.settings import Settings
+from serving.app import create_app
+from serving.settings import ServeSettings
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Settings, RegistryConfig, Path]:
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
+    config = RegistryConfig(experiment="reload", model_name="flight-delay")
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return settings, config, path
+
+
+def register(
+    store: tuple[Settings, RegistryConfig, Path],
+    bundle_dir: Path,
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    evaluate_config: EvaluateConfig,
+    tmp_path: Path,
+) -> str:
+    inputs = RegisterInputs(
+        bundle_dir=bundle_dir,
+        features_dir=stage_outputs["features"],
+        train_reports=trained["reports"],
+        evaluation_dir=evaluated,
+        lock_file=REPO_ROOT / "dvc.lock",
+        root=REPO_ROOT,
+        params={},
+        receipt=tmp_path / "receipt.json",
+    )
+    return register_candidate(store[0], store[1], evaluate_config, inputs).version
+
+
+def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) -> Path:
+    """A copy of the trained bundle: nudged weights (a valid new model), NaN weights, or another contract."""
+    bundle = Bundle.load(trained["bundle"])
+    weights = {k: v.clone() for k, v in bundle.weights.items()}
+    preprocessor = bundle.preprocessor
+    if change == "nudged":
+        first = next(k for k, v in weights.items() if v.is_floating_point())
+        weights[first] += 0.01
+    elif change == "nan":
+        weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
+    elif change == "contract":
+        features = dict(preprocessor.contract.features)
+        features["carrier"] = features["carrier"].model_copy(update={"description": "renamed"})
+        contract = preprocessor.contract.model_copy(update={"features": features})
+        preprocessor = preprocessor.model_copy(update={"contract": contract})
+    path = tmp_path / name
+    Bundle(bundle.args, weights, preprocessor, bundle.threshold).save(path)
+    return path
+
+
+@pytest.fixture
+def reg(trained, evaluated, stage_outputs, evaluate_config, tmp_path, store):
+    return lambda bundle_dir: register(store, bundle_dir, trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+
+
+def test_new_champion_is_served_without_restart(
+    store: tuple,
+    reg,
+    trained: dict[str, Path],
+    tmp_path: Path,
+    test_flights: list,
+) -> None:
+    assert reg(trained["bundle"]) == "1"
+    settings = ServeSettings(
+        registry_config=store[2],
+        cache_dir=tmp_path / "cache",
+        poll_interval_s=0,
+        prediction_log_url=f"sqlite:///{tmp_path}/log.db",
+    )
+    with TestClient(create_app(settings, store[0])) as client:
+        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == "1"
+        version = reg(variant(trained, tmp_path, "nudged", "nudged"))
+        Registry(store[0], store[1]).promote(version, reason="test", decided_by="manual")
+        assert client.post("/admin/reload").json() == {"changed": True, "version": version}
+        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == version
+        assert client.get("/health/ready").json()["model"]["version"] == version
+        assert client.post("/admin/reload").json() == {"changed": False, "version": version}
+    assert (tmp_path / "cache" / "flight-delay" / version / "weights.safetensors").is_file()
+
+
+def log_unchecked(store: tuple, bundle_dir: Path, evaluated: Path, stage_outputs: dict[str, Path]) -> str:
+    """Register a bundle directly, as another tool might, without the register stage's checks."""
+    registry = Registry(store[0], store[1])
+    registry.connect()
+    held_out = pl.read_parquet(stage_outputs["features"] / "test.parquet")
+    with mlflow.start_run(experiment_id=registry.experiment_id()):
+        uri = log_model(Bundle.load(bundle_dir), evaluated / "model_card.md", held_out)
+    return registry.register(uri, {})
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [("nan", "smoke prediction is not a probability"), ("contract", "feature contract differs")],
+)
+def test_unservable_champion_is_refused_and_the_old_one_keeps_serving(
+    store: tuple,
+    reg,
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    tmp_path: Path,
+    test_flights: list,
+    change: str,
+    reason: str,
+) -> None:
+    reg(trained["bundle"])
+    settings = ServeSettings(
+        registry_config=store[2],
+        cache_dir=tmp_path / "cache",
+        poll_interval_s=0,
+        prediction_log_url=f"sqlite:///{tmp_path}/log.db",
+    )
+    with TestClient(create_app(settings, store[0])) as client:
+        registry = Registry(store[0], store[1])
+        bad = log_unchecked(store, variant(trained, tmp_path, change, change), evaluated, stage_outputs)
+        registry.promote(bad, reason="test", decided_by="manual")
+        assert client.post("/admin/reload").json() == {"changed": False, "version": "1"}
+        ready = client.get("/health/ready").json()
+        assert ready["model"]["version"] == "1"
+        assert reason in ready["refused_versions"][bad]
+        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == "1"
+        assert "model_versions_refused 1.0" in client.get("/metrics").text
+
+
+def test_a_model_with_non_finite_predictions_is_not_registered(
+    store: tuple,
+    reg,
+    trained: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    from flightdelay.model.bundle import BundleError
+
+    with pytest.raises(BundleError, match="probabilities are not finite for"):
+        reg(variant(trained, tmp_path, "nan", "nan"))

@@ -90,8 +90,8 @@ format: $(STAMP) ## Format the code and fix what ruff can
 typecheck: $(STAMP) ## Run mypy only
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Run the benchmarks against their anchors (full data; minutes)
-	$(BIN)/python -m benchmarks
+bench: $(STAMP) ## Run the benchmarks against their anchors, after make train (minutes); ONLY=serving for one
+	$(BIN)/python -m benchmarks $(foreach b,$(ONLY),--only $(b))
 
 push: $(STAMP) ## Push DVC-tracked data and models to the default remote
 	$(BIN)/dvc push

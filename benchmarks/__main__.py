@@ -10,9 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import data_stages, training
+from benchmarks import data_stages, serving, training
 from flightdelay.settings import Settings, apply_process_defaults
 
+BENCHMARKS = ("data_stages", "training", "serving")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
@@ -67,6 +68,76 @@ def show_training(result: dict[str, Any]) -> bool:
     return bool(result["met"])
 
 
+def show_serving(result: dict[str, Any]) -> bool:
+    c, rows = result["concurrency"], result["batch_rows"]
+    table = Table(title=f"Serving, one worker on one core, wrk on the other ({result['duration_s']} s per run)")
+    for column in ("measurement", "this service", "mlflow models serve (anchor)", "ratio / goal", "met"):
+        table.add_column(column)
+    anchor, met, goals = result["anchor"], result["met"], result["goals"]
+    for key, label in (("predict", "POST /predict"), ("invocations", "POST /invocations (same bodies as anchor)")):
+        r = result[key]
+        table.add_row(
+            f"{label}, 1 row, concurrency {c}: req/s",
+            f"{r['rps']:,.0f}",
+            f"{anchor['rps']:,.0f}",
+            f"{r['ratio']:.1f}x (goal >= {goals['throughput_ratio']:.0f}x)",
+            _yes(met["throughput"]) if key == "predict" else "",
+        )
+        table.add_row(
+            "  latency p50 / p99",
+            f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms",
+            f"{anchor['p50_ms']:.1f} / {anchor['p99_ms']:.1f} ms",
+            f"p99 goal <= {goals['p99_ms']:.0f} ms" if key == "predict" else "",
+            _yes(met["p99"]) if key == "predict" else "",
+        )
+    batch, anchor_batch, idle = result["batch"], result["anchor_batch"], result["batch_idle"]
+    table.add_row(
+        f"batch of {rows:,} rows, one at a time: server-side (median / p90)",
+        f"{batch['server_median_ms']:.1f} / {batch['server_p90_ms']:.1f} ms",
+        "",
+        f"goal <= {goals['batch_server_ms']:.0f} ms",
+        _yes(met["batch"]),
+    )
+    table.add_row(
+        "  round trip (median)",
+        f"{batch['round_trip_median_ms']:.1f} ms",
+        f"{anchor_batch['round_trip_median_ms']:.1f} ms",
+        f"{anchor_batch['round_trip_median_ms'] / batch['round_trip_median_ms']:.1f}x",
+        "",
+    )
+    table.add_row(
+        "  on an idle server (0.5 s pause before each): server-side (median)",
+        f"{idle['server_median_ms']:.1f} ms",
+        "",
+        "",
+        "",
+    )
+    after, sigterm = result["after_load"], result["sigterm"]
+    table.add_row(
+        "after the load runs: flights predicted = rows logged",
+        f"{after['predicted']:,} = {after['logged']:,}",
+        "",
+        "",
+        _yes(met["no_loss_after_load"]),
+    )
+    table.add_row(
+        "SIGTERM under load: 2xx received = rows logged",
+        f"{sigterm['answered']:,} = {sigterm['logged']:,} (exit {sigterm['exit_code']})",
+        "",
+        "",
+        _yes(met["no_loss_after_sigterm"]),
+    )
+    table.add_row(
+        "failed requests under load",
+        str(sum(result[k]["failed"] for k in ("predict", "invocations"))),
+        str(anchor["failed"]),
+        "",
+        _yes(met["no_errors"]),
+    )
+    console.print(table)
+    return all(met.values())
+
+
 def _yes(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
@@ -75,12 +146,30 @@ def _yes(ok: bool) -> str:
 def main(
     out: Annotated[Path, typer.Option(help="Where to save the results as JSON.")] = Path("reports/benchmarks"),
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement; the best is reported.")] = 3,
+    only: Annotated[list[str] | None, typer.Option(help=f"Run only these ({', '.join(BENCHMARKS)}).")] = None,
 ) -> None:
     """Run every benchmark against its anchor; exit 1 if a goal is missed."""
     apply_process_defaults(Settings())
-    results = {"data_stages": data_stages.run(repeat=repeat), "training": training.run()}
-    met = show_data_stages(results["data_stages"])
-    met = show_training(results["training"]) and met
+    chosen = only or list(BENCHMARKS)
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        raise typer.BadParameter(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    results: dict[str, Any] = {}
+    met = True
+    if "data_stages" in chosen:
+        results["data_stages"] = data_stages.run(repeat=repeat)
+        met = show_data_stages(results["data_stages"]) and met
+    if "training" in chosen:
+        results["training"] = training.run()
+        met = show_training(results["training"]) and met
+    if "serving" in chosen:
+        try:
+            results["serving"] = serving.run()
+        except serving.BenchmarkError as e:
+            console.print(f"[red]serving not measured:[/] {e}")
+            met = False
+        else:
+            met = show_serving(results["serving"]) and met
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results saved to {out / 'results.json'}")

@@ -32,7 +32,10 @@ predictions = sa.Table(
     metadata,
     sa.Column("id", sa.String(96), primary_key=True),
     sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),  # when the service answered
+    # When the prediction was wanted: the client's X-Event-Time (e.g. a replay's virtual clock), else created_at.
+    # Monitoring windows are cut on this time.
+    sa.Column("event_time", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("route", sa.String(64), nullable=False),
     sa.Column("model_name", sa.String(128), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False, index=True),
@@ -57,6 +60,7 @@ class PredictionBatch:
     request_id: str
     ids: list[str]
     created_at: dt.datetime
+    event_time: dt.datetime | None  # None: the same as created_at
     route: str
     model_name: str
     model_version: str
@@ -64,10 +68,10 @@ class PredictionBatch:
     probability: list[float]
     label: list[bool]
 
-    def records(self, created_at: Any) -> list[tuple[Any, ...]]:
+    def records(self, created_at: Any, event_time: Any) -> list[tuple[Any, ...]]:
         """One tuple per prediction in the column order of ``predictions``, features as JSON text."""
         names = list(self.features)
-        head = (self.request_id, created_at, self.route, self.model_name, self.model_version)
+        head = (self.request_id, created_at, event_time, self.route, self.model_name, self.model_version)
         dumps = orjson.dumps
         return [
             (self.ids[i], *head, dumps(dict(zip(names, values, strict=True))).decode(), self.probability[i], label)
@@ -90,6 +94,7 @@ class PredictionLog:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        _add_event_time(self.engine)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self._queue: deque[tuple[str, Any]] = deque()
@@ -100,9 +105,13 @@ class PredictionLog:
         # One writer thread at the lowest CPU priority: the database releases the GIL while it works, so with the
         # writer below the event loop, writing the log takes idle CPU rather than time from requests.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="prediction-log", initializer=_lowest_priority)
-        self._insert = str(predictions.insert().compile(dialect=self.engine.dialect))
+        # A prediction id seen before (a client retrying with the same X-Request-Id) is not recorded twice.
+        self._insert = str(_insert_new(self.engine.dialect.name).compile(dialect=self.engine.dialect))
         self._columns = [c.name for c in predictions.c]
-        processor: Callable[[Any], Any] | None = predictions.c.created_at.type.bind_processor(self.engine.dialect)
+        dialect = self.engine.dialect
+        processor: Callable[[Any], Any] | None = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(
+            dialect
+        )
         self._created_at: Callable[[Any], Any] = processor or (lambda t: t)
         self.written = 0
 
@@ -177,7 +186,12 @@ class PredictionLog:
 
     def _write_locked(self, items: list[tuple[str, Any]]) -> int:
         rows = [
-            row for kind, batch in items if kind == "batch" for row in batch.records(self._created_at(batch.created_at))
+            row
+            for kind, batch in items
+            if kind == "batch"
+            for row in batch.records(
+                self._created_at(batch.created_at), self._created_at(batch.event_time or batch.created_at)
+            )
         ]
         outcomes = list({row["prediction_id"]: row for kind, row in items if kind == "feedback"}.values())
         with self.engine.begin() as conn:
@@ -191,6 +205,27 @@ class PredictionLog:
             if outcomes:
                 conn.execute(_upsert(self.engine.dialect.name, outcomes))
         return len(rows)
+
+
+def _insert_new(dialect: str) -> Any:
+    """An insert into ``predictions`` that skips ids already there."""
+    if dialect == "sqlite":
+        return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=[predictions.c.id])
+    if dialect == "postgresql":
+        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=[predictions.c.id])
+    raise ValueError(f"the prediction log supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _add_event_time(engine: sa.Engine) -> None:
+    """Bring a log written before ``event_time`` existed up to date: the column, filled with ``created_at``."""
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
+    if "event_time" in columns:
+        return
+    logger.info("adding event_time to the prediction log %s", engine.url.render_as_string(hide_password=True))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions ADD COLUMN event_time TIMESTAMP"))
+        conn.execute(sa.text("UPDATE predictions SET event_time = created_at"))
+        conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_predictions_event_time ON predictions (event_time)"))
 
 
 def _lowest_priority() -> None:

@@ -15,7 +15,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from serving.prediction_log import now
 from serving.schemas import ErrorResponse, Feedback, FeedbackResponse, PredictResponse
-from serving.service import Service, ServiceError, error_path
+from serving.service import RequestContext, Service, ServiceError, error_path
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 ONE, MANY = "one", "many"  # tags of the two shapes of a body (not part of error paths)
@@ -95,6 +95,24 @@ def without_tags(location: tuple[Any, ...]) -> tuple[Any, ...]:
     return location[1:] if location and location[0] in (ONE, MANY) else location
 
 
+CONTEXT_HEADERS = [
+    {
+        "name": "X-Request-Id",
+        "in": "header",
+        "required": False,
+        "description": "The request's id, used instead of a generated one: a retry with the same id is logged once.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
+    },
+    {
+        "name": "X-Event-Time",
+        "in": "header",
+        "required": False,
+        "description": "When the prediction was wanted (ISO 8601, UTC without an offset); monitoring windows use it.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+]
+
+
 def build_router(service: Service, guard: Any) -> APIRouter:
     """The routes, bound to the service's flight model and limits."""
     flight = service.flight
@@ -118,6 +136,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         tags=["predictions"],
         summary="Predict late arrival for one flight or a list of flights",
         openapi_extra={
+            "parameters": CONTEXT_HEADERS,
             "requestBody": {
                 "required": True,
                 "content": {
@@ -139,7 +158,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
                         },
                     }
                 },
-            }
+            },
         },
     )
     async def predict(request: Request) -> Response:
@@ -151,7 +170,8 @@ def build_router(service: Service, guard: Any) -> APIRouter:
             flights = many_adapter.validate_json(raw) if many else [one_adapter.validate_json(raw)]
         except ValidationError as e:
             raise ServiceError(*body_error(e)) from e
-        done = await service.predict("/predict", service.columns(flights), len(flights))
+        context = RequestContext.from_headers(request.headers)
+        done = await service.predict("/predict", service.columns(flights), len(flights), context)
         answer = {
             "request_id": done.request_id,
             "model_name": done.served.name,
@@ -171,6 +191,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         tags=["MLflow scoring protocol"],
         summary="Score like `mlflow models serve`: dataframe_split, dataframe_records, instances or inputs",
         openapi_extra={
+            "parameters": CONTEXT_HEADERS,
             "requestBody": {
                 "required": True,
                 "content": {
@@ -189,7 +210,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
                         },
                     }
                 },
-            }
+            },
         },
     )
     async def invocations(request: Request) -> Response:
@@ -203,7 +224,8 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         flights = service.validate_rows(mlflow_records(payload), prefix="records")
         if not flights:
             raise ServiceError(400, "invalid_input", "no records to score")
-        done = await service.predict("/invocations", service.columns(flights), len(flights))
+        context = RequestContext.from_headers(request.headers)
+        done = await service.predict("/invocations", service.columns(flights), len(flights), context)
         predictions = [
             {"probability": float(p), "label": bool(label)}
             for p, label in zip(done.probability, done.label, strict=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import Headers
 
 from serving.metrics import Metrics
 from serving.model_store import ModelStore, ServedModel
@@ -25,6 +28,48 @@ class ServiceError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details or []
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a client may say about its request in headers: its id (an idempotency key) and when it happened."""
+
+    request_id: str | None = None
+    event_time: dt.datetime | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Headers) -> RequestContext:
+        """``X-Request-Id`` and ``X-Event-Time`` (ISO 8601; UTC when no offset is given); a 400 if malformed."""
+        request_id = headers.get("x-request-id")
+        event_time = headers.get("x-event-time")
+        if request_id is None and event_time is None:
+            return NO_CONTEXT
+        if request_id is not None and not REQUEST_ID.fullmatch(request_id):
+            raise ServiceError(
+                400,
+                "invalid_header",
+                "X-Request-Id must be 1 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+                [{"path": "headers.x-request-id", "reason": f"not a valid request id: {request_id[:80]!r}"}],
+            )
+        when = None
+        if event_time is not None:
+            try:
+                when = dt.datetime.fromisoformat(event_time)
+            except ValueError as e:
+                raise ServiceError(
+                    400,
+                    "invalid_header",
+                    "X-Event-Time must be an ISO 8601 date and time, e.g. 2013-11-05T14:30:00Z",
+                    [{"path": "headers.x-event-time", "reason": f"not an ISO 8601 time: {event_time[:80]!r}"}],
+                ) from e
+            when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+        return cls(request_id, when)
+
+
+NO_CONTEXT = RequestContext()
 
 
 @dataclass(frozen=True)
@@ -101,8 +146,13 @@ class Service:
         values = [f.__dict__ for f in flights]
         return {name: [v[name] for v in values] for name in self.names}
 
-    async def predict(self, route: str, columns: dict[str, list[Any]], n: int) -> Predicted:
-        """Predict, log and count ``n`` flights given as columns; small batches on the event loop."""
+    async def predict(
+        self, route: str, columns: dict[str, list[Any]], n: int, context: RequestContext = NO_CONTEXT
+    ) -> Predicted:
+        """Predict, log and count ``n`` flights given as columns; small batches on the event loop.
+
+        With a client's request id, the predictions' ids derive from it, so a retried request is logged once.
+        """
         served = self.served()
         if n <= self.settings.inline_rows:
             probability, label = served.predictor.predict(columns)
@@ -114,13 +164,14 @@ class Service:
                 raise ServiceError(
                     504, "timeout", f"the prediction took longer than {self.settings.request_timeout_s:g} s"
                 ) from e
-        request_id = self.next_id()
+        request_id = context.request_id or self.next_id()
         ids = [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
         self.log.record_batch(
             PredictionBatch(
                 request_id=request_id,
                 ids=ids,
                 created_at=now(),
+                event_time=context.event_time,
                 route=route,
                 model_name=served.name,
                 model_version=served.version,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from flightdelay import __version__
 from flightdelay.contract import FeatureSpec
-from serving.service import Service, ServiceError, validation_details
+from serving.service import RequestContext, Service, ServiceError, validation_details
 
 INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 NUMBER_TYPES = INTEGER_TYPES | {"FP16", "FP32", "FP64"}
@@ -212,9 +212,10 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
             raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: probability, label")
         try:
             flights = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
+            context = RequestContext.from_headers(request.headers)
         except ServiceError as e:
             raise V2Error(e.status, e.code, e.message, e.details) from e
-        done = await service.predict("/v2/models/{name}/infer", service.columns(flights), len(flights))
+        done = await service.predict("/v2/models/{name}/infer", service.columns(flights), len(flights), context)
         n = len(flights)
         data = {"probability": ("FP64", done.probability.tolist()), "label": ("BOOL", done.label.tolist())}
         body = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,15 @@ import sqlalchemy as sa
 
 from serving.prediction_log import PredictionBatch, PredictionLog, feedback, predictions
 
+ANSWERED = dt.datetime(2026, 11, 5, 14, 30, tzinfo=dt.UTC)
 
-def batch(request_id: str, n: int = 3) -> PredictionBatch:
+
+def batch(request_id: str, n: int = 3, event_time: dt.datetime | None = None) -> PredictionBatch:
     return PredictionBatch(
         request_id=request_id,
         ids=[f"{request_id}-{i}" for i in range(n)],
-        created_at=dt.datetime(2013, 11, 5, 14, 30, tzinfo=dt.UTC),
+        created_at=ANSWERED,
+        event_time=event_time,
         route="/predict",
         model_name="flight-delay",
         model_version="7",
@@ -61,7 +65,8 @@ def test_predictions_and_feedback_round_trip(tmp_path: Path, paramstyle: str) ->
         (0.5, True, "7"),
         (0.9, True, "7"),
     ]
-    assert stored[0]["created_at"].replace(tzinfo=dt.UTC) == dt.datetime(2013, 11, 5, 14, 30, tzinfo=dt.UTC)
+    assert stored[0]["created_at"].replace(tzinfo=dt.UTC) == ANSWERED
+    assert stored[0]["event_time"].replace(tzinfo=dt.UTC) == ANSWERED  # no event time given: when answered
     outcomes = rows(log, feedback)
     assert [(r["prediction_id"], r["late"], r["arr_delay"]) for r in outcomes] == [("a-1", False, None)]  # replaced
     assert log.written == 3
@@ -94,3 +99,45 @@ def test_a_failed_write_keeps_its_records_queued(tmp_path: Path, monkeypatch: py
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def test_event_time_is_kept_and_a_retried_request_is_logged_once(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
+    scheduled = dt.datetime(2013, 11, 5, 6, 0, tzinfo=dt.UTC)
+
+    async def scenario() -> None:
+        log.record_batch(batch("replay-1", 2, scheduled))
+        await log.flush()
+        log.record_batch(batch("replay-1", 2, scheduled))  # the same request sent again
+        await log.close()
+
+    asyncio.run(scenario())
+    stored = rows(log, predictions)
+    assert [r["id"] for r in stored] == ["replay-1-0", "replay-1-1"]
+    assert {r["event_time"].replace(tzinfo=dt.UTC) for r in stored} == {scheduled}
+
+
+def test_a_log_from_before_event_time_is_brought_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE predictions (id VARCHAR(96) PRIMARY KEY, request_id VARCHAR(64) NOT NULL, "
+            "created_at DATETIME NOT NULL, route VARCHAR(64) NOT NULL, model_name VARCHAR(128) NOT NULL, "
+            "model_version VARCHAR(32) NOT NULL, features TEXT NOT NULL, probability FLOAT NOT NULL, "
+            "label BOOLEAN NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO predictions VALUES ('old-1', 'old-1', '2026-11-01 10:00:00.000000', '/predict', "
+            "'flight-delay', '1', '{}', 0.3, 0)"
+        )
+    log = PredictionLog(f"sqlite:///{path}")
+    asyncio.run(_write_and_close(log, batch("new", 1)))
+    stored = {r["id"]: r for r in rows(log, predictions)}
+    assert stored["old-1"]["event_time"] == dt.datetime(2026, 11, 1, 10, 0)  # filled from created_at
+    assert stored["new-0"]["event_time"].replace(tzinfo=dt.UTC) == ANSWERED
+
+
+async def _write_and_close(log: PredictionLog, *batches: PredictionBatch) -> None:
+    for b in batches:
+        log.record_batch(b)
+    await log.close()

@@ -72,6 +72,29 @@ def test_a_list_of_flights_keeps_order_and_is_logged(
     assert row["probability"] == pytest.approx(body["predictions"][0]["probability"])
 
 
+def test_a_client_names_its_request_and_when_it_happened(
+    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+) -> None:
+    headers = {"X-Request-Id": "replay-2013-11-05-UA-1545", "X-Event-Time": "2013-11-05T10:15:00-05:00"}
+    with TestClient(create_app(serve_settings, registry_store[0])) as c:
+        first = c.post("/predict", json=test_flights[0], headers=headers).json()
+        again = c.post("/predict", json=test_flights[0], headers=headers).json()  # a retry
+        v2 = c.post("/invocations", json={"dataframe_records": test_flights[1:3]}, headers={"X-Request-Id": "batch-7"})
+        for bad, path in (
+            ({"X-Request-Id": "no spaces allowed"}, "headers.x-request-id"),
+            ({"X-Request-Id": "x" * 65}, "headers.x-request-id"),
+            ({"X-Event-Time": "yesterday"}, "headers.x-event-time"),
+        ):
+            response = c.post("/predict", json=test_flights[0], headers=bad)
+            assert response.status_code == 400, bad
+            assert error(response)["details"][0]["path"] == path
+    assert first["request_id"] == again["request_id"] == "replay-2013-11-05-UA-1545"
+    assert v2.status_code == 200
+    logged = {row["id"]: row for row in log_rows(serve_settings)}
+    assert set(logged) == {"replay-2013-11-05-UA-1545", "batch-7-0", "batch-7-1"}  # the retry is logged once
+    assert str(logged["replay-2013-11-05-UA-1545"]["event_time"]).startswith("2013-11-05 15:15:00")  # in UTC
+
+
 def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestClient, test_flights: Flights) -> None:
     assert client.post("/predict", json={**test_flights[0], "dest": "ZZZ", "carrier": "Q9"}).status_code == 200
     assert client.post("/predict", json={**test_flights[0], "engine": None, "temp": None}).status_code == 200

@@ -24,7 +24,7 @@ MLFLOW_PORT ?= 5000
 # The service's port: make serve PORT=8080, or PORT in the environment.
 PORT ?= 8000
 
-.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve test test-fast lint format typecheck bench \
+.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay test test-fast lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -71,6 +71,9 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
 
 serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
 	PORT=$(PORT) $(BIN)/python -m serving
+
+replay: $(STAMP) ## Replay Nov-Dec flights against the running service (SERVICE_URL; resumes; ARGS="--restart")
+	$(BIN)/python -m monitoring replay $(ARGS)
 
 test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
 	$(BIN)/pytest $(PYTEST_ARGS)

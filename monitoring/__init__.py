@@ -1,0 +1,1 @@
+"""Monitoring: replayed production traffic, Evidently reports and dashboard, the drift gate, retraining."""

@@ -1,0 +1,411 @@
+"""Replay the production months against the running service, in time order, with outcomes after landing.
+
+Each flight is sent to ``POST /predict`` as the request a client would have sent at its scheduled departure: the
+contract's features, with ``X-Event-Time`` set to that time (so the prediction log and the monitoring windows follow
+the flights' calendar, not the replay's) and ``X-Request-Id`` set to an id derived from the flight (so a request sent
+again after an interruption is logged once). A virtual clock runs ``speedup`` times faster than the wall clock;
+a flight is sent when the clock passes its departure, and its outcome goes to ``POST /feedback`` when the clock
+passes its landing (estimated from the distance and the arrival delay).
+
+Progress is saved to a state file every second and on exit, so an interrupted or bounded replay resumes where it
+stopped; resent predictions and feedback are idempotent on the service's side, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import polars as pl
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flightdelay.contract import FeatureContract
+from flightdelay.errors import FlightDelayError
+from monitoring.config import ReplayConfig
+
+LOCAL_TIME_ZONE = "America/New_York"  # scheduled times in the flights table are local to the New York airports
+FEEDBACK_BATCH = 100
+MAX_REJECTED_KEPT = 50
+
+
+Outcome = tuple[float, str, bool, float | None]  # (due as a UNIX time, prediction id, late, arrival delay)
+
+
+class ReplayError(FlightDelayError):
+    """The replay cannot start or go on (no flights, a state from another replay, the service unreachable)."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The flights to replay, in time order: bodies, times and outcomes."""
+
+    source: str
+    keys: list[str]  # date-carrier+flight-origin: unique per flight
+    event_time: list[dt.datetime]  # scheduled departure, UTC
+    landing: list[dt.datetime]  # when the outcome is known, UTC
+    bodies: list[bytes]  # the request body: the contract's features as JSON
+    late: list[bool]
+    arr_delay: list[float | None]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def load_traffic(path: Path, contract: FeatureContract) -> Traffic:
+    """The flights in ``path`` (a features table) as requests, ordered by scheduled departure."""
+    if not path.is_file():
+        raise ReplayError(f"{path}: no flights to replay; run `make train` first (it builds the features)")
+    needed = ["flight_date", "carrier", "flight", "origin", "sched_dep", "arr_delay", contract.target.name]
+    frame = pl.read_parquet(path)
+    missing = [c for c in [*needed, *contract.features] if c not in frame.columns]
+    if missing:
+        raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.is_empty():
+        raise ReplayError(f"{path}: no flights to replay")
+    departure = (
+        pl.col("sched_dep")
+        .dt.replace_time_zone(LOCAL_TIME_ZONE, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
+    # The outcome is known at landing: about 30 minutes of taxiing and climbing plus 8 miles a minute in the air,
+    # later by the arrival delay (an estimate; the scheduled arrival's time zone is the destination's).
+    block_minutes = (30 + pl.col("distance").cast(pl.Float64) / 8 + pl.col("arr_delay").fill_null(0)).clip(20)
+    frame = (
+        frame.with_columns(event_time=departure)
+        .drop_nulls("event_time")
+        .with_columns(landing=pl.col("event_time") + pl.duration(minutes=block_minutes))
+        .with_columns(
+            key=pl.format("{}-{}{}-{}", pl.col("flight_date").dt.strftime("%Y%m%d"), "carrier", "flight", "origin")
+        )
+        .sort("event_time", "key")
+    )
+    features = list(contract.features)
+    bodies = [orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)]
+    return Traffic(
+        source=str(path),
+        keys=frame["key"].to_list(),
+        event_time=frame["event_time"].to_list(),
+        landing=frame["landing"].to_list(),
+        bodies=bodies,
+        late=frame[contract.target.name].to_list(),
+        arr_delay=[None if v is None else float(v) for v in frame["arr_delay"].to_list()],
+    )
+
+
+@dataclass
+class ReplayState:
+    """Where a replay is: saved as JSON after every step, so that it can resume."""
+
+    run: str
+    source: str
+    flights: int
+    next: int = 0  # flights[:next] have been answered (or rejected)
+    virtual_time: str | None = None
+    answered: int = 0
+    rejected: int = 0
+    feedback_sent: int = 0
+    pending: list[Outcome] = field(default_factory=list)  # outcomes of answered flights not yet sent
+    rejected_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, traffic: Traffic) -> ReplayState:
+        return cls(run=uuid.uuid4().hex[:8], source=traffic.source, flights=len(traffic))
+
+    @classmethod
+    def load(cls, path: Path, traffic: Traffic) -> ReplayState:
+        """The saved state at ``path``, or a fresh one if there is none."""
+        if not path.is_file():
+            return cls.start(traffic)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = cls(**data)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ReplayError(f"{path}: not a replay state ({e}); delete it or pass --restart") from e
+        state.pending = [tuple(p) for p in state.pending]  # type: ignore[misc]
+        if (state.source, state.flights) != (traffic.source, len(traffic)):
+            raise ReplayError(
+                f"{path} belongs to a replay of {state.flights:,} flights from {state.source}, not of "
+                f"{len(traffic):,} from {traffic.source}; pass --restart to start over"
+            )
+        return state
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash leaves the previous state, never half of one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        temporary.replace(path)
+
+    @property
+    def done(self) -> bool:
+        return self.next >= self.flights and not self.pending
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    """What one invocation of the replay did."""
+
+    sent: int
+    answered: int
+    rejected: int
+    feedback: int
+    seconds: float
+    finished: bool
+    stopped_by: str
+    state: ReplayState
+
+
+class Replayer:
+    """Sends ``traffic`` to the service at ``url`` as ``config`` says, recording progress in ``state``."""
+
+    def __init__(
+        self,
+        config: ReplayConfig,
+        traffic: Traffic,
+        state: ReplayState,
+        client: httpx.AsyncClient,
+        *,
+        state_path: Path,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config, self.traffic, self.state, self.client = config, traffic, state, client
+        self.state_path, self.progress = state_path, progress
+        self.pending: list[Outcome] = [tuple(p) for p in state.pending]  # type: ignore[misc]
+        heapq.heapify(self.pending)
+        self._next_slot = 0.0
+        self._saved_at = 0.0
+
+    def request_id(self, index: int) -> str:
+        return f"r{self.state.run}-{self.traffic.keys[index]}"
+
+    async def run(self) -> ReplaySummary:
+        """Replay until done, a bound is reached, or the service stays unreachable (then a ReplayError)."""
+        config, state, traffic = self.config, self.state, self.traffic
+        start_wall = time.monotonic()
+        start_virtual = dt.datetime.fromisoformat(state.virtual_time) if state.virtual_time else traffic.event_time[0]
+        sent = answered = rejected = feedback = 0
+        stopped_by = "finished"
+        flights_task = (
+            self.progress.add_task("flights", total=len(traffic), completed=state.next) if self.progress else None
+        )
+        try:
+            while not state.done:
+                elapsed = time.monotonic() - start_wall
+                if config.max_seconds is not None and elapsed >= config.max_seconds:
+                    stopped_by = f"max_seconds ({config.max_seconds:g} s)"
+                    break
+                if config.max_requests is not None and sent >= config.max_requests:
+                    stopped_by = f"max_requests ({config.max_requests:,})"
+                    break
+                now = start_virtual + dt.timedelta(seconds=elapsed * config.speedup)
+                state.virtual_time = now.isoformat()
+                chunk = self._due_flights(now, config.concurrency, config.max_requests, sent)
+                if chunk:
+                    outcome = await self._send_flights(chunk)
+                    sent += len(chunk)
+                    answered += outcome[0]
+                    rejected += outcome[1]
+                    if flights_task is not None and self.progress:
+                        self.progress.update(flights_task, completed=state.next)
+                due_feedback = self._due_feedback(now) if config.feedback else []
+                if due_feedback:
+                    feedback += await self._send_feedback(due_feedback)
+                if not chunk and not due_feedback:
+                    await asyncio.sleep(self._wait(now))
+                self._maybe_save()
+        finally:
+            state.pending = sorted(self.pending)
+            state.save(self.state_path)
+        return ReplaySummary(
+            sent=sent,
+            answered=answered,
+            rejected=rejected,
+            feedback=feedback,
+            seconds=time.monotonic() - start_wall,
+            finished=state.done,
+            stopped_by=stopped_by,
+            state=state,
+        )
+
+    def _due_flights(self, now: dt.datetime, limit: int, max_requests: int | None, sent: int) -> list[int]:
+        if max_requests is not None:
+            limit = min(limit, max_requests - sent)
+        start = self.state.next
+        end = start
+        while end < len(self.traffic) and end - start < limit and self.traffic.event_time[end] <= now:
+            end += 1
+        return list(range(start, end))
+
+    def _due_feedback(self, now: dt.datetime) -> list[Outcome]:
+        due: list[Outcome] = []
+        stamp = now.timestamp()
+        while self.pending and self.pending[0][0] <= stamp and len(due) < FEEDBACK_BATCH:
+            due.append(heapq.heappop(self.pending))
+        return due
+
+    def _wait(self, now: dt.datetime) -> float:
+        """Wall-clock seconds until the next flight or outcome is due (at most half a second)."""
+        upcoming = []
+        if self.state.next < len(self.traffic):
+            upcoming.append(self.traffic.event_time[self.state.next])
+        if self.pending:
+            upcoming.append(dt.datetime.fromtimestamp(self.pending[0][0], dt.UTC))
+        if not upcoming:
+            return 0.0
+        return max(0.0, min(0.5, (min(upcoming) - now).total_seconds() / self.config.speedup))
+
+    async def _paced(self) -> None:
+        """Wait for this request's slot so that at most ``rate`` requests start per second."""
+        now = time.monotonic()
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + 1.0 / self.config.rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _send_flights(self, chunk: list[int]) -> tuple[int, int]:
+        """Send one request per flight, concurrently; advance the state past the answered ones."""
+        results = await self._with_retries(lambda: asyncio.gather(*(self._predict(i) for i in chunk)))
+        answered = rejected = 0
+        for i, result in zip(chunk, results, strict=True):
+            if result is None:
+                answered += 1
+                if self.config.feedback:
+                    due = self.traffic.landing[i].timestamp()
+                    outcome = (due, self.request_id(i), self.traffic.late[i], self.traffic.arr_delay[i])
+                    heapq.heappush(self.pending, outcome)
+            else:
+                rejected += 1
+                if len(self.state.rejected_examples) < MAX_REJECTED_KEPT:
+                    self.state.rejected_examples.append({"flight": self.traffic.keys[i], **result})
+        self.state.next = chunk[-1] + 1
+        self.state.answered += answered
+        self.state.rejected += rejected
+        return answered, rejected
+
+    async def _predict(self, index: int) -> dict[str, Any] | None:
+        """None when answered; the rejection (status and error) when the service refused the flight."""
+        await self._paced()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Request-Id": self.request_id(index),
+            "X-Event-Time": self.traffic.event_time[index].isoformat(),
+        }
+        response = await self.client.post("/predict", content=self.traffic.bodies[index], headers=headers)
+        _raise_for_service(response)
+        if response.status_code == 200:
+            return None
+        return {"status": response.status_code, "error": _error_text(response)}
+
+    async def _send_feedback(self, due: list[Outcome]) -> int:
+        body = [{"id": i, "late": late, "arr_delay": delay} for _, i, late, delay in due]
+
+        async def send() -> httpx.Response:
+            response = await self.client.post("/feedback", json=body)
+            _raise_for_service(response)
+            return response
+
+        try:
+            response = await self._with_retries(send)
+        except ReplayError:
+            for item in due:  # not sent: keep them for the next run
+                heapq.heappush(self.pending, item)
+            raise
+        if response.status_code != 200:
+            for item in due:
+                heapq.heappush(self.pending, item)
+            raise ReplayError(f"the service refused feedback: {response.status_code} {_error_text(response)}")
+        self.state.feedback_sent += len(due)
+        return len(due)
+
+    async def _with_retries(self, call: Any) -> Any:
+        """``await call()``, retried while the service is unreachable or unavailable, up to ``retry_seconds``."""
+        deadline = time.monotonic() + self.config.retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                return await call()
+            except (httpx.TransportError, _UnavailableError) as e:
+                if time.monotonic() + delay > deadline:
+                    raise ReplayError(
+                        f"the service at {self.client.base_url} did not answer for {self.config.retry_seconds:g} s "
+                        f"({_describe(e)}); progress is saved in {self.state_path}: run the replay again to resume"
+                    ) from e
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _maybe_save(self) -> None:
+        now = time.monotonic()
+        if now - self._saved_at >= 1.0:
+            self.state.pending = list(self.pending)
+            self.state.save(self.state_path)
+            self._saved_at = now
+
+
+class _UnavailableError(Exception):
+    """The service answered 503 (no model yet) or 5xx: worth retrying."""
+
+
+def _raise_for_service(response: httpx.Response) -> None:
+    if response.status_code in (401, 403):
+        raise ReplayError(
+            f"the service refused the replay's credentials ({response.status_code}): set SERVICE_API_KEY to the "
+            "service's API key"
+        )
+    if response.status_code >= 500:
+        raise _UnavailableError(f"{response.status_code} {_error_text(response)}")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or response.text[:200])
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+
+
+async def replay(
+    config: ReplayConfig,
+    contract: FeatureContract,
+    url: str,
+    *,
+    api_key: str | None = None,
+    restart: bool = False,
+    show_progress: bool = True,
+) -> ReplaySummary:
+    """Replay ``config.flights`` against the service at ``url``, resuming from ``config.state`` unless ``restart``."""
+    traffic = load_traffic(config.flights, contract)
+    state = ReplayState.start(traffic) if restart else ReplayState.load(config.state, traffic)
+    headers = {"X-API-Key": api_key} if api_key else {}
+    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=config.timeout_seconds, limits=limits
+    ) as client:
+        progress = progress_bar() if show_progress else None
+        replayer = Replayer(config, traffic, state, client, state_path=config.state, progress=progress)
+        if progress is None:
+            return await replayer.run()
+        with progress:
+            return await replayer.run()

@@ -1,0 +1,162 @@
+"""Traffic replay against a running service: every flight once, outcomes after landing, resumable, clear failures."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from typer.testing import CliRunner
+
+from flightdelay.config import DataConfig
+from monitoring.__main__ import app as monitoring_cli
+from monitoring.config import ReplayConfig
+from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
+from serving.app import create_app
+from serving.settings import ServeSettings
+
+
+@contextmanager
+def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
+    """The service on a free port of 127.0.0.1 in a background thread; stopped (and its log flushed) on exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, registry), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+
+
+def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(settings.prediction_log_url)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text(f"select * from {table}"))]
+    engine.dispose()
+    return rows
+
+
+@pytest.fixture
+def replay_config(stage_outputs: dict[str, Path], tmp_path: Path) -> ReplayConfig:
+    """The slice's test months, two months in well under a second."""
+    return ReplayConfig(
+        flights=stage_outputs["features"] / "test.parquet",
+        speedup=2e7,
+        rate=5000,
+        concurrency=8,
+        max_seconds=120,
+        retry_seconds=1,
+        state=tmp_path / "replay" / "state.json",
+    )
+
+
+def test_every_flight_is_predicted_once_at_its_time_and_its_outcome_follows(
+    serve_settings: ServeSettings, registry_store: tuple, replay_config: ReplayConfig, config: DataConfig
+) -> None:
+    traffic = load_traffic(replay_config.flights, config.contract)
+    assert traffic.event_time == sorted(traffic.event_time)
+    assert all(land > dep for dep, land in zip(traffic.event_time, traffic.landing, strict=True))
+    with running_service(serve_settings, registry_store[0]) as url:
+        summary = asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
+    assert summary.finished
+    assert (summary.sent, summary.answered, summary.rejected, summary.feedback) == (len(traffic),) * 2 + (
+        0,
+        len(traffic),
+    )
+    predictions = {row["id"]: row for row in log_rows(serve_settings, "predictions")}
+    assert len(predictions) == len(traffic)
+    run = summary.state.run
+    first = predictions[f"r{run}-{traffic.keys[0]}"]
+    # the flights' calendar (in UTC), not the replay's
+    assert str(first["event_time"]).startswith(traffic.event_time[0].strftime("%Y-%m-%d %H:%M:%S"))
+    assert traffic.event_time[0].month == 11
+    outcomes = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
+    assert set(outcomes) == set(predictions)
+    late = dict(zip(traffic.keys, traffic.late, strict=True))
+    assert all(bool(outcomes[f"r{run}-{key}"]["late"]) == late[key] for key in traffic.keys)
+
+
+def test_an_interrupted_replay_resumes_and_counts_nothing_twice(
+    serve_settings: ServeSettings, registry_store: tuple, replay_config: ReplayConfig, config: DataConfig
+) -> None:
+    traffic = load_traffic(replay_config.flights, config.contract)
+    with running_service(serve_settings, registry_store[0]) as url:
+        first = asyncio.run(
+            replay(replay_config.model_copy(update={"max_requests": 30}), config.contract, url, show_progress=False)
+        )
+        assert not first.finished
+        assert first.stopped_by.startswith("max_requests")
+        # A crash after sending but before saving: the state is behind what the service has seen.
+        state = ReplayState.load(replay_config.state, traffic)
+        state.next -= 10
+        state.save(replay_config.state)
+        second = asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
+    assert second.finished
+    assert second.state.run == first.state.run
+    assert second.sent == len(traffic) - 20
+    predictions = log_rows(serve_settings, "predictions")
+    assert len(predictions) == len(traffic)  # the ten flights sent twice are logged once
+    assert len(log_rows(serve_settings, "feedback")) == len(traffic)
+
+
+def test_a_service_that_is_down_stops_the_replay_with_its_progress_kept(
+    replay_config: ReplayConfig, config: DataConfig
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(ReplayError, match=r"did not answer for 1 s.*run the replay again to resume"):
+        asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
+    traffic = load_traffic(replay_config.flights, config.contract)
+    state = ReplayState.load(replay_config.state, traffic)
+    assert (state.next, state.answered, state.pending) == (0, 0, [])
+
+
+def test_a_state_from_another_replay_is_not_used(replay_config: ReplayConfig, config: DataConfig) -> None:
+    traffic = load_traffic(replay_config.flights, config.contract)
+    other = ReplayState(run="abc", source="elsewhere.parquet", flights=5)
+    other.save(replay_config.state)
+    with pytest.raises(ReplayError, match="pass --restart"):
+        ReplayState.load(replay_config.state, traffic)
+    replay_config.state.write_text("{not json")
+    with pytest.raises(ReplayError, match="not a replay state"):
+        ReplayState.load(replay_config.state, traffic)
+
+
+def test_the_command_names_a_bad_configuration_key(tmp_path: Path) -> None:
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text("replay:\n  speedup: -1\n  sppedup: 3\n")
+    result = CliRunner().invoke(monitoring_cli, ["replay", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "replay.speedup" in result.output
+    assert "replay.sppedup: unknown key" in result.output
+
+
+def test_landing_is_after_departure_by_the_flight_and_its_delay(
+    config: DataConfig, replay_config: ReplayConfig
+) -> None:
+    traffic = load_traffic(replay_config.flights, config.contract)
+    minutes = [
+        (land - dep) / dt.timedelta(minutes=1) for dep, land in zip(traffic.event_time, traffic.landing, strict=True)
+    ]
+    assert min(minutes) >= 20
+    delayed = [m for m, delay in zip(minutes, traffic.arr_delay, strict=True) if delay is not None and delay > 120]
+    assert all(m > 150 for m in delayed)

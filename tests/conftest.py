@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+import uvicorn
 import yaml
 
 from flightdelay.config import (
@@ -26,6 +33,7 @@ from flightdelay.features.build import build_features
 from flightdelay.register import RegisterInputs, register_candidate
 from flightdelay.settings import Settings
 from flightdelay.training import train
+from serving.app import create_app
 from serving.settings import ServeSettings
 from slices import write_slice
 
@@ -36,6 +44,32 @@ CONFIG_PATH = REPO_ROOT / "configs" / "data.yaml"
 def with_source(config: DataConfig, directory: Path) -> DataConfig:
     """``config`` reading its tables from ``directory``."""
     return config.model_copy(update={"source": config.source.model_copy(update={"dir": directory})})
+
+
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _original_mlflow_uris() -> dict[str, str | None]:
+    """The MLflow URIs of the environment pytest started in (set up before any other session fixture)."""
+    return {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris(_original_mlflow_uris: dict[str, str | None]) -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into ``os.environ``: without this, a fixture's
+    throwaway store would leak into the DVC pipelines that tests run as subprocesses."""
+    _set_environment(_original_mlflow_uris)
+    yield
+    _set_environment(_original_mlflow_uris)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +219,24 @@ def test_flights(stage_outputs: dict[str, Path], config: DataConfig) -> list[dic
     """The slice's test-month flights as request bodies (contract features only)."""
     frame = pl.read_parquet(stage_outputs["features"] / "test.parquet")
     return frame.select(list(config.contract.features)).to_dicts()
+
+
+@contextmanager
+def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
+    """The service on a free port of 127.0.0.1 in a background thread; stopped (and its log flushed) on exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, registry), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()

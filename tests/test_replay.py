@@ -5,45 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from typer.testing import CliRunner
 
+from conftest import running_service
 from flightdelay.config import DataConfig
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import ReplayConfig
 from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
-from serving.app import create_app
 from serving.settings import ServeSettings
-
-
-@contextmanager
-def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
-    """The service on a free port of 127.0.0.1 in a background thread; stopped (and its log flushed) on exit."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, registry), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
 
 
 def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:

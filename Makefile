@@ -21,10 +21,15 @@ export EVIDENTLY_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 
 MLFLOW_PORT ?= 5000
-# The service's port: make serve PORT=8080, or PORT in the environment.
-PORT ?= 8000
+# Ports: make serve PORT=8080 (or PORT in the environment) for the service, the same for make dashboard.
+ifdef PORT
+SERVE_PORT := $(PORT)
+DASHBOARD_PORT := $(PORT)
+endif
+SERVE_PORT ?= 8000
+DASHBOARD_PORT ?= 8001
 
-.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay test test-fast lint format typecheck bench \
+.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay monitor dashboard test test-fast lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -70,10 +75,16 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
-	PORT=$(PORT) $(BIN)/python -m serving
+	PORT=$(SERVE_PORT) $(BIN)/python -m serving
 
 replay: $(STAMP) ## Replay Nov-Dec flights against the running service (SERVICE_URL; resumes; ARGS="--restart")
 	$(BIN)/python -m monitoring replay $(ARGS)
+
+monitor: $(STAMP) ## Report the prediction log's windows, judge the latest (exit 0 healthy, 3 alarm, 4 too little data)
+	$(BIN)/python -m monitoring monitor $(ARGS)
+
+dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.1:8001 (PORT=... to change)
+	$(BIN)/python -m monitoring dashboard --port $(DASHBOARD_PORT)
 
 test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""``python -m monitoring``: replay production traffic (``make replay``)."""
+"""``python -m monitoring``: replay production traffic (``make replay``), report and judge drift (``make monitor``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flightdelay.cli import console, entry_point
-from flightdelay.config import load_data_config
+from flightdelay.config import load_data_config, load_registry_config
 from monitoring.config import load_monitor_config
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
@@ -19,7 +19,7 @@ CONFIG = Annotated[Path, typer.Option("--config", help="Monitoring configuration
 
 @app.callback()
 def main() -> None:
-    """Monitoring: replayed production traffic against the running service."""
+    """Monitoring: replayed production traffic, Evidently reports and dashboard, the drift gate."""
 
 
 @app.command()
@@ -59,6 +59,56 @@ def replay(
             console.print(f"rejected, e.g.: {state.rejected_examples[-1]}")
         if not summary.finished:
             console.print(f"stopped by {summary.stopped_by}; run it again to resume ({settings.state})")
+
+
+@app.command()
+def monitor(
+    config: CONFIG = Path("configs/monitor.yaml"),
+    registry_config: Annotated[Path, typer.Option(help="Registry configuration (the model's name).")] = Path(
+        "configs/registry.yaml"
+    ),
+) -> None:
+    """Report every window of the prediction log into the workspace; judge the latest (exit 0 healthy, 3 alarm,
+    4 not enough data)."""
+    from monitoring.gate import describe
+    from monitoring.monitor import run_monitor
+
+    with entry_point("monitor") as settings:
+        loaded = load_monitor_config(config)
+        result = run_monitor(loaded, settings, load_registry_config(registry_config))
+        for entry in result.windows:
+            console.print(
+                f"  {entry['window']}: {entry['rows']:,} predictions, {entry['labelled']:,} outcomes: {entry['status']}"
+            )
+        console.print(describe(result.verdict))
+        out = loaded.reports.out_dir
+        console.print(f"verdict: {out / 'verdict.json'}; report of the latest window: {out / 'latest.html'}")
+    raise typer.Exit(code=result.verdict.exit_code)
+
+
+@app.command()
+def dashboard(
+    config: CONFIG = Path("configs/monitor.yaml"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8001,
+) -> None:
+    """Serve the monitoring workspace with the Evidently UI on 127.0.0.1 (after checking it can be read)."""
+    import os
+    import sys
+
+    from monitoring.workspace import MonitoringWorkspace
+
+    with entry_point("dashboard"):
+        reports = load_monitor_config(config).reports
+        if not reports.workspace.is_dir():
+            console.print(f"no monitoring workspace at {reports.workspace} yet: run `make monitor` first")
+            raise typer.Exit(code=1)
+        MonitoringWorkspace(reports.workspace, reports.project)  # removes unreadable snapshots, which break the UI
+        executable = str(Path(sys.executable).parent / "evidently")
+        console.print(f"dashboard on http://127.0.0.1:{port} (Ctrl-C stops)")
+        os.execv(
+            executable,
+            [executable, "ui", "--workspace", str(reports.workspace), "--host", "127.0.0.1", "--port", str(port)],
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,10 +26,45 @@ class ReplayConfig(StrictModel):
     state: Path = Path("logs/replay/state.json")
 
 
+class GateConfig(StrictModel):
+    """When the latest window is judged unhealthy (``make monitor`` exits non-zero)."""
+
+    max_drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that raises the alarm.")
+    max_roc_auc_drop: float = Field(0.05, ge=0, le=1, description="ROC AUC below the reference's by more: alarm.")
+    prediction_drift: bool = Field(True, description="Whether drift of the predicted probability raises the alarm.")
+
+
+class ReportsConfig(StrictModel):
+    """How the prediction log is cut into windows and compared with the reference."""
+
+    log_url: str = Field("sqlite:///logs/predictions.db", description="The service's prediction log.")
+    window: Literal["day", "week"] = "week"
+    min_rows: int = Field(200, ge=10, description="Windows with fewer predictions are not judged.")
+    min_labels: int = Field(200, ge=10, description="Fewer labelled predictions: no quality report for the window.")
+    max_rows: int = Field(20_000, ge=100, description="Rows sampled from each side of a comparison at most.")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Evidently's dataset-drift share (for its own tests).")
+    seed: int = 0
+    cache_dir: Path = Field(Path("models/cache"), description="Bundles of the versions found in the log.")
+    reference_dir: Path | None = Field(
+        None,
+        description="A features directory whose valid.parquet is the reference for every version; "
+        "null: each version's own, found in the DVC cache through its lineage.",
+    )
+    workspace: Path = Path("reports/monitoring/workspace")
+    project: str = "flight-delay monitoring"
+    out_dir: Path = Field(Path("reports/monitoring"), description="verdict.json, summary.md, latest.html")
+    dashboard_features: list[str] = Field(
+        default_factory=lambda: ["dep_hour", "days_to_holiday", "temp", "precip_day", "wind_day_max", "carrier"],
+        description="Features whose drift scores the dashboard plots over time.",
+    )
+
+
 class MonitorConfig(StrictModel):
     """Everything ``configs/monitor.yaml`` holds."""
 
     replay: ReplayConfig = ReplayConfig()
+    reports: ReportsConfig = ReportsConfig()
+    gate: GateConfig = GateConfig()
 
 
 def load_monitor_config(path: Path) -> MonitorConfig:

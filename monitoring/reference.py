@@ -1,0 +1,129 @@
+"""What a window is compared with: the validation months of the model version that served it, via its lineage.
+
+A bundle's lineage records the DVC hash of the feature tables it was trained on; the validation split is read from
+DVC's cache by that hash (so a window is compared with exactly the data its model was validated on, even after the
+pipeline has moved on), and scored by the same bundle, which gives the reference predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from flightdelay.config import RegistryConfig
+from flightdelay.errors import FlightDelayError
+from flightdelay.features.preprocessing import frame_columns
+from flightdelay.io import staged
+from flightdelay.model.bundle import Bundle, Predictor
+from flightdelay.registry import Registry
+from flightdelay.settings import Settings
+from monitoring.log import feature_dtype
+
+FEATURES_DIR = "data/features"
+REFERENCE_SPLIT = "valid.parquet"
+
+
+class ReferenceError(FlightDelayError):
+    """A model version's bundle or reference data cannot be found."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One model version: its predictor and its reference rows (features, probability, label, late)."""
+
+    version: str
+    predictor: Predictor
+    rows: pl.DataFrame
+    roc_auc: float | None  # on the validation months, from the lineage
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.predictor.bundle
+
+
+class References:
+    """Bundles and reference data per model version, loaded once each."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: RegistryConfig,
+        cache_dir: Path,
+        reference_dir: Path | None = None,
+        repo: Path = Path(),
+    ) -> None:
+        self.settings, self.registry_config, self.cache_dir, self.repo = settings, registry, cache_dir, repo
+        self.reference_dir = reference_dir
+        self._loaded: dict[str, Reference] = {}
+        self._registry: Registry | None = None
+
+    def get(self, name: str, version: str) -> Reference:
+        key = f"{name}/{version}"
+        if key not in self._loaded:
+            bundle = Bundle.load(self._bundle_dir(name, version))
+            predictor = Predictor(bundle)
+            rows = reference_rows(predictor, self._reference_file(version, bundle))
+            metrics = (bundle.lineage or {}).get("metrics", {})
+            roc_auc = metrics.get("valid_roc_auc")
+            self._loaded[key] = Reference(version, predictor, rows, float(roc_auc) if roc_auc is not None else None)
+        return self._loaded[key]
+
+    def _bundle_dir(self, name: str, version: str) -> Path:
+        directory = self.cache_dir / name / version
+        if directory.is_dir():
+            return directory
+        if self._registry is None:
+            self._registry = Registry(self.settings, self.registry_config.model_copy(update={"model_name": name}))
+            self._registry.connect()
+        with tempfile.TemporaryDirectory(prefix="download-") as tmp:
+            downloaded = self._registry.fetch_bundle(version, Path(tmp))
+            with staged(directory) as (staging,):
+                shutil.copytree(downloaded, staging)
+        return directory
+
+    def _reference_file(self, version: str, bundle: Bundle) -> Path:
+        if self.reference_dir is not None:
+            path = self.reference_dir / REFERENCE_SPLIT
+            if not path.is_file():
+                raise ReferenceError(f"{path}: no reference data there (reports.reference_dir)")
+            return path
+        digest = ((bundle.lineage or {}).get("data") or {}).get(FEATURES_DIR)
+        if not digest:
+            raise ReferenceError(f"version {version}: its lineage names no {FEATURES_DIR} hash")
+        listing = self._cache_path(digest)
+        if listing is None:
+            raise ReferenceError(
+                f"version {version}: its reference data ({FEATURES_DIR} {digest}) is not in the DVC cache; "
+                "run `make pull` to fetch it from the DVC remote"
+            )
+        entries = json.loads(listing.read_text(encoding="utf-8"))
+        md5 = next((e["md5"] for e in entries if e["relpath"] == REFERENCE_SPLIT), None)
+        cached = self._cache_path(md5) if md5 else None
+        if cached is None:
+            raise ReferenceError(f"version {version}: {REFERENCE_SPLIT} of {FEATURES_DIR} {digest} is not cached")
+        return cached
+
+    def _cache_path(self, oid: str) -> Path | None:
+        from dvc.repo import Repo  # DVC is slow to import; only here
+
+        with Repo(str(self.repo)) as repo:
+            path = Path(repo.cache.local.oid_to_path(oid))
+        return path if path.is_file() else None
+
+
+def reference_rows(predictor: Predictor, path: Path) -> pl.DataFrame:
+    """The validation split at ``path`` with the bundle's predictions: contract features, probability, label, late."""
+    contract = predictor.bundle.contract
+    frame = pl.read_parquet(path)
+    probability, label = predictor.predict(frame_columns(frame, contract))
+    return frame.select(
+        *[pl.col(name).cast(feature_dtype(spec)) for name, spec in contract.features.items()],
+        pl.Series("probability", probability, dtype=pl.Float64),
+        pl.Series("label", label, dtype=pl.Boolean),
+        pl.col(contract.target.name).cast(pl.Boolean).alias("late"),
+    )

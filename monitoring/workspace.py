@@ -1,0 +1,125 @@
+"""The local Evidently workspace: one project, its dashboard, and a snapshot per window and kind."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from evidently.core.report import Snapshot
+from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
+from evidently.sdk.panels import bar_plot_panel, line_plot_panel
+from evidently.ui.workspace import Workspace
+
+from flightdelay.errors import FlightDelayError
+
+logger = logging.getLogger(__name__)
+
+
+class WorkspaceError(FlightDelayError):
+    """The workspace cannot be opened or written."""
+
+
+def quarantine_unreadable(path: Path) -> list[Path]:
+    """Move snapshot files that are not JSON (truncated by a crash, edited by hand) out of the workspace, beside
+    it: Evidently cannot open a workspace holding one, and its UI answers 500. They are kept, not deleted."""
+    moved = []
+    for file in sorted(path.glob("*/snapshots/*.json")):
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            target = path.with_name(f"{path.name}-quarantine") / file.parent.parent.name / file.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            file.replace(target)
+            logger.warning("moved the unreadable snapshot %s to %s", file, target)
+            moved.append(target)
+    return moved
+
+
+class MonitoringWorkspace:
+    """The project named ``project`` in the workspace at ``path`` (both created if missing)."""
+
+    def __init__(self, path: Path, project: str) -> None:
+        self.path = path
+        self.quarantined = quarantine_unreadable(path)
+        try:
+            self.workspace = Workspace(str(path))
+            found = self.workspace.search_project(project)
+            self.project = found[0] if found else self.workspace.create_project(project)
+        except Exception as e:
+            raise WorkspaceError(
+                f"{path}: the Evidently workspace cannot be opened ({e}); it is rebuilt from the prediction log "
+                f"if you move it away"
+            ) from e
+        self.project_id = self.project.id
+        self.existing = self._index()
+
+    def _index(self) -> dict[tuple[str, str], tuple[Any, dict[str, str]]]:
+        """Snapshots by (window, kind); unreadable ones are deleted (they would break the UI) and reported."""
+        index: dict[tuple[str, str], tuple[Any, dict[str, str]]] = {}
+        for snapshot_id in self.workspace.list_runs(self.project_id):
+            try:
+                model = self.workspace.get_run(self.project_id, snapshot_id)
+            except Exception as e:  # a truncated or hand-edited file
+                logger.warning("removing unreadable snapshot %s from the workspace: %s", snapshot_id, e)
+                self.workspace.delete_run(self.project_id, snapshot_id)
+                continue
+            if model is None:
+                continue
+            kind = next((t.removeprefix("kind:") for t in model.tags if t.startswith("kind:")), "")
+            key = (str(model.metadata.get("window_key", "")), kind)
+            index[key] = (snapshot_id, {k: str(v) for k, v in model.metadata.items()})
+        return index
+
+    def is_current(self, window_key: str, kind: str, metadata: dict[str, str]) -> bool:
+        """Whether the workspace already holds this window's snapshot of ``kind`` for the same rows."""
+        found = self.existing.get((window_key, kind))
+        return found is not None and all(found[1].get(k) == metadata[k] for k in ("rows", "labelled"))
+
+    def put(self, window_key: str, kind: str, snapshot: Snapshot) -> None:
+        """Add ``snapshot``, replacing an older one of the same window and kind."""
+        old = self.existing.pop((window_key, kind), None)
+        if old is not None:
+            self.workspace.delete_run(self.project_id, old[0])
+        self.workspace.add_run(self.project_id, snapshot, include_data=False)
+
+    def save_dashboard(self, versions: list[str], features: list[str]) -> None:
+        """The dashboard, rebuilt every time (idempotent): drift, predictions against outcomes, quality, volume."""
+        drift = [
+            PanelMetric(
+                legend="share of features drifted", metric="DriftedColumnsCount", metric_labels={"value_type": "share"}
+            )
+        ]
+        scores = [PanelMetric(legend=name, metric="ValueDrift", metric_labels={"column": name}) for name in features]
+        means = [
+            PanelMetric(legend="mean prediction", metric="MeanValue", metric_labels={"column": "probability"}),
+            PanelMetric(legend="observed late rate", metric="MeanValue", metric_labels={"column": "late"}),
+        ]
+        panels = [
+            line_plot_panel("Share of drifted features", drift, size="half"),
+            line_plot_panel(
+                "Prediction drift score",
+                [
+                    PanelMetric(
+                        legend="predicted probability", metric="ValueDrift", metric_labels={"column": "probability"}
+                    )
+                ],
+                size="half",
+            ),
+            line_plot_panel("Drift score of key features", scores),
+            line_plot_panel("Mean prediction and observed late rate", means, size="half"),
+            line_plot_panel(
+                "ROC AUC as outcomes arrive", [PanelMetric(legend="ROC AUC", metric="RocAuc")], size="half"
+            ),
+            bar_plot_panel(
+                "Requests per window, by model version",
+                [
+                    PanelMetric(legend=f"version {v}", metric="RowCount", metadata={"model_version": v})
+                    for v in versions
+                ],
+                stacked=True,
+            ),
+        ]
+        tab = DashboardTabModel(title="Monitoring", panels=[p.id for p in panels])
+        self.workspace.save_dashboard(self.project_id, DashboardModel(tabs=[tab], panels=panels))

@@ -1,0 +1,204 @@
+"""Monitoring on a replayed slice: windows reported into the workspace, the dashboard, the gate and its exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import with_source
+from flightdelay.config import DataConfig, RegistryConfig, load_registry_config
+from flightdelay.data.ingest import ingest
+from flightdelay.data.validate import validate
+from flightdelay.features.build import build_features
+from flightdelay.model.bundle import Predictor
+from flightdelay.settings import Settings
+from monitoring.__main__ import app as monitoring_cli
+from monitoring.config import MonitorConfig, ReportsConfig
+from monitoring.gate import ALARM, HEALTHY, UNJUDGED
+from monitoring.log import LogError, decode_features, read_log, windows
+from monitoring.monitor import run_monitor
+from monitoring.replay import load_traffic
+from monitoring.workspace import MonitoringWorkspace
+from serving.prediction_log import PredictionBatch, PredictionLog
+from slices import write_slice
+
+
+@pytest.fixture(scope="module")
+def replayed_log(
+    real_config: DataConfig, trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A denser slice's test months predicted by the slice's model and logged with their outcomes, as a replay
+    through the service logs them (tests/test_replay.py covers that path): the log file and the features."""
+    root = tmp_path_factory.mktemp("dense")
+    write_slice(root / "source", every=40)
+    config = with_source(real_config, root / "source")
+    ingest(config, root / "raw")
+    validate(config, root / "raw", root / "validated", root / "reports")
+    build_features(config, root / "validated", root / "features", root / "features.json")
+    predictor = Predictor.from_directory(trained["bundle"])
+    traffic = load_traffic(root / "features" / "test.parquet", config.contract)
+    flights = [orjson.loads(body) for body in traffic.bodies]
+    probability, label = predictor.predict({name: [f[name] for f in flights] for name in config.contract.features})
+    log = PredictionLog(f"sqlite:///{root}/predictions.db")
+    answered = dt.datetime.now(dt.UTC)
+    for i, key in enumerate(traffic.keys):
+        log.record_batch(
+            PredictionBatch(
+                request_id=key,
+                ids=[key],
+                created_at=answered,
+                event_time=traffic.event_time[i],
+                route="/predict",
+                model_name="flight-delay",
+                model_version="1",
+                features={name: [flights[i][name]] for name in config.contract.features},
+                probability=[float(probability[i])],
+                label=[bool(label[i])],
+            )
+        )
+    log.record_feedback(
+        {"prediction_id": key, "late": late, "arr_delay": delay, "received_at": answered}
+        for key, late, delay in zip(traffic.keys, traffic.late, traffic.arr_delay, strict=True)
+    )
+    asyncio.run(log.close())
+    return root / "predictions.db", root / "features"
+
+
+def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
+    return MonitorConfig(
+        reports=ReportsConfig(
+            log_url=f"sqlite:///{log}",
+            window="week",
+            min_rows=50,
+            min_labels=50,
+            max_rows=2000,
+            cache_dir=tmp_path / "cache",
+            reference_dir=features,
+            workspace=tmp_path / "workspace",
+            out_dir=tmp_path / "out",
+            **reports,
+        )
+    )
+
+
+def replayed_log_args(replayed: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path, Path]:
+    return replayed[0], tmp_path, replayed[1]
+
+
+def registry_config(registry_store: tuple[Settings, Path]) -> RegistryConfig:
+    return load_registry_config(registry_store[1])
+
+
+def test_every_window_is_reported_and_the_latest_judged(
+    replayed_log: tuple[Path, Path], registry_store: tuple, tmp_path: Path, config: DataConfig
+) -> None:
+    settings = monitor_config(*replayed_log_args(replayed_log, tmp_path))
+    result = run_monitor(settings, registry_store[0], registry_config(registry_store))
+    log = read_log(settings.reports.log_url)
+    found = windows(log, "week")
+    assert [w["window"] for w in result.windows] == [w.key for w in found]
+    assert sum(w["rows"] for w in result.windows) == log.height
+    judged = [w for w in result.windows if w["rows"] >= 50]
+    assert judged
+    assert all(w["status"] == "reported" for w in judged)
+    verdict = result.verdict
+    assert verdict.window == judged[-1]["window"]
+    assert (verdict.exit_code == ALARM) == bool(verdict.reasons)
+    assert verdict.exit_code in (HEALTHY, ALARM)
+    summary = verdict.summary
+    assert set(summary["columns"]) == set(config.contract.features)
+    assert 0 <= summary["drift_share"] <= 1
+    assert summary["quality"]["roc_auc"] is not None  # every outcome has arrived
+    saved = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    assert saved["status"] == verdict.status
+    assert "# Monitoring verdict" in (tmp_path / "out" / "summary.md").read_text()
+    html = (tmp_path / "out" / "latest.html").read_text()
+    assert "<script src=" not in html  # self-contained, for sharing
+
+    workspace = MonitoringWorkspace(tmp_path / "workspace", settings.reports.project)
+    kinds = sorted(kind for (_, kind) in workspace.existing)
+    assert kinds == sorted(["drift", "quality"] * len(judged))
+    dashboard = workspace.workspace.get_project(workspace.project_id).dashboard.model()
+    assert len(dashboard.panels) == 6
+
+    again = run_monitor(settings, registry_store[0], registry_config(registry_store))
+    statuses = [w["status"] for w in again.windows if w["rows"] >= 50]
+    assert statuses == ["up to date"] * (len(judged) - 1) + ["reported"]  # only the latest is reported again
+    assert again.verdict.status == verdict.status
+
+
+def test_windows_without_outcomes_get_no_quality_report(
+    replayed_log: tuple[Path, Path], registry_store: tuple, tmp_path: Path
+) -> None:
+    log = tmp_path / "no-feedback.db"
+    shutil.copy(replayed_log[0], log)
+    with sqlite3.connect(log) as conn:
+        conn.execute("DELETE FROM feedback")
+    config = monitor_config(log, tmp_path, replayed_log[1])
+    result = run_monitor(config, registry_store[0], registry_config(registry_store))
+    assert "quality" not in result.verdict.summary
+    assert "No quality report yet" in (tmp_path / "out" / "summary.md").read_text()
+    workspace = MonitoringWorkspace(tmp_path / "workspace", config.reports.project)
+    assert {kind for (_, kind) in workspace.existing} == {"drift"}
+
+
+def test_an_empty_log_is_not_judged(registry_store: tuple, tmp_path: Path, stage_outputs: dict[str, Path]) -> None:
+    log = tmp_path / "empty.db"
+    PredictionLog(f"sqlite:///{log}").engine.dispose()  # the tables, no rows
+    config = monitor_config(log, tmp_path, stage_outputs["features"])
+    result = run_monitor(config, registry_store[0], registry_config(registry_store))
+    assert (result.verdict.status, result.verdict.exit_code) == ("not judged", UNJUDGED)
+    assert json.loads((tmp_path / "out" / "verdict.json").read_text())["exit_code"] == UNJUDGED
+
+
+def test_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LogError, match="no prediction log yet"):
+        read_log(f"sqlite:///{tmp_path}/nothing.db")
+    assert not (tmp_path / "nothing.db").exists()
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"reports:\n  log_url: sqlite:///{tmp_path}/nothing.db\n")
+    result = CliRunner().invoke(monitoring_cli, ["monitor", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "no prediction log yet" in result.output
+
+
+def test_an_unreadable_snapshot_is_removed_and_reporting_goes_on(
+    replayed_log: tuple[Path, Path], registry_store: tuple, tmp_path: Path
+) -> None:
+    config = monitor_config(*replayed_log_args(replayed_log, tmp_path))
+    run_monitor(config, registry_store[0], registry_config(registry_store))
+    snapshots = sorted((tmp_path / "workspace").glob("*/snapshots/*.json"))
+    snapshots[0].write_text('{"truncated": ')
+    workspace = MonitoringWorkspace(tmp_path / "workspace", config.reports.project)
+    assert not snapshots[0].exists()
+    assert [p.name for p in workspace.quarantined] == [snapshots[0].name]  # kept beside the workspace
+    assert len(workspace.existing) == len(snapshots) - 1
+    result = run_monitor(config, registry_store[0], registry_config(registry_store))
+    assert result.verdict.window is not None
+
+
+def test_features_logged_under_an_older_contract_are_read(config: DataConfig) -> None:
+    contract = config.contract
+    rows = pl.DataFrame(
+        {
+            "id": ["a", "b"],
+            "features": [
+                orjson.dumps({"carrier": "UA", "distance": 700.0, "retired_feature": 3}).decode(),  # older: fewer
+                orjson.dumps(dict.fromkeys(contract.features)).decode(),
+            ],
+        }
+    )
+    decoded = decode_features(rows, contract)
+    assert decoded.columns == ["id", *contract.features]
+    assert decoded.row(0, named=True)["carrier"] == "UA"
+    assert decoded.row(0, named=True)["temp"] is None

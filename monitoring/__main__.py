@@ -82,7 +82,8 @@ def monitor(
             )
         console.print(describe(result.verdict))
         out = loaded.reports.out_dir
-        console.print(f"verdict: {out / 'verdict.json'}; report of the latest window: {out / 'latest.html'}")
+        report = f"; report of the latest window: {out / 'latest.html'}" if result.verdict.window else ""
+        console.print(f"verdict: {out / 'verdict.json'}{report}")
     raise typer.Exit(code=result.verdict.exit_code)
 
 

@@ -47,10 +47,21 @@ def read_log(url: str) -> pl.DataFrame:
     if location.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not Path(database).is_file():
         raise LogError(f"{location.database}: no prediction log yet; serve some predictions first (make serve)")
     engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table("predictions"):
+                raise LogError(f"{_safe(url)}: no prediction log here (has the service run with this log URL?)")
+            columns = {c["name"] for c in inspector.get_columns("predictions")}
+    except sa.exc.SQLAlchemyError as e:
+        engine.dispose()
+        raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
+    # A log written before event times were recorded: the time of the answer is the best there is.
+    event_time = predictions.c.event_time if "event_time" in columns else predictions.c.created_at.label("event_time")
     query = (
         sa.select(
             predictions.c.id,
-            predictions.c.event_time,
+            event_time,
             predictions.c.model_name,
             predictions.c.model_version,
             predictions.c.features,
@@ -59,7 +70,7 @@ def read_log(url: str) -> pl.DataFrame:
             feedback.c.late,
         )
         .select_from(predictions.outerjoin(feedback, feedback.c.prediction_id == predictions.c.id))
-        .order_by(predictions.c.event_time)
+        .order_by(event_time)
     )
     schema: dict[str, pl.DataType | type[pl.DataType]] = {
         "id": pl.String,
@@ -74,8 +85,6 @@ def read_log(url: str) -> pl.DataFrame:
     parts = []
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("predictions"):
-                raise LogError(f"{_safe(url)}: no prediction log here (has the service run with this log URL?)")
             result = conn.execution_options(stream_results=True).execute(query)
             while chunk := result.fetchmany(FETCH_ROWS):
                 parts.append(pl.DataFrame(chunk, schema=schema, orient="row"))

@@ -202,3 +202,21 @@ def test_features_logged_under_an_older_contract_are_read(config: DataConfig) ->
     assert decoded.columns == ["id", *contract.features]
     assert decoded.row(0, named=True)["carrier"] == "UA"
     assert decoded.row(0, named=True)["temp"] is None
+
+
+def test_a_log_from_before_event_times_is_read_on_the_time_of_the_answer(tmp_path: Path) -> None:
+    log = tmp_path / "old.db"
+    with sqlite3.connect(log) as conn:
+        conn.execute(
+            "CREATE TABLE predictions (id VARCHAR(96) PRIMARY KEY, request_id VARCHAR(64) NOT NULL, "
+            "created_at DATETIME NOT NULL, route VARCHAR(64) NOT NULL, model_name VARCHAR(128) NOT NULL, "
+            "model_version VARCHAR(32) NOT NULL, features TEXT NOT NULL, probability FLOAT NOT NULL, "
+            "label BOOLEAN NOT NULL)"
+        )
+        conn.execute("CREATE TABLE feedback (prediction_id VARCHAR(96) PRIMARY KEY, late BOOLEAN NOT NULL)")
+        conn.execute(
+            "INSERT INTO predictions VALUES ('p1', 'p1', '2026-11-02 10:00:00.000000', '/predict', 'flight-delay', "
+            "'1', '{}', 0.3, 0)"
+        )
+    frame = read_log(f"sqlite:///{log}")
+    assert frame["event_time"].to_list() == [dt.datetime(2026, 11, 2, 10, tzinfo=dt.UTC)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import shutil
 import socket
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 import uvicorn
@@ -30,10 +33,14 @@ from flightdelay.data.ingest import ingest
 from flightdelay.data.validate import validate
 from flightdelay.evaluation.stage import evaluate
 from flightdelay.features.build import build_features
+from flightdelay.model.bundle import Predictor
 from flightdelay.register import RegisterInputs, register_candidate
 from flightdelay.settings import Settings
 from flightdelay.training import train
+from monitoring.config import MonitorConfig, ReportsConfig
+from monitoring.replay import load_traffic
 from serving.app import create_app
+from serving.prediction_log import PredictionBatch, PredictionLog
 from serving.settings import ServeSettings
 from slices import write_slice
 
@@ -240,3 +247,62 @@ def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=60)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def replayed_log(
+    real_config: DataConfig, trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A denser slice's test months predicted by the slice's model and logged with their outcomes, as a replay
+    through the service logs them (tests/test_replay.py covers that path): the log file and the features."""
+    root = tmp_path_factory.mktemp("dense")
+    write_slice(root / "source", every=40)
+    config = with_source(real_config, root / "source")
+    ingest(config, root / "raw")
+    validate(config, root / "raw", root / "validated", root / "reports")
+    build_features(config, root / "validated", root / "features", root / "features.json")
+    predictor = Predictor.from_directory(trained["bundle"])
+    traffic = load_traffic(root / "features" / "test.parquet", config.contract)
+    flights = [orjson.loads(body) for body in traffic.bodies]
+    probability, label = predictor.predict({name: [f[name] for f in flights] for name in config.contract.features})
+    log = PredictionLog(f"sqlite:///{root}/predictions.db")
+    answered = dt.datetime.now(dt.UTC)
+    for i, key in enumerate(traffic.keys):
+        log.record_batch(
+            PredictionBatch(
+                request_id=key,
+                ids=[key],
+                created_at=answered,
+                event_time=traffic.event_time[i],
+                route="/predict",
+                model_name="flight-delay",
+                model_version="1",
+                features={name: [flights[i][name]] for name in config.contract.features},
+                probability=[float(probability[i])],
+                label=[bool(label[i])],
+            )
+        )
+    log.record_feedback(
+        {"prediction_id": key, "late": late, "arr_delay": delay, "received_at": answered}
+        for key, late, delay in zip(traffic.keys, traffic.late, traffic.arr_delay, strict=True)
+    )
+    asyncio.run(log.close())
+    return root / "predictions.db", root / "features"
+
+
+def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
+    """Monitoring of ``log`` with windows small enough for a slice, writing under ``tmp_path``."""
+    return MonitorConfig(
+        reports=ReportsConfig(
+            log_url=f"sqlite:///{log}",
+            window="week",
+            min_rows=50,
+            min_labels=50,
+            max_rows=2000,
+            cache_dir=tmp_path / "cache",
+            reference_dir=features,
+            workspace=tmp_path / "workspace",
+            out_dir=tmp_path / "out",
+            **reports,
+        )
+    )

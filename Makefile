@@ -28,8 +28,10 @@ DASHBOARD_PORT := $(PORT)
 endif
 SERVE_PORT ?= 8000
 DASHBOARD_PORT ?= 8001
+# The browser of make test-ui: Debian's, never one downloaded by Playwright.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay monitor dashboard test test-fast lint format typecheck bench \
+.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-fast test-ui lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -83,6 +85,9 @@ replay: $(STAMP) ## Replay Nov-Dec flights against the running service (SERVICE_
 monitor: $(STAMP) ## Report the prediction log's windows, judge the latest (exit 0 healthy, 3 alarm, 4 too little data)
 	$(BIN)/python -m monitoring monitor $(ARGS)
 
+retrain: $(STAMP) ## Retrain on the window the outcomes reach; the gate decides, the service reloads (exit 0 promoted, 3 kept, 4 nothing new)
+	$(BIN)/python -m monitoring retrain $(ARGS)
+
 dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.1:8001 (PORT=... to change)
 	$(BIN)/python -m monitoring dashboard --port $(DASHBOARD_PORT)
 
@@ -90,7 +95,14 @@ test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to sel
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the tests except the end-to-end DVC runs (about a minute)
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not ui" $(PYTEST_ARGS)
+
+test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panels (installs Debian's chromium if missing)
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: $(CHROMIUM) not found; install Debian's chromium package (apt-get install chromium) as root" >&2; exit 1; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	$(BIN)/pytest -m ui $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Check style, formatting and types (ruff, mypy)
 	$(BIN)/ruff check .

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import data_stages, serving, training
+from benchmarks import data_stages, monitoring, replay, serving, training
 from flightdelay.settings import Settings, apply_process_defaults
 
-BENCHMARKS = ("data_stages", "training", "serving")
+BENCHMARKS = ("data_stages", "training", "serving", "replay", "monitoring")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
@@ -138,6 +138,136 @@ def show_serving(result: dict[str, Any]) -> bool:
     return all(met.values())
 
 
+def show_replay(result: dict[str, Any]) -> bool:
+    met = result["met"]
+    table = Table(title="Replay against the service, one worker on one core; the replayer and wrk on the other")
+    for column in ("measurement", "value", "anchor", "ratio", "met"):
+        table.add_column(column)
+    unlimited, capacity = result["unlimited"], result["capacity"]
+    table.add_row(
+        f"replay, no rate limit, concurrency {result['concurrency']}, {unlimited['sent']:,} flights: predictions/s",
+        f"{unlimited['predictions_per_s']:,.0f}",
+        f"wrk, concurrency {serving.CONCURRENCY}: {capacity['rps']:,.0f} req/s",
+        f"{unlimited['capacity_share']:.2f} of it",
+        "",
+    )
+    table.add_row("  outcomes sent to /feedback", f"{unlimited['feedback_per_s']:,.0f}/s", "", "", "")
+    table.add_row(
+        "  CPU a flight (its prediction and outcome): the service / the replayer",
+        f"{unlimited['server_cpu_ms_per_flight']:.2f} / {unlimited['client_cpu_ms_per_flight']:.2f} ms",
+        "",
+        f"cores busy {unlimited['server_busy']:.0%} / {unlimited['client_busy']:.0%}",
+        "",
+    )
+    paced, reachable = result["paced"], result["paced_reachable"]
+    for label, r in (("the configured rate", paced), ("a quarter of the rate reached without a limit", reachable)):
+        table.add_row(
+            f"replay at {label}, {r['seconds']:.0f} s: achieved",
+            f"{r['predictions_per_s']:,.1f}/s",
+            f"rate {r['rate']:,.0f}/s",
+            f"{r['rate_ratio']:.3f} of it",
+            "",
+        )
+    table.add_row(
+        "  never above the rate; within it by the goal where reachable",
+        "",
+        "",
+        f"goal within {replay.GOAL_RATE_SHARE:.0%}",
+        _yes(met["rate_held"]),
+    )
+    replays = [unlimited, paced, reachable, *(p["replay"] for p in result["pairs"])]
+    sent, logged = sum(r["sent"] for r in replays), sum(r["logged"] for r in replays)
+    outcomes, recorded = sum(r["feedback"] for r in replays), sum(r["recorded"] for r in replays)
+    table.add_row(
+        f"every replay: predictions sent = logged; outcomes sent = recorded; {sum(r['rejected'] for r in replays)} "
+        "rejected",
+        f"{sent:,} = {logged:,}; {outcomes:,} = {recorded:,}",
+        "",
+        "",
+        _yes(met["nothing_lost"] and met["no_rejections"]),
+    )
+    alone, loaded, effect = result["alone"], result["with_replay"], result["effect"]
+    table.add_row(
+        f"POST /predict, wrk {result['wrk_connections']} connections pausing {result['wrk_pause_ms']} ms "
+        f"(closed loop), {len(result['pairs'])} x {result['duration_s'] / 2:g} s alone and with a replay "
+        f"(at {result['replay_rate']:,.0f}/s), medians: req/s",
+        f"{loaded['rps']:,.0f}",
+        f"alone: {alone['rps']:,.0f}",
+        f"{effect['rps']:.2f}x",
+        "",
+    )
+    table.add_row(
+        "  latency p50 / p99",
+        f"{loaded['p50_ms']:.1f} / {loaded['p99_ms']:.1f} ms",
+        f"{alone['p50_ms']:.1f} / {alone['p99_ms']:.1f} ms",
+        f"{effect['p50_ms']:.2f}x / {effect['p99_ms']:.2f}x",
+        "",
+    )
+    table.add_row(
+        "  the service's own time on a POST /predict, mean (its /metrics; every client)",
+        f"{loaded['server_mean_ms']:.2f} ms",
+        f"{alone['server_mean_ms']:.2f} ms",
+        f"{effect['server_mean_ms']:.2f}x",
+        "",
+    )
+    table.add_row(
+        "failed requests (wrk)",
+        str(loaded["failed"] + capacity["failed"]),
+        str(alone["failed"]),
+        "",
+        _yes(met["no_errors"]),
+    )
+    console.print(table)
+    return all(met.values())
+
+
+def show_monitoring(result: dict[str, Any]) -> bool:
+    monitor, anchor, full, met = result["monitor"], result["anchor"], result["full_data"], result["met"]
+    config = monitor["config"]
+    table = Table(
+        title=f"Monitoring {result['rows']:,} logged predictions ({result['windows']} weekly windows), "
+        "python -m monitoring monitor, two cores"
+    )
+    for column in ("measurement", "value", "anchor / goal", "ratio", "met"):
+        table.add_column(column)
+    judged = config["judged_max_rows"] or "every row"
+    table.add_row(
+        f"monitor, shipped configuration (max_rows {config['max_rows']}, judged window: {judged}, "
+        f"{config['workers']} worker): wall, best of {len(monitor['wall_s_runs'])}",
+        f"{monitor['wall_s']:.1f} s",
+        f"anchor {anchor['wall_s']:.1f} s; goal ≤ {monitor['goal_wall_s']:.0f} s",
+        f"{monitor['wall_vs_anchor']:.2f}x anchor",
+        _yes(met["wall"]),
+    )
+    table.add_row(
+        "  peak memory, whole process tree",
+        f"{monitor['peak_gib']:.2f} GiB",
+        f"anchor {anchor['peak_gib']:.2f} GiB; goal ≤ {monitor['goal_peak_gib']:.0f} GiB",
+        f"{monitor['peak_vs_anchor']:.2f}x anchor",
+        _yes(met["memory"]),
+    )
+    table.add_row(
+        f"anchor: {anchor['what']}, best of {len(anchor['wall_s_runs'])}", f"{anchor['wall_s']:.1f} s", "", "", ""
+    )
+
+    def verdict(v: dict[str, Any]) -> str:
+        drifted, prediction = len(v["drifted_features"]), "yes" if v["prediction_drift"] else "no"
+        return f"{v['status']} (exit {v['exit_code']}): {drifted} features drifted, prediction drift: {prediction}"
+
+    table.add_row(f"verdict on {monitor['verdict']['window']}", verdict(monitor["verdict"]), "", "", "")
+    table.add_row(
+        "  the same on the full data (no sampling anywhere)",
+        verdict(full["verdict"]),
+        f"{full['wall_s']:.1f} s, {full['peak_gib']:.2f} GiB",
+        "",
+        _yes(met["same_verdict"]),
+    )
+    setup = f"{result['setup_s']:.0f} s" if result["setup_s"] else "cached"
+    table.add_row("set-up: the log generated (not timed)", setup, "", "", "")
+    console.print(table)
+    return all(met.values())
+
+
 def _yes(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
@@ -170,6 +300,22 @@ def main(
             met = False
         else:
             met = show_serving(results["serving"]) and met
+    if "replay" in chosen:
+        try:
+            results["replay"] = replay.run()
+        except serving.BenchmarkError as e:
+            console.print(f"[red]replay not measured:[/] {e}")
+            met = False
+        else:
+            met = show_replay(results["replay"]) and met
+    if "monitoring" in chosen:
+        try:
+            results["monitoring"] = monitoring.run(repeat=repeat)
+        except monitoring.BenchmarkError as e:
+            console.print(f"[red]monitoring not measured:[/] {e}")
+            met = False
+        else:
+            met = show_monitoring(results["monitoring"]) and met
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results saved to {out / 'results.json'}")

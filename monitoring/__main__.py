@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,10 @@ def replay(
     api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
     max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many predictions.")] = None,
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Stop once the flights of this local day (YYYY-MM-DD) are sent."),
+    ] = None,
     speedup: Annotated[float | None, typer.Option(min=0.001, help="Virtual seconds per second.")] = None,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Requests per second at most.")] = None,
     restart: Annotated[bool, typer.Option(help="Start over instead of resuming the saved state.")] = False,
@@ -42,7 +47,13 @@ def replay(
 
     with entry_point("replay"):
         settings = load_monitor_config(config).replay
-        overrides = {"max_requests": max_requests, "max_seconds": max_seconds, "speedup": speedup, "rate": rate}
+        overrides = {
+            "max_requests": max_requests,
+            "max_seconds": max_seconds,
+            "speedup": speedup,
+            "rate": rate,
+            "until": until.date() if until else None,
+        }
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         contract = load_data_config(data_config).contract
         summary = asyncio.run(
@@ -85,6 +96,67 @@ def monitor(
         report = f"; report of the latest window: {out / 'latest.html'}" if result.verdict.window else ""
         console.print(f"verdict: {out / 'verdict.json'}{report}")
     raise typer.Exit(code=result.verdict.exit_code)
+
+
+@app.command()
+def retrain(
+    config: CONFIG = Path("configs/monitor.yaml"),
+    data_config: Annotated[Path, typer.Option(help="Data configuration: the split that moves.")] = Path(
+        "configs/data.yaml"
+    ),
+    registry_config: Annotated[Path, typer.Option(help="Registry configuration (the model's name).")] = Path(
+        "configs/registry.yaml"
+    ),
+    validated: Annotated[Path, typer.Option(help="Validated tables (how far the source data reaches).")] = Path(
+        "data/validated"
+    ),
+    receipt: Annotated[Path, typer.Option(help="The register stage's receipt.")] = Path("reports/registry.json"),
+    url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to tell.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show the moved split and stop.")] = False,
+) -> None:
+    """Run the pipeline again on a split moved to the outcomes in the prediction log; the gate decides whether the
+    new model becomes the champion, and the running service loads it (exit 0 promoted, 3 champion kept, 4 nothing
+    new to train on)."""
+    from monitoring.log import read_log
+    from monitoring.retrain import (
+        NOTHING_NEW,
+        NothingNewError,
+        announce,
+        current_champion,
+        gate_outcome,
+        labelled_horizon,
+        overrides,
+        plan,
+        run_pipeline,
+        source_end,
+    )
+
+    with entry_point("retrain") as settings:
+        loaded = load_monitor_config(config)
+        data = load_data_config(data_config)
+        registry = load_registry_config(registry_config)
+        horizon = labelled_horizon(read_log(loaded.reports.log_url), loaded.retrain.min_label_share)
+        try:
+            moved = plan(loaded.retrain, data, horizon, source_end(validated))
+        except NothingNewError as e:
+            console.print(f"nothing to retrain: {e}")
+            raise typer.Exit(code=NOTHING_NEW) from None
+        console.print(moved.describe())
+        if dry_run:
+            return
+        previous = current_champion(settings, registry)
+        run_pipeline(Path.cwd(), moved.name, overrides(moved.moved, data_config))
+        outcome = gate_outcome(settings, registry, receipt, previous)
+        console.print(f"version {outcome.version}: gate {outcome.decision}")
+        for reason in outcome.reasons:
+            console.print(f"  {reason}")
+        if outcome.promoted:
+            console.print(f"version {outcome.version} is the new champion (was {previous or 'none'})")
+            console.print(announce(url, api_key))
+        else:
+            console.print(f"the champion stays version {outcome.champion or '-'}")
+    raise typer.Exit(code=outcome.exit_code)
 
 
 @app.command()

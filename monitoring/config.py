@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
@@ -16,10 +17,11 @@ class ReplayConfig(StrictModel):
 
     flights: Path = Path("data/features/test.parquet")
     speedup: float = Field(3600.0, gt=0, description="Virtual seconds per wall-clock second.")
-    rate: float = Field(250.0, gt=0, description="Prediction requests per second at most.")
+    rate: float | None = Field(250.0, gt=0, description="Prediction requests per second at most (null: no limit).")
     concurrency: int = Field(8, ge=1, le=256)
     max_requests: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(1800.0, gt=0)
+    until: dt.date | None = Field(None, description="Stop once the virtual clock passes the end of this local day.")
     feedback: bool = True
     retry_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
@@ -41,7 +43,16 @@ class ReportsConfig(StrictModel):
     window: Literal["day", "week"] = "week"
     min_rows: int = Field(200, ge=10, description="Windows with fewer predictions are not judged.")
     min_labels: int = Field(200, ge=10, description="Fewer labelled predictions: no quality report for the window.")
-    max_rows: int = Field(20_000, ge=100, description="Rows sampled from each side of a comparison at most.")
+    max_rows: int | None = Field(
+        10_000, ge=100, description="Rows sampled from each side of an earlier window's comparison at most; null: all."
+    )
+    judged_max_rows: int | None = Field(
+        None,
+        ge=100,
+        description="The same for the latest window, the one the gate judges; null: every row against the whole "
+        "reference, so that the verdict does not depend on sampling.",
+    )
+    workers: int = Field(1, ge=0, le=64, description="Processes that report windows beside this one (0: none).")
     drift_share: float = Field(0.5, gt=0, le=1, description="Evidently's dataset-drift share (for its own tests).")
     seed: int = 0
     cache_dir: Path = Field(Path("models/cache"), description="Bundles of the versions found in the log.")
@@ -59,12 +70,22 @@ class ReportsConfig(StrictModel):
     )
 
 
+class RetrainConfig(StrictModel):
+    """How ``make retrain`` moves the pipeline's split to the outcomes that have arrived."""
+
+    evaluation_days: int = Field(28, ge=1, description="The newest labelled days: the held-out set of the gate.")
+    validation_days: int = Field(28, ge=1, description="The days before them: early stopping and the threshold.")
+    min_label_share: float = Field(0.9, gt=0, le=1, description="A day is labelled when this share has outcomes.")
+    min_new_days: int = Field(7, ge=1, description="Retrain only if training would reach this many days further.")
+
+
 class MonitorConfig(StrictModel):
     """Everything ``configs/monitor.yaml`` holds."""
 
     replay: ReplayConfig = ReplayConfig()
     reports: ReportsConfig = ReportsConfig()
     gate: GateConfig = GateConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
 
 def load_monitor_config(path: Path) -> MonitorConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from flightdelay.errors import FlightDelayError
 from serving.prediction_log import feedback, predictions
 
 FETCH_ROWS = 200_000
+ID_BATCH = 5000  # ids per query: within every database's limit on bound parameters
 
 
 class LogError(FlightDelayError):
@@ -29,7 +30,7 @@ class Window:
     model_version: str
     start: dt.datetime
     end: dt.datetime
-    rows: pl.DataFrame  # id, event_time, probability, label, late (null until known), features (JSON text)
+    rows: pl.DataFrame  # id, event_time, probability, label, late (null until known), features (JSON) if read
 
     @property
     def key(self) -> str:
@@ -40,8 +41,77 @@ class Window:
         return self.rows.height - self.rows["late"].null_count()
 
 
-def read_log(url: str) -> pl.DataFrame:
-    """Every prediction with its outcome where one has arrived; a LogError if the log cannot be read."""
+def read_log(url: str, *, features: bool = True) -> pl.DataFrame:
+    """Every prediction with its outcome where one has arrived, in time order; a LogError if the log cannot be read.
+
+    ``features=False`` leaves the features out (their JSON is most of the log's bytes): ``read_features`` fetches
+    them for the rows that need them.
+    """
+    engine, columns = _open(url)
+    # A log written before event times were recorded: the time of the answer is the best there is.
+    event_time = predictions.c.event_time if "event_time" in columns else predictions.c.created_at.label("event_time")
+    selected = [
+        predictions.c.id,
+        event_time,
+        predictions.c.model_name,
+        predictions.c.model_version,
+        *([predictions.c.features] if features else []),
+        predictions.c.probability,
+        predictions.c.label,
+    ]
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
+        "id": pl.String,
+        "event_time": pl.Datetime("us"),
+        "model_name": pl.String,
+        "model_version": pl.String,
+        **({"features": pl.String} if features else {}),
+        "probability": pl.Float64,
+        "label": pl.Boolean,
+    }
+    outcome_schema: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.String, "late": pl.Boolean}
+    try:
+        with engine.connect() as conn:
+            # Outcomes are joined here rather than in SQL: a hash join instead of a lookup per prediction.
+            frame = _scan(conn, sa.select(*selected), schema)
+            outcomes = _scan(conn, sa.select(feedback.c.prediction_id, feedback.c.late), outcome_schema)
+    except sa.exc.SQLAlchemyError as e:
+        raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
+    finally:
+        engine.dispose()
+    return (
+        frame.join(outcomes, on="id", how="left")
+        .sort("event_time", "id")
+        .with_columns(pl.col("event_time").dt.replace_time_zone("UTC"))
+    )
+
+
+def check_log(url: str) -> None:
+    """A LogError if there is no prediction log at ``url``, as ``read_log`` would raise it; nothing is read."""
+    engine, _ = _open(url)
+    engine.dispose()
+
+
+def read_features(url: str, ids: list[str]) -> pl.DataFrame:
+    """The features (JSON text) of the predictions ``ids``: columns id and features, in no particular order."""
+    engine, _ = _open(url)
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.String, "features": pl.String}
+    parts = []
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(ids), ID_BATCH):
+                query = sa.select(predictions.c.id, predictions.c.features).where(
+                    predictions.c.id.in_(ids[start : start + ID_BATCH])
+                )
+                parts.append(_fetch(conn, query, schema))
+    except sa.exc.SQLAlchemyError as e:
+        raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
+    finally:
+        engine.dispose()
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _open(url: str) -> tuple[sa.Engine, set[str]]:
+    """An engine on the log and the columns of its predictions table; a LogError if there is no log there."""
     location = sa.make_url(url)
     database = location.database or ""
     if location.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not Path(database).is_file():
@@ -53,47 +123,54 @@ def read_log(url: str) -> pl.DataFrame:
             if not inspector.has_table("predictions"):
                 raise LogError(f"{_safe(url)}: no prediction log here (has the service run with this log URL?)")
             columns = {c["name"] for c in inspector.get_columns("predictions")}
+    except LogError:
+        engine.dispose()
+        raise
     except sa.exc.SQLAlchemyError as e:
         engine.dispose()
         raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
-    # A log written before event times were recorded: the time of the answer is the best there is.
-    event_time = predictions.c.event_time if "event_time" in columns else predictions.c.created_at.label("event_time")
-    query = (
-        sa.select(
-            predictions.c.id,
-            event_time,
-            predictions.c.model_name,
-            predictions.c.model_version,
-            predictions.c.features,
-            predictions.c.probability,
-            predictions.c.label,
-            feedback.c.late,
-        )
-        .select_from(predictions.outerjoin(feedback, feedback.c.prediction_id == predictions.c.id))
-        .order_by(event_time)
-    )
-    schema: dict[str, pl.DataType | type[pl.DataType]] = {
-        "id": pl.String,
-        "event_time": pl.Datetime("us"),
-        "model_name": pl.String,
-        "model_version": pl.String,
-        "features": pl.String,
-        "probability": pl.Float64,
-        "label": pl.Boolean,
-        "late": pl.Boolean,
-    }
+    return engine, columns
+
+
+def _fetch(
+    conn: sa.Connection, query: sa.Select[Any], schema: dict[str, pl.DataType | type[pl.DataType]]
+) -> pl.DataFrame:
+    """A query's rows as a frame, built column by column a chunk at a time."""
     parts = []
+    result = conn.execution_options(stream_results=True).execute(query)
+    while chunk := result.fetchmany(FETCH_ROWS):
+        parts.append(pl.DataFrame(dict(zip(schema, zip(*chunk, strict=True), strict=True)), schema=schema))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _scan(
+    conn: sa.Connection, query: sa.Select[Any], schema: dict[str, pl.DataType | type[pl.DataType]]
+) -> pl.DataFrame:
+    """Every row of a query without parameters as a frame: the driver's own rows, typed by each column's result
+    processor applied once per distinct value (processing every row in SQLAlchemy would cost more than the read)."""
+    dialect = conn.dialect
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(query)
-            while chunk := result.fetchmany(FETCH_ROWS):
-                parts.append(pl.DataFrame(chunk, schema=schema, orient="row"))
-    except sa.exc.SQLAlchemyError as e:
-        raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
+        cursor.execute(str(query.compile(dialect=dialect)))
+        parts = []
+        while chunk := cursor.fetchmany(FETCH_ROWS):
+            columns = zip(schema, zip(*chunk, strict=True), strict=True)
+            parts.append(pl.DataFrame([pl.Series(name, values, strict=False) for name, values in columns]))
     finally:
-        engine.dispose()
-    frame = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    return frame.with_columns(pl.col("event_time").dt.replace_time_zone("UTC"))
+        cursor.close()
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    raw = pl.concat(parts, how="vertical_relaxed")
+    typed = []
+    for (name, dtype), column in zip(schema.items(), query.selected_columns, strict=True):
+        processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        values = raw[name]
+        if processor is not None and values.dtype != pl.Null:
+            distinct = values.drop_nulls().unique()
+            processed = pl.Series([processor(v) for v in distinct.to_list()], dtype=dtype)
+            values = values.replace_strict(distinct, processed, default=None, return_dtype=dtype)
+        typed.append(values.cast(dtype))
+    return pl.DataFrame(typed)
 
 
 def windows(log: pl.DataFrame, every: Literal["day", "week"]) -> list[Window]:
@@ -106,7 +183,8 @@ def windows(log: pl.DataFrame, every: Literal["day", "week"]) -> list[Window]:
     found = []
     for (name, version, start), rows in keyed.group_by(["model_name", "model_version", "start"]):
         begin: dt.datetime = start
-        found.append(Window(str(name), str(version), begin, begin + step, rows.drop("start").sort("event_time")))
+        in_order = rows.drop("start").sort("event_time", maintain_order=True)  # ties as read: samples are repeatable
+        found.append(Window(str(name), str(version), begin, begin + step, in_order))
     return sorted(found, key=lambda w: (w.start, w.model_version))
 
 

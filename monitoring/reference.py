@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -20,9 +21,11 @@ from flightdelay.errors import FlightDelayError
 from flightdelay.features.preprocessing import frame_columns
 from flightdelay.io import staged
 from flightdelay.model.bundle import Bundle, Predictor
-from flightdelay.registry import Registry
 from flightdelay.settings import Settings
 from monitoring.log import feature_dtype
+
+if TYPE_CHECKING:
+    from flightdelay.registry import Registry
 
 FEATURES_DIR = "data/features"
 REFERENCE_SPLIT = "valid.parquet"
@@ -78,6 +81,8 @@ class References:
         if directory.is_dir():
             return directory
         if self._registry is None:
+            from flightdelay.registry import Registry  # MLflow is slow to import; only for a version not cached
+
             self._registry = Registry(self.settings, self.registry_config.model_copy(update={"model_name": name}))
             self._registry.connect()
         with tempfile.TemporaryDirectory(prefix="download-") as tmp:

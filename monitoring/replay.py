@@ -8,7 +8,9 @@ a flight is sent when the clock passes its departure, and its outcome goes to ``
 passes its landing (estimated from the distance and the arrival delay).
 
 Progress is saved to a state file every second and on exit, so an interrupted or bounded replay resumes where it
-stopped; resent predictions and feedback are idempotent on the service's side, so nothing is counted twice.
+stopped; resent predictions and feedback are idempotent on the service's side, so nothing is counted twice. The
+flights are copied beside the state when a replay starts, so that retraining, which moves the pipeline's split and
+rewrites its feature tables, does not change the traffic a replay resumes with.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import asyncio
 import datetime as dt
 import heapq
 import json
+import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -34,6 +38,7 @@ from monitoring.config import ReplayConfig
 
 LOCAL_TIME_ZONE = "America/New_York"  # scheduled times in the flights table are local to the New York airports
 FEEDBACK_BATCH = 100
+SNAPSHOT_NAME = "flights.parquet"  # beside the state file
 MAX_REJECTED_KEPT = 50
 
 
@@ -60,10 +65,11 @@ class Traffic:
         return len(self.keys)
 
 
-def load_traffic(path: Path, contract: FeatureContract) -> Traffic:
-    """The flights in ``path`` (a features table) as requests, ordered by scheduled departure."""
+def load_traffic(path: Path, contract: FeatureContract, *, source: str | None = None) -> Traffic:
+    """The flights in ``path`` (a features table) as requests, ordered by scheduled departure; ``source`` names
+    where they came from (default ``path``)."""
     if not path.is_file():
-        raise ReplayError(f"{path}: no flights to replay; run `make train` first (it builds the features)")
+        raise ReplayError(no_flights(path))
     needed = ["flight_date", "carrier", "flight", "origin", "sched_dep", "arr_delay", contract.target.name]
     frame = pl.read_parquet(path)
     missing = [c for c in [*needed, *contract.features] if c not in frame.columns]
@@ -91,7 +97,7 @@ def load_traffic(path: Path, contract: FeatureContract) -> Traffic:
     features = list(contract.features)
     bodies = [orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)]
     return Traffic(
-        source=str(path),
+        source=source or str(path),
         keys=frame["key"].to_list(),
         event_time=frame["event_time"].to_list(),
         landing=frame["landing"].to_list(),
@@ -192,6 +198,7 @@ class Replayer:
         config, state, traffic = self.config, self.state, self.traffic
         start_wall = time.monotonic()
         start_virtual = dt.datetime.fromisoformat(state.virtual_time) if state.virtual_time else traffic.event_time[0]
+        until = end_of_day(config.until) if config.until is not None else None
         sent = answered = rejected = feedback = 0
         stopped_by = "finished"
         flights_task = (
@@ -207,6 +214,11 @@ class Replayer:
                     stopped_by = f"max_requests ({config.max_requests:,})"
                     break
                 now = start_virtual + dt.timedelta(seconds=elapsed * config.speedup)
+                if until is not None and now >= until:
+                    now = until  # what is due by then is still sent, nothing later
+                    if self._quiet_until(until):
+                        stopped_by = f"until ({config.until})"
+                        break
                 state.virtual_time = now.isoformat()
                 chunk = self._due_flights(now, config.concurrency, config.max_requests, sent)
                 if chunk:
@@ -245,6 +257,12 @@ class Replayer:
             end += 1
         return list(range(start, end))
 
+    def _quiet_until(self, until: dt.datetime) -> bool:
+        """Whether every flight and outcome due by ``until`` has been sent."""
+        flight_due = self.state.next < len(self.traffic) and self.traffic.event_time[self.state.next] <= until
+        outcome_due = self.config.feedback and bool(self.pending) and self.pending[0][0] <= until.timestamp()
+        return not flight_due and not outcome_due
+
     def _due_feedback(self, now: dt.datetime) -> list[Outcome]:
         due: list[Outcome] = []
         stamp = now.timestamp()
@@ -264,7 +282,9 @@ class Replayer:
         return max(0.0, min(0.5, (min(upcoming) - now).total_seconds() / self.config.speedup))
 
     async def _paced(self) -> None:
-        """Wait for this request's slot so that at most ``rate`` requests start per second."""
+        """Wait for this request's slot so that at most ``rate`` requests start per second (no wait without one)."""
+        if self.config.rate is None:
+            return
         now = time.monotonic()
         slot = max(self._next_slot, now)
         self._next_slot = slot + 1.0 / self.config.rate
@@ -376,6 +396,29 @@ def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
+def no_flights(path: Path) -> str:
+    return f"{path}: no flights to replay; run `make train` first (it builds the features)"
+
+
+def end_of_day(day: dt.date) -> dt.datetime:
+    """The first instant after the local ``day``, in UTC."""
+    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(LOCAL_TIME_ZONE))
+    return local.astimezone(dt.UTC)
+
+
+def traffic_snapshot(config: ReplayConfig, *, fresh: bool) -> Path:
+    """The replay's own copy of ``config.flights``, taken when a replay starts and kept while it resumes."""
+    snapshot = config.state.with_name(SNAPSHOT_NAME)
+    if fresh or not snapshot.is_file():
+        if not config.flights.is_file():
+            raise ReplayError(no_flights(config.flights))
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        temporary = snapshot.with_suffix(".tmp")
+        shutil.copyfile(config.flights, temporary)
+        temporary.replace(snapshot)
+    return snapshot
+
+
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -396,7 +439,8 @@ async def replay(
     show_progress: bool = True,
 ) -> ReplaySummary:
     """Replay ``config.flights`` against the service at ``url``, resuming from ``config.state`` unless ``restart``."""
-    traffic = load_traffic(config.flights, contract)
+    snapshot = traffic_snapshot(config, fresh=restart or not config.state.is_file())
+    traffic = load_traffic(snapshot, contract, source=str(config.flights))
     state = ReplayState.start(traffic) if restart else ReplayState.load(config.state, traffic)
     headers = {"X-API-Key": api_key} if api_key else {}
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)

@@ -1,14 +1,20 @@
 """Evidently reports of one window against its model's reference: drift, data quality and, with labels, quality.
 
-Each window gives up to two snapshots: ``drift`` on every prediction of the window (features, predicted
+Each window gives up to two snapshots: ``drift`` on the predictions of the window (features, predicted
 probability, missing values, out-of-vocabulary rate, volume) and ``quality`` on the predictions whose outcome has
-arrived (ROC AUC, precision, recall, calibration, label drift). Column definitions come from the bundle's contract.
+arrived (ROC AUC, precision, recall, calibration, label drift), each side of a comparison on every row or on a
+seeded sample of ``max_rows``. Column definitions come from the bundle's contract.
+
+A window's rows may come without their features (the bulk of the log): only the rows the drift report compares
+are then fetched from the log and decoded. Everything a report needs is picklable (a ``Baseline`` rather than the
+model), so that windows can be reported in worker processes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import json
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +33,13 @@ from evidently.metrics import (
     ValueDrift,
 )
 
+from flightdelay.contract import FeatureContract
 from flightdelay.evaluation.metrics import expected_calibration_error
-from monitoring.log import Window, decode_features
-from monitoring.reference import Reference
+from monitoring.log import Window, decode_features, read_features
+from monitoring.workspace import snapshot_json
+
+if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
+    from monitoring.reference import Reference
 
 TARGET, PROBABILITY = "late", "probability"
 
@@ -74,6 +84,31 @@ def window_metadata(window: Window) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The reference side of a comparison without the model: light enough to send to a worker process."""
+
+    version: str
+    contract: FeatureContract
+    vocabularies: dict[str, list[str]]  # categorical feature: the model's training vocabulary
+    threshold: float
+    roc_auc: float | None
+    rows: pl.DataFrame  # contract features, probability, label, late
+
+    @classmethod
+    def of(cls, reference: Reference) -> Baseline:
+        """A model version's reference without its model."""
+        bundle = reference.bundle
+        vocabularies = {e.name: [str(v) for v in e.vocabulary] for e in bundle.preprocessor.categorical}
+        return cls(
+            reference.version, bundle.contract, vocabularies, bundle.threshold, reference.roc_auc, reference.rows
+        )
+
+    def sampled(self, rows: int | None, seed: int) -> Baseline:
+        """The same baseline with at most ``rows`` reference rows (all of them for None)."""
+        return replace(self, rows=sample(self.rows, rows, seed))
+
+
+@dataclass(frozen=True)
 class WindowReport:
     """The snapshots of one window, and the numbers the gate needs."""
 
@@ -83,19 +118,77 @@ class WindowReport:
     summary: dict[str, Any]
 
 
-def sample(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
-    return frame if frame.height <= rows else frame.sample(n=rows, seed=seed)
+@dataclass(frozen=True)
+class WindowJob:
+    """One window to report, with everything a worker process needs for it."""
+
+    window: Window
+    baseline: Baseline
+    max_rows: int | None
+    min_labels: int
+    drift_share: float
+    seed: int
+    log_url: str | None = None  # where to fetch the features from, if the window's rows come without them
+    html: bool = False  # whether to render the snapshots as self-contained HTML too
+
+
+@dataclass(frozen=True)
+class ReportedJob:
+    """A job's outcome as text, made where the report ran (a snapshot cannot be pickled): the window's numbers, its
+    snapshots as the workspace stores them, and their self-contained HTML if the job asked for it."""
+
+    summary: dict[str, Any]  # as JSON reads it back
+    snapshots: dict[str, str]  # kind (drift, quality): JSON
+    html: dict[str, str]  # kind: HTML
+
+
+def run_job(job: WindowJob) -> ReportedJob:
+    """Report one window (in this process or in a worker)."""
+    result = report_window(
+        job.window,
+        job.baseline,
+        max_rows=job.max_rows,
+        min_labels=job.min_labels,
+        drift_share=job.drift_share,
+        seed=job.seed,
+        log_url=job.log_url,
+    )
+    made = {kind: s for kind, s in (("drift", result.drift), ("quality", result.quality)) if s is not None}
+    return ReportedJob(
+        json.loads(json.dumps(result.summary, default=float)),
+        {kind: snapshot_json(snapshot) for kind, snapshot in made.items()},
+        {kind: snapshot.get_html_str(as_iframe=False) for kind, snapshot in made.items()} if job.html else {},
+    )
+
+
+def sample(frame: pl.DataFrame, rows: int | None, seed: int) -> pl.DataFrame:
+    return frame if rows is None or frame.height <= rows else frame.sample(n=rows, seed=seed)
 
 
 def report_window(
-    window: Window, reference: Reference, *, max_rows: int, min_labels: int, drift_share: float, seed: int
+    window: Window,
+    reference: Baseline,
+    *,
+    max_rows: int | None,
+    min_labels: int,
+    drift_share: float,
+    seed: int,
+    log_url: str | None = None,
 ) -> WindowReport:
-    """Run the window's reports; ``quality`` only once ``min_labels`` outcomes have arrived."""
-    contract = reference.bundle.contract
+    """Run the window's reports; ``quality`` only once ``min_labels`` outcomes have arrived. Each side is sampled
+    down to ``max_rows`` (None: every row); rows without features have them fetched from ``log_url``. The
+    reference's rows are used as given: ``Baseline.sampled`` samples them once for every window."""
+    contract = reference.contract
     features = list(contract.features)
     categorical = [n for n, s in contract.features.items() if s.kind == "categorical"]
     numerical = [n for n in features if n not in categorical]
-    current = decode_features(window.rows, contract)
+    current = sample(window.rows, max_rows, seed)
+    if "features" not in current.columns:
+        if log_url is None:
+            raise ValueError(f"window {window.key}: its rows have no features and no log to fetch them from")
+        fetched = read_features(log_url, current["id"].to_list())
+        current = current.join(fetched, on="id", how="left", maintain_order="left")
+    current = decode_features(current, contract)
     tags = [f"model:{window.model_name}", f"version:{window.model_version}"]
     metadata = {**window_metadata(window), "model_version": window.model_version, "window": f"{window.start:%Y-%m-%d}"}
     definition = DataDefinition(
@@ -104,9 +197,9 @@ def report_window(
         text_columns=[],
         datetime_columns=[],
     )
-    ref = _dataset(sample(reference.rows, max_rows, seed), [*features, PROBABILITY], definition)
-    cur = _dataset(sample(current, max_rows, seed), [*features, PROBABILITY], definition)
-    vocabularies = {e.name: [str(v) for v in e.vocabulary] for e in reference.bundle.preprocessor.categorical}
+    ref = _dataset(reference.rows, [*features, PROBABILITY], definition)
+    cur = _dataset(current, [*features, PROBABILITY], definition)
+    vocabularies = reference.vocabularies
     drift_metrics: list[Any] = [
         RowCount(),
         DriftedColumnsCount(columns=features, drift_share=drift_share),
@@ -121,9 +214,9 @@ def report_window(
     )
     summary = drift_summary(drift, features)
     summary["rows"], summary["labelled"] = window.rows.height, window.labelled
-    summary["missing_share"] = summary.pop("missing_values", 0) / max(1, min(max_rows, current.height) * len(features))
+    summary["missing_share"] = summary.pop("missing_values", 0) / max(1, current.height * len(features))
     quality = None
-    labelled = current.filter(pl.col(TARGET).is_not_null())
+    labelled = window.rows.filter(pl.col(TARGET).is_not_null())
     if labelled.height >= min_labels and labelled[TARGET].n_unique() == 2:
         classified = DataDefinition(
             numerical_columns=[PROBABILITY],
@@ -133,12 +226,11 @@ def report_window(
             classification=[BinaryClassification(target=TARGET, prediction_probas=PROBABILITY, pos_label=1)],
         )
         columns = [TARGET, PROBABILITY]
-        threshold = reference.predictor.threshold
         quality = Report(
             [
                 RocAuc(),
-                Precision(probas_threshold=threshold),
-                Recall(probas_threshold=threshold),
+                Precision(probas_threshold=reference.threshold),
+                Recall(probas_threshold=reference.threshold),
                 CalibrationError(),
                 MeanValue(column=TARGET),
                 ValueDrift(column=TARGET),
@@ -148,7 +240,7 @@ def report_window(
             metadata=metadata,
         ).run(
             current_data=_dataset(sample(labelled, max_rows, seed), columns, classified),
-            reference_data=_dataset(sample(reference.rows, max_rows, seed), columns, classified),
+            reference_data=_dataset(reference.rows, columns, classified),
             timestamp=window.start.replace(tzinfo=None),
             name=f"quality {window.key}",
         )

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from evidently.core.report import Snapshot
+from evidently.legacy.core import new_id
+from evidently.legacy.utils import NumpyEncoder
 from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
 from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 from evidently.ui.workspace import Workspace
 
 from flightdelay.errors import FlightDelayError
+from flightdelay.io import staged
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,12 @@ def quarantine_unreadable(path: Path) -> list[Path]:
             logger.warning("moved the unreadable snapshot %s to %s", file, target)
             moved.append(target)
     return moved
+
+
+def snapshot_json(snapshot: Snapshot) -> str:
+    """``snapshot`` as the workspace stores it (what ``Workspace.add_run`` writes), to serialise it in the process
+    that ran the report."""
+    return json.dumps(snapshot.to_snapshot_model().dict(), cls=NumpyEncoder)
 
 
 class MonitoringWorkspace:
@@ -77,12 +86,18 @@ class MonitoringWorkspace:
         found = self.existing.get((window_key, kind))
         return found is not None and all(found[1].get(k) == metadata[k] for k in ("rows", "labelled"))
 
-    def put(self, window_key: str, kind: str, snapshot: Snapshot) -> None:
-        """Add ``snapshot``, replacing an older one of the same window and kind."""
+    def put(self, window_key: str, kind: str, snapshot: Snapshot | str) -> None:
+        """Add ``snapshot`` (or its ``snapshot_json``), replacing an older one of the same window and kind.
+
+        The file is written where ``Workspace.add_run`` writes it, but whole or not at all (staged, then renamed),
+        so that a crash leaves no truncated snapshot behind.
+        """
         old = self.existing.pop((window_key, kind), None)
         if old is not None:
             self.workspace.delete_run(self.project_id, old[0])
-        self.workspace.add_run(self.project_id, snapshot, include_data=False)
+        text = snapshot if isinstance(snapshot, str) else snapshot_json(snapshot)
+        with staged(self.path / str(self.project_id) / "snapshots" / f"{new_id()}.json") as (staging,):
+            staging.write_text(text, encoding="utf-8")
 
     def save_dashboard(self, versions: list[str], features: list[str]) -> None:
         """The dashboard, rebuilt every time (idempotent): drift, predictions against outcomes, quality, volume."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from conftest import running_service
+from flightdelay.cli import entry_point
 from flightdelay.config import DataConfig
 from monitoring.__main__ import app as monitoring_cli
-from monitoring.config import ReplayConfig
-from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
+from monitoring.config import ReplayConfig, load_monitor_config
+from monitoring.replay import ReplayError, ReplayState, end_of_day, load_traffic, replay
 from serving.settings import ServeSettings
 
 
@@ -91,6 +94,25 @@ def test_an_interrupted_replay_resumes_and_counts_nothing_twice(
     assert len(log_rows(serve_settings, "feedback")) == len(traffic)
 
 
+def test_a_replay_with_no_rate_limit_sends_every_flight(
+    serve_settings: ServeSettings,
+    registry_store: tuple,
+    replay_config: ReplayConfig,
+    config: DataConfig,
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "monitor.yaml"
+    written.write_text("replay:\n  rate: null\n")
+    assert load_monitor_config(written).replay.rate is None
+    traffic = load_traffic(replay_config.flights, config.contract)
+    unlimited = replay_config.model_copy(update={"rate": None})
+    with running_service(serve_settings, registry_store[0]) as url:
+        summary = asyncio.run(replay(unlimited, config.contract, url, show_progress=False))
+    assert summary.finished
+    assert (summary.answered, summary.rejected, summary.feedback) == (len(traffic), 0, len(traffic))
+    assert len(log_rows(serve_settings, "predictions")) == len(traffic)
+
+
 def test_a_service_that_is_down_stops_the_replay_with_its_progress_kept(
     replay_config: ReplayConfig, config: DataConfig
 ) -> None:
@@ -134,3 +156,41 @@ def test_landing_is_after_departure_by_the_flight_and_its_delay(
     assert min(minutes) >= 20
     delayed = [m for m, delay in zip(minutes, traffic.arr_delay, strict=True) if delay is not None and delay > 120]
     assert all(m > 150 for m in delayed)
+
+
+def test_a_replay_until_a_day_stops_there_and_resumes_from_its_own_copy(
+    serve_settings: ServeSettings,
+    registry_store: tuple,
+    replay_config: ReplayConfig,
+    config: DataConfig,
+    tmp_path: Path,
+) -> None:
+    flights = tmp_path / "test.parquet"
+    shutil.copyfile(replay_config.flights, flights)
+    moving = replay_config.model_copy(update={"flights": flights})
+    traffic = load_traffic(flights, config.contract)
+    november = end_of_day(dt.date(2013, 11, 30))
+    in_november = sum(t < november for t in traffic.event_time)
+    assert 0 < in_november < len(traffic)
+    with running_service(serve_settings, registry_store[0]) as url:
+        first = asyncio.run(
+            replay(
+                moving.model_copy(update={"until": dt.date(2013, 11, 30)}), config.contract, url, show_progress=False
+            )
+        )
+        assert first.stopped_by == "until (2013-11-30)"
+        assert first.state.next == in_november
+        assert 0 < first.feedback < in_november
+        assert all(outcome[0] > november.timestamp() for outcome in first.state.pending)  # still in the air
+        flights.unlink()  # retraining rewrites the feature tables: the replay goes on with its copy
+        second = asyncio.run(replay(moving, config.contract, url, show_progress=False))
+    assert second.finished
+    assert second.state.run == first.state.run
+    assert len(log_rows(serve_settings, "predictions")) == len(traffic)
+    assert len(log_rows(serve_settings, "feedback")) == len(traffic)
+
+
+def test_commands_do_not_log_a_line_per_http_request() -> None:
+    with entry_point("replay"):
+        assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+        assert logging.getLogger("monitoring.replay").getEffectiveLevel() <= logging.INFO

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from flightdelay.errors import FlightDelayError
 from flightdelay.settings import Settings, apply_process_defaults
 
+QUIET_LOGGERS = ("httpx", "httpcore")
 console = Console()
 error_console = Console(stderr=True)
 
@@ -29,6 +30,8 @@ def entry_point(name: str) -> Iterator[Settings]:
         handlers=[RichHandler(console=error_console, show_path=False, show_time=False)],
         force=True,
     )
+    for chatty in QUIET_LOGGERS:  # a line per HTTP request would bury what the command says
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         yield settings
     except FlightDelayError as e:

@@ -1,0 +1,224 @@
+"""``make retrain``: the same DVC pipeline on a window moved forward to the outcomes that have arrived.
+
+The prediction log says how far the outcomes reach: the newest local day on which (nearly) every prediction has its
+outcome. The split of ``configs/data.yaml`` moves so that the newest ``evaluation_days`` of labelled days become the
+held-out set, the ``validation_days`` before them the validation set, and everything earlier joins training. The
+pipeline then runs as a DVC experiment with those parameters (``dvc exp run -S ...``): features, training,
+evaluation and the register stage, whose promotion gate compares the challenger with the champion on the new
+held-out days. A promoted challenger is announced to the running service, which loads it.
+
+Labels come from the source tables the pipeline ingests; the log only decides how far the window may move, so no
+day is trained on before its outcomes were observed in production.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import polars as pl
+
+from flightdelay.config import DataConfig, Period, RegistryConfig, SplitConfig
+from flightdelay.errors import FlightDelayError
+from flightdelay.io import read_json
+from flightdelay.registry import BUNDLE_TAG, CHAMPION, Registry
+from flightdelay.settings import Settings
+from monitoring.config import RetrainConfig
+from monitoring.replay import LOCAL_TIME_ZONE
+
+logger = logging.getLogger(__name__)
+
+PROMOTED, KEPT, NOTHING_NEW = 0, 3, 4  # exit codes of `make retrain` (1 is an error, 2 a usage error)
+DAY = dt.timedelta(days=1)
+
+
+class RetrainError(FlightDelayError):
+    """Retraining cannot start or did not finish."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The moved split and why it is where it is."""
+
+    horizon: dt.date  # the newest day whose outcomes have arrived (within the source data)
+    current: SplitConfig
+    moved: SplitConfig
+    new_days: int  # how far the end of training moves forward
+    name: str  # of the DVC experiment (and the MLflow run)
+
+    def describe(self) -> str:
+        lines = [f"outcomes have arrived up to {self.horizon}; the split moves {self.new_days} days forward:"]
+        for split in ("train", "valid", "test"):
+            before, after = getattr(self.current, split), getattr(self.moved, split)
+            lines.append(f"  {split:<5}  {before.start} .. {before.end}  ->  {after.start} .. {after.end}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the register stage's gate decided about the retrained model."""
+
+    version: str
+    decision: str
+    reasons: list[str]
+    champion: str | None
+    previous_champion: str | None
+
+    @property
+    def promoted(self) -> bool:
+        return self.champion is not None and self.champion != self.previous_champion
+
+    @property
+    def exit_code(self) -> int:
+        return PROMOTED if self.promoted else KEPT
+
+
+def labelled_horizon(log: pl.DataFrame, min_share: float) -> dt.date | None:
+    """The newest local day on which at least ``min_share`` of the predictions have their outcome."""
+    if log.is_empty():
+        return None
+    days = (
+        log.group_by(day=pl.col("event_time").dt.convert_time_zone(LOCAL_TIME_ZONE).dt.date())
+        .agg(rows=pl.len(), labelled=pl.col("late").is_not_null().sum())
+        .filter(pl.col("labelled") >= min_share * pl.col("rows"))
+    )
+    newest = days["day"].max()
+    return newest if isinstance(newest, dt.date) else None
+
+
+def source_end(validated: Path) -> dt.date:
+    """The last scheduled departure day in the validated flights table."""
+    path = validated / "flights.parquet"
+    if not path.is_file():
+        raise RetrainError(f"{path}: no validated flights; run `make train` first")
+    last = pl.scan_parquet(path).select(pl.date("year", "month", "day").max()).collect().item()
+    if not isinstance(last, dt.date):
+        raise RetrainError(f"{path}: no flights")
+    return last
+
+
+def plan(config: RetrainConfig, data: DataConfig, horizon: dt.date | None, data_end: dt.date) -> Plan:
+    """The split moved to ``horizon``; a RetrainError when it would not move far enough."""
+    current = data.split
+    if horizon is None:
+        raise NothingNewError(
+            "no day in the prediction log has its outcomes yet (the replay sends them after landing, "
+            "POST /feedback otherwise); nothing to retrain on"
+        )
+    end = min(horizon, data_end)
+    test = Period(start=end - (config.evaluation_days - 1) * DAY, end=end)
+    valid = Period(start=test.start - config.validation_days * DAY, end=test.start - DAY)
+    if valid.start <= current.train.start:
+        raise RetrainError(
+            f"the moved window would leave no training days: the {config.validation_days} validation and "
+            f"{config.evaluation_days} evaluation days before {end} start before training does ({current.train.start})"
+        )
+    moved = SplitConfig(train=Period(start=current.train.start, end=valid.start - DAY), valid=valid, test=test)
+    new_days = (moved.train.end - current.train.end).days
+    if new_days < config.min_new_days:
+        raise NothingNewError(
+            f"outcomes have arrived up to {end}, which moves the end of training from {current.train.end} to "
+            f"{moved.train.end}: {new_days} day(s), fewer than min_new_days ({config.min_new_days}); "
+            "wait for more outcomes"
+        )
+    return Plan(horizon=end, current=current, moved=moved, new_days=new_days, name=f"retrain-{end:%Y%m%d}")
+
+
+class NothingNewError(RetrainError):
+    """Not enough newly labelled days to move the window."""
+
+
+def overrides(moved: SplitConfig, data_config: Path) -> list[str]:
+    """``dvc exp run -S`` arguments that set the split in ``data_config`` (a file inside the repository)."""
+    try:
+        relative = data_config.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        raise RetrainError(f"{data_config}: the pipeline's parameters live inside the repository") from None
+    return [
+        f"{relative.as_posix()}:split.{split}.{edge}='{getattr(getattr(moved, split), edge).isoformat()}'"
+        for split in ("train", "valid", "test")
+        for edge in ("start", "end")
+    ]
+
+
+def run_pipeline(root: Path, name: str, arguments: list[str]) -> None:
+    """``dvc exp run`` in ``root`` with its output shown as it comes; a RetrainError if it fails."""
+    git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, check=False)
+    if git.returncode != 0:
+        raise RetrainError(
+            "retraining is recorded as a DVC experiment, which starts from a git commit, and this repository has "
+            "none: commit your work first (git add -A && git commit -m ...)"
+        )
+    dvc = Path(sys.executable).parent / "dvc"
+    command = [str(dvc), "exp", "run", "--name", unused_name(root, name)]
+    for argument in arguments:
+        command += ["-S", argument]
+    logger.info("running: dvc exp run %s", " ".join(command[3:]))
+    result = subprocess.run(command, cwd=root, env=os.environ.copy(), check=False)
+    if result.returncode != 0:
+        raise RetrainError(
+            f"the pipeline failed (dvc exp run exited {result.returncode}; its message is above); the previous "
+            "outputs, the registry and the served model are unchanged"
+        )
+
+
+def unused_name(root: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``... if an experiment of that name exists already."""
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname:lstrip=-1)", "refs/exps"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    candidate, n = name, 1
+    while candidate in refs:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, previous: str | None) -> Outcome:
+    """The version holding the bundle the pipeline just registered, and the gate's decision on it."""
+    registry = Registry(settings, config)
+    registry.connect()
+    digest = read_json(receipt)[BUNDLE_TAG]
+    version = registry.by_bundle(digest)
+    if version is None:
+        raise RetrainError(f"the registry holds no version of the bundle named in {receipt}")
+    champion = registry.by_alias(CHAMPION)
+    tags = version.tags or {}
+    reasons = [r for r in str(tags.get("gate.reasons", "")).split("; ") if r]
+    return Outcome(
+        version=Registry.number(version),
+        decision=str(tags.get("gate.decision", "unknown")),
+        reasons=reasons,
+        champion=Registry.number(champion) if champion is not None else None,
+        previous_champion=previous,
+    )
+
+
+def current_champion(settings: Settings, config: RegistryConfig) -> str | None:
+    registry = Registry(settings, config)
+    registry.connect()
+    champion = registry.by_alias(CHAMPION)
+    return Registry.number(champion) if champion is not None else None
+
+
+def announce(url: str, api_key: str | None, timeout: float = 60.0) -> str:
+    """Ask the service at ``url`` to load the champion now; what it answered, in words."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/admin/reload", headers=headers, timeout=timeout)
+    except httpx.TransportError:
+        return f"no service answers at {url}: it loads the new champion when it starts (make serve)"
+    if response.status_code != 200:
+        return f"the service at {url} refused to reload ({response.status_code}: {response.text[:200]})"
+    served = response.json().get("version")
+    return f"the service at {url} now serves version {served}"

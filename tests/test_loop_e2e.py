@@ -1,0 +1,148 @@
+"""The whole loop on a slice of real flights, each step the command a user runs, in a copy of the repository:
+train, serve, replay the drifted months, drift detected, retrain on the moved window, the new champion served,
+the dashboard showing the change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from benchmarks.workspace import copy_repository, dvc, edit_config, environment
+from monitoring.gate import ALARM
+from monitoring.retrain import NOTHING_NEW, PROMOTED
+from monitoring.workspace import MonitoringWorkspace
+from slices import write_slice
+from test_serving_process import free_port
+
+pytestmark = pytest.mark.e2e
+FIRST_MONTH_END = "2013-11-30"
+
+
+def run(repo: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**environment(), **({"SERVICE_URL": url} if url else {})}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=repo, env=env, capture_output=True, text=True, check=False, timeout=900
+    )
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository copy on a slice of every 20th flight, trained once (version 1 is the champion)."""
+    root = tmp_path_factory.mktemp("loop")
+    write_slice(root / "source", every=20)
+    repo = copy_repository(root / "repo")
+    edit_config(repo, "data", source={"dir": str(root / "source")})
+    edit_config(repo, "train", threads=1, training={"max_epochs": 8, "patience": 3})
+    edit_config(
+        repo,
+        "monitor",
+        replay={"speedup": 14 * 86_400.0, "rate": 2000.0, "max_seconds": 600.0},
+        reports={"min_rows": 100, "min_labels": 100},
+    )
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "slice"], cwd=repo, check=True
+    )
+    result = dvc(repo, "repro")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return repo
+
+
+@pytest.fixture
+def service(repo: Path) -> Iterator[str]:
+    """``make serve`` in the copy, on a free port; it loads a new champion only when told (no polling)."""
+    port = free_port()
+    env = {**environment(), "FLIGHTDELAY_SERVE_PORT": str(port), "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, "the service exited"
+            assert time.monotonic() < deadline, "the service did not become ready"
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def served_version(url: str) -> str:
+    return str(httpx.get(f"{url}/model", timeout=10).json()["version"])
+
+
+def split_of(repo: Path) -> dict[str, dict[str, str]]:
+    split = yaml.safe_load((repo / "configs" / "data.yaml").read_text())["split"]
+    return {name: {k: str(v) for k, v in period.items()} for name, period in split.items()}
+
+
+def test_drift_is_detected_retraining_promotes_and_the_new_champion_is_served(repo: Path, service: str) -> None:
+    assert served_version(service) == "1"
+
+    # November arrives: the predictions and, after landing, their outcomes.
+    replayed = run(repo, "monitoring", "replay", "--until", FIRST_MONTH_END, "--no-progress", url=service)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert f"stopped by until ({FIRST_MONTH_END})" in replayed.stdout
+
+    # The drift gate sees autumn against the September-October reference.
+    monitored = run(repo, "monitoring", "monitor")
+    assert monitored.returncode == ALARM, monitored.stdout + monitored.stderr
+    verdict = json.loads((repo / "reports" / "monitoring" / "verdict.json").read_text())
+    assert verdict["status"] == "alarm"
+    assert "/v1/" in verdict["window"]
+    assert verdict["reasons"]
+
+    # Retraining moves the window to the November outcomes and the gate promotes the challenger.
+    before = split_of(repo)
+    retrained = run(repo, "monitoring", "retrain", url=service)
+    assert retrained.returncode == PROMOTED, retrained.stdout + retrained.stderr
+    after = split_of(repo)
+    horizon = dt.date.fromisoformat(after["test"]["end"])
+    assert dt.date(2013, 11, 25) <= horizon <= dt.date(2013, 11, 30)
+    assert after["train"]["start"] == before["train"]["start"]
+    assert after["train"]["end"] > before["train"]["end"]  # newly labelled months joined training
+    assert "version 2 is the new champion (was 1)" in retrained.stdout
+    assert "now serves version 2" in retrained.stdout
+    assert served_version(service) == "2"
+    experiments = dvc(repo, "exp", "list", "--name-only")
+    assert f"retrain-{horizon:%Y%m%d}" in experiments.stdout.split()
+
+    # Nothing new since: a second retrain refuses to run the pipeline for nothing.
+    again = run(repo, "monitoring", "retrain", url=service)
+    assert again.returncode == NOTHING_NEW, again.stdout + again.stderr
+    assert "nothing to retrain" in again.stdout
+
+    # December is served by the new champion, and the monitoring keeps the two versions apart.
+    resumed = run(repo, "monitoring", "replay", "--no-progress", url=service)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    monitored = run(repo, "monitoring", "monitor")
+    assert monitored.returncode in (0, ALARM), monitored.stdout + monitored.stderr
+    verdict = json.loads((repo / "reports" / "monitoring" / "verdict.json").read_text())
+    assert "/v2/" in verdict["window"]
+    reported = {w["window"].split("/")[1] for w in verdict["windows"]}
+    assert reported == {"v1", "v2"}
+
+    workspace = MonitoringWorkspace(repo / "reports" / "monitoring" / "workspace", "flight-delay monitoring")
+    assert {key.split("/")[1] for (key, _) in workspace.existing} == {"v1", "v2"}
+    dashboard = workspace.workspace.get_project(workspace.project_id).dashboard.model()
+    legends = {m.legend for panel in dashboard.panels for m in panel.values}
+    assert {"version 1", "version 2"} <= legends

@@ -1,0 +1,140 @@
+"""Retraining's plan: how far the outcomes reach, where the split moves, and when there is nothing new to train on.
+
+The whole loop, with the pipeline run as a DVC experiment and the service reloading, is tests/test_loop_e2e.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flightdelay.config import DataConfig
+from monitoring.__main__ import app as monitoring_cli
+from monitoring.config import RetrainConfig
+from monitoring.retrain import (
+    NOTHING_NEW,
+    NothingNewError,
+    RetrainError,
+    announce,
+    labelled_horizon,
+    overrides,
+    plan,
+    run_pipeline,
+    source_end,
+)
+from serving.prediction_log import PredictionLog
+
+NEW_YORK = "America/New_York"
+
+
+def log_of(days: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """A prediction log with, per local day, (predictions, of which labelled), at noon New York time."""
+    rows = []
+    for day, (total, labelled) in days.items():
+        noon = dt.datetime.fromisoformat(f"{day}T12:00:00").replace(tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+        rows += [{"event_time": noon, "late": (i % 3 == 0) if i < labelled else None} for i in range(total)]
+    return pl.DataFrame(rows, schema={"event_time": pl.Datetime("us", "UTC"), "late": pl.Boolean})
+
+
+def test_the_horizon_is_the_newest_day_with_its_outcomes() -> None:
+    log = log_of({"2013-11-01": (10, 10), "2013-11-02": (10, 9), "2013-11-03": (10, 8), "2013-11-04": (10, 0)})
+    assert labelled_horizon(log, min_share=0.9) == dt.date(2013, 11, 2)
+    assert labelled_horizon(log, min_share=0.8) == dt.date(2013, 11, 3)
+
+
+def test_the_horizon_is_the_local_day_not_the_utc_one() -> None:
+    late_evening = dt.datetime(2013, 11, 30, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # 04:30 UTC on 1 Dec
+    log = pl.DataFrame({"event_time": [late_evening], "late": [True]}).with_columns(
+        pl.col("event_time").dt.convert_time_zone("UTC")
+    )
+    assert labelled_horizon(log, min_share=1.0) == dt.date(2013, 11, 30)
+
+
+def test_no_outcomes_no_horizon() -> None:
+    assert labelled_horizon(log_of({"2013-11-01": (5, 0)}), min_share=0.9) is None
+    assert labelled_horizon(log_of({}), min_share=0.9) is None
+
+
+def test_the_split_moves_to_the_horizon(real_config: DataConfig) -> None:
+    config = RetrainConfig(evaluation_days=28, validation_days=28, min_new_days=7)
+    moved = plan(config, real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31))
+    split = moved.moved
+    assert (split.test.start, split.test.end) == (dt.date(2013, 12, 4), dt.date(2013, 12, 31))
+    assert (split.valid.start, split.valid.end) == (dt.date(2013, 11, 6), dt.date(2013, 12, 3))
+    assert (split.train.start, split.train.end) == (real_config.split.train.start, dt.date(2013, 11, 5))
+    assert moved.new_days == (dt.date(2013, 11, 5) - real_config.split.train.end).days
+    assert moved.name == "retrain-20131231"
+    assert "test   2013-11-01 .. 2013-12-31  ->  2013-12-04 .. 2013-12-31" in moved.describe()
+
+
+def test_outcomes_past_the_source_data_stop_at_its_last_day(real_config: DataConfig) -> None:
+    moved = plan(RetrainConfig(), real_config, dt.date(2026, 11, 23), data_end=dt.date(2013, 12, 31))
+    assert moved.horizon == moved.moved.test.end == dt.date(2013, 12, 31)
+
+
+def test_too_few_new_days_is_nothing_new(real_config: DataConfig) -> None:
+    config = RetrainConfig(evaluation_days=28, validation_days=28, min_new_days=7)
+    # the current training ends on 31 August: outcomes up to 30 October move it by 3 days only
+    with pytest.raises(NothingNewError, match="fewer than min_new_days"):
+        plan(config, real_config, dt.date(2013, 10, 30), data_end=dt.date(2013, 12, 31))
+    with pytest.raises(NothingNewError, match="no day in the prediction log has its outcomes"):
+        plan(config, real_config, None, data_end=dt.date(2013, 12, 31))
+
+
+def test_windows_that_leave_no_training_days_are_refused(real_config: DataConfig) -> None:
+    config = RetrainConfig(evaluation_days=200, validation_days=200)
+    with pytest.raises(RetrainError, match="would leave no training days"):
+        plan(config, real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31))
+
+
+def test_overrides_name_the_file_inside_the_repository(
+    real_config: DataConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved = plan(RetrainConfig(), real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31)).moved
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    arguments = overrides(moved, tmp_path / "configs" / "data.yaml")
+    assert arguments[0] == "configs/data.yaml:split.train.start='2013-01-01'"
+    assert arguments[-1] == "configs/data.yaml:split.test.end='2013-12-31'"
+    with pytest.raises(RetrainError, match="inside the repository"):
+        overrides(moved, tmp_path.parent / "elsewhere.yaml")
+
+
+def test_the_source_end_is_the_last_validated_flight(stage_outputs: dict[str, Path], tmp_path: Path) -> None:
+    assert source_end(stage_outputs["validated"]) == dt.date(2013, 12, 31)
+    with pytest.raises(RetrainError, match="run `make train` first"):
+        source_end(tmp_path)
+
+
+def test_a_repository_without_a_commit_is_a_clear_error(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    with pytest.raises(RetrainError, match="commit your work first"):
+        run_pipeline(tmp_path, "retrain-x", [])
+
+
+def test_a_service_that_is_not_running_is_told_nothing() -> None:
+    assert "it loads the new champion when it starts" in announce("http://127.0.0.1:9", None, timeout=2)
+
+
+def test_a_log_without_outcomes_exits_nothing_new(tmp_path: Path, stage_outputs: dict[str, Path]) -> None:
+    log = tmp_path / "empty.db"
+    PredictionLog(f"sqlite:///{log}").engine.dispose()
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"reports:\n  log_url: sqlite:///{log}\n")
+    arguments = ["retrain", "--config", str(config), "--validated", str(stage_outputs["validated"]), "--dry-run"]
+    result = CliRunner().invoke(monitoring_cli, arguments)
+    assert result.exit_code == NOTHING_NEW, result.output
+    assert "nothing to retrain" in result.output
+
+
+def test_a_missing_log_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"reports:\n  log_url: sqlite:///{tmp_path}/nothing.db\n")
+    result = CliRunner().invoke(monitoring_cli, ["retrain", "--config", str(config), "--dry-run"])
+    assert result.exit_code == 1
+    assert "no prediction log yet" in result.output

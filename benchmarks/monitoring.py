@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -201,13 +202,13 @@ def prepare_log(scratch: Path, champion: Champion, rows: int = LOG_ROWS, seed: i
     path, stamp = scratch / "predictions.db", scratch / "predictions.json"
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == inputs:
         return path, 0.0
-    start = dt.datetime.now(dt.UTC)
+    start = time.perf_counter()
     stamp.unlink(missing_ok=True)
     for old in scratch.glob("predictions.db*"):
         old.unlink()
     write_log(path, champion, rows, seed)
     stamp.write_text(json.dumps(inputs, indent=2) + "\n")
-    return path, (dt.datetime.now(dt.UTC) - start).total_seconds()
+    return path, time.perf_counter() - start
 
 
 def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:

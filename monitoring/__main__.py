@@ -136,7 +136,8 @@ def retrain(
         loaded = load_monitor_config(config)
         data = load_data_config(data_config)
         registry = load_registry_config(registry_config)
-        horizon = labelled_horizon(read_log(loaded.reports.log_url), loaded.retrain.min_label_share)
+        log = read_log(loaded.reports.log_url, features=False)  # only times and outcomes
+        horizon = labelled_horizon(log, loaded.retrain.min_label_share)
         try:
             moved = plan(loaded.retrain, data, horizon, source_end(validated))
         except NothingNewError as e:

@@ -66,6 +66,7 @@ def _monitor(
     reports = config.reports
     reading = pool.submit(read_log, reports.log_url, features=False) if pool is not None else None
     warm = [pool.submit(warm_up) for _ in range(reports.workers)] if pool is not None else []
+    # Seconds of imports (Evidently, PyTorch), made while a worker reads the log.
     from monitoring.reference import References
     from monitoring.report import window_metadata
     from monitoring.workspace import MonitoringWorkspace

@@ -1,10 +1,13 @@
 """Which model the service serves: resolved from a registry alias, cached on disk, swapped while running.
 
 At start the store resolves ``@champion`` (by default) in the registry, downloads the bundle into a local cache and
-builds the predictor from the bundle alone. If the registry cannot be reached, it serves the cached champion and
-says so. While running it polls the alias; a new version is swapped in only after it loads and passes a smoke
-prediction, and only if its contract is the one the service validates requests against. Requests hold on to the
-model they started with, so a swap never changes a request half-way.
+builds the predictor from the bundle alone. Every load, from the registry or the cache, first checks the bundle's
+files against the digest the registry version carries (recorded at registration), and refuses a bundle that does
+not match; a cached copy that does not match is fetched again. If the registry cannot be reached, the store serves
+the cached champion, checked against the digest saved with it, and says so. While running it polls the alias; a new
+version is swapped in only after it loads and passes a smoke prediction, and only if its contract is the one the
+service validates requests against. Requests hold on to the model they started with, so a swap never changes a
+request half-way.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -22,14 +26,16 @@ import numpy as np
 
 from flightdelay.config import RegistryConfig
 from flightdelay.contract import FeatureContract
+from flightdelay.errors import redact
 from flightdelay.io import read_json, staged, write_json
-from flightdelay.model.bundle import Bundle, Predictor
-from flightdelay.registry import Registry
+from flightdelay.model.bundle import Bundle, Predictor, files_digest
+from flightdelay.registry import FILES_TAG, Registry
 from flightdelay.settings import Settings
 from serving.schemas import example_flight
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
+VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a registry version number: the only thing the cache's pointer may name
 
 
 def _now() -> str:
@@ -100,7 +106,9 @@ class ModelStore:
             self.registry.connect()
             version = self.registry.by_alias(self.alias)
         except Exception as e:
-            self.status.registry = f"unreachable: {str(e).splitlines()[0][:300]}"
+            self.status.registry = (
+                f"unreachable: {redact(str(e).splitlines()[0][:300]) if str(e) else type(e).__name__}"
+            )
             raise
         self.status.registry = "reachable"
         if version is None:
@@ -113,7 +121,7 @@ class ModelStore:
         if number in self.status.refused:
             return False
         try:
-            served = self._prepare(number)
+            served = self._prepare(number, version.tags.get(FILES_TAG))
         except ModelRefusedError as e:
             self.status.refused[number] = str(e)
             logger.error("version %s of %s refused: %s", number, self.name, e)
@@ -130,20 +138,46 @@ class ModelStore:
             except Exception as e:
                 logger.warning("checking @%s failed: %s", self.alias, e)
 
-    def _prepare(self, version: str) -> ServedModel:
+    def _prepare(self, version: str, expected: str | None) -> ServedModel:
+        if not VERSION.fullmatch(version):
+            raise ModelRefusedError(f"{version!r} is not a version number")
+        if expected is None:
+            raise ModelRefusedError(
+                f"it carries no {FILES_TAG} tag, so its bundle cannot be verified; register it with 'make train'"
+            )
         bundle_dir = self.cache / version
+        if bundle_dir.is_dir() and (found := _files_digest(bundle_dir)) != expected:
+            logger.warning(
+                "the cached copy of version %s does not match its digest (%s); fetching it again", version, found
+            )
+            shutil.rmtree(bundle_dir)
         if not bundle_dir.is_dir():
             with tempfile.TemporaryDirectory(prefix="download-") as tmp:
                 downloaded = self.registry.fetch_bundle(version, Path(tmp))
+                found = _files_digest(downloaded)
+                if found != expected:
+                    raise ModelRefusedError(
+                        f"the registry's bundle does not match the digest recorded at registration "
+                        f"({FILES_TAG} {expected[:12]}..., the files {found[:12]}...)"
+                    )
                 with staged(bundle_dir) as (staging,):
                     shutil.copytree(downloaded, staging)
+        predictor = self._load(bundle_dir, expected)
+        pointer = {"version": version, "alias": self.alias, FILES_TAG: expected, "saved_at": _now()}
+        write_json(pointer, self.cache / f"{self.alias}.json")
+        return ServedModel(self.name, version, self.alias, "registry", predictor, _now())
+
+    def _load(self, bundle_dir: Path, expected: str) -> Predictor:
+        """The predictor of a bundle whose files match ``expected``, after its smoke test."""
+        found = _files_digest(bundle_dir)
+        if found != expected:
+            raise ModelRefusedError(f"its files do not match the digest recorded at registration ({found[:12]}...)")
         try:
             predictor = Predictor(Bundle.load(bundle_dir))
         except Exception as e:
             raise ModelRefusedError(f"it does not load: {e}") from e
         self._smoke_test(predictor)
-        write_json({"version": version, "alias": self.alias, "saved_at": _now()}, self.cache / f"{self.alias}.json")
-        return ServedModel(self.name, version, self.alias, "registry", predictor, _now())
+        return predictor
 
     def _smoke_test(self, predictor: Predictor) -> None:
         contract = predictor.bundle.contract
@@ -172,11 +206,27 @@ class ModelStore:
         if not pointer.is_file():
             logger.warning("no cached @%s for %s: not ready until the registry has one", self.alias, self.name)
             return
-        version = str(read_json(pointer)["version"])
         try:
-            predictor = Predictor(Bundle.load(self.cache / version))
-            self._smoke_test(predictor)
+            saved = read_json(pointer)
+            version, expected = str(saved["version"]), str(saved[FILES_TAG])
         except Exception as e:
-            logger.error("the cached version %s cannot be served: %s", version, e)
+            logger.error("the cache's pointer %s cannot be read (%s); not ready until the registry answers", pointer, e)
+            return
+        if not VERSION.fullmatch(version):
+            logger.error("the cache's pointer %s names %r, not a version; ignored", pointer, version[:40])
+            return
+        try:
+            predictor = self._load(self.cache / version, expected)
+        except ModelRefusedError as e:
+            logger.error(
+                "the cached version %s cannot be served: %s; it is fetched again when the registry answers", version, e
+            )
             return
         self._swap(ServedModel(self.name, version, self.alias, "cache", predictor, _now()))
+
+
+def _files_digest(directory: Path) -> str:
+    try:
+        return files_digest(directory)
+    except Exception as e:
+        raise ModelRefusedError(f"its files cannot be read: {e}") from e

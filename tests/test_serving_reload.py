@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from flightdelay.config import EvaluateConfig, RegistryConfig
 from flightdelay.model.bundle import Bundle
 from flightdelay.register import RegisterInputs, log_model, register_candidate
-from flightdelay.registry import Registry
+from flightdelay.registry import FILES_TAG, Registry
 from flightdelay.settings import Settings
 from serving.app import create_app
 from serving.settings import ServeSettings
@@ -108,8 +108,8 @@ def log_unchecked(store: tuple, bundle_dir: Path, evaluated: Path, stage_outputs
     registry.connect()
     held_out = pl.read_parquet(stage_outputs["features"] / "test.parquet")
     with mlflow.start_run(experiment_id=registry.experiment_id()):
-        uri = log_model(Bundle.load(bundle_dir), evaluated / "model_card.md", held_out)
-    return registry.register(uri, {})
+        logged = log_model(Bundle.load(bundle_dir), evaluated / "model_card.md", held_out)
+    return registry.register(logged.uri, {FILES_TAG: logged.files_sha256})
 
 
 @pytest.mark.parametrize(

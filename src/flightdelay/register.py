@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import pandas as pd
@@ -29,9 +29,9 @@ from flightdelay.evaluation.stage import Scored, read_split, score
 from flightdelay.gate import Decision, Scorecard, decide
 from flightdelay.io import read_json, write_json
 from flightdelay.lineage import dvc_hashes, git_state
-from flightdelay.model.bundle import Bundle, Predictor
+from flightdelay.model.bundle import Bundle, Predictor, files_digest
 from flightdelay.pyfunc_model import BUNDLE_ARTIFACT
-from flightdelay.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, Registry, now
+from flightdelay.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, FILES_TAG, Registry, now
 from flightdelay.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,11 +107,12 @@ def register_candidate(
     with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
         lineage["mlflow_run_id"] = run.info.run_id
         _log_run(inputs, lineage, train_metrics, evaluation_metrics)
-        model_uri = log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
+        logged = log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
         version = registry.register(
-            model_uri,
+            logged.uri,
             {
                 BUNDLE_TAG: digest,
+                FILES_TAG: logged.files_sha256,
                 "git_commit": lineage["git"]["commit"],
                 "git_dirty": str(lineage["git"]["dirty"]),
                 "data_features_md5": lineage["data"]["data/features"],
@@ -215,14 +216,22 @@ def _log_run(
             mlflow.log_artifact(str(path), artifact_path="data")
 
 
-def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> str:
-    """Log ``bundle`` (with its model card) to the active MLflow run as a pyfunc model; the model's URI."""
+class LoggedModel(NamedTuple):
+    """A model logged to a run: its URI and the digest of its bundle's files."""
+
+    uri: str
+    files_sha256: str
+
+
+def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel:
+    """Log ``bundle`` (with its model card) to the active MLflow run as a pyfunc model."""
     contract = bundle.contract
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
         bundle.save(bundle_dir)
         if card.is_file():
             shutil.copy(card, bundle_dir / CARD_FILE)
+        files_sha256 = files_digest(bundle_dir)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -232,7 +241,7 @@ def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> str:
             input_example=input_example(contract, held_out),
             pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in RUNTIME_PACKAGES],
         )
-    return str(info.model_uri)
+    return LoggedModel(str(info.model_uri), files_sha256)
 
 
 def model_signature(contract: FeatureContract) -> ModelSignature:

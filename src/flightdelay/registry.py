@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from flightdelay.config import RegistryConfig
-from flightdelay.errors import FlightDelayError
+from flightdelay.errors import FlightDelayError, redact
 from flightdelay.pyfunc_model import BUNDLE_ARTIFACT
 from flightdelay.settings import Settings
 
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
-BUNDLE_TAG = "bundle_sha256"
+BUNDLE_TAG = "bundle_sha256"  # what the model computes: the same bundle is never registered twice
+FILES_TAG = "bundle_files_sha256"  # the bundle's files as served: checked on every load
 TAG_LIMIT = 5000
 
 
@@ -67,10 +68,11 @@ class Registry:
         try:
             self.client.search_experiments(max_results=1)
         except Exception as e:
+            reason = redact(str(e).splitlines()[0][:300]) if str(e) else ""
             raise RegistryError(
-                f"the MLflow tracking store at {self.uri} cannot be reached after {time.monotonic() - start:.1f} s "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:300]}). Start it, or point FLIGHTDELAY_TRACKING_URI "
-                "at one that runs; nothing was registered."
+                f"the MLflow tracking store at {redact(self.uri)} cannot be reached after "
+                f"{time.monotonic() - start:.1f} s ({type(e).__name__}: {reason}). Start it, or point "
+                "FLIGHTDELAY_TRACKING_URI at one that runs; nothing was registered."
             ) from e
 
     def experiment_id(self) -> str:

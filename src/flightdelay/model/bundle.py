@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,11 +91,17 @@ class Bundle:
                     f"this code reads {FORMAT_VERSION}"
                 )
             args = ModelArgs(**model["args"])
+            problems = args.problems()
+            threshold = model["threshold"]
+            if not isinstance(threshold, int | float) or not math.isfinite(threshold) or not 0 <= threshold <= 1:
+                problems.append(f"threshold must be a number from 0 to 1, not {threshold!r}")
+            if problems:
+                raise BundleError(f"{directory / MODEL_FILE}: " + "; ".join(problems))
             weights = load_file(directory / WEIGHTS_FILE)
             preprocessor = Preprocessor.load(directory / PREPROCESSING_FILE)
             lineage_path = directory / LINEAGE_FILE
             lineage = json.loads(lineage_path.read_text(encoding="utf-8")) if lineage_path.is_file() else None
-            bundle = cls(args, weights, preprocessor, float(model["threshold"]), lineage)
+            bundle = cls(args, weights, preprocessor, float(threshold), lineage)
         except BundleError:
             raise
         except (json.JSONDecodeError, KeyError, TypeError, ValidationError, SafetensorError, OSError) as e:
@@ -113,6 +120,23 @@ class Bundle:
             digest.update(self.weights[name].detach().cpu().contiguous().numpy().tobytes())
         digest.update(self.preprocessor.model_dump_json().encode())
         return digest.hexdigest()
+
+
+def files_digest(directory: Path) -> str:
+    """SHA-256 of a bundle directory as files: every file's path and contents, in path order.
+
+    Recorded on the registry version at registration; serving checks it before it reads a byte of the bundle.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() or p.is_symlink()):
+        if path.is_symlink():
+            raise BundleError(f"{path}: a model bundle holds no links")
+        content = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                content.update(block)
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{content.hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 class Predictor:

@@ -5,21 +5,23 @@ from __future__ import annotations
 import uvicorn
 
 from flightdelay.cli import entry_point
+from flightdelay.settings import from_environment
 from serving.app import create_app
+from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
 
 
 def main() -> None:
     """Load the champion and serve it until SIGTERM or Ctrl-C; in-flight requests finish, the log is flushed."""
     with entry_point("serve"):
-        settings = ServeSettings()
+        settings = from_environment(ServeSettings)
         app = create_app(settings)
         uvicorn.run(
             app,
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            http="httptools",
+            http=bounded_head_protocol(settings.max_header_bytes),
             access_log=False,
             timeout_graceful_shutdown=30,
             log_level="info",

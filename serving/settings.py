@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
-from typing import Self
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_KEYS = frozenset({"changeme", "change-me", "secret", "password", "api-key", "apikey", "token", "xxx"})
+MIN_KEY_LENGTH = 32
+MIN_KEY_BITS = 96
+COMMON_WORDS = (
+    "password", "passwd", "changeme", "change-me", "change_me", "secret", "qwerty", "letmein", "admin", "apikey",
+    "api-key", "api_key", "token", "example", "default", "welcome", "12345", "abcde",
+)  # fmt: skip
 
 
 class ServeSettings(BaseSettings):
@@ -29,22 +36,64 @@ class ServeSettings(BaseSettings):
     )
     api_key: SecretStr | None = Field(None, description="If set, required on prediction, feedback and admin routes.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_header_bytes: int = Field(
+        32_768, ge=1024, description="Larger request lines and headers get 431 (and the connection is closed)."
+    )
     max_batch: int = Field(1000, ge=1, description="Most flights in one request.")
     request_timeout_s: float = Field(10.0, gt=0, description="Longest a prediction may take before 504.")
     poll_interval_s: float = Field(10.0, ge=0, description="How often to check the alias for a new model; 0: never.")
     inline_rows: int = Field(
         64, ge=1, description="Batches up to this size are predicted on the event loop; larger ones in a thread."
     )
+    log_journal_dir: Path | None = Field(
+        None,
+        description="The prediction log's journal on local disk; default: beside a SQLite log, else logs/journal.",
+    )
+    log_fsync: Literal["never", "interval", "always"] = Field(
+        "never",
+        description="never: a line is durable once written (survives a killed process, not a power cut); interval: "
+        "flushed to disk every log_flush_interval_s; always: before every answer (slowest).",
+    )
+    log_max_queue: int = Field(
+        100_000, ge=1, description="Records the database may fall behind the journal before predictions get 503."
+    )
     log_batch_size: int = Field(500, ge=1)
     log_flush_interval_s: float = Field(0.2, gt=0)
 
-    @model_validator(mode="after")
-    def _no_placeholder_key(self) -> Self:
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value()
-            if key.lower() in PLACEHOLDER_KEYS or len(key) < 16:
+    def journal_dir(self) -> Path | None:
+        """Where the prediction log's journal goes (None: beside the SQLite file)."""
+        if self.log_journal_dir is not None or self.prediction_log_url.startswith("sqlite:///"):
+            return self.log_journal_dir
+        return Path("logs/journal")
+
+    @field_validator("api_key")
+    @classmethod
+    def _strong_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            weakness = key_weakness(key.get_secret_value())
+            if weakness is not None:
                 raise ValueError(
-                    "api_key looks like a placeholder; set FLIGHTDELAY_SERVE_API_KEY to a random value of at least "
-                    "16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))') or unset it"
+                    f"the API key is too weak ({weakness}); use a random one of at least {MIN_KEY_LENGTH} characters, "
+                    "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))', or unset it"
                 )
-        return self
+        return key
+
+
+def key_weakness(key: str) -> str | None:
+    """Why ``key`` is too weak to guard the service, or None; the reason never quotes the key.
+
+    The rule: at least 32 characters; at least 96 bits by the Shannon entropy of its characters (a random key
+    of 32 hex digits has about 115, of ``token_urlsafe(32)`` about 200; a repeated or patterned one far less);
+    and none of the words that placeholder and default keys are made of.
+    """
+    if len(key) < MIN_KEY_LENGTH:
+        return f"{len(key)} characters, fewer than {MIN_KEY_LENGTH}"
+    if key.strip() != key or not key.isprintable():
+        return "it has spaces at its ends or characters that cannot be printed"
+    bits = len(key) * -sum(n / len(key) * math.log2(n / len(key)) for n in Counter(key).values())
+    if bits < MIN_KEY_BITS:
+        return f"about {abs(bits):.0f} bits of entropy, fewer than {MIN_KEY_BITS}: too few different characters"
+    lowered = key.lower()
+    if any(word in lowered for word in COMMON_WORDS):
+        return "it contains a common word or sequence"
+    return None

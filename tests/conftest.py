@@ -40,6 +40,7 @@ from flightdelay.training import train
 from monitoring.config import MonitorConfig, ReportsConfig
 from monitoring.replay import load_traffic
 from serving.app import create_app
+from serving.http import bounded_head_protocol
 from serving.prediction_log import PredictionBatch, PredictionLog
 from serving.settings import ServeSettings
 from slices import write_slice
@@ -234,7 +235,10 @@ def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, registry), log_level="warning"))
+    app = create_app(settings, registry)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", http=bounded_head_protocol(settings.max_header_bytes))
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from conftest import REPO_ROOT
 from flightdelay.model.bundle import Predictor
 from serving.app import create_app
 from serving.settings import ServeSettings
@@ -347,7 +353,7 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 def test_api_key_guards_prediction_feedback_and_admin_routes(
     serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
 ) -> None:
-    key = "k" * 24
+    key = "Zq4tV9xLr2Wm8KpB3nYc6HsJ1dGf7TaE"
     settings = serve_settings.model_copy(update={"api_key": key})
     with TestClient(create_app(ServeSettings(**{**settings.model_dump(), "api_key": key}), registry_store[0])) as c:
         assert c.post("/predict", json=test_flights[0]).status_code == 401
@@ -362,10 +368,53 @@ def test_api_key_guards_prediction_feedback_and_admin_routes(
         assert c.get("/metrics").status_code == 200
 
 
-@pytest.mark.parametrize("key", ["changeme", "secret", "short"])
-def test_placeholder_api_keys_are_refused_at_start(key: str) -> None:
-    with pytest.raises(ValueError, match="api_key looks like a placeholder"):
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("changeme", "8 characters, fewer than 32"),
+        (" " * 40, "spaces at its ends"),
+        ("a" * 40, "bits of entropy"),
+        ("abab" * 10, "bits of entropy"),
+        ("password12345678password12345678", "common word"),
+        ("Zq4tV9xLr2Wm8Kp-admin-B3nYc6HsJ1dGf7TaE", "common word"),
+    ],
+)
+def test_weak_api_keys_are_refused_at_start_without_echoing_them(key: str, why: str) -> None:
+    with pytest.raises(ValidationError, match="the API key is too weak") as refused:
         ServeSettings(api_key=key)
+    assert why in str(refused.value)
+    assert key not in refused.value.errors(include_input=False)[0]["msg"]
+
+
+def test_random_api_keys_are_accepted() -> None:
+    for _ in range(200):
+        assert ServeSettings(api_key=secrets.token_hex(16)).api_key is not None
+        assert ServeSettings(api_key=secrets.token_urlsafe(32)).api_key is not None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("FLIGHTDELAY_SERVE_API_KEY", "password12345678password12345678", "the API key is too weak"),
+        ("FLIGHTDELAY_LOG_LEVEL", "LOUD", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("FLIGHTDELAY_SERVE_PORT", "eighty", "Input should be a valid integer"),
+    ],
+)
+def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, value: str, says: str) -> None:
+    env = {**os.environ, variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "serving"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"{variable}: {says}" in " ".join(done.stderr.split())
+    assert value not in done.stderr + done.stdout  # a secret is never echoed, nor any other value
 
 
 def test_without_any_model_the_service_is_live_but_not_ready(
@@ -393,11 +442,14 @@ def test_registry_down_at_start_serves_the_cached_champion(
         expected = c.post("/predict", json=test_flights[0]).json()["predictions"][0]["probability"]
     from flightdelay.settings import Settings
 
-    down = Settings(tracking_uri="http://127.0.0.1:9")
+    down = Settings(tracking_uri="http://admin:hunter2-secret@127.0.0.1:9")
     with TestClient(create_app(serve_settings, down)) as c:
-        ready = c.get("/health/ready").json()
+        response = c.get("/health/ready")
+        ready = response.json()
         assert ready["model"]["source"] == "cache"
         assert ready["registry"].startswith("unreachable")
+        assert "hunter2" not in response.text  # an open route shows no credentials
+        assert "hunter2" not in c.post("/admin/reload").text
         assert "cached" in ready["note"]
         body = c.post("/predict", json=test_flights[0]).json()
         assert body["model_version"] == "1"

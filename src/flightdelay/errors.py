@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+# The user-info part of a URL (``scheme://user:password@host``): credentials that must not reach a log or a client.
+_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
 
 class FlightDelayError(Exception):
     """A failure caused by the user's data, configuration or environment, reported without a traceback."""

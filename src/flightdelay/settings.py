@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flightdelay.errors import ConfigError
 
 # Each tool's own switch; setting them before the tool is imported keeps an offline machine from waiting on it.
 _TELEMETRY_OFF = {
@@ -49,3 +51,21 @@ def apply_process_defaults(settings: Settings) -> None:
         return
     for name, value in _TELEMETRY_OFF.items():
         os.environ.setdefault(name, value)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def from_environment(cls: type[S]) -> S:
+    """``cls`` read from the environment; a ConfigError naming each bad variable, never its value, otherwise."""
+    try:
+        return cls()
+    except ValidationError as e:
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        lines = ["invalid settings in the environment"]
+        for problem in e.errors(include_input=False, include_url=False):
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            # a field read through an alias reports the variable's own name
+            variable = field if field.isupper() else (prefix + field).upper() if field else "settings"
+            lines.append(f"  {variable}: {problem['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.resources
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +35,7 @@ from serving.settings import ServeSettings
 from serving.v2 import V2Error, build_v2_router
 
 logger = logging.getLogger(__name__)
+DOCS_ASSETS = "/docs-assets"
 
 DESCRIPTION = """
 Predicts whether a flight leaving New York will arrive at least 15 minutes late, with the champion model of the
@@ -54,7 +59,14 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         contract, example = load_data_config(settings.contract_config).contract, None
     store.expected_contract = contract
     metrics = Metrics()
-    log = PredictionLog(settings.prediction_log_url, settings.log_batch_size, settings.log_flush_interval_s)
+    log = PredictionLog(
+        settings.prediction_log_url,
+        settings.journal_dir(),
+        batch_size=settings.log_batch_size,
+        flush_interval_s=settings.log_flush_interval_s,
+        fsync=settings.log_fsync,
+        max_lag_rows=settings.log_max_queue,
+    )
     metrics.watch_queue(lambda: log.depth)
     service = Service(settings, store, log, metrics, flight_model(contract, example))
 
@@ -82,6 +94,8 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from packaged assets: the default pages load them from a CDN
+        redoc_url=None,
     )
     app.state.service = service
     guard = api_key_guard(settings.api_key.get_secret_value()) if settings.api_key is not None else None
@@ -92,7 +106,36 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
     add_error_handlers(app)
     add_schemas(app, {"Flight": service.flight})
+    add_docs(app)
     return app
+
+
+def add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts and styles served by the service, so the API
+    console works on a machine without internet (the assets come with the ``fastapi-offline`` package)."""
+    assets = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{title} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def add_schemas(app: FastAPI, models: dict[str, type[BaseModel]]) -> None:

@@ -49,7 +49,16 @@ class Metrics:
             ["name", "version", "source"],
             registry=self.registry,
         )
-        self.queue = Gauge("prediction_log_queue_depth", "Records waiting to be written.", registry=self.registry)
+        self.queue = Gauge(
+            "prediction_log_queue_depth",
+            "Records in the prediction log's journal not yet in its database.",
+            registry=self.registry,
+        )
+        self.unrecorded = Counter(
+            "predictions_refused_unrecorded_total",
+            "Flights refused with 503 because the prediction log could not record them.",
+            registry=self.registry,
+        )
         self.refused = Gauge("model_versions_refused", "Versions refused by the hot reload.", registry=self.registry)
 
     def serving(self, name: str, version: str, source: str) -> None:

@@ -1,28 +1,39 @@
-"""The prediction log: every prediction and every piece of feedback, written off the hot path in batches.
+"""The prediction log: every prediction and every outcome, in a journal before the answer leaves, then in SQL.
 
-Records are queued in memory when a response is produced and written by a background task in one transaction
-per batch; closing the log (on shutdown) writes whatever is still queued, so every answered request is recorded.
-The default is a SQLite file (WAL mode, so monitoring can read while the service writes); any SQLAlchemy URL,
-e.g. PostgreSQL, replaces it. A failed write keeps its batch queued and is retried.
+Recording a request appends one line to this process's journal (:mod:`serving.journal`) on the event loop; the
+answer is sent only after that write returned, so what was answered survives ``kill -9``. A loader thread takes the
+journal's lines in order and writes them to the database in one transaction per batch, idempotent by prediction id,
+and deletes journal segments once they are in the database. A process that starts loads the journals of processes
+that died first. The default database is a SQLite file (WAL mode, so monitoring reads while the service writes);
+any SQLAlchemy URL, e.g. PostgreSQL, replaces it.
+
+Memory is bounded: the journal is on disk, and what is held in memory for records not yet in the database (their
+ids, for feedback and retries) is bounded by ``max_lag_rows``. When the loader falls that far behind, or the journal
+cannot be written (a full disk), :meth:`PredictionLog.accepting` says why and the service refuses predictions with
+503 instead of answering what it cannot record; readiness says the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
-import os
+import re
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+
+from flightdelay.errors import redact
+from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ predictions = sa.Table(
     sa.Column("route", sa.String(64), nullable=False),
     sa.Column("model_name", sa.String(128), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False, index=True),
-    sa.Column("features", sa.Text, nullable=False),  # JSON, serialised once when queued
+    sa.Column("features", sa.Text, nullable=False),  # JSON
     sa.Column("probability", sa.Float, nullable=False),
     sa.Column("label", sa.Boolean, nullable=False),
 )
@@ -51,11 +62,22 @@ feedback = sa.Table(
     sa.Column("arr_delay", sa.Float, nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
+READ_BYTES = 1 << 20  # journal bytes the loader takes per transaction, at most about
+ROW_SUFFIX = re.compile(r"-(\d+)$")
+
+
+class LogUnavailableError(Exception):
+    """The log cannot record a prediction now: the journal is not writable, or the loader is too far behind."""
+
+
+def features_digest(columns: dict[str, list[Any]]) -> str:
+    """A short hash of a request's feature values, to tell a retried request from a different one."""
+    return hashlib.blake2b(orjson.dumps(columns), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """The predictions of one request, as the request produced them (columns), until the writer takes them."""
+    """The predictions of one request, as the request produced them (columns)."""
 
     request_id: str
     ids: list[str]
@@ -68,6 +90,42 @@ class PredictionBatch:
     probability: list[float]
     label: list[bool]
 
+    def line(self) -> bytes:
+        """The batch as one journal line."""
+        return orjson.dumps(
+            {
+                "k": "p",
+                "r": self.request_id,
+                "ids": self.ids,
+                "c": self.created_at,
+                "e": self.event_time,
+                "route": self.route,
+                "m": self.model_name,
+                "v": self.model_version,
+                "f": self.features,
+                "p": self.probability,
+                "l": self.label,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+
+    @classmethod
+    def from_line(cls, item: dict[str, Any]) -> PredictionBatch:
+        """The batch of a parsed journal line."""
+        created = dt.datetime.fromisoformat(item["c"])
+        return cls(
+            request_id=item["r"],
+            ids=item["ids"],
+            created_at=created,
+            event_time=dt.datetime.fromisoformat(item["e"]) if item["e"] else None,
+            route=item["route"],
+            model_name=item["m"],
+            model_version=item["v"],
+            features=item["f"],
+            probability=item["p"],
+            label=item["l"],
+        )
+
     def records(self, created_at: Any, event_time: Any) -> list[tuple[Any, ...]]:
         """One tuple per prediction in the column order of ``predictions``, features as JSON text."""
         names = list(self.features)
@@ -79,17 +137,56 @@ class PredictionBatch:
         ]
 
 
+@dataclass(frozen=True)
+class Logged:
+    """A request already in the log: what was answered, and a digest of what was asked."""
+
+    request_id: str
+    ids: list[str]
+    model_name: str
+    model_version: str
+    probability: list[float]
+    label: list[bool]
+    digest: str
+
+
+@dataclass
+class LogHealth:
+    """Whether the log can record, and what went wrong last."""
+
+    journal_error: str | None = None
+    store_error: str | None = None
+    store_error_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 def now() -> dt.datetime:
     """The current time in UTC."""
     return dt.datetime.now(dt.UTC)
 
 
 class PredictionLog:
-    """A queue of records in front of a SQL database."""
+    """A journal on local disk in front of a SQL database."""
 
-    def __init__(self, url: str, batch_size: int = 500, flush_interval_s: float = 0.2, **engine_options: Any) -> None:
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        url: str,
+        journal_dir: Path | None = None,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.2,
+        fsync: FsyncPolicy = "never",
+        max_lag_rows: int = 100_000,
+        **engine_options: Any,
+    ) -> None:
+        database = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        if database is not None and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if journal_dir is None:
+            if database is None or database == ":memory:":
+                raise ValueError("a prediction log in a server database needs a journal directory on local disk")
+            journal_dir = Path(f"{database}.journal")
+        self.journal_dir = journal_dir
         self.engine = sa.create_engine(url, **engine_options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -97,14 +194,18 @@ class PredictionLog:
         _add_event_time(self.engine)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self._queue: deque[tuple[str, Any]] = deque()
-        self._pending: set[str] = set()
-        self._queued_rows = 0
+        self.fsync: FsyncPolicy = fsync
+        self.max_lag_rows = max_lag_rows
+        self.health = LogHealth()
+        self._journal: Journal | None = None  # opened at the first record
+        self._read_at = Position(0, 0)
+        self._appended = 0  # records (prediction rows and outcomes) appended to the journal
+        self._loaded = 0
+        self._pending_ids: set[str] = set()
+        self._pending: dict[str, Logged] = {}  # requests with a client's id, in the journal but not yet loaded
         self._closed = False
-        self._writing = threading.Lock()  # one write at a time, whichever task or thread flushes
-        # One writer thread at the lowest CPU priority: the database releases the GIL while it works, so with the
-        # writer below the event loop, writing the log takes idle CPU rather than time from requests.
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="prediction-log", initializer=_lowest_priority)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="prediction-log")
+        self._writing = threading.Lock()
         # A prediction id seen before (a client retrying with the same X-Request-Id) is not recorded twice.
         self._insert = str(_insert_new(self.engine.dialect.name).compile(dialect=self.engine.dialect))
         self._columns = [c.name for c in predictions.c]
@@ -112,28 +213,70 @@ class PredictionLog:
         processor: Callable[[Any], Any] | None = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(
             dialect
         )
-        self._created_at: Callable[[Any], Any] = processor or (lambda t: t)
+        self._time: Callable[[Any], Any] = processor or (lambda t: t)
         self.written = 0
+        self.recovered = self._recover()
 
     @property
     def depth(self) -> int:
-        """Records waiting to be written."""
-        return self._queued_rows + sum(1 for kind, _ in self._queue if kind == "feedback")
+        """Records in the journal that are not in the database yet."""
+        return self._appended - self._loaded
 
-    def record_batch(self, batch: PredictionBatch) -> None:
-        """Queue the predictions of one request; they are expanded into rows by the writer, off the hot path."""
-        self._queue.append(("batch", batch))
-        self._pending.update(batch.ids)
-        self._queued_rows += len(batch.ids)
+    def accepting(self) -> str | None:
+        """Why a prediction cannot be recorded now, or None if it can."""
+        if self.health.journal_error is not None:
+            return f"the journal cannot be written: {self.health.journal_error}"
+        if self.depth >= self.max_lag_rows:
+            reason = f"the database is {self.depth} records behind the journal (at most {self.max_lag_rows})"
+            if self.health.store_error is not None:
+                reason += f"; last error: {self.health.store_error}"
+            return reason
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """The log's state for readiness: ok, degraded (the database is failing) or refusing, and why."""
+        refusing = self.accepting()
+        state = "refusing" if refusing else "degraded" if self.health.store_error else "ok"
+        details: dict[str, Any] = {"status": state, "queue": self.depth, "max_queue": self.max_lag_rows}
+        if refusing:
+            details["reason"] = refusing
+        elif self.health.store_error:
+            details["reason"] = f"writing to the database failed: {self.health.store_error}"
+        return details
+
+    def record_batch(self, batch: PredictionBatch, digest: str | None = None) -> Logged | None:
+        """Append the predictions of one request to the journal; raise LogUnavailableError if it cannot.
+
+        With a ``digest`` (the client named the request), an earlier request of the same id still on its way to the
+        database is returned instead, and nothing is appended.
+        """
+        if digest is not None:
+            earlier = self._pending.get(batch.request_id)
+            if earlier is not None:
+                return earlier
+        self._append(batch.line(), len(batch.ids))
+        self._pending_ids.update(batch.ids)
+        if digest is not None:
+            self._pending[batch.request_id] = Logged(
+                batch.request_id,
+                batch.ids,
+                batch.model_name,
+                batch.model_version,
+                batch.probability,
+                batch.label,
+                digest,
+            )
+        return None
 
     def record_feedback(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Queue outcomes; recording the same prediction's outcome again replaces it."""
-        for row in rows:
-            self._queue.append(("feedback", row))
+        """Append outcomes to the journal; recording the same prediction's outcome again replaces it."""
+        outcomes = list(rows)
+        if outcomes:
+            self._append(orjson.dumps({"k": "f", "rows": outcomes}, option=orjson.OPT_APPEND_NEWLINE), len(outcomes))
 
     def known(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` are predictions in the log or on their way to it."""
-        found = {i for i in ids if i in self._pending}
+        found = {i for i in ids if i in self._pending_ids}
         missing = [i for i in ids if i not in found]
         if missing:
             with self.engine.connect() as conn:
@@ -141,70 +284,181 @@ class PredictionLog:
                 found |= set(conn.execute(query).scalars())
         return found
 
-    async def run(self) -> None:
-        """Write queued records every ``flush_interval_s`` until closed."""
-        while not self._closed:
-            await asyncio.sleep(self.flush_interval_s)
-            await self.flush()
+    def pending(self, request_id: str) -> Logged | None:
+        """A request of this id that is in the journal but not yet in the database."""
+        return self._pending.get(request_id)
 
-    async def flush(self) -> None:
-        """Write everything queued so far (in batches), off the event loop."""
-        while self._queue:
-            items, rows = [], 0
-            while self._queue and rows < self.batch_size:
-                kind, item = self._queue.popleft()
-                items.append((kind, item))
-                rows += len(item.ids) if kind == "batch" else 1
+    def lookup(self, request_id: str) -> Logged | None:
+        """The request of this id in the database, if any (blocking: call it in a thread)."""
+        query = sa.select(
+            predictions.c.id,
+            predictions.c.features,
+            predictions.c.probability,
+            predictions.c.label,
+            predictions.c.model_name,
+            predictions.c.model_version,
+        ).where(predictions.c.request_id == request_id)
+        with self.engine.connect() as conn:
+            found = list(conn.execute(query).all())
+        if not found:
+            return None
+        found.sort(key=lambda r: int(m.group(1)) if (m := ROW_SUFFIX.search(r.id[len(request_id) :])) else -1)
+        features = [orjson.loads(r.features) for r in found]
+        columns = {name: [f.get(name) for f in features] for name in features[0]}
+        return Logged(
+            request_id,
+            [r.id for r in found],
+            found[0].model_name,
+            found[0].model_version,
+            [r.probability for r in found],
+            [bool(r.label) for r in found],
+            features_digest(columns),
+        )
+
+    async def run(self) -> None:
+        """Load the journal into the database until closed; sleep only when there is nothing to load."""
+        last_sync = time.monotonic()
+        while not self._closed:
+            loaded = await self.flush(limit=1)
+            if self.fsync == "interval" and time.monotonic() - last_sync >= self.flush_interval_s:
+                last_sync = time.monotonic()
+                await self._in_writer(self._sync)
+            if not loaded:
+                await asyncio.sleep(self.flush_interval_s)
+
+    async def flush(self, limit: int | None = None) -> int:
+        """Load what the journal holds (``limit`` transactions at most) into the database; the records loaded."""
+        total, rounds = 0, 0
+        while self._journal is not None and self._read_at < self._journal.end and (limit is None or rounds < limit):
+            rounds += 1
+            end = self._journal.end
             try:
-                written = await asyncio.get_running_loop().run_in_executor(self._writer, self._write, items)
-            except Exception:
-                logger.exception("writing %d records to the prediction log failed; they stay queued", rows)
-                self._queue.extendleft(reversed(items))
-                return
-            # bookkeeping on the event loop, never in the writer thread, so no counter update is lost
-            for kind, item in items:
-                if kind == "batch":
-                    self._pending.difference_update(item.ids)
-            self._queued_rows -= written
-            self.written += written
+                done = await self._in_writer(self._load, self._read_at, end)
+            except Exception as e:
+                self._store_failed(e)
+                await asyncio.sleep(min(1.0, self.flush_interval_s * 5))
+                return total
+            self.health.store_error = None
+            position, records, ids, request_ids = done
+            self._read_at = position
+            self._loaded += records
+            self._pending_ids.difference_update(ids)
+            for request_id in request_ids:
+                self._pending.pop(request_id, None)
+            self.written += len(ids)
+            total += records
+        return total
 
     async def close(self) -> None:
-        """Stop the background writer after writing every queued record."""
+        """Stop the loader after loading everything the journal holds; the journal is deleted once loaded."""
         self._closed = True
         for _ in range(3):
             await self.flush()
-            if not self._queue:
+            if self.depth == 0:
                 break
-        if self._queue:
-            logger.error("%d prediction-log records could not be written", len(self._queue))
+        journal = self._journal
+        if journal is not None:
+            if self.depth:
+                logger.error(
+                    "%d prediction-log records are not in the database yet; they stay in the journal %s and are "
+                    "loaded when the service starts again",
+                    self.depth,
+                    self.journal_dir,
+                )
+            journal.close(delete=self.depth == 0)
+            self._journal = None
         self._writer.shutdown()
         self.engine.dispose()
 
-    def _write(self, items: list[tuple[str, Any]]) -> int:
-        with self._writing:
-            return self._write_locked(items)
+    def _append(self, line: bytes, records: int) -> None:
+        if self._closed:
+            raise LogUnavailableError("the prediction log is closed: the service is stopping")
+        try:
+            if self._journal is None:
+                self._journal = Journal(self.journal_dir, self.fsync)
+            self._journal.append(line)
+        except OSError as e:
+            if self.health.journal_error is None:
+                logger.error("the prediction log cannot record: %s", e)
+            self.health.journal_error = str(e)
+            raise LogUnavailableError(f"the journal cannot be written: {e}") from e
+        if self.health.journal_error is not None:
+            logger.info("the prediction log's journal is writable again")
+            self.health.journal_error = None
+        self._appended += records
 
-    def _write_locked(self, items: list[tuple[str, Any]]) -> int:
-        rows = [
-            row
-            for kind, batch in items
-            if kind == "batch"
-            for row in batch.records(
-                self._created_at(batch.created_at), self._created_at(batch.event_time or batch.created_at)
-            )
-        ]
-        outcomes = list({row["prediction_id"]: row for kind, row in items if kind == "feedback"}.values())
-        with self.engine.begin() as conn:
+    async def _in_writer(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
+
+    def _sync(self) -> None:
+        if self._journal is not None:
+            self._journal.sync()
+
+    def _load(self, start: Position, end: Position) -> tuple[Position, int, list[str], list[str]]:
+        assert self._journal is not None
+        lines, position = self._journal.read(start, READ_BYTES, end)
+        records, ids, request_ids = self._store(lines)
+        if position.segment > start.segment or not lines:
+            self._journal.release(position)
+        return position, records, ids, request_ids
+
+    def _store(self, lines: list[bytes]) -> tuple[int, list[str], list[str]]:
+        """Write journal lines to the database in one transaction; (records, prediction ids, request ids)."""
+        rows: list[tuple[Any, ...]] = []
+        outcomes: dict[str, dict[str, Any]] = {}
+        ids: list[str] = []
+        request_ids: list[str] = []
+        received = 0
+        for raw in lines:
+            try:
+                item = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                logger.error("skipping a line of the journal that is not JSON: %r", raw[:200])
+                continue
+            if item["k"] == "f":
+                received += len(item["rows"])
+                for outcome in item["rows"]:
+                    outcome["received_at"] = dt.datetime.fromisoformat(outcome["received_at"])
+                    outcomes[outcome["prediction_id"]] = outcome
+                continue
+            batch = PredictionBatch.from_line(item)
+            rows.extend(batch.records(self._time(batch.created_at), self._time(batch.event_time or batch.created_at)))
+            ids.extend(batch.ids)
+            request_ids.append(batch.request_id)
+        with self._writing, self.engine.begin() as conn:
             if rows:
                 # The driver's executemany on plain tuples, without SQLAlchemy's per-parameter processing (a quarter
-                # of the write's time at a thousand rows). The values already have the columns' Python types; the
-                # one that needs converting (the time) is converted once per request by ``_created_at``.
+                # of the write's time at a thousand rows).
+                parameters: list[Any] = rows
                 if not self.engine.dialect.positional:
-                    rows = [dict(zip(self._columns, row, strict=True)) for row in rows]
-                conn.exec_driver_sql(self._insert, rows)
+                    parameters = [dict(zip(self._columns, row, strict=True)) for row in rows]
+                conn.exec_driver_sql(self._insert, parameters)
             if outcomes:
-                conn.execute(_upsert(self.engine.dialect.name, outcomes))
-        return len(rows)
+                conn.execute(_upsert(self.engine.dialect.name, list(outcomes.values())))
+        return len(rows) + received, ids, request_ids
+
+    def _store_failed(self, error: Exception) -> None:
+        message = redact(str(error).splitlines()[0][:300]) if str(error) else type(error).__name__
+        if self.health.store_error != message:
+            logger.error("writing the prediction log to the database failed (%s); the journal keeps them", message)
+        self.health.store_error = message
+        self.health.store_error_at = time.monotonic()
+
+    def _recover(self) -> int:
+        """Load the journals of processes that died before loading them; the records loaded."""
+        total = 0
+        for orphan in orphans(self.journal_dir):
+            for path in orphan.segments:
+                offset = 0
+                while True:
+                    lines, offset = read_lines(path, offset, READ_BYTES)
+                    if not lines:
+                        break
+                    total += self._store(lines)[0]
+            orphan.forget()
+        if total:
+            logger.info("loaded %d records from the journal of a process that stopped before loading them", total)
+        return total
 
 
 def _insert_new(dialect: str) -> Any:
@@ -226,14 +480,6 @@ def _add_event_time(engine: sa.Engine) -> None:
         conn.execute(sa.text("ALTER TABLE predictions ADD COLUMN event_time TIMESTAMP"))
         conn.execute(sa.text("UPDATE predictions SET event_time = created_at"))
         conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_predictions_event_time ON predictions (event_time)"))
-
-
-def _lowest_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux sets it per thread); elsewhere do nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not permitted
-        logger.debug("could not lower the prediction-log writer's priority")
 
 
 def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:

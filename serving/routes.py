@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from serving.prediction_log import now
+from flightdelay.errors import redact
+from serving.prediction_log import LogUnavailableError, now
 from serving.schemas import ErrorResponse, Feedback, FeedbackResponse, PredictResponse
-from serving.service import RequestContext, Service, ServiceError, error_path
+from serving.service import RequestContext, Service, ServiceError, error_path, require_json
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 ONE, MANY = "one", "many"  # tags of the two shapes of a body (not part of error paths)
@@ -30,8 +31,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid JSON or breaks the contract."},
     401: {"model": ErrorResponse, "description": "A valid API key is required."},
     413: {"model": ErrorResponse, "description": "The body is larger than the limit."},
+    415: {"model": ErrorResponse, "description": "The body is not declared as application/json."},
     422: {"model": ErrorResponse, "description": "The body breaks the feature contract."},
-    503: {"model": ErrorResponse, "description": "No model is loaded yet."},
+    409: {"model": ErrorResponse, "description": "The X-Request-Id was already used with other flights."},
+    503: {"model": ErrorResponse, "description": "No model is loaded yet, or the prediction cannot be recorded."},
     504: {"model": ErrorResponse, "description": "The prediction took longer than the limit."},
 }
 
@@ -164,6 +167,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
     async def predict(request: Request) -> Response:
         # The hot path: pydantic validates the raw bytes (in Rust) and orjson writes the answer; FastAPI's
         # generic body handling would cost more than the prediction itself.
+        require_json(request.headers)
         raw = await request.body()
         many = raw.lstrip(b" \t\r\n")[:1] == b"["
         try:
@@ -174,9 +178,9 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         done = await service.predict("/predict", service.columns(flights), len(flights), context)
         answer = {
             "request_id": done.request_id,
-            "model_name": done.served.name,
-            "model_version": done.served.version,
-            "threshold": done.served.predictor.threshold,
+            "model_name": done.model_name,
+            "model_version": done.model_version,
+            "threshold": done.threshold,
             "predictions": [
                 {"id": i, "probability": p, "late": label}
                 for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
@@ -214,9 +218,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         },
     )
     async def invocations(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";")[0].strip()
-        if media != "application/json":
-            raise ServiceError(415, "unsupported_media_type", f"send application/json, not {media or 'nothing'}")
+        require_json(request.headers)
         try:
             payload = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
@@ -235,7 +237,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
     @router.post(
         "/feedback",
         response_model=FeedbackResponse,
-        dependencies=secured,
+        dependencies=[*secured, Depends(json_body)],
         responses={404: {"model": ErrorResponse, "description": "No such prediction."}, **ERRORS},
         tags=["predictions"],
         summary="Record the observed outcome of earlier predictions (recording it again replaces it)",
@@ -256,9 +258,14 @@ def build_router(service: Service, guard: Any) -> APIRouter:
                 ],
             )
         received = now()
-        service.log.record_feedback(
-            {"prediction_id": i.id, "late": i.late, "arr_delay": i.arr_delay, "received_at": received} for i in items
-        )
+        service.check_log()
+        try:
+            service.log.record_feedback(
+                {"prediction_id": i.id, "late": i.late, "arr_delay": i.arr_delay, "received_at": received}
+                for i in items
+            )
+        except LogUnavailableError as e:
+            raise ServiceError(503, "log_unavailable", f"the outcomes cannot be recorded: {e}") from e
         return FeedbackResponse(recorded=len(items))
 
     return router
@@ -277,19 +284,21 @@ def build_ops_router(service: Service, guard: Any) -> APIRouter:
     async def ready() -> JSONResponse:
         served = service.store.current
         status = service.store.status
+        log = service.log.status()
+        ok = served is not None and log["status"] != "refusing"
         details = {
-            "status": "ready" if served else "not ready",
+            "status": "ready" if ok else "not ready",
             "model": None
             if served is None
             else {"name": served.name, "version": served.version, "alias": served.alias, "source": served.source},
             "registry": status.registry,
             "last_check": status.last_check,
             "refused_versions": status.refused,
-            "prediction_log_queue": service.log.depth,
+            "prediction_log": log,
         }
         if served is not None and served.source == "cache":
             details["note"] = "serving the cached model: the registry could not be reached"
-        return JSONResponse(details, status_code=200 if served else 503)
+        return JSONResponse(details, status_code=200 if ok else 503)
 
     @router.get("/model", dependencies=secured, responses=ERRORS, tags=["model"], summary="The model being served")
     async def model() -> dict[str, Any]:
@@ -312,7 +321,7 @@ def build_ops_router(service: Service, guard: Any) -> APIRouter:
         try:
             changed = await asyncio.to_thread(service.store.check)
         except Exception as e:
-            raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {e}") from e
+            raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {redact(str(e))}") from e
         served = service.store.current
         return {"changed": changed, "version": served.version if served else None}
 
@@ -325,6 +334,11 @@ def build_ops_router(service: Service, guard: Any) -> APIRouter:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def json_body(request: Request) -> None:
+    """A 415 unless the request declares a JSON body."""
+    require_json(request.headers)
 
 
 def flight_example(flight: type) -> dict[str, Any]:

@@ -75,7 +75,10 @@ class PredictResponse(BaseModel):
     request_id: str
     model_name: str
     model_version: str
-    threshold: float
+    threshold: float | None = Field(
+        description="The model's decision threshold; null when a retried request's logged answer came from a version "
+        "that is no longer served."
+    )
     predictions: list[Prediction]
 
 

@@ -17,7 +17,14 @@ from starlette.datastructures import Headers
 
 from serving.metrics import Metrics
 from serving.model_store import ModelStore, ServedModel
-from serving.prediction_log import PredictionBatch, PredictionLog, now
+from serving.prediction_log import (
+    Logged,
+    LogUnavailableError,
+    PredictionBatch,
+    PredictionLog,
+    features_digest,
+    now,
+)
 from serving.settings import ServeSettings
 
 
@@ -31,6 +38,20 @@ class ServiceError(Exception):
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+EARLIEST_EVENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST_EVENT = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
+def require_json(headers: Headers) -> None:
+    """A 415 unless the body is declared as JSON (``application/json`` or an ``application/*+json`` type)."""
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"send the body as application/json, not {media or 'without a Content-Type'}",
+            [{"path": "headers.content-type", "reason": "must be application/json"}],
+        )
 
 
 @dataclass(frozen=True)
@@ -54,29 +75,41 @@ class RequestContext:
                 "X-Request-Id must be 1 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
                 [{"path": "headers.x-request-id", "reason": f"not a valid request id: {request_id[:80]!r}"}],
             )
-        when = None
-        if event_time is not None:
-            try:
-                when = dt.datetime.fromisoformat(event_time)
-            except ValueError as e:
-                raise ServiceError(
-                    400,
-                    "invalid_header",
-                    "X-Event-Time must be an ISO 8601 date and time, e.g. 2013-11-05T14:30:00Z",
-                    [{"path": "headers.x-event-time", "reason": f"not an ISO 8601 time: {event_time[:80]!r}"}],
-                ) from e
-            when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-        return cls(request_id, when)
+        return cls(request_id, None if event_time is None else _event_time(event_time))
 
 
 NO_CONTEXT = RequestContext()
 
 
+def _event_time(text: str) -> dt.datetime:
+    """``X-Event-Time`` in UTC; a 400 if it is not an ISO 8601 time from 1970 up to 2100."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+        when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as e:  # OverflowError: a valid time whose UTC falls outside the calendar
+        raise ServiceError(
+            400,
+            "invalid_header",
+            "X-Event-Time must be an ISO 8601 date and time, e.g. 2013-11-05T14:30:00Z",
+            [{"path": "headers.x-event-time", "reason": f"not an ISO 8601 time in range: {text[:80]!r}"}],
+        ) from e
+    if not EARLIEST_EVENT <= when < LATEST_EVENT:
+        raise ServiceError(
+            400,
+            "invalid_header",
+            "X-Event-Time must be from 1970 up to 2100",
+            [{"path": "headers.x-event-time", "reason": f"out of range: {text[:80]!r}"}],
+        )
+    return when
+
+
 @dataclass(frozen=True)
 class Predicted:
-    """The outcome of predicting one request's flights."""
+    """The answer to one request: the model that gave it, the predictions' ids, probabilities and labels."""
 
-    served: ServedModel
+    model_name: str
+    model_version: str
+    threshold: float | None  # None: an earlier answer by a version that is no longer served
     request_id: str
     ids: list[str]
     probability: npt.NDArray[np.float64]
@@ -151,9 +184,20 @@ class Service:
     ) -> Predicted:
         """Predict, log and count ``n`` flights given as columns; small batches on the event loop.
 
-        With a client's request id, the predictions' ids derive from it, so a retried request is logged once.
+        The answer is returned only once it is in the prediction log's journal; if it cannot be recorded, a 503.
+        With a client's request id, the predictions' ids derive from it: the same id with the same flights gets
+        the logged answer again, with other flights a 409.
         """
         served = self.served()
+        self.check_log()
+        digest = None
+        if context.request_id is not None:
+            digest = features_digest(columns)
+            earlier = self.log.pending(context.request_id) or await asyncio.to_thread(
+                self.log.lookup, context.request_id
+            )
+            if earlier is not None:
+                return self.again(earlier, digest, served)
         if n <= self.settings.inline_rows:
             probability, label = served.predictor.predict(columns)
         else:
@@ -166,20 +210,57 @@ class Service:
                 ) from e
         request_id = context.request_id or self.next_id()
         ids = [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
-        self.log.record_batch(
-            PredictionBatch(
-                request_id=request_id,
-                ids=ids,
-                created_at=now(),
-                event_time=context.event_time,
-                route=route,
-                model_name=served.name,
-                model_version=served.version,
-                features=columns,
-                probability=probability.tolist(),
-                label=label.tolist(),
-            )
+        batch = PredictionBatch(
+            request_id=request_id,
+            ids=ids,
+            created_at=now(),
+            event_time=context.event_time,
+            route=route,
+            model_name=served.name,
+            model_version=served.version,
+            features=columns,
+            probability=probability.tolist(),
+            label=label.tolist(),
         )
+        try:
+            earlier = self.log.record_batch(batch, digest)
+        except LogUnavailableError as e:
+            self.metrics.unrecorded.inc(n)
+            raise ServiceError(
+                503, "log_unavailable", f"the prediction cannot be recorded, so it is not answered: {e}"
+            ) from e
+        if earlier is not None:  # the same id arrived while this request was being predicted
+            return self.again(earlier, digest, served)
         self.metrics.scores.observe_many(probability)
         self.metrics.predictions.labels(served.version).inc(n)
-        return Predicted(served, request_id, ids, probability, label)
+        threshold = served.predictor.threshold
+        return Predicted(served.name, served.version, threshold, request_id, ids, probability, label)
+
+    def check_log(self) -> None:
+        """A 503 if the prediction log cannot record now (a full disk, or the database too far behind)."""
+        reason = self.log.accepting()
+        if reason is not None:
+            raise ServiceError(
+                503, "log_unavailable", f"predictions cannot be recorded, so none are answered: {reason}"
+            )
+
+    def again(self, earlier: Logged, digest: str | None, served: ServedModel) -> Predicted:
+        """The logged answer to a request sent again; a 409 if the same id came with other flights."""
+        if digest != earlier.digest:
+            raise ServiceError(
+                409,
+                "request_id_conflict",
+                f"request id {earlier.request_id!r} was already used for other flights; the log keeps the first "
+                "answer. Use a new X-Request-Id for a new request.",
+                [{"path": "headers.x-request-id", "reason": "already used with a different body"}],
+            )
+        same = earlier.model_version == served.version and earlier.model_name == served.name
+        return Predicted(
+            earlier.model_name,
+            earlier.model_version,
+            served.predictor.threshold if same else None,
+            earlier.request_id,
+            earlier.ids,
+            np.asarray(earlier.probability, dtype=np.float64),
+            np.asarray(earlier.label, dtype=np.bool_),
+        )

@@ -4,18 +4,27 @@ Each contract feature is a 1-D input tensor (shape ``[n]`` or ``[n, 1]``) of ``n
 categories, an integer type for integer categories, a number type for numeric features. Nullable features may be
 left out (all missing) or hold nulls. Outputs are ``probability`` (FP64) and ``label`` (BOOL). Errors follow the
 protocol: a 4xx status with ``{"error": "..."}``.
+
+Tensors travel as JSON or with the binary tensor data extension (what ``tritonclient.http`` sends by default): the
+``Inference-Header-Content-Length`` header says how many bytes of the body are the JSON request; the rest holds, in
+input order, the raw little-endian data of each input that declares ``parameters.binary_data_size`` (BYTES elements
+as a 4-byte length and the bytes). Outputs come back the same way when the request asks for it
+(``parameters.binary_data_output``, or an output's ``parameters.binary_data``).
 """
 
 import math
+import struct
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import Headers
 
 from flightdelay import __version__
 from flightdelay.contract import FeatureSpec
-from serving.service import RequestContext, Service, ServiceError, validation_details
+from serving.service import Predicted, RequestContext, Service, ServiceError, validation_details
 
 INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 NUMBER_TYPES = INTEGER_TYPES | {"FP16", "FP32", "FP64"}
@@ -28,13 +37,30 @@ class V2Error(ServiceError):
     """An error answered in the protocol's format."""
 
 
+BINARY_HEADER = "inference-header-content-length"
+NUMPY_TYPES = {
+    "BOOL": "?",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+
+
 class InputTensor(BaseModel):
-    """One named input tensor."""
+    """One named input tensor: its data in JSON, or ``parameters.binary_data_size`` bytes after the JSON."""
 
     name: str
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
     datatype: Datatype
-    data: list[Any]
+    data: list[Any] | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -55,12 +81,13 @@ class InferRequest(BaseModel):
 
 
 class OutputTensor(BaseModel):
-    """One named output tensor."""
+    """One named output tensor: its data in JSON, or ``parameters.binary_data_size`` bytes after the JSON."""
 
     name: str
     shape: list[int]
     datatype: Datatype
-    data: list[Any]
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class InferResponse(BaseModel):
@@ -84,6 +111,82 @@ def accepts(spec: FeatureSpec, datatype: str) -> bool:
     if spec.kind == "categorical":
         return datatype == "BYTES" if spec.dtype == "string" else datatype in INTEGER_TYPES
     return datatype in NUMBER_TYPES
+
+
+def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON request and the binary data after it, as ``Inference-Header-Content-Length`` divides the body."""
+    if header_length is None:
+        return raw, b""
+    if not header_length.strip().isdigit():
+        raise V2Error(
+            400, "invalid_header", f"Inference-Header-Content-Length must be a byte count, not {header_length[:40]!r}"
+        )
+    length = int(header_length)
+    if length > len(raw):
+        raise V2Error(
+            400, "invalid_header", f"Inference-Header-Content-Length is {length} but the body has only {len(raw)} bytes"
+        )
+    return raw[:length], raw[length:]
+
+
+def attach_binary(request: InferRequest, binary: bytes) -> None:
+    """Give each input that declares ``binary_data_size`` its values from ``binary``, in input order."""
+    offset = 0
+    for tensor in request.inputs:
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            if tensor.data is None:
+                raise V2Error(400, "invalid_input", f"input '{tensor.name}' has neither data nor binary_data_size")
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise V2Error(400, "invalid_input", f"input '{tensor.name}': binary_data_size must be a byte count")
+        if tensor.data is not None:
+            raise V2Error(400, "invalid_input", f"input '{tensor.name}' has both data and binary_data_size")
+        if offset + size > len(binary):
+            raise V2Error(
+                400,
+                "invalid_input",
+                f"input '{tensor.name}' declares {size} bytes of binary data but only {len(binary) - offset} remain",
+            )
+        tensor.data = decode_tensor(tensor, binary[offset : offset + size])
+        offset += size
+    if offset != len(binary):
+        raise V2Error(400, "invalid_input", f"{len(binary) - offset} bytes of binary data belong to no input")
+
+
+def decode_tensor(tensor: InputTensor, data: bytes) -> list[Any]:
+    """The values of one tensor's binary data; a V2Error if its size does not fit its shape and datatype."""
+    count = math.prod(tensor.shape)
+    if tensor.datatype == "BYTES":
+        values: list[Any] = []
+        offset = 0
+        while offset < len(data):
+            if offset + 4 > len(data):
+                raise V2Error(400, "invalid_input", f"input '{tensor.name}': a BYTES element's length is cut off")
+            (length,) = struct.unpack_from("<I", data, offset)
+            offset += 4
+            if offset + length > len(data):
+                raise V2Error(400, "invalid_input", f"input '{tensor.name}': a BYTES element runs past its data")
+            try:
+                values.append(data[offset : offset + length].decode())
+            except UnicodeDecodeError as e:
+                raise V2Error(400, "invalid_input", f"input '{tensor.name}': an element is not UTF-8 text") from e
+            offset += length
+        if len(values) != count:
+            raise V2Error(
+                400, "invalid_input", f"input '{tensor.name}' has shape {tensor.shape} but {len(values)} BYTES elements"
+            )
+        return values
+    dtype = np.dtype(NUMPY_TYPES[tensor.datatype])
+    if len(data) != count * dtype.itemsize:
+        raise V2Error(
+            400,
+            "invalid_input",
+            f"input '{tensor.name}' has shape {tensor.shape} of {tensor.datatype} ({count * dtype.itemsize} bytes) "
+            f"but {len(data)} bytes of binary data",
+        )
+    values = np.frombuffer(data, dtype=dtype).tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -119,7 +222,7 @@ def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, A
             )
         if len(tensor.shape) == 2 and tensor.shape[1] != 1:
             raise V2Error(400, "invalid_input", f"input '{name}' must have shape [n] or [n, 1], not {tensor.shape}")
-        values = _flatten(tensor.data)
+        values = _flatten(tensor.data or [])
         if len(values) != math.prod(tensor.shape):
             raise V2Error(
                 400,
@@ -141,6 +244,48 @@ def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, A
     return [{name: columns[name][i] for name in features} for i in range(n)]
 
 
+def parse_infer(raw: bytes, headers: Headers) -> InferRequest:
+    """The inference request in a body of JSON, or of JSON and binary tensor data."""
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("", "application/json", "application/octet-stream"):
+        raise V2Error(415, "unsupported_media_type", f"send application/json or application/octet-stream, not {media}")
+    header, binary = split_body(raw, headers.get(BINARY_HEADER))
+    try:
+        parsed = InferRequest.model_validate_json(header)
+    except ValidationError as e:
+        details = validation_details(e)
+        kind = "malformed_json" if any("json" in d["reason"].lower() for d in details) else "invalid_request"
+        raise V2Error(400, kind, "the body is not a valid inference request", details) from e
+    attach_binary(parsed, binary)
+    return parsed
+
+
+def infer_response(name: str, parsed: InferRequest, done: Predicted, wanted: list[str]) -> Response:
+    """The outputs, each as JSON data or as binary data after the JSON, as the request asked."""
+    all_binary = bool((parsed.parameters or {}).get("binary_data_output", False))
+    requested = {o.name: (o.parameters or {}).get("binary_data", all_binary) for o in parsed.outputs or []}
+    arrays = {"probability": ("FP64", done.probability.astype("<f8")), "label": ("BOOL", done.label)}
+    outputs, blobs = [], []
+    for output in wanted:
+        datatype, values = arrays[output]
+        tensor: dict[str, Any] = {"name": output, "datatype": datatype, "shape": [len(values)]}
+        if requested.get(output, all_binary):
+            blobs.append(values.tobytes())
+            tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            tensor["data"] = values.tolist()
+        outputs.append(tensor)
+    answer = {"model_name": name, "model_version": done.model_version, "id": parsed.id or done.request_id}
+    body = orjson.dumps({**answer, "outputs": outputs})
+    if not blobs:
+        return Response(body, media_type="application/json")
+    return Response(
+        body + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(body))},
+    )
+
+
 def build_v2_router(service: Service, guard: Any) -> APIRouter:
     """The protocol's routes for the served model."""
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
@@ -152,7 +297,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
 
     @router.get("", summary="Server metadata")
     async def server() -> dict[str, Any]:
-        return {"name": "flightdelay", "version": __version__, "extensions": []}
+        return {"name": "flightdelay", "version": __version__, "extensions": ["binary_tensor_data"]}
 
     @router.get("/health/live", summary="Server liveness")
     async def live() -> dict[str, bool]:
@@ -200,12 +345,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
     )
     async def infer(name: str, request: Request) -> Response:
         check_name(name)
-        try:
-            parsed = InferRequest.model_validate_json(await request.body())
-        except ValidationError as e:
-            details = validation_details(e)
-            kind = "malformed_json" if any("json" in d["reason"].lower() for d in details) else "invalid_request"
-            raise V2Error(400, kind, "the body is not a valid inference request", details) from e
+        parsed = parse_infer(await request.body(), request.headers)
         wanted = [o.name for o in parsed.outputs] if parsed.outputs else ["probability", "label"]
         unknown = [o for o in wanted if o not in ("probability", "label")]
         if unknown:
@@ -213,17 +353,11 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         try:
             flights = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
             context = RequestContext.from_headers(request.headers)
+            done = await service.predict("/v2/models/{name}/infer", service.columns(flights), len(flights), context)
+        except V2Error:
+            raise
         except ServiceError as e:
             raise V2Error(e.status, e.code, e.message, e.details) from e
-        done = await service.predict("/v2/models/{name}/infer", service.columns(flights), len(flights), context)
-        n = len(flights)
-        data = {"probability": ("FP64", done.probability.tolist()), "label": ("BOOL", done.label.tolist())}
-        body = {
-            "model_name": name,
-            "model_version": done.served.version,
-            "id": parsed.id or done.request_id,
-            "outputs": [{"name": o, "datatype": data[o][0], "shape": [n], "data": data[o][1]} for o in wanted],
-        }
-        return Response(orjson.dumps(body), media_type="application/json")
+        return infer_response(name, parsed, done, wanted)
 
     return router

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,16 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from serving.prediction_log import PredictionBatch, PredictionLog, feedback, predictions
+from conftest import REPO_ROOT
+from serving import journal
+from serving.prediction_log import (
+    LogUnavailableError,
+    PredictionBatch,
+    PredictionLog,
+    features_digest,
+    feedback,
+    predictions,
+)
 
 ANSWERED = dt.datetime(2026, 11, 5, 14, 30, tzinfo=dt.UTC)
 
@@ -73,17 +86,19 @@ def test_predictions_and_feedback_round_trip(tmp_path: Path, paramstyle: str) ->
     assert log.depth == 0
 
 
-def test_a_failed_write_keeps_its_records_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
-    original = log._write_locked
+def test_a_failed_database_write_keeps_the_records_in_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db", flush_interval_s=0.01)
+    original = log._store
     failures = iter([True])
 
-    def flaky(items: list[tuple[str, Any]]) -> int:
+    def flaky(lines: list[bytes]) -> Any:
         if next(failures, False):
             raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
-        return original(items)
+        return original(lines)
 
-    monkeypatch.setattr(log, "_write_locked", flaky)
+    monkeypatch.setattr(log, "_store", flaky)
 
     async def scenario() -> None:
         log.record_batch(batch("a"))
@@ -91,7 +106,11 @@ def test_a_failed_write_keeps_its_records_queued(tmp_path: Path, monkeypatch: py
         await log.flush()  # fails: nothing written, nothing dropped
         assert log.depth == 5
         assert log.written == 0
+        assert log.status()["status"] == "degraded"
+        assert "database is locked" in log.status()["reason"]
+        assert log.accepting() is None  # the journal still records
         await log.close()  # retries
+        assert log.status()["status"] == "ok"
 
     asyncio.run(scenario())
     assert [r["id"] for r in rows(log, predictions)] == ["a-0", "a-1", "a-2", "b-0", "b-1"]
@@ -141,3 +160,107 @@ async def _write_and_close(log: PredictionLog, *batches: PredictionBatch) -> Non
     for b in batches:
         log.record_batch(b)
     await log.close()
+
+
+def test_records_of_a_process_that_died_are_loaded_by_the_next(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/log.db"
+    script = f"""
+import datetime as dt, os
+from serving.prediction_log import PredictionBatch, PredictionLog
+log = PredictionLog({url!r})
+for k in range(50):
+    log.record_batch(PredictionBatch(
+        request_id=f"r{{k}}", ids=[f"r{{k}}-0", f"r{{k}}-1"], created_at=dt.datetime.now(dt.UTC), event_time=None,
+        route="/predict", model_name="m", model_version="1", features={{"x": [1.0, None]}}, probability=[0.1, 0.9],
+        label=[False, True]))
+log.record_feedback([{{"prediction_id": "r3-1", "late": True, "arr_delay": 40.0,
+                      "received_at": dt.datetime.now(dt.UTC)}}])
+os.kill(os.getpid(), 9)  # nothing was loaded into the database: it is all in the journal
+"""
+    died = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, check=False)
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()
+    assert list((tmp_path / "log.db.journal").glob("*.jsonl"))
+
+    log = PredictionLog(url)  # the next process
+    assert log.recovered == 101
+    assert len(rows(log, predictions)) == 100
+    assert [(r["prediction_id"], r["late"]) for r in rows(log, feedback)] == [("r3-1", True)]
+    assert not list((tmp_path / "log.db.journal").iterdir())  # loaded, then deleted
+    asyncio.run(log.close())
+    assert PredictionLog(url).recovered == 0  # loaded once
+
+
+def test_a_live_process_journal_is_not_taken_by_another(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/log.db"
+    first = PredictionLog(url)
+    first.record_batch(batch("a"))
+    second = PredictionLog(url)  # e.g. a second worker starting: the first holds its journal's lock
+    assert second.recovered == 0
+    asyncio.run(first.close())
+    assert len(rows(second, predictions)) == 3
+
+
+def test_a_full_disk_refuses_records_loses_none_and_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
+    log.record_batch(batch("before"))
+    real_write = os.write
+    full = {"on": True}
+
+    def write(fd: int, data: bytes) -> int:
+        if full["on"]:
+            return real_write(fd, data[: len(data) // 2])  # a short write, as on a disk that fills mid-line
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal.os, "write", write)
+    with pytest.raises(LogUnavailableError, match="cannot be written"):
+        log.record_batch(batch("during"))
+    assert log.accepting() is not None
+    assert "journal" in log.accepting()
+    assert log.status()["status"] == "refusing"
+    full["on"] = False
+    log.record_batch(batch("after"))  # space again: accepted, and the journal has no torn line
+    assert log.accepting() is None
+    asyncio.run(log.close())
+    assert [r["id"] for r in rows(log, predictions)] == [
+        "after-0",
+        "after-1",
+        "after-2",
+        "before-0",
+        "before-1",
+        "before-2",
+    ]
+
+
+def test_a_database_far_behind_stops_the_log_accepting(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db", max_lag_rows=5)
+    log.record_batch(batch("a"))
+    assert log.accepting() is None
+    log.record_batch(batch("b"))
+    assert "6 records behind" in (log.accepting() or "")
+    asyncio.run(log.flush())
+    assert log.accepting() is None
+    asyncio.run(log.close())
+
+
+def test_a_named_request_is_found_pending_and_in_the_database(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
+    sent = batch("client-7", 3)
+    digest = features_digest(sent.features)
+    assert log.record_batch(sent, digest) is None
+    pending = log.pending("client-7")
+    assert pending is not None
+    assert pending.digest == digest
+    assert log.record_batch(batch("client-7", 3), digest) == pending  # raced in: the first answer, not logged again
+    asyncio.run(log.flush())
+    assert log.pending("client-7") is None
+    stored = log.lookup("client-7")
+    assert stored is not None
+    assert (stored.ids, stored.probability, stored.label, stored.model_version) == (
+        sent.ids,
+        sent.probability,
+        sent.label,
+        "7",
+    )
+    assert stored.digest == digest  # the logged features hash like the request's
+    assert log.lookup("client-8") is None
+    asyncio.run(log.close())

@@ -32,7 +32,7 @@ from serving.routes import api_key_guard, build_ops_router, build_router, withou
 from serving.schemas import example_flight, flight_model
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
-from serving.v2 import V2Error, build_v2_router
+from serving.v2 import InferRequest, V2Error, build_v2_router
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"
@@ -105,7 +105,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
     add_error_handlers(app)
-    add_schemas(app, {"Flight": service.flight})
+    add_schemas(app, {"Flight": service.flight, "InferRequest": InferRequest})
     add_docs(app)
     return app
 
@@ -139,14 +139,17 @@ def add_docs(app: FastAPI) -> None:
 
 
 def add_schemas(app: FastAPI, models: dict[str, type[BaseModel]]) -> None:
-    """Put models that routes reference by hand (the flight) into the OpenAPI document's components."""
+    """Put models that routes reference by hand (the flight, the V2 request) into the OpenAPI document's
+    components, with the models they nest (pydantic's ``$defs``, which ReDoc cannot resolve in place)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model in models.items():
-                components[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schema_of = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema_of.pop("$defs", {}))  # nested models become components too
+                components[name] = schema_of
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -16,6 +16,7 @@ cannot be written (a full disk), :meth:`PredictionLog.accepting` says why and th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ feedback = sa.Table(
     sa.Column("arr_delay", sa.Float, nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
+PROBE_BYTES = 4096
 READ_BYTES = 1 << 20  # journal bytes the loader takes per transaction, at most about
 ROW_SUFFIX = re.compile(r"-(\d+)$")
 
@@ -155,9 +157,8 @@ class LogHealth:
     """Whether the log can record, and what went wrong last."""
 
     journal_error: str | None = None
+    failed_bytes: int = 0  # the size of the write that failed
     store_error: str | None = None
-    store_error_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def now() -> dt.datetime:
@@ -319,6 +320,8 @@ class PredictionLog:
         """Load the journal into the database until closed; sleep only when there is nothing to load."""
         last_sync = time.monotonic()
         while not self._closed:
+            if self.health.journal_error is not None:
+                self._probe()
             loaded = await self.flush(limit=1)
             if self.fsync == "interval" and time.monotonic() - last_sync >= self.flush_interval_s:
                 last_sync = time.monotonic()
@@ -381,11 +384,19 @@ class PredictionLog:
             if self.health.journal_error is None:
                 logger.error("the prediction log cannot record: %s", e)
             self.health.journal_error = str(e)
+            self.health.failed_bytes = len(line)
             raise LogUnavailableError(f"the journal cannot be written: {e}") from e
         if self.health.journal_error is not None:
             logger.info("the prediction log's journal is writable again")
             self.health.journal_error = None
         self._appended += records
+
+    def _probe(self) -> None:
+        """Try the journal again after a failed write, so that readiness follows a disk that was freed even while
+        no request arrives. The probe is as large as the write that failed (at least a page) of empty lines, which
+        the loader skips: a byte would fit in the last page of a full disk and say it had room again."""
+        with contextlib.suppress(LogUnavailableError):
+            self._append(b"\n" * max(PROBE_BYTES, self.health.failed_bytes), 0)
 
     async def _in_writer(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
@@ -410,6 +421,8 @@ class PredictionLog:
         request_ids: list[str] = []
         received = 0
         for raw in lines:
+            if not raw:
+                continue  # a probe of the journal
             try:
                 item = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -442,7 +455,6 @@ class PredictionLog:
         if self.health.store_error != message:
             logger.error("writing the prediction log to the database failed (%s); the journal keeps them", message)
         self.health.store_error = message
-        self.health.store_error_at = time.monotonic()
 
     def _recover(self) -> int:
         """Load the journals of processes that died before loading them; the records loaded."""

@@ -339,7 +339,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}},
             }
         },
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -34,6 +36,7 @@ class Answer:
     end: float
     status: int  # 0: no answer (connection refused or reset)
     version: str | None
+    request_id: str | None = None
 
 
 def free_port() -> int:
@@ -42,7 +45,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(tmp_path: Path, settings: Settings, registry_config: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start(
+    tmp_path: Path, settings: Settings, registry_config: Path, wrap: list[str] | None = None, **extra: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The service as ``python -m serving`` (inside ``wrap``, a command prefix, if given), once it is ready."""
     port = free_port()
     log_url = f"sqlite:///{tmp_path}/predictions.db"
     env = {
@@ -53,9 +59,15 @@ def start(tmp_path: Path, settings: Settings, registry_config: Path) -> tuple[su
         "FLIGHTDELAY_SERVE_CACHE_DIR": str(tmp_path / "cache"),
         "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": log_url,
         "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": str(POLL_S),
+        **extra,
     }
+    command = [sys.executable, "-m", "serving"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*wrap[:-1], f"{wrap[-1]} {shlex.join(command)}"] if wrap else command,  # wrap ends in a shell script
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -83,11 +95,12 @@ def load(url: str, flights: list[dict[str, Any]], stop: threading.Event, workers
                 try:
                     response = client.post("/predict", json=flights[i % len(flights)])
                     status = response.status_code
-                    version = response.json().get("model_version") if status == 200 else None
+                    body = response.json() if status == 200 else {}
+                    version, request_id = body.get("model_version"), body.get("request_id")
                 except httpx.TransportError:
-                    status, version = 0, None
+                    status, version, request_id = 0, None, None
                 with lock:
-                    answers.append(Answer(start, time.monotonic(), status, version))
+                    answers.append(Answer(start, time.monotonic(), status, version, request_id))
                 i += workers
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
@@ -97,6 +110,14 @@ def load(url: str, flights: list[dict[str, Any]], stop: threading.Event, workers
     for t in threads:
         t.join()
     return answers
+
+
+def logged_ids(log_url: str) -> set[str]:
+    engine = sa.create_engine(log_url)
+    with engine.connect() as conn:
+        ids = set(conn.execute(sa.text("select request_id from predictions")).scalars())
+    engine.dispose()
+    return ids
 
 
 def logged(log_url: str) -> int:
@@ -194,3 +215,106 @@ def test_champion_moving_under_load_fails_nothing(
     late = [a for a in answers if a.version not in champions_between(a.start - slack, a.end)]
     assert not late, late[:3]
     assert logged(log_url) == len(answers)
+
+
+def answered_ids(answers: list[Answer]) -> set[str]:
+    return {a.request_id for a in answers if a.status == 200 and a.request_id is not None}
+
+
+def restart_and_stop(tmp_path: Path, registry_store: tuple[Settings, Path]) -> str:
+    """Start the service on the same log (it loads what a dead process left in the journal), then stop it."""
+    process, _, _ = start(tmp_path, *registry_store)
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)[0].decode()
+
+
+@pytest.mark.parametrize("after_s", [0.7, 2.5])
+def test_kill_9_under_load_loses_no_answered_prediction(
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list, after_s: float
+) -> None:
+    process, url, log_url = start(tmp_path, *registry_store)
+
+    def kill() -> None:
+        time.sleep(after_s)
+        process.kill()
+        process.wait()
+        time.sleep(0.3)
+
+    answers = run_load_then(0, url, test_flights, during=kill)
+    answered = answered_ids(answers)
+    assert len(answered) > 50
+    output = restart_and_stop(tmp_path, registry_store)
+    assert "loaded" in output
+    assert "from the journal" in output
+    missing = answered - logged_ids(log_url)
+    assert not missing, f"{len(missing)} of {len(answered)} answered predictions are not in the log"
+    assert not list((tmp_path / "predictions.db.journal").glob("*.jsonl"))
+
+
+def test_a_container_stop_with_a_short_grace_period_loses_nothing(
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+) -> None:
+    process, url, log_url = start(tmp_path, *registry_store)
+
+    def stop_like_a_container_runtime() -> None:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=2)  # the grace period
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    answers = run_load_then(0, url, test_flights, during=stop_like_a_container_runtime)
+    answered = answered_ids(answers)
+    restart_and_stop(tmp_path, registry_store)
+    assert answered
+    assert answered <= logged_ids(log_url)
+
+
+def test_a_disk_that_fills_while_serving_refuses_loses_nothing_and_recovers(
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+) -> None:
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    # The journal on a small tmpfs of the service's own mount namespace (unshare: no root needed).
+    wrap = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        f"mount -t tmpfs -o size=32m tmpfs {journal} && exec",
+    ]
+    process, url, log_url = start(tmp_path, *registry_store, wrap=wrap, FLIGHTDELAY_SERVE_LOG_JOURNAL_DIR=str(journal))
+    seen = Path(f"/proc/{process.pid}/root") / journal.relative_to("/")
+    answers: list[Answer] = []
+    try:
+        answers += run_load_then(0.5, url, test_flights)
+        filler = seen / "filler"
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        during = run_load_then(0.5, url, test_flights)
+        answers += during
+        # a few lines may still fit in the journal's last page (those are answered and recorded); then 503s
+        assert {a.status for a in during} <= {200, 503}
+        assert sum(a.status == 200 for a in during) < 20 < sum(a.status == 503 for a in during)
+        ready = httpx.get(f"{url}/health/ready")
+        assert ready.status_code == 503
+        assert "journal cannot be written" in ready.json()["prediction_log"]["reason"]
+        filler.unlink()
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{url}/health/ready").status_code != 200:  # readiness follows without any request
+            assert time.monotonic() < deadline, httpx.get(f"{url}/health/ready").text
+            time.sleep(0.1)
+        answers += run_load_then(0.5, url, test_flights)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    assert "Traceback" not in output
+    answered = answered_ids(answers)
+    assert len(answered) > 20
+    assert answered <= logged_ids(log_url)

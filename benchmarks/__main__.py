@@ -90,6 +90,24 @@ def show_serving(result: dict[str, Any]) -> bool:
             f"p99 goal <= {goals['p99_ms']:.0f} ms" if key == "predict" else "",
             _yes(met["p99"]) if key == "predict" else "",
         )
+    v2, other = result["v2"], result["mlserver"]
+    if "error" in other:
+        table.add_row("MLServer, the same V2 requests", "", f"not measured: {other['error'][:200]}", "", _yes(False))
+    else:
+        table.add_row(
+            f"POST /v2/models/…/infer, 1 row, concurrency {c}: req/s (anchor column: MLServer)",
+            f"{v2['rps']:,.0f}",
+            f"{other['rps']:,.0f}",
+            f"{v2['rps'] / other['rps']:.1f}x; /predict {result['predict']['rps'] / other['rps']:.1f}x (goal > 1x)",
+            _yes(met["ahead_of_mlserver"]),
+        )
+        table.add_row(
+            "  latency p50 / p99",
+            f"{v2['p50_ms']:.1f} / {v2['p99_ms']:.1f} ms",
+            f"{other['p50_ms']:.1f} / {other['p99_ms']:.1f} ms",
+            "",
+            "",
+        )
     batch, anchor_batch, idle = result["batch"], result["anchor_batch"], result["batch_idle"]
     table.add_row(
         f"batch of {rows:,} rows, one at a time: server-side (median / p90)",
@@ -126,6 +144,44 @@ def show_serving(result: dict[str, Any]) -> bool:
         "",
         "",
         _yes(met["no_loss_after_sigterm"]),
+    )
+    for killed in result["killed"]:
+        table.add_row(
+            f"SIGKILL {killed['after_s']:g} s into a saturating run: answered ids missing from the log",
+            f"{killed['missing']} of {killed['answered']:,}",
+            "",
+            "goal 0",
+            _yes(killed["missing"] == 0),
+        )
+    grace = result["grace"]
+    table.add_row(
+        f"SIGTERM, then SIGKILL {grace['grace_s']:g} s later (a container stop): answered ids missing",
+        f"{grace['missing']} of {grace['answered']:,}",
+        "",
+        "goal 0",
+        _yes(met["no_loss_after_short_grace"]),
+    )
+    soak = result["soak"]
+    table.add_row(
+        f"{soak['duration_s']} s saturating run: req/s, p99",
+        f"{soak['rps']:,.0f}, {soak['p99_ms']:.1f} ms",
+        "",
+        "",
+        "",
+    )
+    table.add_row(
+        "  log queue (journal records not in the database): median / max / 2 s after",
+        f"{soak['queue_median']:,.0f} / {soak['queue_max']:,} / {soak['queue_after']:,}",
+        "",
+        f"max < {goals['queue_bound']:,} (503 beyond)",
+        _yes(met["queue_bounded"]),
+    )
+    table.add_row(
+        "  resident memory: warmed up / peak",
+        f"{soak['rss_start_mb']:.0f} / {soak['rss_peak_mb']:.0f} MB",
+        "",
+        f"growth <= {goals['rss_growth_mb']:.0f} MB",
+        _yes(met["memory_bounded"]),
     )
     table.add_row(
         "failed requests under load",

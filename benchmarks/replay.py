@@ -196,11 +196,14 @@ class PacedWrk(serving.Wrk):
     connections: int = PACED_CONNECTIONS
     pause_ms: int = PAUSE_MS
 
-    def start(self, url: str, path: str, bodies: list[str], duration_s: float) -> subprocess.Popen[str]:
+    def start(
+        self, url: str, path: str, bodies: list[str], duration_s: float, ids: Path | None = None
+    ) -> subprocess.Popen[str]:
         script = self.root / "wrk-paced.lua"
         lua_bodies = ",\n".join(f"[==[{b}]==]" for b in bodies)
         pause = f"delay = function()\n  return {self.pause_ms}\nend\n"
-        script.write_text(serving.WRK_SCRIPT % {"bodies": lua_bodies, "path": path} + pause)
+        response = serving.WRK_IDS % ids if ids is not None else ""
+        script.write_text(serving.WRK_SCRIPT % {"bodies": lua_bodies, "path": path, "response": response} + pause)
         command = [self.executable, "-t1", f"-c{self.connections}", f"-d{duration_s:g}s", "--timeout", "10s"]
         return subprocess.Popen(
             [*command, "-s", str(script), url],

@@ -9,8 +9,19 @@ Every single-row request carries a different test-month flight. Measured:
   on ``/predict`` and on the same ``/invocations`` requests (it is a drop-in replacement);
 - a batch of 1,000 rows, one request at a time: server-side time (this service's ``Server-Timing`` header) and
   round trip for both; and the same on an idle server (a pause before each request);
-- durability: after a load run, flights predicted (the server's counter) against rows in the prediction log; and a
-  server sent SIGTERM in the middle of a load run, with every 2xx response ``wrk`` received against rows in the log.
+- durability: after a load run, flights predicted (the server's counter) against rows in the prediction log; a
+  server sent SIGTERM in the middle of a load run, with every 2xx response ``wrk`` received against rows in the log;
+  a server killed with SIGKILL at several moments of a saturating run, and one stopped as a container runtime does
+  (SIGTERM, SIGKILL 2 s later): the request id of every 2xx answer ``wrk`` received, looked up in the log once the
+  next process has started (and loaded the dead one's journal);
+- MLServer (``mlserver`` with ``mlserver-mlflow``, the Open Inference Protocol server a user would pick instead)
+  serving the same registered model in one process, against this service's V2 route, with the same V2 bodies
+  (JSON tensors, flights without missing values since MLServer's JSON tensors cannot carry them). MLServer's
+  dependencies clash with the project's (FastAPI, pandas), so it gets a virtual environment of its own, built on
+  first use under ``logs/benchmarks/`` (about 1 GB, a minute with pip's cache), which falls back to the project's
+  environment only for what the model's code imports (torch, polars);
+- a 60 s saturating run: the prediction log's queue (journal records not yet in the database), sampled every second,
+  and the server's resident memory, against the bounds the README states.
 
 Validation, the prediction log and metrics are all on, as a user runs the service.
 """
@@ -18,6 +29,7 @@ Validation, the prediction log and metrics are all on, as a user runs the servic
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -28,6 +40,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +58,14 @@ from flightdelay.settings import Settings
 GOAL_RATIO = 10.0
 GOAL_P99_MS = 20.0
 GOAL_BATCH_MS = 15.0
+GOAL_RSS_GROWTH_MB = 64.0  # over a saturating run, above the warmed-up server's
+SOAK_S = 60
+MLSERVER_PACKAGES = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1")
+MLSERVER_VENV = Path("logs/benchmarks/mlserver-venv")
+V2_PATH = "/v2/models/{name}/infer"
+QUEUE_BOUND = 100_000  # the service's default log_max_queue: past it, predictions would get 503
+KILL_AFTER_S = (1.0, 3.0, 6.0)
+GRACE_S = 2.0
 CONCURRENCY = 16
 BATCH_ROWS = 1000
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -58,6 +79,7 @@ request = function()
   i = i %% #bodies + 1
   return wrk.format(nil, "%(path)s", nil, bodies[i])
 end
+%(response)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -66,6 +88,23 @@ done = function(summary, latency, requests)
     "\\"p99_us\\": %%d, \\"max_us\\": %%d}\\n",
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+# Appended to the script when the ids of answered requests are wanted: one line per 2xx, written as it arrives, so
+# that a server killed mid-run is checked against exactly what the client received.
+WRK_IDS = """
+local ids = nil
+init = function(args)
+  ids = io.open("%s", "w")
+  ids:setvbuf("line")
+end
+response = function(status, headers, body)
+  if status == 200 then
+    local id = body:match('"request_id":"([^"]+)"')
+    if id then ids:write(id, "\\n") end
+  end
 end
 """
 
@@ -108,15 +147,29 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
             time.sleep(1.0)  # one flush interval and more
             results["after_load"] = {"predicted": predicted, "logged": logged_rows(root / "predictions.db")}
 
+        v2_bodies = v2_requests(flights[:500])
+        v2_path = V2_PATH.format(name=load_registry_config(Path("configs/registry.yaml")).model_name)
+        with server(service_command(), env, "/health/ready") as url:
+            results["v2"] = wrk.run(url, v2_path, v2_bodies, duration_s)
+        try:
+            with mlserver(root, env) as url:
+                results["mlserver"] = wrk.run(url, v2_path, v2_bodies, duration_s)
+        except BenchmarkError as e:
+            results["mlserver"] = {"error": str(e)}
+
         results["sigterm"] = sigterm_under_load(wrk, env, single)
+        results["killed"] = [killed_under_load(wrk, env, single, after, None) for after in KILL_AFTER_S]
+        results["grace"] = killed_under_load(wrk, env, single, 2.0, GRACE_S)
+        results["soak"] = soak(wrk, env, single)
     return summarise(results)
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """Ratios against the anchor and the goals."""
     anchor_rps = results["anchor"]["rps"]
-    for key in ("predict", "invocations"):
+    for key in ("predict", "invocations", "v2"):
         results[key]["ratio"] = results[key]["rps"] / anchor_rps
+    mlserver_rps = results["mlserver"].get("rps")
     after, sigterm = results["after_load"], results["sigterm"]
     results["goals"] = {
         "throughput_ratio": GOAL_RATIO,
@@ -130,8 +183,17 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "no_loss_after_load": after["predicted"] == after["logged"],
         # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so -15 is a clean exit
         "no_loss_after_sigterm": sigterm["answered"] == sigterm["logged"] and sigterm["exit_code"] in (0, -15),
-        "no_errors": all(results[k]["failed"] == 0 for k in ("anchor", "predict", "invocations")),
+        "no_errors": all(results[k]["failed"] == 0 for k in ("anchor", "predict", "invocations", "v2")),
+        "ahead_of_mlserver": mlserver_rps is not None
+        and results["v2"]["rps"] > mlserver_rps
+        and results["predict"]["rps"] > mlserver_rps,
+        "no_loss_after_kill_9": all(k["missing"] == 0 and k["answered"] > 0 for k in results["killed"]),
+        "no_loss_after_short_grace": results["grace"]["missing"] == 0 and results["grace"]["answered"] > 0,
+        "queue_bounded": results["soak"]["queue_max"] < QUEUE_BOUND and results["soak"]["failed"] == 0,
+        "memory_bounded": results["soak"]["rss_peak_mb"] - results["soak"]["rss_start_mb"] <= GOAL_RSS_GROWTH_MB,
     }
+    results["goals"]["rss_growth_mb"] = GOAL_RSS_GROWTH_MB
+    results["goals"]["queue_bound"] = QUEUE_BOUND
     return results
 
 
@@ -192,9 +254,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(command: list[str], env: dict[str, str], ready_path: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a server on a free port, pinned to the server core; wait until ``ready_path`` answers 200."""
-    port = free_port()
+def start(
+    command: list[str], env: dict[str, str], ready_path: str, log: Path, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server on a free port (or ``port``, set by its own configuration), pinned to the server core; wait
+    until ``ready_path`` answers 200."""
+    port = port or free_port()
     if command[0].endswith("mlflow"):
         command = [*command, "-p", str(port)]
     env = {**env, "PORT": str(port), "FLIGHTDELAY_SERVE_PORT": str(port)}
@@ -258,11 +323,15 @@ class Wrk:
     executable: str
     root: Path
 
-    def start(self, url: str, path: str, bodies: list[str], duration_s: float) -> subprocess.Popen[str]:
-        """Start a run sending ``bodies`` in turn to ``path``; :meth:`result` waits for it."""
+    def start(
+        self, url: str, path: str, bodies: list[str], duration_s: float, ids: Path | None = None
+    ) -> subprocess.Popen[str]:
+        """Start a run sending ``bodies`` in turn to ``path`` (writing answered ids to ``ids``); :meth:`result`
+        waits for it."""
         script = self.root / f"wrk-{path.strip('/').replace('/', '-')}.lua"
         lua_bodies = ",\n".join(f"[==[{b}]==]" for b in bodies)
-        script.write_text(WRK_SCRIPT % {"bodies": lua_bodies, "path": path})
+        response = WRK_IDS % ids if ids is not None else ""
+        script.write_text(WRK_SCRIPT % {"bodies": lua_bodies, "path": path, "response": response})
         command = [self.executable, "-t1", f"-c{CONCURRENCY}", f"-d{duration_s:g}s", "--timeout", "10s"]
         return subprocess.Popen(
             [*command, "-s", str(script), url],
@@ -359,3 +428,165 @@ def sigterm_under_load(wrk: Wrk, env: dict[str, str], bodies: list[str], after_s
         "exit_code": exit_code,
         "errors_after_shutdown": result["failed"],  # wrk keeps sending to the closed port until its run ends
     }
+
+
+def logged_request_ids(database: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return {row[0] for row in connection.execute("SELECT request_id FROM predictions")}
+
+
+def killed_under_load(
+    wrk: Wrk, env: dict[str, str], bodies: list[str], after_s: float, grace_s: float | None
+) -> dict[str, Any]:
+    """Kill the service ``after_s`` into a saturating run (SIGKILL; or SIGTERM and SIGKILL ``grace_s`` later, as a
+    container runtime stops a container); start it again, stop it; every answered id looked up in the log."""
+    name = f"kill-{after_s:g}" if grace_s is None else f"grace-{grace_s:g}"
+    database, ids = wrk.root / f"{name}.db", wrk.root / f"{name}.ids"
+    env = {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
+    process, url = start(service_command(), env, "/health/ready", wrk.root / f"{name}-server.log")
+    warm(url, "/health/ready")
+    client = wrk.start(url, "/predict", bodies, after_s + 2, ids=ids)
+    time.sleep(after_s)
+    if grace_s is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wrk.result(client)
+    answered = set(ids.read_text().split())
+    journal = sum(1 for _ in database.with_name(database.name + ".journal").glob("*.jsonl"))
+    restarted, _ = start(service_command(), env, "/health/ready", wrk.root / f"{name}-restart.log")
+    stop(restarted)
+    return {
+        "after_s": after_s,
+        "grace_s": grace_s,
+        "answered": len(answered),
+        "journal_segments_left": journal,
+        "missing": len(answered - logged_request_ids(database)),
+    }
+
+
+def soak(wrk: Wrk, env: dict[str, str], bodies: list[str], duration_s: int = SOAK_S) -> dict[str, Any]:
+    """A saturating run of ``duration_s``: the log's queue and the server's memory, sampled every second."""
+    import psutil
+
+    database = wrk.root / "soak.db"
+    env = {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
+    process, url = start(service_command(), env, "/health/ready", wrk.root / "soak-server.log")
+    try:
+        warm(url, "/health/ready")
+        server = psutil.Process(process.pid)
+        rss_start = server.memory_info().rss
+        client = wrk.start(url, "/predict", bodies, duration_s)
+        queue, rss = [], []
+        while client.poll() is None:
+            time.sleep(1.0)
+            rss.append(server.memory_info().rss)
+            with contextlib.suppress(httpx.HTTPError):
+                queue.append(queue_depth(url))
+        result = wrk.result(client)
+        time.sleep(2.0)
+        drained = queue_depth(url)
+    finally:
+        stop(process)
+    return {
+        "duration_s": duration_s,
+        "rps": result["rps"],
+        "p99_ms": result["p99_ms"],
+        "failed": result["failed"],
+        "queue_max": max(queue),
+        "queue_median": statistics.median(queue),
+        "queue_after": drained,
+        "rss_start_mb": rss_start / 2**20,
+        "rss_peak_mb": max(rss) / 2**20,
+        "logged": logged_rows(database),
+        "answered": result["answered"],
+    }
+
+
+def queue_depth(url: str) -> int:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    match = re.search(r"^prediction_log_queue_depth ([\d.e+]+)$", text, re.MULTILINE)
+    return round(float(match.group(1))) if match else -1
+
+
+def v2_requests(flights: list[dict[str, Any]]) -> list[str]:
+    """Open Inference Protocol requests, one flight each as JSON tensors, for flights without missing values."""
+    from serving.v2 import datatype_of
+
+    contract = load_data_config(Path("configs/data.yaml")).contract
+    complete = [f for f in flights if None not in f.values()]
+    return [
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": name, "datatype": datatype_of(spec), "shape": [1], "data": [flight[name]]}
+                    for name, spec in contract.features.items()
+                ]
+            }
+        )
+        for flight in complete
+    ]
+
+
+def mlserver_environment() -> Path:
+    """MLServer's own virtual environment (built once), which sees the project's packages after its own."""
+    python = MLSERVER_VENV / "bin" / "python"
+    stamp = MLSERVER_VENV / "installed.txt"
+    wanted = "\n".join([*MLSERVER_PACKAGES, f"mlflow=={importlib.metadata.version('mlflow')}"])
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        shutil.rmtree(MLSERVER_VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+        install = [str(python), "-m", "pip", "install", "--quiet", *wanted.split("\n")]
+        done = subprocess.run(install, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BenchmarkError(f"MLServer could not be installed:\n{done.stderr[-2000:]}")
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        project = sysconfig.get_paths()["purelib"]
+        Path(site, "zz-project-packages.pth").write_text(project + "\n")  # after MLServer's own packages
+        stamp.write_text(wanted)
+    return MLSERVER_VENV / "bin" / "mlserver"
+
+
+@contextlib.contextmanager
+def mlserver(root: Path, env: dict[str, str]) -> Iterator[str]:
+    """MLServer serving ``@champion`` with its MLflow runtime, in one process (``parallel_workers: 0``)."""
+    executable = mlserver_environment()
+    registry = load_registry_config(Path("configs/registry.yaml"))
+    home = root / "mlserver"
+    (home / registry.model_name).mkdir(parents=True)
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    settings = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": grpc_port,  # MLServer always starts gRPC
+        "metrics_endpoint": None,
+        "metrics_port": metrics_port,
+        "parallel_workers": 0,
+    }
+    (home / "settings.json").write_text(json.dumps(settings))
+    model = {
+        "name": registry.model_name,
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": f"models:/{registry.model_name}@champion"},
+    }
+    (home / registry.model_name / "model-settings.json").write_text(json.dumps(model))
+    log = root / "mlserver.log"
+    process, url = start(
+        [str(executable), "start", str(home)], env, f"/v2/models/{registry.model_name}/ready", log, port=port
+    )
+    try:
+        warm(url, "/v2/health/ready")
+        yield url
+    finally:
+        stop(process)

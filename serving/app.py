@@ -66,6 +66,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         flush_interval_s=settings.log_flush_interval_s,
         fsync=settings.log_fsync,
         max_lag_rows=settings.log_max_queue,
+        loader_nice=settings.log_loader_nice,
     )
     metrics.watch_queue(lambda: log.depth)
     service = Service(settings, store, log, metrics, flight_model(contract, example))

@@ -57,6 +57,13 @@ class ServeSettings(BaseSettings):
     log_max_queue: int = Field(
         100_000, ge=1, description="Records the database may fall behind the journal before predictions get 503."
     )
+    log_loader_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice value of the thread that loads the journal into the database: above the event loop's 0, "
+        "so it takes the CPU that answering leaves.",
+    )
     log_batch_size: int = Field(500, ge=1)
     log_flush_interval_s: float = Field(0.2, gt=0)
 

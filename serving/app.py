@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -36,6 +36,7 @@ from serving.v2 import InferRequest, V2Error, build_v2_router
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"
+REDOC_BADGE = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 DESCRIPTION = """
 Predicts whether a flight leaving New York will arrive at least 15 minutes late, with the champion model of the
@@ -115,6 +116,16 @@ def add_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` with their scripts and styles served by the service, so the API
     console works on a machine without internet (the assets come with the ``fastapi-offline`` package)."""
     assets = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+    # ReDoc's "API docs by Redocly" badge loads its logo from Redocly's CDN, with no option to turn it off: the
+    # script is served with the logo pointing at the local favicon, so nothing on these pages leaves the machine.
+    redoc_script = (
+        (assets / "redoc.standalone.js").read_bytes().replace(REDOC_BADGE, f"{DOCS_ASSETS}/favicon.png".encode())
+    )
+
+    @app.get(f"{DOCS_ASSETS}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(redoc_script, media_type="text/javascript")
+
     app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
     title = app.title
 

@@ -212,7 +212,6 @@ class PredictionLog:
         self._writer = ThreadPoolExecutor(
             1, thread_name_prefix="prediction-log", initializer=_lower_priority, initargs=(loader_nice,)
         )
-        self._writing = threading.Lock()
         # A prediction id seen before (a client retrying with the same X-Request-Id) is not recorded twice.
         self._insert = str(_insert_new(self.engine.dialect.name).compile(dialect=self.engine.dialect))
         self._columns = [c.name for c in predictions.c]
@@ -444,7 +443,7 @@ class PredictionLog:
             rows.extend(batch.records(self._time(batch.created_at), self._time(batch.event_time or batch.created_at)))
             ids.extend(batch.ids)
             request_ids.append(batch.request_id)
-        with self._writing, self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # only the one loader thread (or start-up, before it) writes
             if rows:
                 # The driver's executemany on plain tuples, without SQLAlchemy's per-parameter processing (a quarter
                 # of the write's time at a thousand rows).

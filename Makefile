@@ -20,6 +20,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export EVIDENTLY_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 
+# The dataset every target works on: make train DATASET=credit (default: the `default` of configs/datasets.yaml).
+DATASET ?= $(or $(TABLOOP_DATASET),$(shell sed -n 's/^default: *//p' configs/datasets.yaml))
+export TABLOOP_DATASET := $(DATASET)
+
 MLFLOW_PORT ?= 5000
 # Ports: make serve PORT=8080 (or PORT in the environment) for the service, the same for make dashboard.
 ifdef PORT
@@ -49,9 +53,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create or update .venv (done automatically by the other targets)
 
-train: $(STAMP) ## Run the pipeline: data, training, evaluation, registry and promotion gate (what changed)
-	$(BIN)/dvc repro
-	@$(BIN)/flightdelay summary
+train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed)
+	$(BIN)/dvc repro register@$(DATASET)
+	@$(BIN)/tabloop summary
 
 repro: train ## Same as train
 
@@ -62,18 +66,18 @@ metrics: $(STAMP) ## Show every metric of the pipeline (dvc metrics show)
 	@$(BIN)/dvc metrics show
 
 champion: $(STAMP) ## Show the champion, the challenger and the history of champions
-	@$(BIN)/flightdelay champion
+	@$(BIN)/tabloop champion
 
 promote: $(STAMP) ## Make a version the champion by hand: make promote VERSION=3 REASON="why"
 	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'usage: make promote VERSION=<n> REASON="<why>"' >&2; exit 2; }
-	@$(BIN)/flightdelay promote "$(VERSION)" --reason "$(REASON)"
+	@$(BIN)/tabloop promote "$(VERSION)" --reason "$(REASON)"
 
 rollback: $(STAMP) ## Give @champion back to the previous champion: make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="<why>"' >&2; exit 2; }
-	@$(BIN)/flightdelay rollback --reason "$(REASON)"
+	@$(BIN)/tabloop rollback --reason "$(REASON)"
 
 mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
-	$(BIN)/mlflow ui --backend-store-uri "$${FLIGHTDELAY_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
+	$(BIN)/mlflow ui --backend-store-uri "$${TABLOOP_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
@@ -132,7 +136,7 @@ lock: ## Re-resolve requirements.lock from pyproject.toml in a scratch environme
 	"$$tmp/venv/bin/python" -m pip install --quiet $(PIP_ARGS) torch==2.13.0 && \
 	"$$tmp/venv/bin/python" -m pip install --quiet $(PIP_ARGS) ".[dev]" && \
 	{ echo "# Resolved from pyproject.toml by 'make lock'; used as pip constraints by 'make setup'."; \
-	  "$$tmp/venv/bin/python" -m pip freeze --exclude flightdelay | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude tabloop | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > requirements.lock
 	@echo "requirements.lock updated"
 
 clean: ## Remove tool caches (not data, models or .venv)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import data_stages, monitoring, replay, serving, training
-from flightdelay.settings import Settings, apply_process_defaults
+from tabloop.settings import Settings, apply_process_defaults
 
 BENCHMARKS = ("data_stages", "training", "serving", "replay", "monitoring")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

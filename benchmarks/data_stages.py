@@ -15,7 +15,7 @@ import polars as pl
 
 from benchmarks.measure import GIB, best_of, run_command
 from benchmarks.workspace import copy_repository, environment
-from flightdelay.features.build import PLANE_COLUMNS, WEATHER_COLUMNS, join_tables
+from tabloop.features.build import PLANE_COLUMNS, WEATHER_COLUMNS, join_tables
 
 WALL_GOAL_S = 30.0
 MEMORY_GOAL_BYTES = 2 * GIB

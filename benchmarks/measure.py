@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import subprocess
 import time
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import psutil
 
+from tabloop.layout import Layout
+from tabloop.settings import Settings, from_environment
+
 GIB = 1024**3
+
+
+@functools.cache
+def where() -> Layout:
+    """The paths of the dataset the benchmarks measure: TABLOOP_DATASET's, else the default one."""
+    return from_environment(Settings).layout()
 
 
 @dataclass(frozen=True)

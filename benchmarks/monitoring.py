@@ -39,7 +39,7 @@ import polars as pl
 import sqlalchemy as sa
 import yaml
 
-from benchmarks.measure import GIB, Run, run_command
+from benchmarks.measure import GIB, Run, run_command, where
 from benchmarks.workspace import REPO_ROOT, environment
 
 WALL_GOAL_S = 60.0
@@ -50,11 +50,6 @@ SEED = 0
 SAMPLE_S = 0.1  # between memory samples: walking the process tree more often takes CPU from the two cores
 LOG_FORMAT = 1  # changed whenever the generated log changes, so that a cached one is rebuilt
 SCRATCH = Path("logs/benchmarks/monitoring")  # git-ignored, like every prediction log
-FLIGHTS = Path("data/features/test.parquet")
-REFERENCE = Path("data/features/valid.parquet")
-DATA_CONFIG = Path("configs/data.yaml")
-MONITOR_CONFIG = Path("configs/monitor.yaml")
-REGISTRY_CONFIG = Path("configs/registry.yaml")
 
 
 class BenchmarkError(RuntimeError):
@@ -72,11 +67,14 @@ class Champion:
 
 def run(repeat: int = 1) -> dict[str, Any]:
     """Every monitoring measurement; needs ``make train`` to have run (the champion and the feature tables)."""
-    if not (REPO_ROOT / FLIGHTS).is_file() or not (REPO_ROOT / REFERENCE).is_file():
+    if (
+        not (REPO_ROOT / where().features / "test.parquet").is_file()
+        or not (REPO_ROOT / where().features / "valid.parquet").is_file()
+    ):
         raise BenchmarkError("no feature tables: run `make train` first")
     scratch = REPO_ROOT / SCRATCH
     scratch.mkdir(parents=True, exist_ok=True)
-    shipped = yaml.safe_load((REPO_ROOT / MONITOR_CONFIG).read_text())
+    shipped = yaml.safe_load((REPO_ROOT / where().monitor_config).read_text())
     champion = find_champion(REPO_ROOT / shipped["reports"]["cache_dir"])
     log, setup_s = prepare_log(scratch, champion)
     env = environment()
@@ -170,12 +168,12 @@ def verdict_of(result: dict[str, Any]) -> dict[str, Any]:
 
 def find_champion(cache_dir: Path) -> Champion:
     """The registry's champion, its bundle in ``cache_dir`` where the monitor looks first (fetched if missing)."""
-    from flightdelay.config import load_registry_config
-    from flightdelay.io import staged
-    from flightdelay.registry import Registry
-    from flightdelay.settings import Settings
+    from tabloop.config import load_registry_config
+    from tabloop.io import staged
+    from tabloop.registry import Registry
+    from tabloop.settings import Settings
 
-    registry = Registry(Settings(), load_registry_config(REPO_ROOT / REGISTRY_CONFIG))
+    registry = Registry(Settings(), load_registry_config(REPO_ROOT / where().registry_config))
     registry.connect()
     found = registry.by_alias("champion")
     if found is None:
@@ -195,7 +193,7 @@ def prepare_log(scratch: Path, champion: Champion, rows: int = LOG_ROWS, seed: i
         "format": LOG_FORMAT,
         "rows": rows,
         "seed": seed,
-        "flights": _sha256(REPO_ROOT / FLIGHTS),
+        "flights": _sha256(REPO_ROOT / where().features / "test.parquet"),
         "model": f"{champion.name}/{champion.version}",
         "weights": _sha256(champion.directory / "weights.safetensors"),
     }
@@ -214,13 +212,13 @@ def prepare_log(scratch: Path, champion: Champion, rows: int = LOG_ROWS, seed: i
 def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     """``rows`` test-month flights drawn with replacement, predicted and logged at their departure times, one
     request per departure time, as the service writes them; outcomes for every flight landed by the last one."""
-    from flightdelay.model.bundle import Predictor
     from monitoring.replay import load_traffic
     from serving.prediction_log import PredictionBatch, PredictionLog, feedback, predictions
+    from tabloop.model.bundle import Predictor
 
     predictor = Predictor.from_directory(champion.directory)
     contract = predictor.bundle.contract
-    traffic = load_traffic(REPO_ROOT / FLIGHTS, contract)
+    traffic = load_traffic(REPO_ROOT / where().features / "test.parquet", contract)
     flights = pl.DataFrame([orjson.loads(b) for b in traffic.bodies], schema=list(contract.features), orient="row")
     columns = {name: flights[name].to_list() for name in contract.features}
     probability, label = predictor.predict(columns)
@@ -273,9 +271,9 @@ def anchor(rows: int = ANCHOR_ROWS, seed: int = SEED) -> dict[str, Any]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from flightdelay.config import load_data_config
+    from tabloop.config import load_data_config
 
-    contract = load_data_config(REPO_ROOT / DATA_CONFIG).contract
+    contract = load_data_config(REPO_ROOT / where().data_config).contract
     features = list(contract.features)
     categorical = contract.of_kind("categorical")
     definition = DataDefinition(
@@ -287,7 +285,8 @@ def anchor(rows: int = ANCHOR_ROWS, seed: int = SEED) -> dict[str, Any]:
         return Dataset.from_pandas(frame.to_pandas(), data_definition=definition)
 
     snapshot = Report([DataDriftPreset()]).run(
-        current_data=side(REPO_ROOT / FLIGHTS, seed + 1), reference_data=side(REPO_ROOT / REFERENCE, seed)
+        current_data=side(REPO_ROOT / where().features / "test.parquet", seed + 1),
+        reference_data=side(REPO_ROOT / where().features / "valid.parquet", seed),
     )
     counted = next(m for m in snapshot.dict()["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount"))
     return {"drifted_columns": int(counted["value"]["count"]), "share": float(counted["value"]["share"])}

@@ -39,11 +39,11 @@ import httpx
 import psutil
 
 from benchmarks import serving
-from flightdelay.config import load_data_config
+from benchmarks.measure import where
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import Replayer, ReplayError, ReplayState, ReplaySummary, Traffic, load_traffic
+from tabloop.config import load_data_config
 
-FLIGHTS = Path("data/features/test.parquet")
 MAX_REQUESTS = 10_000
 MAX_SECONDS = 120.0
 UNBOUNDED_SPEEDUP = 1e9  # the two months pass in milliseconds: the clock never holds a flight or an outcome back
@@ -59,19 +59,19 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
     executable = shutil.which("wrk")
     if executable is None:
         raise serving.BenchmarkError("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk)")
-    if not Path("models/bundle").is_dir() or not FLIGHTS.is_file():
+    if not where().bundle.is_dir() or not (where().features / "test.parquet").is_file():
         raise serving.BenchmarkError("no trained model: run `make train` first")
-    traffic = load_traffic(FLIGHTS, load_data_config(Path("configs/data.yaml")).contract)
-    bodies = [json.dumps(f) for f in serving.load_flights(FLIGHTS)[:500]]
-    configured = load_monitor_config(Path("configs/monitor.yaml")).replay
+    traffic = load_traffic((where().features / "test.parquet"), load_data_config(where().data_config).contract)
+    bodies = [json.dumps(f) for f in serving.load_flights(where().features / "test.parquet")[:500]]
+    configured = load_monitor_config(where().monitor_config).replay
     if configured.rate is None:
-        raise serving.BenchmarkError("configs/monitor.yaml sets no replay rate: nothing to pace at")
+        raise serving.BenchmarkError(f"{where().monitor_config} sets no replay rate: nothing to pace at")
     with tempfile.TemporaryDirectory(prefix="bench-replay-", dir=workdir) as tmp:
         root = Path(tmp)
         database = root / "predictions.db"
         env = {
             **serving.server_environment(root, serving.build_registry(root)),
-            "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}",
+            "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}",
         }
         base = configured.model_copy(
             update={"speedup": UNBOUNDED_SPEEDUP, "max_requests": None, "state": root / "replay" / "state.json"}

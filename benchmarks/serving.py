@@ -51,9 +51,10 @@ from typing import Any
 import httpx
 import polars as pl
 
-from flightdelay.config import load_data_config, load_evaluate_config, load_registry_config
-from flightdelay.register import RegisterInputs, register_candidate
-from flightdelay.settings import Settings
+from benchmarks.measure import where
+from tabloop.config import load_data_config, load_evaluate_config, load_registry_config
+from tabloop.register import RegisterInputs, register_candidate
+from tabloop.settings import Settings
 
 GOAL_RATIO = 10.0
 GOAL_P99_MS = 20.0
@@ -118,9 +119,9 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
     executable = shutil.which("wrk")
     if executable is None:
         raise BenchmarkError("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)")
-    if not Path("models/bundle").is_dir() or not Path("data/features/test.parquet").is_file():
+    if not where().bundle.is_dir() or not (where().features / "test.parquet").is_file():
         raise BenchmarkError("no trained model: run `make train` first")
-    flights = load_flights(Path("data/features/test.parquet"))
+    flights = load_flights(where().features / "test.parquet")
     with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=workdir) as tmp:
         root = Path(tmp)
         wrk = Wrk(executable, root)
@@ -136,9 +137,7 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
             results["anchor_batch"] = batch_round_trips(anchor, "/invocations", {"dataframe_records": batch})
 
         log_url = f"sqlite:///{root}/predictions.db"
-        with server(
-            service_command(), {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": log_url}, "/health/ready"
-        ) as url:
+        with server(service_command(), {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": log_url}, "/health/ready") as url:
             results["predict"] = wrk.run(url, "/predict", single, duration_s)
             results["invocations"] = wrk.run(url, "/invocations", records, duration_s)
             results["batch"] = batch_round_trips(url, "/predict", batch)
@@ -148,7 +147,7 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
             results["after_load"] = {"predicted": predicted, "logged": logged_rows(root / "predictions.db")}
 
         v2_bodies = v2_requests(flights[:500])
-        v2_path = V2_PATH.format(name=load_registry_config(Path("configs/registry.yaml")).model_name)
+        v2_path = V2_PATH.format(name=load_registry_config(where().registry_config).model_name)
         with server(service_command(), env, "/health/ready") as url:
             results["v2"] = wrk.run(url, v2_path, v2_bodies, duration_s)
         try:
@@ -199,7 +198,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
 def load_flights(path: Path) -> list[dict[str, Any]]:
     """Test-month flights as a client would send them (the contract's features)."""
-    contract = load_data_config(Path("configs/data.yaml")).contract
+    contract = load_data_config(where().data_config).contract
     frame = pl.read_parquet(path, columns=list(contract.features)).sample(n=BATCH_ROWS, seed=0)
     return frame.to_dicts()
 
@@ -207,18 +206,19 @@ def load_flights(path: Path) -> list[dict[str, Any]]:
 def build_registry(root: Path) -> str:
     """A registry in ``root`` holding the trained bundle as version 1, ``@champion``; its tracking URI."""
     settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    registry = load_registry_config(Path("configs/registry.yaml"))
+    registry = load_registry_config(where().registry_config)
     inputs = RegisterInputs(
-        bundle_dir=Path("models/bundle"),
-        features_dir=Path("data/features"),
-        train_reports=Path("reports/train"),
-        evaluation_dir=Path("reports/evaluation"),
+        bundle_dir=where().bundle,
+        features_dir=where().features,
+        train_reports=where().train_reports,
+        evaluation_dir=where().evaluation,
         lock_file=Path("dvc.lock"),
         root=Path.cwd(),
         params={},
         receipt=root / "registry.json",
+        data_outputs=where().data_outputs,
     )
-    outcome = register_candidate(settings, registry, load_evaluate_config(Path("configs/evaluate.yaml")), inputs)
+    outcome = register_candidate(settings, registry, load_evaluate_config(where().evaluate_config), inputs)
     if outcome.champion != outcome.version:
         raise BenchmarkError(f"the throwaway registry did not make version {outcome.version} the champion")
     return settings.tracking_uri
@@ -230,9 +230,9 @@ def server_environment(root: Path, tracking_uri: str) -> dict[str, str]:
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": tracking_uri,
-        "FLIGHTDELAY_TRACKING_URI": tracking_uri,
-        "FLIGHTDELAY_SERVE_CACHE_DIR": str(root / "cache"),
-        "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": "0",
+        "TABLOOP_TRACKING_URI": tracking_uri,
+        "TABLOOP_SERVE_CACHE_DIR": str(root / "cache"),
+        "TABLOOP_SERVE_POLL_INTERVAL_S": "0",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
     }
@@ -262,7 +262,7 @@ def start(
     port = port or free_port()
     if command[0].endswith("mlflow"):
         command = [*command, "-p", str(port)]
-    env = {**env, "PORT": str(port), "FLIGHTDELAY_SERVE_PORT": str(port)}
+    env = {**env, "PORT": str(port), "TABLOOP_SERVE_PORT": str(port)}
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -415,7 +415,7 @@ def logged_rows(database: Path) -> int:
 def sigterm_under_load(wrk: Wrk, env: dict[str, str], bodies: list[str], after_s: float = 3.0) -> dict[str, Any]:
     """SIGTERM the service ``after_s`` into a load run; compare the 2xx responses received with the log."""
     database = wrk.root / "sigterm.db"
-    env = {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
+    env = {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
     process, url = start(service_command(), env, "/health/ready", wrk.root / "sigterm-server.log")
     warm(url, "/health/ready")
     client = wrk.start(url, "/predict", bodies, after_s + 4)
@@ -442,7 +442,7 @@ def killed_under_load(
     container runtime stops a container); start it again, stop it; every answered id looked up in the log."""
     name = f"kill-{after_s:g}" if grace_s is None else f"grace-{grace_s:g}"
     database, ids = wrk.root / f"{name}.db", wrk.root / f"{name}.ids"
-    env = {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
+    env = {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
     process, url = start(service_command(), env, "/health/ready", wrk.root / f"{name}-server.log")
     warm(url, "/health/ready")
     client = wrk.start(url, "/predict", bodies, after_s + 2, ids=ids)
@@ -475,7 +475,7 @@ def soak(wrk: Wrk, env: dict[str, str], bodies: list[str], duration_s: int = SOA
     import psutil
 
     database = wrk.root / "soak.db"
-    env = {**env, "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
+    env = {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
     process, url = start(service_command(), env, "/health/ready", wrk.root / "soak-server.log")
     try:
         warm(url, "/health/ready")
@@ -518,7 +518,7 @@ def v2_requests(flights: list[dict[str, Any]]) -> list[str]:
     """Open Inference Protocol requests, one flight each as JSON tensors, for flights without missing values."""
     from serving.v2 import datatype_of
 
-    contract = load_data_config(Path("configs/data.yaml")).contract
+    contract = load_data_config(where().data_config).contract
     complete = [f for f in flights if None not in f.values()]
     return [
         json.dumps(
@@ -561,7 +561,7 @@ def mlserver_environment() -> Path:
 def mlserver(root: Path, env: dict[str, str]) -> Iterator[str]:
     """MLServer serving ``@champion`` with its MLflow runtime, in one process (``parallel_workers: 0``)."""
     executable = mlserver_environment()
-    registry = load_registry_config(Path("configs/registry.yaml"))
+    registry = load_registry_config(where().registry_config)
     home = root / "mlserver"
     (home / registry.model_name).mkdir(parents=True)
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flightdelay.config import TrainConfig, load_train_config
-from flightdelay.features.preprocessing import Preprocessor, load_preprocessor
-from flightdelay.model.network import TabularNet
-from flightdelay.training import SplitTensors, load_split, model_args
+from benchmarks.measure import where
+from tabloop.config import TrainConfig, load_train_config
+from tabloop.features.preprocessing import Preprocessor, load_preprocessor
+from tabloop.model.network import TabularNet
+from tabloop.training import SplitTensors, load_split, model_args
 
 GOAL_RATIO = 3.0
 
@@ -87,10 +88,10 @@ def measure(split: SplitTensors, train_config: TrainConfig, preprocessor: Prepro
     return {"members": train_config.model.members, "paths": paths, "speedup": round(ratio, 2)}
 
 
-def run(
-    features: Path = Path("data/features"), config: Path = Path("configs/train.yaml"), epochs: int = 2
-) -> dict[str, Any]:
+def run(features: Path | None = None, config: Path | None = None, epochs: int = 2) -> dict[str, Any]:
     """The input pipelines compared for the configured ensemble and for a single member."""
+    features = features or where().features
+    config = config or where().train_config
     train_config = load_train_config(config)
     preprocessor = load_preprocessor(features)
     split = load_split(features, "train", preprocessor)

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from tabloop.layout import Layout
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,9 +34,10 @@ def copy_repository(dest: Path, source: Path = REPO_ROOT) -> Path:
     return dest
 
 
-def edit_config(repo: Path, name: str, **changes: Any) -> None:
-    """Set keys of ``configs/<name>.yaml`` in ``repo``: a dict updates a section, anything else replaces a value."""
-    path = repo / "configs" / f"{name}.yaml"
+def edit_config(repo: Path, name: str, dataset: str | None = None, **changes: Any) -> None:
+    """Set keys of ``configs/<dataset>/<name>.yaml`` in ``repo`` (default: the default dataset's): a dict updates a
+    section, anything else replaces a value."""
+    path = Layout.of(dataset, repo).configs / f"{name}.yaml"
     config = yaml.safe_load(path.read_text())
     for key, value in changes.items():
         if isinstance(value, dict):

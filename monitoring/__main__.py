@@ -9,13 +9,17 @@ from typing import Annotated
 
 import typer
 
-from flightdelay.cli import console, entry_point
-from flightdelay.config import load_data_config, load_registry_config
 from monitoring.config import load_monitor_config
+from tabloop.cli import DatasetOption, console, entry_point
+from tabloop.config import load_data_config, load_registry_config
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
-CONFIG = Annotated[Path, typer.Option("--config", help="Monitoring configuration file.")]
+CONFIG = Annotated[Path | None, typer.Option("--config", help="Monitoring configuration file; default: the dataset's.")]
+DATA_CONFIG = Annotated[Path | None, typer.Option(help="Data configuration (contract, split); default: the dataset's.")]
+REGISTRY_CONFIG = Annotated[
+    Path | None, typer.Option(help="Registry configuration (the model); default: the dataset's.")
+]
 
 
 @app.callback()
@@ -25,10 +29,9 @@ def main() -> None:
 
 @app.command()
 def replay(
-    config: CONFIG = Path("configs/monitor.yaml"),
-    data_config: Annotated[Path, typer.Option(help="Data configuration (the feature contract).")] = Path(
-        "configs/data.yaml"
-    ),
+    dataset: DatasetOption = None,
+    config: CONFIG = None,
+    data_config: DATA_CONFIG = None,
     url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to send to.")] = "http://127.0.0.1:8000",
     api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
     max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many predictions.")] = None,
@@ -45,8 +48,9 @@ def replay(
     """Send the production months to the service in time order, outcomes after landing; resumable."""
     from monitoring.replay import replay as run_replay
 
-    with entry_point("replay"):
-        settings = load_monitor_config(config).replay
+    with entry_point("replay") as process:
+        where = process.layout(dataset)
+        settings = load_monitor_config(config or where.monitor_config, where).replay
         overrides = {
             "max_requests": max_requests,
             "max_seconds": max_seconds,
@@ -55,7 +59,7 @@ def replay(
             "until": until.date() if until else None,
         }
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-        contract = load_data_config(data_config).contract
+        contract = load_data_config(data_config or where.data_config).contract
         summary = asyncio.run(
             run_replay(settings, contract, url, api_key=api_key, restart=restart, show_progress=progress)
         )
@@ -74,10 +78,9 @@ def replay(
 
 @app.command()
 def monitor(
-    config: CONFIG = Path("configs/monitor.yaml"),
-    registry_config: Annotated[Path, typer.Option(help="Registry configuration (the model's name).")] = Path(
-        "configs/registry.yaml"
-    ),
+    dataset: DatasetOption = None,
+    config: CONFIG = None,
+    registry_config: REGISTRY_CONFIG = None,
 ) -> None:
     """Report every window of the prediction log into the workspace; judge the latest (exit 0 healthy, 3 alarm,
     4 not enough data)."""
@@ -85,8 +88,9 @@ def monitor(
     from monitoring.monitor import run_monitor
 
     with entry_point("monitor") as settings:
-        loaded = load_monitor_config(config)
-        result = run_monitor(loaded, settings, load_registry_config(registry_config))
+        where = settings.layout(dataset)
+        loaded = load_monitor_config(config or where.monitor_config, where)
+        result = run_monitor(loaded, settings, load_registry_config(registry_config or where.registry_config))
         for entry in result.windows:
             console.print(
                 f"  {entry['window']}: {entry['rows']:,} predictions, {entry['labelled']:,} outcomes: {entry['status']}"
@@ -100,17 +104,11 @@ def monitor(
 
 @app.command()
 def retrain(
-    config: CONFIG = Path("configs/monitor.yaml"),
-    data_config: Annotated[Path, typer.Option(help="Data configuration: the split that moves.")] = Path(
-        "configs/data.yaml"
-    ),
-    registry_config: Annotated[Path, typer.Option(help="Registry configuration (the model's name).")] = Path(
-        "configs/registry.yaml"
-    ),
-    validated: Annotated[Path, typer.Option(help="Validated tables (how far the source data reaches).")] = Path(
-        "data/validated"
-    ),
-    receipt: Annotated[Path, typer.Option(help="The register stage's receipt.")] = Path("reports/registry.json"),
+    dataset: DatasetOption = None,
+    config: CONFIG = None,
+    validated: Annotated[
+        Path | None, typer.Option(help="Validated tables (how far the source data reaches); default: the dataset's.")
+    ] = None,
     url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to tell.")] = "http://127.0.0.1:8000",
     api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the moved split and stop.")] = False,
@@ -133,13 +131,14 @@ def retrain(
     )
 
     with entry_point("retrain") as settings:
-        loaded = load_monitor_config(config)
-        data = load_data_config(data_config)
-        registry = load_registry_config(registry_config)
+        where = settings.layout(dataset)
+        loaded = load_monitor_config(config or where.monitor_config, where)
+        data = load_data_config(where.data_config)
+        registry = load_registry_config(where.registry_config)
         log = read_log(loaded.reports.log_url, features=False)  # only times and outcomes
         horizon = labelled_horizon(log, loaded.retrain.min_label_share)
         try:
-            moved = plan(loaded.retrain, data, horizon, source_end(validated))
+            moved = plan(loaded.retrain, data, horizon, source_end(validated or where.validated))
         except NothingNewError as e:
             console.print(f"nothing to retrain: {e}")
             raise typer.Exit(code=NOTHING_NEW) from None
@@ -147,8 +146,8 @@ def retrain(
         if dry_run:
             return
         previous = current_champion(settings, registry)
-        run_pipeline(Path.cwd(), moved.name, overrides(moved.moved, data_config))
-        outcome = gate_outcome(settings, registry, receipt, previous)
+        run_pipeline(Path.cwd(), moved.name, f"register@{where.dataset}", overrides(moved.moved, where.data_config))
+        outcome = gate_outcome(settings, registry, where.receipt, previous)
         console.print(f"version {outcome.version}: gate {outcome.decision}")
         for reason in outcome.reasons:
             console.print(f"  {reason}")
@@ -162,7 +161,8 @@ def retrain(
 
 @app.command()
 def dashboard(
-    config: CONFIG = Path("configs/monitor.yaml"),
+    dataset: DatasetOption = None,
+    config: CONFIG = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8001,
 ) -> None:
     """Serve the monitoring workspace with the Evidently UI on 127.0.0.1 (after checking it can be read)."""
@@ -171,8 +171,9 @@ def dashboard(
 
     from monitoring.workspace import MonitoringWorkspace
 
-    with entry_point("dashboard"):
-        reports = load_monitor_config(config).reports
+    with entry_point("dashboard") as settings:
+        where = settings.layout(dataset)
+        reports = load_monitor_config(config or where.monitor_config, where).reports
         if not reports.workspace.is_dir():
             console.print(f"no monitoring workspace at {reports.workspace} yet: run `make monitor` first")
             raise typer.Exit(code=1)

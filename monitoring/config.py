@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from flightdelay.config import load_yaml, parse_config
-from flightdelay.contract import StrictModel
+from tabloop.config import load_yaml, parse_config
+from tabloop.contract import StrictModel
+from tabloop.layout import Layout
 
 
 class ReplayConfig(StrictModel):
@@ -88,6 +89,26 @@ class MonitorConfig(StrictModel):
     retrain: RetrainConfig = RetrainConfig()
 
 
-def load_monitor_config(path: Path) -> MonitorConfig:
-    """The monitoring configuration at ``path``, validated."""
-    return parse_config(MonitorConfig, load_yaml(path), str(path))
+def load_monitor_config(path: Path, where: Layout | None = None) -> MonitorConfig:
+    """The monitoring configuration at ``path``, validated; paths it leaves out are ``where``'s (the dataset's)."""
+    data = load_yaml(path)
+    if where is not None:
+        for section, defaults in dataset_defaults(where).items():
+            given = data.get(section)
+            if given is None or isinstance(given, dict):
+                data[section] = {**defaults, **(given or {})}
+    return parse_config(MonitorConfig, data, str(path))
+
+
+def dataset_defaults(where: Layout) -> dict[str, dict[str, Any]]:
+    """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured."""
+    return {
+        "replay": {"flights": where.features / "test.parquet", "state": where.replay_state},
+        "reports": {
+            "log_url": where.prediction_log_url,
+            "cache_dir": where.cache,
+            "workspace": where.monitoring / "workspace",
+            "out_dir": where.monitoring,
+            "project": f"{where.dataset} monitoring",
+        },
+    }

@@ -10,15 +10,15 @@ from typing import Any, Literal
 import polars as pl
 import sqlalchemy as sa
 
-from flightdelay.contract import FeatureContract, FeatureSpec
-from flightdelay.errors import FlightDelayError
 from serving.prediction_log import feedback, predictions
+from tabloop.contract import FeatureContract, FeatureSpec
+from tabloop.errors import TabloopError
 
 FETCH_ROWS = 200_000
 ID_BATCH = 5000  # ids per query: within every database's limit on bound parameters
 
 
-class LogError(FlightDelayError):
+class LogError(TabloopError):
     """The prediction log cannot be read."""
 
 

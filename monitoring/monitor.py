@@ -25,12 +25,12 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flightdelay.config import RegistryConfig
-from flightdelay.io import write_json
-from flightdelay.settings import Settings
 from monitoring.config import MonitorConfig, ReportsConfig
 from monitoring.gate import Verdict, describe, judge
 from monitoring.log import Window, check_log, read_log, windows
+from tabloop.config import RegistryConfig
+from tabloop.io import write_json
+from tabloop.settings import Settings
 
 if TYPE_CHECKING:
     from monitoring.reference import References

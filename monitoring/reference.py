@@ -16,22 +16,22 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from flightdelay.config import RegistryConfig
-from flightdelay.errors import FlightDelayError
-from flightdelay.features.preprocessing import frame_columns
-from flightdelay.io import staged
-from flightdelay.model.bundle import Bundle, Predictor
-from flightdelay.settings import Settings
 from monitoring.log import feature_dtype
+from tabloop.config import RegistryConfig
+from tabloop.errors import TabloopError
+from tabloop.features.preprocessing import frame_columns
+from tabloop.io import staged
+from tabloop.model.bundle import Bundle, Predictor
+from tabloop.settings import Settings
 
 if TYPE_CHECKING:
-    from flightdelay.registry import Registry
+    from tabloop.registry import Registry
 
-FEATURES_DIR = "data/features"
+FEATURES_DIR = "features"  # the role of the features directory in a bundle's lineage
 REFERENCE_SPLIT = "valid.parquet"
 
 
-class ReferenceError(FlightDelayError):
+class ReferenceError(TabloopError):
     """A model version's bundle or reference data cannot be found."""
 
 
@@ -81,7 +81,7 @@ class References:
         if directory.is_dir():
             return directory
         if self._registry is None:
-            from flightdelay.registry import Registry  # MLflow is slow to import; only for a version not cached
+            from tabloop.registry import Registry  # MLflow is slow to import; only for a version not cached
 
             self._registry = Registry(self.settings, self.registry_config.model_copy(update={"model_name": name}))
             self._registry.connect()

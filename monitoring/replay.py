@@ -32,9 +32,9 @@ import orjson
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flightdelay.contract import FeatureContract
-from flightdelay.errors import FlightDelayError
 from monitoring.config import ReplayConfig
+from tabloop.contract import FeatureContract
+from tabloop.errors import TabloopError
 
 LOCAL_TIME_ZONE = "America/New_York"  # scheduled times in the flights table are local to the New York airports
 FEEDBACK_BATCH = 100
@@ -45,7 +45,7 @@ MAX_REJECTED_KEPT = 50
 Outcome = tuple[float, str, bool, float | None]  # (due as a UNIX time, prediction id, late, arrival delay)
 
 
-class ReplayError(FlightDelayError):
+class ReplayError(TabloopError):
     """The replay cannot start or go on (no flights, a state from another replay, the service unreachable)."""
 
 

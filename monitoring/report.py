@@ -33,10 +33,10 @@ from evidently.metrics import (
     ValueDrift,
 )
 
-from flightdelay.contract import FeatureContract
-from flightdelay.evaluation.metrics import expected_calibration_error
 from monitoring.log import Window, decode_features, read_features
 from monitoring.workspace import snapshot_json
+from tabloop.contract import FeatureContract
+from tabloop.evaluation.metrics import expected_calibration_error
 
 if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
     from monitoring.reference import Reference

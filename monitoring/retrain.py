@@ -24,13 +24,13 @@ from pathlib import Path
 import httpx
 import polars as pl
 
-from flightdelay.config import DataConfig, Period, RegistryConfig, SplitConfig
-from flightdelay.errors import FlightDelayError
-from flightdelay.io import read_json
-from flightdelay.registry import BUNDLE_TAG, CHAMPION, Registry
-from flightdelay.settings import Settings
 from monitoring.config import RetrainConfig
 from monitoring.replay import LOCAL_TIME_ZONE
+from tabloop.config import DataConfig, Period, RegistryConfig, SplitConfig
+from tabloop.errors import TabloopError
+from tabloop.io import read_json
+from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
+from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PROMOTED, KEPT, NOTHING_NEW = 0, 3, 4  # exit codes of `make retrain` (1 is an e
 DAY = dt.timedelta(days=1)
 
 
-class RetrainError(FlightDelayError):
+class RetrainError(TabloopError):
     """Retraining cannot start or did not finish."""
 
 
@@ -147,8 +147,8 @@ def overrides(moved: SplitConfig, data_config: Path) -> list[str]:
     ]
 
 
-def run_pipeline(root: Path, name: str, arguments: list[str]) -> None:
-    """``dvc exp run`` in ``root`` with its output shown as it comes; a RetrainError if it fails."""
+def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> None:
+    """``dvc exp run target`` in ``root`` with its output shown as it comes; a RetrainError if it fails."""
     git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, check=False)
     if git.returncode != 0:
         raise RetrainError(
@@ -156,16 +156,41 @@ def run_pipeline(root: Path, name: str, arguments: list[str]) -> None:
             "none: commit your work first (git add -A && git commit -m ...)"
         )
     dvc = Path(sys.executable).parent / "dvc"
-    command = [str(dvc), "exp", "run", "--name", unused_name(root, name)]
+    command = [str(dvc), "exp", "run", target, "--name", unused_name(root, name)]
     for argument in arguments:
         command += ["-S", argument]
     logger.info("running: dvc exp run %s", " ".join(command[3:]))
-    result = subprocess.run(command, cwd=root, env=os.environ.copy(), check=False)
+    kept = snapshot(root / "configs", root / "dvc.lock")
+    try:
+        result = subprocess.run(command, cwd=root, env=os.environ.copy(), check=False)
+    except BaseException:
+        restore(kept, root / "configs")
+        raise
     if result.returncode != 0:
+        restore(kept, root / "configs")
         raise RetrainError(
             f"the pipeline failed (dvc exp run exited {result.returncode}; its message is above); the previous "
-            "outputs, the registry and the served model are unchanged"
+            "outputs, the configuration, the registry and the served model are unchanged"
         )
+
+
+def snapshot(*paths: Path) -> dict[Path, bytes]:
+    """The bytes of every file at or under ``paths``."""
+    files: dict[Path, bytes] = {}
+    for path in paths:
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            files[file] = file.read_bytes()
+    return files
+
+
+def restore(files: dict[Path, bytes], directory: Path) -> None:
+    """Put back the ``files`` a failed experiment rewrote (``dvc exp run -S`` edits the workspace's params files
+    before it runs) and remove the files it added under ``directory``."""
+    for added in (p for p in directory.rglob("*") if p.is_file() and p not in files):
+        added.unlink()
+    for path, content in files.items():
+        if not path.is_file() or path.read_bytes() != content:
+            path.write_bytes(content)
 
 
 def unused_name(root: Path, name: str) -> str:

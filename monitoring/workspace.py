@@ -14,13 +14,13 @@ from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
 from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 from evidently.ui.workspace import Workspace
 
-from flightdelay.errors import FlightDelayError
-from flightdelay.io import staged
+from tabloop.errors import TabloopError
+from tabloop.io import staged
 
 logger = logging.getLogger(__name__)
 
 
-class WorkspaceError(FlightDelayError):
+class WorkspaceError(TabloopError):
     """The workspace cannot be opened or written."""
 
 

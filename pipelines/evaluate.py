@@ -1,37 +1,33 @@
 """DVC stage ``evaluate``: the model against two baselines on the test months, with curves and a model card."""
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from flightdelay.cli import entry_point
-from flightdelay.config import load_data_config, load_evaluate_config
-from flightdelay.evaluation.stage import evaluate
+from tabloop.cli import DatasetOption, PathOption, entry_point
+from tabloop.config import load_data_config, load_evaluate_config
+from tabloop.evaluation.stage import evaluate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
 def main(
-    config: Annotated[Path, typer.Option(help="Evaluation configuration file.")] = Path("configs/evaluate.yaml"),
-    data_config: Annotated[Path, typer.Option(help="Data configuration file.")] = Path("configs/data.yaml"),
-    features: Annotated[Path, typer.Option(help="Directory of the feature tables.")] = Path("data/features"),
-    bundle: Annotated[Path, typer.Option(help="Directory of the model bundle.")] = Path("models/bundle"),
-    training: Annotated[Path, typer.Option(help="Metrics of the train stage.")] = Path("reports/train/metrics.json"),
-    out: Annotated[Path, typer.Option(help="Directory for metrics, plots and the model card.")] = Path(
-        "reports/evaluation"
-    ),
+    dataset: DatasetOption = None,
+    config: PathOption = None,
+    data_config: PathOption = None,
+    features: PathOption = None,
+    bundle: PathOption = None,
+    out: PathOption = None,
 ) -> None:
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
-    with entry_point("evaluate"):
+    with entry_point("evaluate") as settings:
+        where = settings.layout(dataset)
         evaluate(
-            load_data_config(data_config),
-            load_evaluate_config(config),
-            features,
-            bundle,
-            out,
-            training_metrics=training,
+            load_data_config(data_config or where.data_config),
+            load_evaluate_config(config or where.evaluate_config),
+            features or where.features,
+            bundle or where.bundle,
+            out or where.evaluation,
+            training_metrics=where.train_reports / "metrics.json",
         )
 
 

@@ -5,51 +5,41 @@ from typing import Annotated
 
 import typer
 
-from flightdelay.cli import console, entry_point
-from flightdelay.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
-from flightdelay.register import RegisterInputs, register_candidate
+from tabloop.cli import DatasetOption, console, entry_point
+from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
+from tabloop.register import RegisterInputs, register_candidate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
 def main(
-    config: Annotated[Path, typer.Option(help="Registry configuration file.")] = Path("configs/registry.yaml"),
-    train_config: Annotated[Path, typer.Option(help="Training configuration file.")] = Path("configs/train.yaml"),
-    evaluate_config: Annotated[Path, typer.Option(help="Evaluation configuration file.")] = Path(
-        "configs/evaluate.yaml"
-    ),
-    data_config: Annotated[Path, typer.Option(help="Data configuration file.")] = Path("configs/data.yaml"),
-    bundle: Annotated[Path, typer.Option(help="Directory of the model bundle.")] = Path("models/bundle"),
-    features: Annotated[Path, typer.Option(help="Directory of the feature tables.")] = Path("data/features"),
-    train_reports: Annotated[Path, typer.Option(help="Directory of the training reports.")] = Path("reports/train"),
-    evaluation: Annotated[Path, typer.Option(help="Directory of the evaluation reports.")] = Path("reports/evaluation"),
+    dataset: DatasetOption = None,
     lock: Annotated[Path, typer.Option(help="DVC lock file (hashes of the data).")] = Path("dvc.lock"),
-    receipt: Annotated[Path, typer.Option(help="Where to note which bundle the registry holds.")] = Path(
-        "reports/registry.json"
-    ),
 ) -> None:
     """Register the trained model as @challenger; promote it to @champion if it passes the gate."""
     with entry_point("register") as settings:
-        registry = load_registry_config(config)
-        evaluate = load_evaluate_config(evaluate_config)
-        data = load_data_config(data_config)
+        where = settings.layout(dataset)
+        registry = load_registry_config(where.registry_config)
+        evaluate = load_evaluate_config(where.evaluate_config)
+        data = load_data_config(where.data_config)
         params = {
-            "train": load_train_config(train_config).model_dump(mode="json"),
+            "train": load_train_config(where.train_config).model_dump(mode="json"),
             "data": data.model_dump(mode="json", include={"label", "split", "preprocessing"}),
             "evaluate": evaluate.model_dump(mode="json"),
             "gate": registry.gate.model_dump(mode="json"),
         }
         inputs = RegisterInputs(
-            bundle_dir=bundle,
-            features_dir=features,
-            train_reports=train_reports,
-            evaluation_dir=evaluation,
+            bundle_dir=where.bundle,
+            features_dir=where.features,
+            train_reports=where.train_reports,
+            evaluation_dir=where.evaluation,
             lock_file=lock,
             root=Path.cwd(),
             params=params,
-            receipt=receipt,
-            other_reports=[Path("reports/validation/summary.md"), Path("reports/features.json")],
+            receipt=where.receipt,
+            data_outputs=where.data_outputs,
+            other_reports=[where.validation_reports / "summary.md", where.features_metrics],
         )
         outcome = register_candidate(settings, registry, evaluate, inputs)
         verdict = f"gate: {outcome.decision.verdict}" if outcome.decision else "already registered"

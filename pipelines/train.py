@@ -1,32 +1,33 @@
 """DVC stage ``train``: fit the PyTorch model, keep the best epoch, choose the decision threshold."""
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from flightdelay.cli import entry_point
-from flightdelay.config import load_train_config
-from flightdelay.training import train
+from tabloop.cli import DatasetOption, PathOption, entry_point
+from tabloop.config import load_train_config
+from tabloop.training import train
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
 def main(
-    config: Annotated[Path, typer.Option(help="Training configuration file.")] = Path("configs/train.yaml"),
-    features: Annotated[Path, typer.Option(help="Directory of the feature tables.")] = Path("data/features"),
-    out: Annotated[Path, typer.Option(help="Directory for the model bundle.")] = Path("models/bundle"),
-    reports: Annotated[Path, typer.Option(help="Directory for the training history and metrics.")] = Path(
-        "reports/train"
-    ),
-    checkpoints: Annotated[Path, typer.Option(help="Directory for the resumable checkpoint.")] = Path(
-        "models/checkpoints"
-    ),
+    dataset: DatasetOption = None,
+    config: PathOption = None,
+    features: PathOption = None,
+    out: PathOption = None,
+    reports: PathOption = None,
+    checkpoints: PathOption = None,
 ) -> None:
-    """Train the network on the training months with early stopping on the validation months."""
-    with entry_point("train"):
-        train(load_train_config(config), features, out, reports, checkpoints)
+    """Train the network on the training split with early stopping on the validation split."""
+    with entry_point("train") as settings:
+        where = settings.layout(dataset)
+        train(
+            load_train_config(config or where.train_config),
+            features or where.features,
+            out or where.bundle,
+            reports or where.train_reports,
+            checkpoints or where.checkpoints,
+        )
 
 
 if __name__ == "__main__":

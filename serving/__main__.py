@@ -1,14 +1,14 @@
-"""``python -m serving`` (``make serve``): the service on 127.0.0.1:8000, or as FLIGHTDELAY_SERVE_* / PORT say."""
+"""``python -m serving`` (``make serve``): the service on 127.0.0.1:8000, or as TABLOOP_SERVE_* / PORT say."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from flightdelay.cli import entry_point
-from flightdelay.settings import from_environment
 from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
+from tabloop.cli import entry_point
+from tabloop.settings import from_environment
 
 
 def main() -> None:

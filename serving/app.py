@@ -22,9 +22,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flightdelay import __version__
-from flightdelay.config import load_data_config, load_registry_config
-from flightdelay.settings import Settings, apply_process_defaults
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
@@ -33,6 +30,9 @@ from serving.schemas import example_flight, flight_model
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
+from tabloop import __version__
+from tabloop.config import load_data_config, load_registry_config
+from tabloop.settings import Settings, apply_process_defaults
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"

@@ -24,15 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flightdelay.config import RegistryConfig
-from flightdelay.contract import FeatureContract
-from flightdelay.errors import redact
-from flightdelay.io import read_json, staged, write_json
-from flightdelay.model.bundle import Bundle, Predictor, files_digest
-from flightdelay.registry import FILES_TAG, Registry
-from flightdelay.settings import Settings
 from serving.schemas import example_flight
 from serving.settings import ServeSettings
+from tabloop.config import RegistryConfig
+from tabloop.contract import FeatureContract
+from tabloop.errors import redact
+from tabloop.io import read_json, staged, write_json
+from tabloop.model.bundle import Bundle, Predictor, files_digest
+from tabloop.registry import FILES_TAG, Registry
+from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a registry version number: the only thing the cache's pointer may name

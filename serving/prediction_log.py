@@ -34,8 +34,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flightdelay.errors import redact
 from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
+from tabloop.errors import redact
 
 logger = logging.getLogger(__name__)
 

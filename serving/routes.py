@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from flightdelay.errors import redact
 from serving.prediction_log import LogUnavailableError, now
 from serving.schemas import ErrorResponse, Feedback, FeedbackResponse, PredictResponse
 from serving.service import RequestContext, Service, ServiceError, error_path, require_json
+from tabloop.errors import redact
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 ONE, MANY = "one", "many"  # tags of the two shapes of a body (not part of error paths)

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from flightdelay.contract import FeatureContract, FeatureSpec
-from flightdelay.features.preprocessing import Preprocessor
+from tabloop.contract import FeatureContract, FeatureSpec
+from tabloop.features.preprocessing import Preprocessor
 
 MAX_TEXT = 64
 

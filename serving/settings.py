@@ -1,14 +1,16 @@
-"""Settings of the prediction service, from the environment (``FLIGHTDELAY_SERVE_*``, and ``PORT``)."""
+"""Settings of the prediction service, from the environment (``TABLOOP_SERVE_*``, and ``PORT``)."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tabloop.layout import Layout
 
 MIN_KEY_LENGTH = 32
 MIN_KEY_BITS = 96
@@ -21,18 +23,31 @@ COMMON_WORDS = (
 class ServeSettings(BaseSettings):
     """How the service listens, what it serves, where it logs, and its limits."""
 
-    model_config = SettingsConfigDict(env_prefix="FLIGHTDELAY_SERVE_", extra="forbid", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="TABLOOP_SERVE_", extra="forbid", populate_by_name=True)
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("FLIGHTDELAY_SERVE_PORT", "PORT"))
-    registry_config: Path = Field(Path("configs/registry.yaml"), description="Names the registered model to serve.")
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("TABLOOP_SERVE_PORT", "PORT"))
+    # Declared before the fields whose defaults are that dataset's paths (a default factory sees earlier fields).
+    dataset: str | None = Field(
+        None,
+        validation_alias=AliasChoices("TABLOOP_DATASET", "dataset"),
+        description="The dataset whose model is served; default: configs/datasets.yaml's.",
+    )
+    registry_config: Path = Field(
+        default_factory=lambda data: _layout(data).registry_config, description="Names the registered model to serve."
+    )
     contract_config: Path = Field(
-        Path("configs/data.yaml"), description="Contract for the request schema while no model has been loaded."
+        default_factory=lambda data: _layout(data).data_config,
+        description="Contract for the request schema while no model has been loaded.",
     )
     alias: str = Field("champion", description="The registry alias to serve and watch.")
-    cache_dir: Path = Field(Path("models/cache"), description="Downloaded bundles, served when the registry is down.")
+    cache_dir: Path = Field(
+        default_factory=lambda data: _layout(data).cache,
+        description="Downloaded bundles, served when the registry is down.",
+    )
     prediction_log_url: str = Field(
-        "sqlite:///logs/predictions.db", description="SQLAlchemy URL of the prediction log (e.g. postgresql://...)."
+        default_factory=lambda data: _layout(data).prediction_log_url,
+        description="SQLAlchemy URL of the prediction log (e.g. postgresql://...).",
     )
     api_key: SecretStr | None = Field(None, description="If set, required on prediction, feedback and admin routes.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
@@ -71,7 +86,7 @@ class ServeSettings(BaseSettings):
         """Where the prediction log's journal goes (None: beside the SQLite file)."""
         if self.log_journal_dir is not None or self.prediction_log_url.startswith("sqlite:///"):
             return self.log_journal_dir
-        return Path("logs/journal")
+        return Layout.of(self.dataset).logs / "journal"
 
     @field_validator("api_key")
     @classmethod
@@ -84,6 +99,10 @@ class ServeSettings(BaseSettings):
                     "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))', or unset it"
                 )
         return key
+
+
+def _layout(data: dict[str, Any]) -> Layout:
+    return Layout.of(data.get("dataset"))
 
 
 def key_weakness(key: str) -> str | None:

@@ -22,9 +22,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers
 
-from flightdelay import __version__
-from flightdelay.contract import FeatureSpec
 from serving.service import Predicted, RequestContext, Service, ServiceError, validation_details
+from tabloop import __version__
+from tabloop.contract import FeatureSpec
 
 INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 NUMBER_TYPES = INTEGER_TYPES | {"FP16", "FP32", "FP64"}
@@ -297,7 +297,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
 
     @router.get("", summary="Server metadata")
     async def server() -> dict[str, Any]:
-        return {"name": "flightdelay", "version": __version__, "extensions": ["binary_tensor_data"]}
+        return {"name": "tabloop", "version": __version__, "extensions": ["binary_tensor_data"]}
 
     @router.get("/health/live", summary="Server liveness")
     async def live() -> dict[str, bool]:
@@ -316,7 +316,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         return {
             "name": name,
             "versions": [served.version] if served else [],
-            "platform": "flightdelay",
+            "platform": "tabloop",
             "inputs": [{"name": f, "datatype": datatype_of(s), "shape": [-1]} for f, s in features.items()],
             "outputs": [
                 {"name": "probability", "datatype": "FP64", "shape": [-1]},

@@ -20,7 +20,14 @@ import pytest
 import uvicorn
 import yaml
 
-from flightdelay.config import (
+from monitoring.config import MonitorConfig, ReportsConfig
+from monitoring.replay import load_traffic
+from serving.app import create_app
+from serving.http import bounded_head_protocol
+from serving.prediction_log import PredictionBatch, PredictionLog
+from serving.settings import ServeSettings
+from slices import write_slice
+from tabloop.config import (
     DataConfig,
     EvaluateConfig,
     RegistryConfig,
@@ -29,24 +36,19 @@ from flightdelay.config import (
     load_evaluate_config,
     load_train_config,
 )
-from flightdelay.data.ingest import ingest
-from flightdelay.data.validate import validate
-from flightdelay.evaluation.stage import evaluate
-from flightdelay.features.build import build_features
-from flightdelay.model.bundle import Predictor
-from flightdelay.register import RegisterInputs, register_candidate
-from flightdelay.settings import Settings
-from flightdelay.training import train
-from monitoring.config import MonitorConfig, ReportsConfig
-from monitoring.replay import load_traffic
-from serving.app import create_app
-from serving.http import bounded_head_protocol
-from serving.prediction_log import PredictionBatch, PredictionLog
-from serving.settings import ServeSettings
-from slices import write_slice
+from tabloop.data.ingest import ingest
+from tabloop.data.validate import validate
+from tabloop.evaluation.stage import evaluate
+from tabloop.features.build import build_features
+from tabloop.layout import Layout
+from tabloop.model.bundle import Predictor
+from tabloop.register import RegisterInputs, register_candidate
+from tabloop.settings import Settings
+from tabloop.training import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_PATH = REPO_ROOT / "configs" / "data.yaml"
+WHERE = Layout.of(None, REPO_ROOT)  # the default dataset's paths in this repository
+CONFIG_PATH = WHERE.data_config
 
 
 def with_source(config: DataConfig, directory: Path) -> DataConfig:
@@ -137,13 +139,13 @@ def shrink(config: TrainConfig, **training: int) -> TrainConfig:
 @pytest.fixture(scope="session")
 def train_config() -> TrainConfig:
     """configs/train.yaml, shrunk for the slice."""
-    return shrink(load_train_config(REPO_ROOT / "configs" / "train.yaml"))
+    return shrink(load_train_config(WHERE.train_config))
 
 
 @pytest.fixture(scope="session")
 def evaluate_config() -> EvaluateConfig:
     """configs/evaluate.yaml with slices small enough for the slice of flights."""
-    config = load_evaluate_config(REPO_ROOT / "configs" / "evaluate.yaml")
+    config = load_evaluate_config(WHERE.evaluate_config)
     return config.model_copy(update={"min_slice_rows": 5})
 
 
@@ -200,6 +202,7 @@ def registry_store(
         root=REPO_ROOT,
         params={},
         receipt=root / "registry.json",
+        data_outputs=WHERE.data_outputs,
     )
     register_candidate(settings, config, evaluate_config, inputs)
     config_path = root / "registry.yaml"

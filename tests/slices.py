@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flightdelay.data.sources import bundled_source_dir
+from tabloop.data.sources import bundled_source_dir
 
 NULL = "NA"
 

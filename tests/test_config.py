@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import CONFIG_PATH, REPO_ROOT
-from flightdelay.config import DataConfig, load_data_config, parse_config
-from flightdelay.errors import ConfigError
+from tabloop.config import DataConfig, load_data_config, parse_config
+from tabloop.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,32 @@ def test_stage_reports_config_error_without_traceback(raw: dict[str, Any], tmp_p
     assert "label.threshold_minutes" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "raw").exists()
+
+
+def test_categories_survive_dvc_rewriting_the_params_file(tmp_path: Path) -> None:
+    """``dvc exp run -S`` writes the params file back without quotes; ``Yes``/``No`` must stay strings."""
+    params = tmp_path / "params.yaml"
+    params.write_text('seed: 1\ncategories: ["Yes", "No", "on", "off"]\n')
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  read:\n"
+        f'    cmd: {sys.executable} -c "from pathlib import Path; from tabloop.config import load_yaml; '
+        "Path('out.txt').write_text(repr(load_yaml(Path('params.yaml'))['categories']))\"\n"
+        "    params: [seed]\n    outs: [out.txt]\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "params"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run([str(dvc), "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qam", "dvc"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [str(dvc), "exp", "run", "-q", "-S", "seed=2"],
+        cwd=tmp_path,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    rewritten = params.read_text()
+    assert "seed: 2" in rewritten
+    assert '"Yes"' not in rewritten  # DVC dropped the quotes
+    assert yaml.safe_load(rewritten)["categories"][:2] == [True, False]  # what YAML 1.1 would have read
+    assert (tmp_path / "out.txt").read_text() == "['Yes', 'No', 'on', 'off']"

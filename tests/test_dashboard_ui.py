@@ -21,12 +21,12 @@ import yaml
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 
 from conftest import REPO_ROOT, monitor_config
-from flightdelay.config import load_registry_config
-from flightdelay.settings import Settings
 from monitoring.config import MonitorConfig
 from monitoring.log import read_log
 from monitoring.monitor import run_monitor
 from monitoring.workspace import MonitoringWorkspace
+from tabloop.config import load_registry_config
+from tabloop.settings import Settings
 
 pytestmark = pytest.mark.ui
 

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flightdelay.config import DataConfig, EvaluateConfig
-from flightdelay.errors import ConfigError
-from flightdelay.evaluation.metrics import (
+from tabloop.config import DataConfig, EvaluateConfig
+from tabloop.errors import ConfigError
+from tabloop.evaluation.metrics import (
     confusion,
     curves,
     downsample,
@@ -18,8 +18,8 @@ from flightdelay.evaluation.metrics import (
     probability_metrics,
     slice_metrics,
 )
-from flightdelay.evaluation.stage import evaluate
-from flightdelay.io import read_json
+from tabloop.evaluation.stage import evaluate
+from tabloop.io import read_json
 
 
 def test_perfect_and_inverted_rankings() -> None:

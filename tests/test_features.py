@@ -11,13 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flightdelay.config import DataConfig
-from flightdelay.contract import FeatureSpec
-from flightdelay.errors import FeatureError
-from flightdelay.features.build import ID_COLUMNS, build_features
-from flightdelay.features.calendar import days_to_nearest, federal_holidays
-from flightdelay.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
-from flightdelay.io import read_json
+from tabloop.config import DataConfig
+from tabloop.contract import FeatureSpec
+from tabloop.errors import FeatureError
+from tabloop.features.build import ID_COLUMNS, build_features
+from tabloop.features.calendar import days_to_nearest, federal_holidays
+from tabloop.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
+from tabloop.io import read_json
 
 SPLITS = ("train", "valid", "test")
 

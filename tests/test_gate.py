@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flightdelay.config import GateConfig
-from flightdelay.gate import Scorecard, decide
+from tabloop.config import GateConfig
+from tabloop.gate import Scorecard, decide
 
 POLICY = GateConfig(metric="roc_auc", min_improvement=0.002, max_slice_regression=0.02, min_slice_rows=100)
 

@@ -9,13 +9,13 @@ import polars as pl
 import pytest
 
 from conftest import with_source
-from flightdelay.config import DataConfig
-from flightdelay.data.dtypes import polars_dtype
-from flightdelay.data.ingest import ingest
-from flightdelay.data.sources import bundled_source_dir
-from flightdelay.errors import ContractError, SourceError
-from flightdelay.io import read_json
 from slices import write_table
+from tabloop.config import DataConfig
+from tabloop.data.dtypes import polars_dtype
+from tabloop.data.ingest import ingest
+from tabloop.data.sources import bundled_source_dir
+from tabloop.errors import ContractError, SourceError
+from tabloop.io import read_json
 
 
 @pytest.fixture

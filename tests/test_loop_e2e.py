@@ -21,6 +21,7 @@ from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.workspace import MonitoringWorkspace
 from slices import write_slice
+from tabloop.layout import Layout
 from test_serving_process import free_port
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(repo: Path) -> Iterator[str]:
     """``make serve`` in the copy, on a free port; it loads a new champion only when told (no polling)."""
     port = free_port()
-    env = {**environment(), "FLIGHTDELAY_SERVE_PORT": str(port), "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": "0"}
+    env = {**environment(), "TABLOOP_SERVE_PORT": str(port), "TABLOOP_SERVE_POLL_INTERVAL_S": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "serving"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -91,7 +92,7 @@ def served_version(url: str) -> str:
 
 
 def split_of(repo: Path) -> dict[str, dict[str, str]]:
-    split = yaml.safe_load((repo / "configs" / "data.yaml").read_text())["split"]
+    split = yaml.safe_load((Layout.of(None, repo).data_config).read_text())["split"]
     return {name: {k: str(v) for k, v in period.items()} for name, period in split.items()}
 
 
@@ -106,7 +107,7 @@ def test_drift_is_detected_retraining_promotes_and_the_new_champion_is_served(re
     # The drift gate sees autumn against the September-October reference.
     monitored = run(repo, "monitoring", "monitor")
     assert monitored.returncode == ALARM, monitored.stdout + monitored.stderr
-    verdict = json.loads((repo / "reports" / "monitoring" / "verdict.json").read_text())
+    verdict = json.loads((Layout.of(None, repo).monitoring / "verdict.json").read_text())
     assert verdict["status"] == "alarm"
     assert "/v1/" in verdict["window"]
     assert verdict["reasons"]
@@ -136,12 +137,12 @@ def test_drift_is_detected_retraining_promotes_and_the_new_champion_is_served(re
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     monitored = run(repo, "monitoring", "monitor")
     assert monitored.returncode in (0, ALARM), monitored.stdout + monitored.stderr
-    verdict = json.loads((repo / "reports" / "monitoring" / "verdict.json").read_text())
+    verdict = json.loads((Layout.of(None, repo).monitoring / "verdict.json").read_text())
     assert "/v2/" in verdict["window"]
     reported = {w["window"].split("/")[1] for w in verdict["windows"]}
     assert reported == {"v1", "v2"}
 
-    workspace = MonitoringWorkspace(repo / "reports" / "monitoring" / "workspace", "flight-delay monitoring")
+    workspace = MonitoringWorkspace(Layout.of(None, repo).monitoring / "workspace", "flights monitoring")
     assert {key.split("/")[1] for (key, _) in workspace.existing} == {"v1", "v2"}
     dashboard = workspace.workspace.get_project(workspace.project_id).dashboard.model()
     legends = {m.legend for panel in dashboard.panels for m in panel.values}

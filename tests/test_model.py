@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 import torch
 
-from flightdelay.features.preprocessing import frame_columns
-from flightdelay.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
-from flightdelay.model.inference import FoldedNetwork
-from flightdelay.model.network import ModelArgs, TabularNet, embedding_dim
+from tabloop.features.preprocessing import frame_columns
+from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from tabloop.model.inference import FoldedNetwork
+from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
 
 ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
 
@@ -128,7 +128,7 @@ def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: P
 
 def test_network_module_imports_no_serving_or_tracking_code() -> None:
     code = (
-        "import sys, flightdelay.model.network, flightdelay.model.bundle\n"
+        "import sys, tabloop.model.network, tabloop.model.bundle\n"
         "bad = [m for m in ('mlflow', 'fastapi', 'evidently') if m in sys.modules]\n"
         "assert not bad, bad"
     )

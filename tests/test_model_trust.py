@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from flightdelay.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError
-from flightdelay.registry import FILES_TAG, Registry
-from flightdelay.settings import Settings
 from serving.app import create_app
 from serving.settings import ServeSettings
+from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError
+from tabloop.registry import FILES_TAG, Registry
+from tabloop.settings import Settings
 
 DOWN = Settings(tracking_uri="http://127.0.0.1:9")  # nothing listens there: the registry is unreachable
 
@@ -59,7 +59,7 @@ def set_threshold(bundle: Path, threshold: Any) -> None:
 
 
 def test_the_registry_version_carries_the_digest_of_its_files(registry_store: tuple[Settings, Path]) -> None:
-    from flightdelay.config import load_registry_config
+    from tabloop.config import load_registry_config
 
     registry = Registry(registry_store[0], load_registry_config(registry_store[1]))
     tags = registry.get("1").tags

@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import monitor_config
-from flightdelay.config import DataConfig, RegistryConfig, load_registry_config
-from flightdelay.settings import Settings
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.gate import ALARM, HEALTHY, UNJUDGED
 from monitoring.log import LogError, decode_features, read_log, windows
 from monitoring.monitor import run_monitor
 from monitoring.workspace import MonitoringWorkspace
 from serving.prediction_log import PredictionLog
+from tabloop.config import DataConfig, RegistryConfig, load_registry_config
+from tabloop.settings import Settings
 
 
 def replayed_log_args(replayed: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -18,25 +18,27 @@ import polars as pl
 import pytest
 
 from benchmarks.workspace import copy_repository, dvc, edit_config
-from flightdelay.io import read_json
+from conftest import WHERE
 from slices import write_table
+from tabloop.io import read_json
 
 pytestmark = pytest.mark.e2e
-OUTPUTS = ("data/raw", "data/validated", "data/features", "models/bundle", "reports")
+D = WHERE.dataset
+OUTPUTS = (f"data/{D}/raw", f"data/{D}/validated", f"data/{D}/features", f"models/{D}/bundle", f"reports/{D}")
 ALL_STAGES = ["ingest", "validate", "features", "train", "evaluate", "register"]
 # What each stage writes; a stage that fails must leave its own outputs and every later stage's untouched.
 STAGE_OUTPUTS = {
-    "ingest": ("data/raw/",),
-    "validate": ("data/validated/", "reports/validation/"),
-    "features": ("data/features/", "reports/features.json"),
-    "train": ("models/bundle/", "reports/train/"),
-    "evaluate": ("reports/evaluation/",),
-    "register": ("reports/registry.json",),
+    "ingest": (f"data/{D}/raw/",),
+    "validate": (f"data/{D}/validated/", f"reports/{D}/validation/"),
+    "features": (f"data/{D}/features/", f"reports/{D}/features.json"),
+    "train": (f"models/{D}/bundle/", f"reports/{D}/train/"),
+    "evaluate": (f"reports/{D}/evaluation/",),
+    "register": (f"reports/{D}/registry.json",),
 }
 
 
 def ran(result_stdout: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", result_stdout)
+    return re.findall(rf"Running stage '(\w+)@{D}'", result_stdout)
 
 
 def fingerprint(repo: Path) -> dict[str, str]:
@@ -64,18 +66,22 @@ def repo(built: Path, tmp_path: Path) -> Path:
 
 def test_first_run_writes_every_output_and_registers_a_champion(built: Path) -> None:
     for split in ("train", "valid", "test"):
-        assert pl.read_parquet(built / "data" / "features" / f"{split}.parquet").height > 0
-    assert (built / "data" / "features" / "preprocessing.json").is_file()
-    summary = read_json(built / "reports" / "validation" / "summary.json")
+        assert pl.read_parquet(built / "data" / D / "features" / f"{split}.parquet").height > 0
+    assert (built / "data" / D / "features" / "preprocessing.json").is_file()
+    summary = read_json(built / "reports" / D / "validation" / "summary.json")
     assert summary["tables"]["flights"]["rows"] == 337
-    assert (built / "models" / "bundle" / "weights.safetensors").is_file()
-    assert (built / "reports" / "evaluation" / "model_card.md").is_file()
+    assert (built / "models" / D / "bundle" / "weights.safetensors").is_file()
+    assert (built / "reports" / D / "evaluation" / "model_card.md").is_file()
     metrics = dvc(built, "metrics", "show")
-    for path in ("reports/features.json", "reports/validation/summary.json", "reports/evaluation/metrics.json"):
+    for path in (
+        f"reports/{D}/features.json",
+        f"reports/{D}/validation/summary.json",
+        f"reports/{D}/evaluation/metrics.json",
+    ):
         assert path in metrics.stdout
-    receipt = read_json(built / "reports" / "registry.json")
+    receipt = read_json(built / "reports" / D / "registry.json")
     champion = subprocess.run(
-        [str(Path(sys.executable).parent / "flightdelay"), "champion"],
+        [str(Path(sys.executable).parent / "tabloop"), "champion"],
         cwd=built,
         capture_output=True,
         text=True,
@@ -115,7 +121,7 @@ def test_experiment_lands_in_dvc_and_mlflow(repo: Path) -> None:
         cwd=repo,
         check=True,
     )
-    result = dvc(repo, "exp", "run", "-S", "configs/train.yaml:optimizer.lr=0.003")
+    result = dvc(repo, "exp", "run", "-S", f"configs/{D}/train.yaml:optimizer.lr=0.003")
     assert result.returncode == 0, result.stdout + result.stderr
     assert ran(result.stdout)[:1] == ["train"]
     shown = dvc(repo, "exp", "show", "--json")
@@ -208,7 +214,9 @@ def test_bad_source_fails_clearly_and_keeps_outputs(
     kept = downstream_of(failed_stage)
 
     def outputs_kept(files: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in files.items() if k.startswith(kept) and not k.startswith("reports/validation/failed/")}
+        return {
+            k: v for k, v in files.items() if k.startswith(kept) and not k.startswith(f"reports/{D}/validation/failed/")
+        }
 
     assert outputs_kept(fingerprint(repo)) == outputs_kept(before)
     assert outputs_kept(before), "the check must cover some outputs"

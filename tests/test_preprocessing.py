@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flightdelay.config import PreprocessingConfig
-from flightdelay.contract import FeatureContract, FeatureSpec
-from flightdelay.features.preprocessing import FIRST_INDEX, MISSING, OOV, FittedOn, Preprocessor
+from tabloop.config import PreprocessingConfig
+from tabloop.contract import FeatureContract, FeatureSpec
+from tabloop.features.preprocessing import FIRST_INDEX, MISSING, OOV, FittedOn, Preprocessor
 
 CONTRACT = FeatureContract(
     features={

@@ -14,15 +14,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO_ROOT
-from flightdelay.config import EvaluateConfig, RegistryConfig
-from flightdelay.features.preprocessing import frame_columns
-from flightdelay.io import read_json
-from flightdelay.model.bundle import LINEAGE_FILE, Bundle, Predictor
-from flightdelay.model.network import TabularNet
-from flightdelay.register import RegisterInputs, register_candidate
-from flightdelay.registry import CHALLENGER, CHAMPION, Registry, RegistryError
-from flightdelay.settings import Settings
+from conftest import REPO_ROOT, WHERE
+from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.features.preprocessing import frame_columns
+from tabloop.io import read_json
+from tabloop.model.bundle import LINEAGE_FILE, Bundle, Predictor
+from tabloop.model.network import TabularNet
+from tabloop.register import RegisterInputs, register_candidate
+from tabloop.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from tabloop.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def inputs(trained: dict[str, Path], evaluated: Path, stage_outputs: dict[str, P
         root=REPO_ROOT,
         params={"train": {"seed": 42, "model": {"hidden": [64]}}},
         receipt=tmp_path / "registry.json",
+        data_outputs=WHERE.data_outputs,
     )
 
 
@@ -106,7 +107,7 @@ def test_first_registration_becomes_champion_with_lineage(
     bundle_dir = registry.fetch_bundle("1", tmp_path / "download")
     lineage = read_json(bundle_dir / LINEAGE_FILE)
     assert lineage["bundle_sha256"] == digest
-    assert set(lineage["data"]) == {"data/raw", "data/validated", "data/features"}
+    assert set(lineage["data"]) == {"raw", "validated", "features"}
     assert lineage["mlflow_run_id"] == run_id
     assert "test" in lineage["metrics"]
     assert (bundle_dir / "model_card.md").is_file()

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from conftest import running_service
-from flightdelay.cli import entry_point
-from flightdelay.config import DataConfig
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import ReplayError, ReplayState, end_of_day, load_traffic, replay
 from serving.settings import ServeSettings
+from tabloop.cli import entry_point
+from tabloop.config import DataConfig
 
 
 def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flightdelay.config import DataConfig
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import RetrainConfig
 from monitoring.retrain import (
@@ -28,6 +28,7 @@ from monitoring.retrain import (
     source_end,
 )
 from serving.prediction_log import PredictionLog
+from tabloop.config import DataConfig
 
 NEW_YORK = "America/New_York"
 
@@ -114,7 +115,7 @@ def test_the_source_end_is_the_last_validated_flight(stage_outputs: dict[str, Pa
 def test_a_repository_without_a_commit_is_a_clear_error(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     with pytest.raises(RetrainError, match="commit your work first"):
-        run_pipeline(tmp_path, "retrain-x", [])
+        run_pipeline(tmp_path, "retrain-x", "register@flights", [])
 
 
 def test_a_service_that_is_not_running_is_told_nothing() -> None:
@@ -138,3 +139,26 @@ def test_a_missing_log_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(monitoring_cli, ["retrain", "--config", str(config), "--dry-run"])
     assert result.exit_code == 1
     assert "no prediction log yet" in result.output
+
+
+def test_a_failed_experiment_leaves_the_configuration_and_the_lock_as_they_were(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "data.yaml").write_text('x: 1\ncategories: ["Yes", "No"]\n')
+    (tmp_path / "check.py").write_text(
+        "import sys, pathlib\nsys.exit('x: 1' not in pathlib.Path('configs/data.yaml').read_text())\n"
+    )
+    (tmp_path / "dvc.yaml").write_text(
+        f"stages:\n  s:\n    cmd: {sys.executable} check.py && echo ok > out.txt\n"
+        "    params: [configs/data.yaml: [x]]\n    outs: [out.txt]\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"], [*git, "add", "-A"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=tmp_path, check=True)
+    before = {p: p.read_bytes() for p in (configs / "data.yaml", tmp_path / "dvc.lock")}
+    with pytest.raises(RetrainError, match="configuration, the registry and the served model are unchanged"):
+        run_pipeline(tmp_path, "retrain-x", "s", ["configs/data.yaml:x=2"])
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in configs.iterdir()) == ["data.yaml"]

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from conftest import REPO_ROOT
-from flightdelay.model.bundle import Predictor
 from serving.app import create_app
 from serving.settings import ServeSettings
+from tabloop.model.bundle import Predictor
 
 Flights = list[dict[str, Any]]
 
@@ -224,7 +224,7 @@ def v2_inputs(rows: Flights, shape_2d: bool = False) -> list[dict[str, Any]]:
 
 
 def test_open_inference_protocol(client: TestClient, test_flights: Flights) -> None:
-    assert client.get("/v2").json()["name"] == "flightdelay"
+    assert client.get("/v2").json()["name"] == "tabloop"
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").status_code == 200
     assert client.get("/v2/models/flight-delay/ready").json() == {"name": "flight-delay", "ready": True}
@@ -395,9 +395,9 @@ def test_random_api_keys_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("FLIGHTDELAY_SERVE_API_KEY", "password12345678password12345678", "the API key is too weak"),
-        ("FLIGHTDELAY_LOG_LEVEL", "LOUD", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
-        ("FLIGHTDELAY_SERVE_PORT", "eighty", "Input should be a valid integer"),
+        ("TABLOOP_SERVE_API_KEY", "password12345678password12345678", "the API key is too weak"),
+        ("TABLOOP_LOG_LEVEL", "LOUD", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("TABLOOP_SERVE_PORT", "eighty", "Input should be a valid integer"),
     ],
 )
 def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, value: str, says: str) -> None:
@@ -420,7 +420,7 @@ def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, 
 def test_without_any_model_the_service_is_live_but_not_ready(
     serve_settings: ServeSettings, tmp_path: Path, test_flights: Flights
 ) -> None:
-    from flightdelay.settings import Settings
+    from tabloop.settings import Settings
 
     empty = Settings(tracking_uri=f"sqlite:///{tmp_path}/empty.db", artifact_root=str(tmp_path / "artifacts"))
     with TestClient(create_app(serve_settings, empty)) as c:
@@ -440,7 +440,7 @@ def test_registry_down_at_start_serves_the_cached_champion(
 ) -> None:
     with TestClient(create_app(serve_settings, registry_store[0])) as c:  # fills the cache
         expected = c.post("/predict", json=test_flights[0]).json()["predictions"][0]["probability"]
-    from flightdelay.settings import Settings
+    from tabloop.settings import Settings
 
     down = Settings(tracking_uri="http://admin:hunter2-secret@127.0.0.1:9")
     with TestClient(create_app(serve_settings, down)) as c:

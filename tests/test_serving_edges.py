@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from conftest import running_service
-from flightdelay.contract import FeatureContract
 from serving.app import create_app
 from serving.settings import ServeSettings
 from serving.v2 import datatype_of
+from tabloop.contract import FeatureContract
 
 Flights = list[dict[str, Any]]
 

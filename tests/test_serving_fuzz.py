@@ -9,9 +9,9 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from flightdelay.settings import Settings
 from serving.app import create_app
 from serving.settings import ServeSettings
+from tabloop.settings import Settings
 
 EXAMPLES_PER_OPERATION = 25
 

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 import yaml
 
 from conftest import REPO_ROOT
-from flightdelay.model.bundle import Bundle
-from flightdelay.registry import CHAMPION, Registry
-from flightdelay.settings import Settings
+from tabloop.model.bundle import Bundle
+from tabloop.registry import CHAMPION, Registry
+from tabloop.settings import Settings
 from test_serving_reload import register, variant
 
 pytestmark = pytest.mark.e2e
@@ -53,12 +53,12 @@ def start(
     log_url = f"sqlite:///{tmp_path}/predictions.db"
     env = {
         **os.environ,
-        "FLIGHTDELAY_TRACKING_URI": settings.tracking_uri,
-        "FLIGHTDELAY_SERVE_PORT": str(port),
-        "FLIGHTDELAY_SERVE_REGISTRY_CONFIG": str(registry_config),
-        "FLIGHTDELAY_SERVE_CACHE_DIR": str(tmp_path / "cache"),
-        "FLIGHTDELAY_SERVE_PREDICTION_LOG_URL": log_url,
-        "FLIGHTDELAY_SERVE_POLL_INTERVAL_S": str(POLL_S),
+        "TABLOOP_TRACKING_URI": settings.tracking_uri,
+        "TABLOOP_SERVE_PORT": str(port),
+        "TABLOOP_SERVE_REGISTRY_CONFIG": str(registry_config),
+        "TABLOOP_SERVE_CACHE_DIR": str(tmp_path / "cache"),
+        "TABLOOP_SERVE_PREDICTION_LOG_URL": log_url,
+        "TABLOOP_SERVE_POLL_INTERVAL_S": str(POLL_S),
         **extra,
     }
     command = [sys.executable, "-m", "serving"]
@@ -172,7 +172,7 @@ def test_champion_moving_under_load_fails_nothing(
     tmp_path: Path,
     test_flights: list,
 ) -> None:
-    from flightdelay.config import RegistryConfig
+    from tabloop.config import RegistryConfig
 
     settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
     config = RegistryConfig(experiment="moving", model_name="flight-delay")
@@ -287,7 +287,7 @@ def test_a_disk_that_fills_while_serving_refuses_loses_nothing_and_recovers(
         "-c",
         f"mount -t tmpfs -o size=32m tmpfs {journal} && exec",
     ]
-    process, url, log_url = start(tmp_path, *registry_store, wrap=wrap, FLIGHTDELAY_SERVE_LOG_JOURNAL_DIR=str(journal))
+    process, url, log_url = start(tmp_path, *registry_store, wrap=wrap, TABLOOP_SERVE_LOG_JOURNAL_DIR=str(journal))
     seen = Path(f"/proc/{process.pid}/root") / journal.relative_to("/")
     answers: list[Answer] = []
     try:

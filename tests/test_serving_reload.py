@@ -11,14 +11,14 @@ import torch
 import yaml
 from fastapi.testclient import TestClient
 
-from conftest import REPO_ROOT
-from flightdelay.config import EvaluateConfig, RegistryConfig
-from flightdelay.model.bundle import Bundle
-from flightdelay.register import RegisterInputs, log_model, register_candidate
-from flightdelay.registry import FILES_TAG, Registry
-from flightdelay.settings import Settings
+from conftest import REPO_ROOT, WHERE
 from serving.app import create_app
 from serving.settings import ServeSettings
+from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.model.bundle import Bundle
+from tabloop.register import RegisterInputs, log_model, register_candidate
+from tabloop.registry import FILES_TAG, Registry
+from tabloop.settings import Settings
 
 
 @pytest.fixture
@@ -48,6 +48,7 @@ def register(
         root=REPO_ROOT,
         params={},
         receipt=tmp_path / "receipt.json",
+        data_outputs=WHERE.data_outputs,
     )
     return register_candidate(store[0], store[1], evaluate_config, inputs).version
 
@@ -152,7 +153,7 @@ def test_a_model_with_non_finite_predictions_is_not_registered(
     trained: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    from flightdelay.model.bundle import BundleError
+    from tabloop.model.bundle import BundleError
 
     with pytest.raises(BundleError, match="probabilities are not finite for"):
         reg(variant(trained, tmp_path, "nan", "nan"))

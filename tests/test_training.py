@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import shrink
-from flightdelay.config import TrainConfig
-from flightdelay.errors import ConfigError, FeatureError
-from flightdelay.io import read_json
-from flightdelay.model.bundle import Bundle
-from flightdelay.training import CHECKPOINT_FILE, EpochRecord, TrainResult, choose_threshold, resolve_device, train
+from tabloop.config import TrainConfig
+from tabloop.errors import ConfigError, FeatureError
+from tabloop.io import read_json
+from tabloop.model.bundle import Bundle
+from tabloop.training import CHECKPOINT_FILE, EpochRecord, TrainResult, choose_threshold, resolve_device, train
 
 
 def run(config: TrainConfig, features: Path, root: Path, **kwargs: object) -> TrainResult:

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flightdelay.config import DataConfig
-from flightdelay.contract import ColumnSpec, Reference, TableSpec
-from flightdelay.data.validate import validate, validation_order
-from flightdelay.errors import ConfigError, ContractError, RejectionLimitError
-from flightdelay.io import read_json
+from tabloop.config import DataConfig
+from tabloop.contract import ColumnSpec, Reference, TableSpec
+from tabloop.data.validate import validate, validation_order
+from tabloop.errors import ConfigError, ContractError, RejectionLimitError
+from tabloop.io import read_json
 
 TERRITORIES = ["BQN", "PSE", "SJU", "STT"]
 

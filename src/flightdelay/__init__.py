@@ -1,8 +1,0 @@
-"""Predict late arrivals of NYC flights: the core library behind the pipeline, the service and the monitoring."""
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("flightdelay")
-except PackageNotFoundError:  # imported from a model's code_paths, without the package installed
-    __version__ = "0+unknown"

@@ -1,0 +1,281 @@
+"""The ``register`` stage: log the run and the model to MLflow, register a version, run the promotion gate.
+
+Order matters so that nothing is half-registered: the store is checked first (failing in seconds if it is down),
+the gate decides before anything is written, and a version whose aliases or tags cannot be set is deleted again.
+Registering the same bundle twice does nothing, so the stage can run on every ``dvc repro``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import mlflow
+import pandas as pd
+import polars as pl
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.contract import FeatureContract
+from tabloop.errors import FeatureError
+from tabloop.evaluation.stage import Scored, read_split, score
+from tabloop.gate import Decision, Scorecard, decide
+from tabloop.io import read_json, write_json
+from tabloop.lineage import dvc_hashes, git_state
+from tabloop.model.bundle import Bundle, Predictor, files_digest
+from tabloop.pyfunc_model import BUNDLE_ARTIFACT
+from tabloop.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, FILES_TAG, Registry, now
+from tabloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+PACKAGE_DIR = Path(__file__).parent
+RUNTIME_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic", "pyyaml")
+CARD_FILE = "model_card.md"
+
+
+@dataclass(frozen=True)
+class RegisterInputs:
+    """The pipeline outputs the register stage reads."""
+
+    bundle_dir: Path
+    features_dir: Path
+    train_reports: Path
+    evaluation_dir: Path
+    lock_file: Path
+    root: Path
+    params: dict[str, Any]
+    receipt: Path
+    data_outputs: dict[str, str]  # the DVC-tracked data directories by role, as dvc.lock names them
+    other_reports: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RegisterOutcome:
+    """What the stage did: the version holding the bundle, whether it is new, the gate's decision."""
+
+    version: str
+    new: bool
+    champion: str | None
+    decision: Decision | None = None
+
+
+def register_candidate(
+    settings: Settings, config: RegistryConfig, evaluation: EvaluateConfig, inputs: RegisterInputs
+) -> RegisterOutcome:
+    """Register the trained bundle as ``@challenger`` and promote it to ``@champion`` if the gate agrees."""
+    registry = Registry(settings, config)
+    registry.connect()
+    bundle = Bundle.load(inputs.bundle_dir)
+    digest = bundle.digest()
+    existing = registry.by_bundle(digest)
+    if existing is not None:
+        version = Registry.number(existing)
+        logger.info("this bundle is already version %s of %s; nothing to register", version, config.model_name)
+        write_receipt(inputs.receipt, config.model_name, digest)
+        return RegisterOutcome(version, new=False, champion=_champion(registry))
+
+    held_out = read_split(inputs.features_dir, "test")
+    challenger = score(Predictor(bundle), held_out, evaluation.slices, evaluation.calibration_bins)
+    champion_version = registry.by_alias(CHAMPION)
+    if champion_version is None:
+        decision = decide(scorecard(challenger), None, config.gate)
+    else:
+        decision = _against_champion(
+            registry, Registry.number(champion_version), challenger, held_out, evaluation=evaluation, config=config
+        )
+
+    train_metrics = read_json(inputs.train_reports / "metrics.json")
+    evaluation_metrics = read_json(inputs.evaluation_dir / "metrics.json")
+    lineage: dict[str, Any] = {
+        "bundle_sha256": digest,
+        "git": git_state(inputs.root),
+        "data": data_hashes(inputs.lock_file, inputs.data_outputs),
+        "params": inputs.params,
+        "metrics": {"valid_roc_auc": train_metrics["valid_roc_auc"], "test": evaluation_metrics["test"]["pytorch"]},
+        "dvc_experiment": settings.dvc_exp_name,
+    }
+    run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage['git']['commit'][:8]}"
+    with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
+        lineage["mlflow_run_id"] = run.info.run_id
+        _log_run(inputs, lineage, train_metrics, evaluation_metrics)
+        logged = log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
+        version = registry.register(
+            logged.uri,
+            {
+                BUNDLE_TAG: digest,
+                FILES_TAG: logged.files_sha256,
+                "git_commit": lineage["git"]["commit"],
+                "git_dirty": str(lineage["git"]["dirty"]),
+                "data_features_md5": lineage["data"]["features"],
+                "test_roc_auc": str(challenger.metrics["roc_auc"]),
+                "registered_at": now(),
+            },
+        )
+        try:
+            registry.set_alias(CHALLENGER, version)
+            registry.tag(
+                version,
+                {
+                    "gate.decision": decision.verdict,
+                    "gate.reasons": "; ".join(decision.reasons),
+                    "gate.champion": Registry.number(champion_version) if champion_version else "none",
+                    "gate.metric": config.gate.metric,
+                    "gate.delta": "n/a" if decision.delta is None else str(decision.delta),
+                },
+            )
+            if decision.promote:
+                registry.promote(version, reason="; ".join(decision.reasons), decided_by="gate")
+        except Exception:
+            registry.delete(version)
+            raise
+    write_receipt(inputs.receipt, config.model_name, digest)
+    champion = _champion(registry)
+    logger.info("registered version %s of %s as @%s", version, config.model_name, CHALLENGER)
+    for reason in decision.reasons:
+        logger.info("gate: %s", reason)
+    logger.info("gate decision: %s; @%s is version %s", decision.verdict, CHAMPION, champion or "-")
+    return RegisterOutcome(version, new=True, champion=champion, decision=decision)
+
+
+def _champion(registry: Registry) -> str | None:
+    version = registry.by_alias(CHAMPION)
+    return Registry.number(version) if version is not None else None
+
+
+def write_receipt(path: Path, model_name: str, digest: str) -> None:
+    """Which bundle the registry holds: the stage's output, the same for the same bundle on any machine."""
+    write_json({"model_name": model_name, BUNDLE_TAG: digest}, path)
+
+
+def scorecard(scored: Scored) -> Scorecard:
+    """The gate's view of a scored model."""
+    return Scorecard(metrics=scored.metrics, slices=scored.slices)
+
+
+def _against_champion(
+    registry: Registry,
+    champion: str,
+    challenger: Scored,
+    held_out: pl.DataFrame,
+    *,
+    evaluation: EvaluateConfig,
+    config: RegistryConfig,
+) -> Decision:
+    """The gate's decision after scoring the current champion on the same held-out rows."""
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        try:
+            predictor = Predictor(Bundle.load(registry.fetch_bundle(champion, Path(tmp))))
+            scored = score(predictor, held_out, evaluation.slices, evaluation.calibration_bins)
+        except (FeatureError, KeyError) as e:
+            return Decision(
+                False,
+                [
+                    f"champion version {champion} cannot be scored on the current held-out data ({e}); "
+                    "compare by hand and use 'make promote'"
+                ],
+            )
+    return decide(scorecard(challenger), scorecard(scored), config.gate)
+
+
+def _log_run(
+    inputs: RegisterInputs, lineage: dict[str, Any], train: dict[str, Any], evaluation: dict[str, Any]
+) -> None:
+    mlflow.set_tags(
+        {
+            "git_commit": lineage["git"]["commit"],
+            "git_dirty": str(lineage["git"]["dirty"]),
+            BUNDLE_TAG: lineage["bundle_sha256"],
+            **{f"dvc.{path}": md5 for path, md5 in lineage["data"].items()},
+            **({"dvc.experiment": lineage["dvc_experiment"]} if lineage["dvc_experiment"] else {}),
+        }
+    )
+    mlflow.log_params(flatten(inputs.params))
+    history = pl.read_csv(inputs.train_reports / "history.csv")
+    for row in history.iter_rows(named=True):
+        step = int(row.pop("epoch"))
+        mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=step)
+    finals: dict[str, float] = {"best_epoch": float(train["best_epoch"]), "threshold": float(train["threshold"])}
+    for model, values in evaluation["test"].items():
+        prefix = "test" if model == "pytorch" else f"{model}_test"
+        finals |= {f"{prefix}_{k}": float(v) for k, v in values.items() if k != "rows"}
+    finals |= {f"test_{k}": float(v) for k, v in evaluation["decision"].items() if k != "threshold"}
+    mlflow.log_metrics({k: v for k, v in finals.items() if not math.isnan(v)})
+    mlflow.log_artifacts(str(inputs.evaluation_dir), artifact_path="evaluation")
+    mlflow.log_artifacts(str(inputs.train_reports), artifact_path="training")
+    for path in inputs.other_reports:
+        if path.is_file():
+            mlflow.log_artifact(str(path), artifact_path="data")
+
+
+class LoggedModel(NamedTuple):
+    """A model logged to a run: its URI and the digest of its bundle's files."""
+
+    uri: str
+    files_sha256: str
+
+
+def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel:
+    """Log ``bundle`` (with its model card) to the active MLflow run as a pyfunc model."""
+    contract = bundle.contract
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
+        bundle.save(bundle_dir)
+        if card.is_file():
+            shutil.copy(card, bundle_dir / CARD_FILE)
+        files_sha256 = files_digest(bundle_dir)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            code_paths=[str(PACKAGE_DIR)],
+            signature=model_signature(contract),
+            input_example=input_example(contract, held_out),
+            pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in RUNTIME_PACKAGES],
+        )
+    return LoggedModel(str(info.model_uri), files_sha256)
+
+
+def model_signature(contract: FeatureContract) -> ModelSignature:
+    """The MLflow signature of the contract: nullable features are optional columns."""
+
+    def column_type(name: str) -> str:
+        spec = contract.features[name]
+        if spec.kind == "categorical":
+            return "string" if spec.dtype == "string" else "long"
+        return "double"  # numbers may be null, which pandas holds as NaN in float columns
+
+    inputs = Schema([ColSpec(column_type(n), n, required=not s.nullable) for n, s in contract.features.items()])
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(contract: FeatureContract, frame: pl.DataFrame, rows: int = 3) -> pd.DataFrame:
+    """A few real rows of contract features, as a client would send them."""
+    return frame.head(rows).select(list(contract.features)).to_pandas()
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters as ``a.b.c`` keys, lists as text (MLflow params are flat)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = str(value)[:6000]  # MLflow's limit for a parameter value
+    return flat
+
+
+def data_hashes(lock_file: Path, outputs: dict[str, str]) -> dict[str, str]:
+    """The hash ``dvc.lock`` holds for each data directory, by role (machine- and dataset-independent keys)."""
+    hashes = dvc_hashes(lock_file, list(outputs.values()))
+    return {role: hashes[path] for role, path in outputs.items()}

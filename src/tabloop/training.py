@@ -1,0 +1,408 @@
+"""The ``train`` stage: fit the network on the training months, stop early on the validation months.
+
+Batches are slices of tensors built once per split (no per-row ``Dataset``). Runs are seeded and, on the CPU,
+deterministic: the same data, parameters and seed give the same weights. Every epoch ends with a checkpoint written
+atomically; a run that was interrupted resumes from it exactly, and a checkpoint that does not load or belongs to
+other data or parameters is discarded.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+from torch import nn
+
+from tabloop.config import TrainConfig
+from tabloop.errors import ConfigError, FeatureError
+from tabloop.features.preprocessing import PREPROCESSING_FILE, Preprocessor, frame_columns, load_preprocessor
+from tabloop.io import staged, write_json
+from tabloop.model.bundle import Bundle
+from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "last.pt"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """One split, encoded once: category indices, numbers and the target."""
+
+    categorical: torch.Tensor
+    numeric: torch.Tensor
+    target: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    def to(self, device: torch.device) -> SplitTensors:
+        """The same tensors on ``device``."""
+        return SplitTensors(self.categorical.to(device), self.numeric.to(device), self.target.to(device))
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch achieved."""
+
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    valid_roc_auc: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of a training run."""
+
+    best_epoch: int
+    valid_roc_auc: float
+    threshold: float
+    epochs_run: int
+    resumed_from_epoch: int | None
+    history: list[EpochRecord]
+
+
+EpochHook = Callable[[EpochRecord], None]
+
+
+def load_split(features_dir: Path, split: str, preprocessor: Preprocessor) -> SplitTensors:
+    """The split's features encoded by the fitted preprocessing, as tensors."""
+    path = features_dir / f"{split}.parquet"
+    if not path.is_file():
+        raise FeatureError(f"{path}: not found; run the features stage first (dvc repro features)")
+    frame = pl.read_parquet(path)
+    target_name = preprocessor.contract.target.name
+    if frame.height == 0:
+        raise FeatureError(f"{path}: the {split} split is empty")
+    if frame[target_name].n_unique() < 2:
+        raise FeatureError(f"{path}: every row of the {split} split has the same label; nothing to learn or score")
+    missing = [name for name in preprocessor.contract.features if name not in frame.columns]
+    if missing:
+        raise FeatureError(f"{path}: columns {missing} of the contract are missing; rebuild the features")
+    encoded = preprocessor.transform(frame_columns(frame, preprocessor.contract))
+    return SplitTensors(
+        categorical=torch.from_numpy(encoded.categorical),
+        numeric=torch.from_numpy(encoded.numeric),
+        target=torch.from_numpy(frame[target_name].to_numpy().astype(np.float32)),
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device to train on: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} was asked for but CUDA is not available here (use auto or cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' was asked for but Apple MPS is not available here (use auto or cpu)")
+    return torch.device(name)
+
+
+def model_args(config: TrainConfig, preprocessor: Preprocessor) -> ModelArgs:
+    """Constructor arguments for the network, from the training config and the fitted preprocessing."""
+    m = config.model
+    return ModelArgs(
+        cardinalities=preprocessor.cardinalities,
+        embedding_dims=[embedding_dim(c, m.embedding_scale, m.max_embedding_dim) for c in preprocessor.cardinalities],
+        n_numeric=len(preprocessor.numeric_names),
+        hidden=list(m.hidden),
+        dropout=m.dropout,
+        members=m.members,
+    )
+
+
+def train(
+    config: TrainConfig,
+    features_dir: Path,
+    bundle_dir: Path,
+    reports_dir: Path,
+    checkpoint_dir: Path,
+    *,
+    on_epoch_end: EpochHook | None = None,
+) -> TrainResult:
+    """Train, keep the best epoch, choose the threshold on validation; write the bundle and the reports."""
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    preprocessor = load_preprocessor(features_dir)
+    train_split = load_split(features_dir, "train", preprocessor).to(device)
+    valid_split = load_split(features_dir, "valid", preprocessor).to(device)
+
+    args = model_args(config, preprocessor)
+    fingerprint = run_fingerprint(config, features_dir)
+    checkpoint = checkpoint_dir / CHECKPOINT_FILE
+    model, optimizer, shuffle, state = _fresh_start(config, args, device)
+    resumed = _resume(checkpoint, fingerprint, model=model, optimizer=optimizer, shuffle=shuffle, state=state)
+    if resumed is None:  # a checkpoint that failed half-way may have touched the objects: start clean
+        model, optimizer, shuffle, state = _fresh_start(config, args, device)
+    else:
+        logger.info("resuming after epoch %d from %s", resumed, checkpoint)
+
+    batch_size = config.training.batch_size
+    batches = (len(train_split) + batch_size - 1) // batch_size
+    with _progress() as progress:
+        task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
+        while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
+            epoch = state.epoch + 1
+            progress.reset(task, total=batches, description=f"epoch {epoch}")
+            order = torch.randperm(len(train_split), generator=shuffle).to(device)
+            train_loss = _run_epoch(
+                model,
+                optimizer,
+                train_split,
+                order,
+                batch_size,
+                on_batch=lambda loss: progress.update(task, advance=1, loss=loss),
+            )
+            proba = predict_proba(model, valid_split, config.training.eval_batch_size)
+            valid_target = valid_split.target.cpu().numpy()
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=round(train_loss, 6),
+                valid_loss=round(log_loss(valid_target, proba), 6),
+                valid_roc_auc=round(float(roc_auc_score(valid_target, proba)), 6),
+            )
+            state.record(record, model)
+            progress.update(task, auc=state.best_score)
+            logger.info(
+                "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
+                epoch,
+                record.train_loss,
+                record.valid_loss,
+                record.valid_roc_auc,
+                "  (best)" if state.best_epoch == epoch else "",
+            )
+            _save_checkpoint(checkpoint, fingerprint, model=model, optimizer=optimizer, shuffle=shuffle, state=state)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+
+    model.load_state_dict(state.best_state)
+    proba = predict_proba(model, valid_split, config.training.eval_batch_size)
+    valid_target = valid_split.target.cpu().numpy()
+    threshold = choose_threshold(valid_target, proba) if config.threshold == "f1" else float(config.threshold)
+    bundle = Bundle(args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
+    result = TrainResult(
+        best_epoch=state.best_epoch,
+        valid_roc_auc=state.best_score,
+        threshold=threshold,
+        epochs_run=state.epoch,
+        resumed_from_epoch=resumed,
+        history=state.history,
+    )
+    with staged(bundle_dir, reports_dir) as (bundle_staging, reports_staging):
+        bundle.save(bundle_staging)
+        write_history(state.history, reports_staging / HISTORY_FILE)
+        write_json(
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "valid_roc_auc": result.valid_roc_auc,
+                "threshold": round(threshold, 6),
+            },
+            reports_staging / METRICS_FILE,
+        )
+    checkpoint.unlink(missing_ok=True)
+    logger.info(
+        "best epoch %d of %d: valid ROC AUC %.4f, threshold %.3f",
+        result.best_epoch,
+        result.epochs_run,
+        result.valid_roc_auc,
+        threshold,
+    )
+    return result
+
+
+@dataclass
+class _TrainingState:
+    best_state: dict[str, torch.Tensor]
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    stale: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def record(self, record: EpochRecord, model: nn.Module) -> None:
+        self.history.append(record)
+        self.epoch = record.epoch
+        if record.valid_roc_auc > self.best_score:
+            self.best_score = record.valid_roc_auc
+            self.best_epoch = record.epoch
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.stale = 0
+        else:
+            self.stale += 1
+
+
+def _fresh_start(
+    config: TrainConfig, args: ModelArgs, device: torch.device
+) -> tuple[TabularNet, torch.optim.Optimizer, torch.Generator, _TrainingState]:
+    """A seeded network, its optimiser, the shuffling generator and an empty state."""
+    torch.manual_seed(config.seed)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    model = TabularNet(args).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
+    )
+    return model, optimizer, shuffle, _TrainingState(best_state=copy.deepcopy(model.state_dict()))
+
+
+def _run_epoch(
+    model: TabularNet,
+    optimizer: torch.optim.Optimizer,
+    split: SplitTensors,
+    order: torch.Tensor,
+    batch_size: int,
+    *,
+    on_batch: Callable[[float], object],
+) -> float:
+    """One pass over ``split`` in ``order``, sliced into batches; the mean training loss."""
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total = 0.0
+    for start in range(0, len(split), batch_size):
+        rows = order[start : start + batch_size]
+        logits = model(split.categorical[rows], split.numeric[rows])
+        loss = loss_fn(logits, split.target[rows].unsqueeze(1).expand_as(logits))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.detach().item()
+        total += value * len(rows)
+        on_batch(value)
+    return total / len(split)
+
+
+def predict_proba(model: TabularNet, split: SplitTensors, batch_size: int) -> npt.NDArray[np.float64]:
+    """Averaged member probabilities for every row of ``split``, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    parts = [
+        model.predict_proba(split.categorical[i : i + batch_size], split.numeric[i : i + batch_size])
+        for i in range(0, len(split), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(parts).cpu().numpy().astype(np.float64)
+
+
+def log_loss(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -> float:
+    """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
+    p = np.clip(proba, 1e-7, 1 - 1e-7)
+    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
+
+
+def choose_threshold(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -> float:
+    """The probability threshold that maximises F1 on ``target``."""
+    precision, recall, thresholds = precision_recall_curve(target, proba)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def run_fingerprint(config: TrainConfig, features_dir: Path) -> str:
+    """Identity of a training run's inputs; a checkpoint resumes only a run with the same fingerprint."""
+    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
+    for name in (PREPROCESSING_FILE, "train.parquet", "valid.parquet"):
+        digest.update((features_dir / name).read_bytes())
+    return digest.hexdigest()
+
+
+def write_history(history: list[EpochRecord], path: Path) -> None:
+    """Per-epoch losses and validation ROC AUC as CSV (a DVC plot)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame([asdict(r) for r in history]).write_csv(path)
+
+
+def _save_checkpoint(
+    path: Path,
+    fingerprint: str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    state: _TrainingState,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": state.best_state,
+        "epoch": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "stale": state.stale,
+        "history": [asdict(r) for r in state.history],
+        "torch_rng": torch.get_rng_state(),
+        "shuffle_rng": shuffle.get_state(),
+    }
+    partial = path.with_suffix(".partial")
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def _resume(
+    path: Path,
+    fingerprint: str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    state: _TrainingState,
+) -> int | None:
+    """Restore ``state`` from the checkpoint at ``path`` if it belongs to this run; its epoch, or None."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload["fingerprint"] != fingerprint:
+            logger.warning("discarding %s: it belongs to other data or parameters", path)
+            path.unlink()
+            return None
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["torch_rng"])
+        shuffle.set_state(payload["shuffle_rng"])
+        state.best_state = payload["best_state"]
+        state.epoch = int(payload["epoch"])
+        state.best_epoch = int(payload["best_epoch"])
+        state.best_score = float(payload["best_score"])
+        state.stale = int(payload["stale"])
+        state.history = [EpochRecord(**r) for r in payload["history"]]
+    except Exception as e:  # any unreadable checkpoint means: start again
+        logger.warning("discarding %s: it cannot be loaded (%s); training starts from scratch", path, e)
+        path.unlink(missing_ok=True)
+        return None
+    return state.epoch
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  best valid AUC {task.fields[auc]:.4f}"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )

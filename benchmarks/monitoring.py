@@ -213,7 +213,8 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     """``rows`` test-month flights drawn with replacement, predicted and logged at their departure times, one
     request per departure time, as the service writes them; outcomes for every flight landed by the last one."""
     from monitoring.replay import load_traffic
-    from serving.prediction_log import PredictionBatch, PredictionLog, feedback, predictions
+    from serving.prediction_log import PredictionBatch, PredictionLog
+    from tabloop.log_schema import feedback, predictions
     from tabloop.model.bundle import Predictor
 
     predictor = Predictor.from_directory(champion.directory)
@@ -254,10 +255,10 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
 
     received = to_db(answered)
     outcomes = (
-        (f"{request_id}-{n}", traffic.late[i], traffic.arr_delay[i], received)
+        (f"{request_id}-{n}", traffic.labels[i], traffic.outcomes[i], received)
         for request_id, chosen in requests
         for n, i in enumerate(chosen)
-        if traffic.landing[i] <= last
+        if traffic.outcome_at[i] <= last
     )
     with sqlite3.connect(path) as conn:
         conn.executemany(str(sa.insert(predictions).compile(dialect=dialect)), records())

@@ -38,14 +38,14 @@ def replay(
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
     until: Annotated[
         dt.datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Stop once the flights of this local day (YYYY-MM-DD) are sent."),
+        typer.Option(formats=["%Y-%m-%d"], help="Stop once the rows of this local day (YYYY-MM-DD) are sent."),
     ] = None,
     speedup: Annotated[float | None, typer.Option(min=0.001, help="Virtual seconds per second.")] = None,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Requests per second at most.")] = None,
     restart: Annotated[bool, typer.Option(help="Start over instead of resuming the saved state.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Send the production months to the service in time order, outcomes after landing; resumable."""
+    """Send the test split to the service in time order, outcomes when they are known; resumable."""
     from monitoring.replay import replay as run_replay
 
     with entry_point("replay") as process:
@@ -59,15 +59,23 @@ def replay(
             "until": until.date() if until else None,
         }
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-        contract = load_data_config(data_config or where.data_config).contract
+        data = load_data_config(data_config or where.data_config)
         summary = asyncio.run(
-            run_replay(settings, contract, url, api_key=api_key, restart=restart, show_progress=progress)
+            run_replay(
+                settings,
+                data.contract,
+                url,
+                time_zone=data.entity.time_zone,
+                api_key=api_key,
+                restart=restart,
+                show_progress=progress,
+            )
         )
         state = summary.state
         console.print(
-            f"replay {state.run}: {summary.sent:,} flights sent in {summary.seconds:.1f} s "
+            f"replay {state.run}: {summary.sent:,} rows sent in {summary.seconds:.1f} s "
             f"({summary.sent / max(summary.seconds, 1e-9):,.0f} req/s), {summary.rejected:,} rejected, "
-            f"{summary.feedback:,} outcomes sent; in all {state.next:,} of {state.flights:,} flights, "
+            f"{summary.feedback:,} outcomes sent; in all {state.next:,} of {state.rows:,} rows, "
             f"{state.feedback_sent:,} outcomes; virtual time {state.virtual_time}"
         )
         if state.rejected_examples and summary.rejected:
@@ -106,8 +114,9 @@ def monitor(
 def retrain(
     dataset: DatasetOption = None,
     config: CONFIG = None,
-    validated: Annotated[
-        Path | None, typer.Option(help="Validated tables (how far the source data reaches); default: the dataset's.")
+    features_metrics: Annotated[
+        Path | None,
+        typer.Option(help="The features stage's metrics (how far the data reaches); default: the dataset's."),
     ] = None,
     url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to tell.")] = "http://127.0.0.1:8000",
     api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
@@ -136,9 +145,9 @@ def retrain(
         data = load_data_config(where.data_config)
         registry = load_registry_config(where.registry_config)
         log = read_log(loaded.reports.log_url, features=False)  # only times and outcomes
-        horizon = labelled_horizon(log, loaded.retrain.min_label_share)
+        horizon = labelled_horizon(log, loaded.retrain.min_label_share, data.entity.time_zone)
         try:
-            moved = plan(loaded.retrain, data, horizon, source_end(validated or where.validated))
+            moved = plan(loaded.retrain, data, horizon, source_end(features_metrics or where.features_metrics))
         except NothingNewError as e:
             console.print(f"nothing to retrain: {e}")
             raise typer.Exit(code=NOTHING_NEW) from None

@@ -14,15 +14,23 @@ from tabloop.layout import Layout
 
 
 class ReplayConfig(StrictModel):
-    """How ``make replay`` sends the production months to the service."""
+    """How ``make replay`` sends the test split to the service."""
 
-    flights: Path = Path("data/features/test.parquet")
+    traffic: Path = Field(Path("data/features/test.parquet"), description="The rows to send (a features table).")
     speedup: float = Field(3600.0, gt=0, description="Virtual seconds per wall-clock second.")
     rate: float | None = Field(250.0, gt=0, description="Prediction requests per second at most (null: no limit).")
     concurrency: int = Field(8, ge=1, le=256)
     max_requests: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(1800.0, gt=0)
     until: dt.date | None = Field(None, description="Stop once the virtual clock passes the end of this local day.")
+    synthetic_start: dt.datetime = Field(
+        dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        description="Without an event time: the time of the first row (rows follow in their order).",
+    )
+    synthetic_interval_s: float = Field(60.0, gt=0, description="Without an event time: seconds between rows.")
+    outcome_delay_s: float = Field(
+        0.0, ge=0, description="Without an outcome time: how long after the event its outcome is sent."
+    )
     feedback: bool = True
     retry_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
@@ -63,7 +71,7 @@ class ReportsConfig(StrictModel):
         "null: each version's own, found in the DVC cache through its lineage.",
     )
     workspace: Path = Path("reports/monitoring/workspace")
-    project: str = "flight-delay monitoring"
+    project: str = "monitoring"
     out_dir: Path = Field(Path("reports/monitoring"), description="verdict.json, summary.md, latest.html")
     dashboard_features: list[str] = Field(
         default_factory=lambda: ["dep_hour", "days_to_holiday", "temp", "precip_day", "wind_day_max", "carrier"],
@@ -103,7 +111,7 @@ def load_monitor_config(path: Path, where: Layout | None = None) -> MonitorConfi
 def dataset_defaults(where: Layout) -> dict[str, dict[str, Any]]:
     """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured."""
     return {
-        "replay": {"flights": where.features / "test.parquet", "state": where.replay_state},
+        "replay": {"traffic": where.features / "test.parquet", "state": where.replay_state},
         "reports": {
             "log_url": where.prediction_log_url,
             "cache_dir": where.cache,

@@ -94,7 +94,7 @@ def describe(verdict: Verdict) -> str:
         lines.append(
             f"Quality on the outcomes so far: ROC AUC {num('roc_auc'):.3f} (reference {num('reference_roc_auc'):.3f}), "
             f"precision {num('precision'):.3f}, recall {num('recall'):.3f}, "
-            f"calibration error {num('calibration_error'):.3f}, observed late rate {num('label_rate'):.1%}."
+            f"calibration error {num('calibration_error'):.3f}, observed positive rate {num('label_rate'):.1%}."
         )
     else:
         lines.append("")

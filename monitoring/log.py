@@ -10,9 +10,9 @@ from typing import Any, Literal
 import polars as pl
 import sqlalchemy as sa
 
-from serving.prediction_log import feedback, predictions
 from tabloop.contract import FeatureContract, FeatureSpec
 from tabloop.errors import TabloopError
+from tabloop.log_schema import feedback, predictions
 
 FETCH_ROWS = 200_000
 ID_BATCH = 5000  # ids per query: within every database's limit on bound parameters
@@ -30,7 +30,7 @@ class Window:
     model_version: str
     start: dt.datetime
     end: dt.datetime
-    rows: pl.DataFrame  # id, event_time, probability, label, late (null until known), features (JSON) if read
+    rows: pl.DataFrame  # id, event_time, probability, label, actual (null until known), features (JSON) if read
 
     @property
     def key(self) -> str:
@@ -38,7 +38,7 @@ class Window:
 
     @property
     def labelled(self) -> int:
-        return self.rows.height - self.rows["late"].null_count()
+        return self.rows.height - self.rows["actual"].null_count()
 
 
 def read_log(url: str, *, features: bool = True) -> pl.DataFrame:
@@ -68,12 +68,12 @@ def read_log(url: str, *, features: bool = True) -> pl.DataFrame:
         "probability": pl.Float64,
         "label": pl.Boolean,
     }
-    outcome_schema: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.String, "late": pl.Boolean}
+    outcome_schema: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.String, "actual": pl.Boolean}
     try:
         with engine.connect() as conn:
             # Outcomes are joined here rather than in SQL: a hash join instead of a lookup per prediction.
             frame = _scan(conn, sa.select(*selected), schema)
-            outcomes = _scan(conn, sa.select(feedback.c.prediction_id, feedback.c.late), outcome_schema)
+            outcomes = _scan(conn, sa.select(feedback.c.prediction_id, feedback.c.actual), outcome_schema)
     except sa.exc.SQLAlchemyError as e:
         raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
     finally:

@@ -37,7 +37,7 @@ class ReferenceError(TabloopError):
 
 @dataclass(frozen=True)
 class Reference:
-    """One model version: its predictor and its reference rows (features, probability, label, late)."""
+    """One model version: its predictor and its reference rows (features, probability, label, actual)."""
 
     version: str
     predictor: Predictor
@@ -122,7 +122,7 @@ class References:
 
 
 def reference_rows(predictor: Predictor, path: Path) -> pl.DataFrame:
-    """The validation split at ``path`` with the bundle's predictions: contract features, probability, label, late."""
+    """The validation split at ``path`` with the bundle's predictions: contract features, probability, label, actual."""
     contract = predictor.bundle.contract
     frame = pl.read_parquet(path)
     probability, label = predictor.predict(frame_columns(frame, contract))
@@ -130,5 +130,5 @@ def reference_rows(predictor: Predictor, path: Path) -> pl.DataFrame:
         *[pl.col(name).cast(feature_dtype(spec)) for name, spec in contract.features.items()],
         pl.Series("probability", probability, dtype=pl.Float64),
         pl.Series("label", label, dtype=pl.Boolean),
-        pl.col(contract.target.name).cast(pl.Boolean).alias("late"),
+        pl.col(contract.target.name).cast(pl.Boolean).alias("actual"),
     )

@@ -1,15 +1,15 @@
-"""Replay the production months against the running service, in time order, with outcomes after landing.
+"""Replay the test split against the running service, in time order, with outcomes when they would be known.
 
-Each flight is sent to ``POST /predict`` as the request a client would have sent at its scheduled departure: the
-contract's features, with ``X-Event-Time`` set to that time (so the prediction log and the monitoring windows follow
-the flights' calendar, not the replay's) and ``X-Request-Id`` set to an id derived from the flight (so a request sent
-again after an interruption is logged once). A virtual clock runs ``speedup`` times faster than the wall clock;
-a flight is sent when the clock passes its departure, and its outcome goes to ``POST /feedback`` when the clock
-passes its landing (estimated from the distance and the arrival delay).
+Each row is sent to ``POST /predict`` as the request a client would have sent at its event time: the contract's
+features, with ``X-Event-Time`` set to that time (so the prediction log and the monitoring windows follow the data's
+calendar, not the replay's) and ``X-Request-Id`` set to an id derived from the example's id (so a request sent again
+after an interruption is logged once). A dataset without an event time is sent in row order on a synthetic clock.
+A virtual clock runs ``speedup`` times faster than the wall clock; a row is sent when the clock passes its event
+time, and its outcome goes to ``POST /feedback`` when the clock passes the time the outcome is known.
 
 Progress is saved to a state file every second and on exit, so an interrupted or bounded replay resumes where it
 stopped; resent predictions and feedback are idempotent on the service's side, so nothing is counted twice. The
-flights are copied beside the state when a replay starts, so that retraining, which moves the pipeline's split and
+rows are copied beside the state when a replay starts, so that retraining, which moves the pipeline's split and
 rewrites its feature tables, does not change the traffic a replay resumes with.
 """
 
@@ -35,75 +35,94 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from monitoring.config import ReplayConfig
 from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
+from tabloop.features.build import ID, OUTCOME, OUTCOME_TIME, TIME
 
-LOCAL_TIME_ZONE = "America/New_York"  # scheduled times in the flights table are local to the New York airports
 FEEDBACK_BATCH = 100
-SNAPSHOT_NAME = "flights.parquet"  # beside the state file
+SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
 MAX_REJECTED_KEPT = 50
 
 
-Outcome = tuple[float, str, bool, float | None]  # (due as a UNIX time, prediction id, late, arrival delay)
+Outcome = tuple[float, str, bool, float | None]  # (due as a UNIX time, prediction id, label, numeric outcome)
 
 
 class ReplayError(TabloopError):
-    """The replay cannot start or go on (no flights, a state from another replay, the service unreachable)."""
+    """The replay cannot start or go on (no traffic, a state from another replay, the service unreachable)."""
 
 
 @dataclass(frozen=True)
 class Traffic:
-    """The flights to replay, in time order: bodies, times and outcomes."""
+    """The rows to replay, in time order: bodies, times and outcomes."""
 
     source: str
-    keys: list[str]  # date-carrier+flight-origin: unique per flight
-    event_time: list[dt.datetime]  # scheduled departure, UTC
-    landing: list[dt.datetime]  # when the outcome is known, UTC
+    target: str  # the contract's name of the observed class, as /feedback takes it
+    time_zone: str  # of the days named by `until`
+    keys: list[str]  # the example's id: unique per row
+    event_time: list[dt.datetime]  # when the prediction is wanted, UTC
+    outcome_at: list[dt.datetime]  # when the outcome is known, UTC
     bodies: list[bytes]  # the request body: the contract's features as JSON
-    late: list[bool]
-    arr_delay: list[float | None]
+    labels: list[bool]
+    outcomes: list[float | None]  # the label column's value, where it is a number
 
     def __len__(self) -> int:
         return len(self.keys)
 
 
-def load_traffic(path: Path, contract: FeatureContract, *, source: str | None = None) -> Traffic:
-    """The flights in ``path`` (a features table) as requests, ordered by scheduled departure; ``source`` names
-    where they came from (default ``path``)."""
+def load_traffic(
+    path: Path,
+    contract: FeatureContract,
+    config: ReplayConfig | None = None,
+    *,
+    time_zone: str = "UTC",
+    source: str | None = None,
+) -> Traffic:
+    """The rows of ``path`` (a features table) as requests, in time order; ``source`` names where they came from
+    (default ``path``).
+
+    Rows with an event time (naive, local to ``time_zone``) are sent at it; a dataset without one is sent in row
+    order on a synthetic clock (``config.synthetic_start``, one row every ``config.synthetic_interval_s``). The
+    outcome is due at the outcome time where the dataset has one, else ``config.outcome_delay_s`` after the event.
+    """
+    config = config or ReplayConfig()
     if not path.is_file():
-        raise ReplayError(no_flights(path))
-    needed = ["flight_date", "carrier", "flight", "origin", "sched_dep", "arr_delay", contract.target.name]
+        raise ReplayError(no_traffic(path))
+    needed = [ID, contract.target.name]
     frame = pl.read_parquet(path)
     missing = [c for c in [*needed, *contract.features] if c not in frame.columns]
     if missing:
         raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame.is_empty():
-        raise ReplayError(f"{path}: no flights to replay")
-    departure = (
-        pl.col("sched_dep")
-        .dt.replace_time_zone(LOCAL_TIME_ZONE, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-    )
-    # The outcome is known at landing: about 30 minutes of taxiing and climbing plus 8 miles a minute in the air,
-    # later by the arrival delay (an estimate; the scheduled arrival's time zone is the destination's).
-    block_minutes = (30 + pl.col("distance").cast(pl.Float64) / 8 + pl.col("arr_delay").fill_null(0)).clip(20)
+        raise ReplayError(f"{path}: nothing to replay")
+    if TIME in frame.columns:
+        event = pl.col(TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+        event = event.dt.convert_time_zone("UTC")
+    else:
+        start = config.synthetic_start.astimezone(dt.UTC)
+        step = pl.int_range(pl.len(), dtype=pl.Int64) * int(config.synthetic_interval_s * 1e6)
+        event = pl.lit(start) + pl.duration(microseconds=step)
+    if OUTCOME_TIME in frame.columns:
+        due = pl.col(OUTCOME_TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+        due = pl.max_horizontal(due.dt.convert_time_zone("UTC"), pl.col("event_time"))
+    else:
+        due = pl.col("event_time") + pl.duration(microseconds=int(config.outcome_delay_s * 1e6))
     frame = (
-        frame.with_columns(event_time=departure)
+        frame.with_columns(event_time=event, key=pl.col(ID).cast(pl.String))
         .drop_nulls("event_time")
-        .with_columns(landing=pl.col("event_time") + pl.duration(minutes=block_minutes))
-        .with_columns(
-            key=pl.format("{}-{}{}-{}", pl.col("flight_date").dt.strftime("%Y%m%d"), "carrier", "flight", "origin")
-        )
-        .sort("event_time", "key")
+        .with_columns(outcome_at=due.fill_null(pl.col("event_time")))
+        .sort("event_time", maintain_order=True)
     )
     features = list(contract.features)
     bodies = [orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)]
+    outcomes = frame[OUTCOME].to_list() if OUTCOME in frame.columns else [None] * frame.height
     return Traffic(
         source=source or str(path),
+        target=contract.target.name,
+        time_zone=time_zone,
         keys=frame["key"].to_list(),
         event_time=frame["event_time"].to_list(),
-        landing=frame["landing"].to_list(),
+        outcome_at=frame["outcome_at"].to_list(),
         bodies=bodies,
-        late=frame[contract.target.name].to_list(),
-        arr_delay=[None if v is None else float(v) for v in frame["arr_delay"].to_list()],
+        labels=frame[contract.target.name].to_list(),
+        outcomes=[None if v is None else float(v) for v in outcomes],
     )
 
 
@@ -113,18 +132,18 @@ class ReplayState:
 
     run: str
     source: str
-    flights: int
-    next: int = 0  # flights[:next] have been answered (or rejected)
+    rows: int
+    next: int = 0  # rows[:next] have been answered (or rejected)
     virtual_time: str | None = None
     answered: int = 0
     rejected: int = 0
     feedback_sent: int = 0
-    pending: list[Outcome] = field(default_factory=list)  # outcomes of answered flights not yet sent
+    pending: list[Outcome] = field(default_factory=list)  # outcomes of answered rows not yet sent
     rejected_examples: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def start(cls, traffic: Traffic) -> ReplayState:
-        return cls(run=uuid.uuid4().hex[:8], source=traffic.source, flights=len(traffic))
+        return cls(run=uuid.uuid4().hex[:8], source=traffic.source, rows=len(traffic))
 
     @classmethod
     def load(cls, path: Path, traffic: Traffic) -> ReplayState:
@@ -137,9 +156,9 @@ class ReplayState:
         except (json.JSONDecodeError, TypeError) as e:
             raise ReplayError(f"{path}: not a replay state ({e}); delete it or pass --restart") from e
         state.pending = [tuple(p) for p in state.pending]  # type: ignore[misc]
-        if (state.source, state.flights) != (traffic.source, len(traffic)):
+        if (state.source, state.rows) != (traffic.source, len(traffic)):
             raise ReplayError(
-                f"{path} belongs to a replay of {state.flights:,} flights from {state.source}, not of "
+                f"{path} belongs to a replay of {state.rows:,} rows from {state.source}, not of "
                 f"{len(traffic):,} from {traffic.source}; pass --restart to start over"
             )
         return state
@@ -153,7 +172,7 @@ class ReplayState:
 
     @property
     def done(self) -> bool:
-        return self.next >= self.flights and not self.pending
+        return self.next >= self.rows and not self.pending
 
 
 @dataclass(frozen=True)
@@ -198,12 +217,10 @@ class Replayer:
         config, state, traffic = self.config, self.state, self.traffic
         start_wall = time.monotonic()
         start_virtual = dt.datetime.fromisoformat(state.virtual_time) if state.virtual_time else traffic.event_time[0]
-        until = end_of_day(config.until) if config.until is not None else None
+        until = end_of_day(config.until, traffic.time_zone) if config.until is not None else None
         sent = answered = rejected = feedback = 0
         stopped_by = "finished"
-        flights_task = (
-            self.progress.add_task("flights", total=len(traffic), completed=state.next) if self.progress else None
-        )
+        rows_task = self.progress.add_task("rows", total=len(traffic), completed=state.next) if self.progress else None
         try:
             while not state.done:
                 elapsed = time.monotonic() - start_wall
@@ -220,14 +237,14 @@ class Replayer:
                         stopped_by = f"until ({config.until})"
                         break
                 state.virtual_time = now.isoformat()
-                chunk = self._due_flights(now, config.concurrency, config.max_requests, sent)
+                chunk = self._due_rows(now, config.concurrency, config.max_requests, sent)
                 if chunk:
-                    outcome = await self._send_flights(chunk)
+                    outcome = await self._send_rows(chunk)
                     sent += len(chunk)
                     answered += outcome[0]
                     rejected += outcome[1]
-                    if flights_task is not None and self.progress:
-                        self.progress.update(flights_task, completed=state.next)
+                    if rows_task is not None and self.progress:
+                        self.progress.update(rows_task, completed=state.next)
                 due_feedback = self._due_feedback(now) if config.feedback else []
                 if due_feedback:
                     feedback += await self._send_feedback(due_feedback)
@@ -248,7 +265,7 @@ class Replayer:
             state=state,
         )
 
-    def _due_flights(self, now: dt.datetime, limit: int, max_requests: int | None, sent: int) -> list[int]:
+    def _due_rows(self, now: dt.datetime, limit: int, max_requests: int | None, sent: int) -> list[int]:
         if max_requests is not None:
             limit = min(limit, max_requests - sent)
         start = self.state.next
@@ -258,10 +275,10 @@ class Replayer:
         return list(range(start, end))
 
     def _quiet_until(self, until: dt.datetime) -> bool:
-        """Whether every flight and outcome due by ``until`` has been sent."""
-        flight_due = self.state.next < len(self.traffic) and self.traffic.event_time[self.state.next] <= until
+        """Whether every row and outcome due by ``until`` has been sent."""
+        row_due = self.state.next < len(self.traffic) and self.traffic.event_time[self.state.next] <= until
         outcome_due = self.config.feedback and bool(self.pending) and self.pending[0][0] <= until.timestamp()
-        return not flight_due and not outcome_due
+        return not row_due and not outcome_due
 
     def _due_feedback(self, now: dt.datetime) -> list[Outcome]:
         due: list[Outcome] = []
@@ -271,7 +288,7 @@ class Replayer:
         return due
 
     def _wait(self, now: dt.datetime) -> float:
-        """Wall-clock seconds until the next flight or outcome is due (at most half a second)."""
+        """Wall-clock seconds until the next row or outcome is due (at most half a second)."""
         upcoming = []
         if self.state.next < len(self.traffic):
             upcoming.append(self.traffic.event_time[self.state.next])
@@ -291,28 +308,28 @@ class Replayer:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _send_flights(self, chunk: list[int]) -> tuple[int, int]:
-        """Send one request per flight, concurrently; advance the state past the answered ones."""
+    async def _send_rows(self, chunk: list[int]) -> tuple[int, int]:
+        """Send one request per row, concurrently; advance the state past the answered ones."""
         results = await self._with_retries(lambda: asyncio.gather(*(self._predict(i) for i in chunk)))
         answered = rejected = 0
         for i, result in zip(chunk, results, strict=True):
             if result is None:
                 answered += 1
                 if self.config.feedback:
-                    due = self.traffic.landing[i].timestamp()
-                    outcome = (due, self.request_id(i), self.traffic.late[i], self.traffic.arr_delay[i])
+                    due = self.traffic.outcome_at[i].timestamp()
+                    outcome = (due, self.request_id(i), self.traffic.labels[i], self.traffic.outcomes[i])
                     heapq.heappush(self.pending, outcome)
             else:
                 rejected += 1
                 if len(self.state.rejected_examples) < MAX_REJECTED_KEPT:
-                    self.state.rejected_examples.append({"flight": self.traffic.keys[i], **result})
+                    self.state.rejected_examples.append({"id": self.traffic.keys[i], **result})
         self.state.next = chunk[-1] + 1
         self.state.answered += answered
         self.state.rejected += rejected
         return answered, rejected
 
     async def _predict(self, index: int) -> dict[str, Any] | None:
-        """None when answered; the rejection (status and error) when the service refused the flight."""
+        """None when answered; the rejection (status and error) when the service refused the row."""
         await self._paced()
         headers = {
             "Content-Type": "application/json",
@@ -326,7 +343,8 @@ class Replayer:
         return {"status": response.status_code, "error": _error_text(response)}
 
     async def _send_feedback(self, due: list[Outcome]) -> int:
-        body = [{"id": i, "late": late, "arr_delay": delay} for _, i, late, delay in due]
+        target = self.traffic.target
+        body = [{"id": i, target: actual, "outcome": value} for _, i, actual, value in due]
 
         async def send() -> httpx.Response:
             response = await self.client.post("/feedback", json=body)
@@ -396,25 +414,25 @@ def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def no_flights(path: Path) -> str:
-    return f"{path}: no flights to replay; run `make train` first (it builds the features)"
+def no_traffic(path: Path) -> str:
+    return f"{path}: nothing to replay; run `make train` first (it builds the features)"
 
 
-def end_of_day(day: dt.date) -> dt.datetime:
+def end_of_day(day: dt.date, time_zone: str) -> dt.datetime:
     """The first instant after the local ``day``, in UTC."""
-    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(LOCAL_TIME_ZONE))
+    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(time_zone))
     return local.astimezone(dt.UTC)
 
 
 def traffic_snapshot(config: ReplayConfig, *, fresh: bool) -> Path:
-    """The replay's own copy of ``config.flights``, taken when a replay starts and kept while it resumes."""
+    """The replay's own copy of ``config.traffic``, taken when a replay starts and kept while it resumes."""
     snapshot = config.state.with_name(SNAPSHOT_NAME)
     if fresh or not snapshot.is_file():
-        if not config.flights.is_file():
-            raise ReplayError(no_flights(config.flights))
+        if not config.traffic.is_file():
+            raise ReplayError(no_traffic(config.traffic))
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         temporary = snapshot.with_suffix(".tmp")
-        shutil.copyfile(config.flights, temporary)
+        shutil.copyfile(config.traffic, temporary)
         temporary.replace(snapshot)
     return snapshot
 
@@ -434,13 +452,15 @@ async def replay(
     contract: FeatureContract,
     url: str,
     *,
+    time_zone: str = "UTC",
     api_key: str | None = None,
     restart: bool = False,
     show_progress: bool = True,
 ) -> ReplaySummary:
-    """Replay ``config.flights`` against the service at ``url``, resuming from ``config.state`` unless ``restart``."""
+    """Replay ``config.traffic`` against the service at ``url``, resuming from ``config.state`` unless ``restart``;
+    event times without a zone are local to ``time_zone``."""
     snapshot = traffic_snapshot(config, fresh=restart or not config.state.is_file())
-    traffic = load_traffic(snapshot, contract, source=str(config.flights))
+    traffic = load_traffic(snapshot, contract, config, time_zone=time_zone, source=str(config.traffic))
     state = ReplayState.start(traffic) if restart else ReplayState.load(config.state, traffic)
     headers = {"X-API-Key": api_key} if api_key else {}
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)

@@ -41,7 +41,7 @@ from tabloop.evaluation.metrics import expected_calibration_error
 if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
     from monitoring.reference import Reference
 
-TARGET, PROBABILITY = "late", "probability"
+TARGET, PROBABILITY = "actual", "probability"  # the observed class and the predicted probability
 
 
 class OOVRate(SingleValueMetric):
@@ -92,7 +92,7 @@ class Baseline:
     vocabularies: dict[str, list[str]]  # categorical feature: the model's training vocabulary
     threshold: float
     roc_auc: float | None
-    rows: pl.DataFrame  # contract features, probability, label, late
+    rows: pl.DataFrame  # contract features, probability, label, actual
 
     @classmethod
     def of(cls, reference: Reference) -> Baseline:

@@ -25,8 +25,7 @@ import httpx
 import polars as pl
 
 from monitoring.config import RetrainConfig
-from monitoring.replay import LOCAL_TIME_ZONE
-from tabloop.config import DataConfig, Period, RegistryConfig, SplitConfig
+from tabloop.config import DataConfig, Period, RegistryConfig, TimeSplit
 from tabloop.errors import TabloopError
 from tabloop.io import read_json
 from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
@@ -47,8 +46,8 @@ class Plan:
     """The moved split and why it is where it is."""
 
     horizon: dt.date  # the newest day whose outcomes have arrived (within the source data)
-    current: SplitConfig
-    moved: SplitConfig
+    current: TimeSplit
+    moved: TimeSplit
     new_days: int  # how far the end of training moves forward
     name: str  # of the DVC experiment (and the MLflow run)
 
@@ -79,33 +78,35 @@ class Outcome:
         return PROMOTED if self.promoted else KEPT
 
 
-def labelled_horizon(log: pl.DataFrame, min_share: float) -> dt.date | None:
-    """The newest local day on which at least ``min_share`` of the predictions have their outcome."""
+def labelled_horizon(log: pl.DataFrame, min_share: float, time_zone: str) -> dt.date | None:
+    """The newest day (local to ``time_zone``) on which at least ``min_share`` of the predictions have their
+    outcome."""
     if log.is_empty():
         return None
     days = (
-        log.group_by(day=pl.col("event_time").dt.convert_time_zone(LOCAL_TIME_ZONE).dt.date())
-        .agg(rows=pl.len(), labelled=pl.col("late").is_not_null().sum())
+        log.group_by(day=pl.col("event_time").dt.convert_time_zone(time_zone).dt.date())
+        .agg(rows=pl.len(), labelled=pl.col("actual").is_not_null().sum())
         .filter(pl.col("labelled") >= min_share * pl.col("rows"))
     )
     newest = days["day"].max()
     return newest if isinstance(newest, dt.date) else None
 
 
-def source_end(validated: Path) -> dt.date:
-    """The last scheduled departure day in the validated flights table."""
-    path = validated / "flights.parquet"
-    if not path.is_file():
-        raise RetrainError(f"{path}: no validated flights; run `make train` first")
-    last = pl.scan_parquet(path).select(pl.date("year", "month", "day").max()).collect().item()
-    if not isinstance(last, dt.date):
-        raise RetrainError(f"{path}: no flights")
-    return last
+def source_end(features_metrics: Path) -> dt.date:
+    """The last day of the event time among the labelled examples, as the features stage recorded it."""
+    if not features_metrics.is_file():
+        raise RetrainError(f"{features_metrics}: not found; run `make train` first")
+    end = read_json(features_metrics).get("examples", {}).get("end")
+    if end is None:
+        raise RetrainError(f"{features_metrics}: the examples have no event time; retraining moves a time split")
+    return dt.date.fromisoformat(end)
 
 
 def plan(config: RetrainConfig, data: DataConfig, horizon: dt.date | None, data_end: dt.date) -> Plan:
     """The split moved to ``horizon``; a RetrainError when it would not move far enough."""
     current = data.split
+    if not isinstance(current, TimeSplit):
+        raise RetrainError(f"split.kind: retraining moves a time split; this dataset's is {current.kind}")
     if horizon is None:
         raise NothingNewError(
             "no day in the prediction log has its outcomes yet (the replay sends them after landing, "
@@ -119,7 +120,9 @@ def plan(config: RetrainConfig, data: DataConfig, horizon: dt.date | None, data_
             f"the moved window would leave no training days: the {config.validation_days} validation and "
             f"{config.evaluation_days} evaluation days before {end} start before training does ({current.train.start})"
         )
-    moved = SplitConfig(train=Period(start=current.train.start, end=valid.start - DAY), valid=valid, test=test)
+    moved = TimeSplit(
+        kind="time", train=Period(start=current.train.start, end=valid.start - DAY), valid=valid, test=test
+    )
     new_days = (moved.train.end - current.train.end).days
     if new_days < config.min_new_days:
         raise NothingNewError(
@@ -134,7 +137,7 @@ class NothingNewError(RetrainError):
     """Not enough newly labelled days to move the window."""
 
 
-def overrides(moved: SplitConfig, data_config: Path) -> list[str]:
+def overrides(moved: TimeSplit, data_config: Path) -> list[str]:
     """``dvc exp run -S`` arguments that set the split in ``data_config`` (a file inside the repository)."""
     try:
         relative = data_config.resolve().relative_to(Path.cwd().resolve())

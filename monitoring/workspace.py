@@ -109,7 +109,7 @@ class MonitoringWorkspace:
         scores = [PanelMetric(legend=name, metric="ValueDrift", metric_labels={"column": name}) for name in features]
         means = [
             PanelMetric(legend="mean prediction", metric="MeanValue", metric_labels={"column": "probability"}),
-            PanelMetric(legend="observed late rate", metric="MeanValue", metric_labels={"column": "late"}),
+            PanelMetric(legend="observed positive rate", metric="MeanValue", metric_labels={"column": "actual"}),
         ]
         panels = [
             line_plot_panel("Share of drifted features", drift, size="half"),
@@ -123,7 +123,7 @@ class MonitoringWorkspace:
                 size="half",
             ),
             line_plot_panel("Drift score of key features", scores),
-            line_plot_panel("Mean prediction and observed late rate", means, size="half"),
+            line_plot_panel("Mean prediction and observed positive rate", means, size="half"),
             line_plot_panel(
                 "ROC AUC as outcomes arrive", [PanelMetric(legend="ROC AUC", metric="RocAuc")], size="half"
             ),

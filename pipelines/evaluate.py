@@ -1,4 +1,4 @@
-"""DVC stage ``evaluate``: the model against two baselines on the test months, with curves and a model card."""
+"""DVC stage ``evaluate``: the model against two baselines on the test split, with curves and a model card."""
 
 import typer
 

@@ -26,7 +26,7 @@ from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
 from serving.routes import api_key_guard, build_ops_router, build_router, without_tags
-from serving.schemas import example_flight, flight_model
+from serving.schemas import api_models, example_row
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
@@ -38,11 +38,11 @@ logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"
 REDOC_BADGE = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 
-DESCRIPTION = """
-Predicts whether a flight leaving New York will arrive at least 15 minutes late, with the champion model of the
-registry. Send flights to `POST /predict` (one object or a list), or use the MLflow scoring protocol
-(`POST /invocations`) or the Open Inference Protocol v2 (`POST /v2/models/{name}/infer`). Report outcomes to
-`POST /feedback`. Every error is JSON: `{"error": {"code", "message", "details": [{"path", "reason"}]}}`.
+HOW_TO = """
+Predictions come from the champion model of the registry. Send examples to `POST /predict` (one object or a
+list), or use the MLflow scoring protocol (`POST /invocations`) or the Open Inference Protocol v2
+(`POST /v2/models/{name}/infer`). Report outcomes to `POST /feedback`. Every error is JSON:
+`{"error": {"code", "message", "details": [{"path", "reason"}]}}`.
 """
 
 
@@ -55,7 +55,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     store.load_initial()
     if store.current is not None:
         contract = store.current.contract
-        example = example_flight(store.current.predictor.bundle.preprocessor)
+        example = example_row(store.current.predictor.bundle.preprocessor)
     else:
         contract, example = load_data_config(settings.contract_config).contract, None
     store.expected_contract = contract
@@ -70,7 +70,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         loader_nice=settings.log_loader_nice,
     )
     metrics.watch_queue(lambda: log.depth)
-    service = Service(settings, store, log, metrics, flight_model(contract, example))
+    service = Service(settings, store, log, metrics, contract=contract, models=api_models(contract, example))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,9 +92,9 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
             await writer  # returns within one flush interval once the log is closed
 
     app = FastAPI(
-        title="Flight delay predictions",
+        title=contract.title,
         version=__version__,
-        description=DESCRIPTION,
+        description=f"{contract.description}\n{HOW_TO}".strip(),
         lifespan=lifespan,
         docs_url=None,  # served below from packaged assets: the default pages load them from a CDN
         redoc_url=None,
@@ -107,7 +107,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
     add_error_handlers(app)
-    add_schemas(app, {"Flight": service.flight, "InferRequest": InferRequest})
+    add_schemas(app, {contract.entity: service.models.row, "InferRequest": InferRequest})
     add_docs(app)
     return app
 
@@ -151,7 +151,7 @@ def add_docs(app: FastAPI) -> None:
 
 
 def add_schemas(app: FastAPI, models: dict[str, type[BaseModel]]) -> None:
-    """Put models that routes reference by hand (the flight, the V2 request) into the OpenAPI document's
+    """Put models that routes reference by hand (one example, the V2 request) into the OpenAPI document's
     components, with the models they nest (pydantic's ``$defs``, which ReDoc cannot resolve in place)."""
 
     def openapi() -> dict[str, Any]:

@@ -38,10 +38,10 @@ class Metrics:
             registry=self.registry,
         )
         self.scores = BatchHistogram(
-            "prediction_probability", "Predicted probability of a late arrival.", SCORE_BUCKETS, self.registry
+            "prediction_probability", "Predicted probability of the positive class.", SCORE_BUCKETS, self.registry
         )
         self.predictions = Counter(
-            "predictions_total", "Flights predicted, by model version.", ["version"], registry=self.registry
+            "predictions_total", "Rows predicted, by model version.", ["version"], registry=self.registry
         )
         self.model = Gauge(
             "model_served_info",
@@ -56,7 +56,7 @@ class Metrics:
         )
         self.unrecorded = Counter(
             "predictions_refused_unrecorded_total",
-            "Flights refused with 503 because the prediction log could not record them.",
+            "Rows refused with 503 because the prediction log could not record them.",
             registry=self.registry,
         )
         self.refused = Gauge("model_versions_refused", "Versions refused by the hot reload.", registry=self.registry)

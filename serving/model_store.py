@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from serving.schemas import example_flight
+from serving.schemas import example_row
 from serving.settings import ServeSettings
 from tabloop.config import RegistryConfig
 from tabloop.contract import FeatureContract
@@ -186,7 +186,7 @@ class ModelStore:
                 "its feature contract differs from the one this service validates requests against; "
                 "restart the service to serve it"
             )
-        example = example_flight(predictor.bundle.preprocessor)
+        example = example_row(predictor.bundle.preprocessor)
         try:
             proba = predictor.predict_proba({name: [value] for name, value in example.items()})
         except Exception as e:

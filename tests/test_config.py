@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import CONFIG_PATH, REPO_ROOT
-from tabloop.config import DataConfig, load_data_config, parse_config
+from tabloop.config import DataConfig, TimeSplit, load_data_config, parse_config
 from tabloop.errors import ConfigError
 
 
@@ -29,9 +29,11 @@ def parse(data: dict[str, Any]) -> DataConfig:
 
 def test_repository_config_loads_with_expected_contract(real_config: DataConfig) -> None:
     assert set(real_config.tables) == {"flights", "weather", "planes", "airports"}
+    assert isinstance(real_config.split, TimeSplit)
     assert real_config.split.train.start == dt.date(2013, 1, 1)
     assert real_config.split.test.end == dt.date(2013, 12, 31)
-    assert real_config.label.threshold_minutes == 15
+    assert real_config.label.threshold == 15
+    assert real_config.adapter == "flights"
     assert real_config.contract.features["origin"].values == ["EWR", "JFK", "LGA"]
     assert real_config.contract.features["dep_hour"].period == 24
     assert "month" not in real_config.contract.features  # a raw month number would not generalise to Nov-Dec
@@ -59,7 +61,13 @@ def test_unknown_key_is_named(raw: dict[str, Any], mutate: Any, expected: str) -
 @pytest.mark.parametrize(
     ("mutate", "key", "reason"),
     [
-        (lambda c: c["label"].update(threshold_minutes=-5), "label.threshold_minutes", "greater than or equal to 0"),
+        (lambda c: c["label"].update(positive=["yes"]), "label", "exactly one of positive (values) and threshold"),
+        (lambda c: c["label"].update(unlabelled="late"), "label.unlabelled", "'drop', 'positive' or 'negative'"),
+        (lambda c: c["source"].update(dir="elsewhere"), "source", "exactly one of dir, package and rdataset"),
+        (lambda c: c["entity"].update(time_zone="Mars/Olympus"), "entity", "not an IANA time zone"),
+        (lambda c: c["entity"].update(time=None, outcome_time=None), "split.kind", "needs an event time"),
+        (lambda c: c.update(split={"kind": "random", "fractions": {"train": 0.8}}), "split.fractions", "must be 1"),
+        (lambda c: c.update(split={"kind": "monthly"}), "split", "'time', 'random', 'stratified', 'group'"),
         (lambda c: c["validation"].update(max_rejected_share=1.5), "validation.max_rejected_share", "less than"),
         (lambda c: c["split"]["valid"].update(start="2013-08-15"), "split", "after train.end"),
         (lambda c: c["split"]["test"].update(start="2013-12-31", end="2013-12-01"), "split.test", "is after end"),
@@ -79,7 +87,7 @@ def test_unknown_key_is_named(raw: dict[str, Any], mutate: Any, expected: str) -
             "tables.flights.columns.distance.dtype",
             "Input should be",
         ),
-        (lambda c: c["tables"].pop("weather"), "tables", "missing required table"),
+        (lambda c: c["entity"].update(table="trips"), "entity.table", "'trips' is not one of the tables"),
         (
             lambda c: c["tables"]["flights"]["columns"]["dest"]["references"].update(table="airfields"),
             "tables.flights.columns.dest.references",
@@ -121,7 +129,7 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 def test_stage_reports_config_error_without_traceback(raw: dict[str, Any], tmp_path: Path) -> None:
     data = copy.deepcopy(raw)
-    data["label"]["threshold_minutes"] = -1
+    data["validation"]["max_rejected_share"] = -1
     path = tmp_path / "data.yaml"
     path.write_text(yaml.safe_dump(data))
     result = subprocess.run(
@@ -132,7 +140,7 @@ def test_stage_reports_config_error_without_traceback(raw: dict[str, Any], tmp_p
         check=False,
     )
     assert result.returncode == 1
-    assert "label.threshold_minutes" in result.stderr
+    assert "validation.max_rejected_share" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "raw").exists()
 

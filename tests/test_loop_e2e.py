@@ -41,7 +41,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("loop")
     write_slice(root / "source", every=20)
     repo = copy_repository(root / "repo")
-    edit_config(repo, "data", source={"dir": str(root / "source")})
+    edit_config(repo, "data", source={"dir": str(root / "source"), "package": None})
     edit_config(repo, "train", threads=1, training={"max_epochs": 8, "patience": 3})
     edit_config(
         repo,
@@ -93,7 +93,7 @@ def served_version(url: str) -> str:
 
 def split_of(repo: Path) -> dict[str, dict[str, str]]:
     split = yaml.safe_load((Layout.of(None, repo).data_config).read_text())["split"]
-    return {name: {k: str(v) for k, v in period.items()} for name, period in split.items()}
+    return {name: {k: str(v) for k, v in period.items()} for name, period in split.items() if name != "kind"}
 
 
 def test_drift_is_detected_retraining_promotes_and_the_new_champion_is_served(repo: Path, service: str) -> None:

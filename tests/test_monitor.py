@@ -146,7 +146,7 @@ def test_a_log_from_before_event_times_is_read_on_the_time_of_the_answer(tmp_pat
             "model_version VARCHAR(32) NOT NULL, features TEXT NOT NULL, probability FLOAT NOT NULL, "
             "label BOOLEAN NOT NULL)"
         )
-        conn.execute("CREATE TABLE feedback (prediction_id VARCHAR(96) PRIMARY KEY, late BOOLEAN NOT NULL)")
+        conn.execute("CREATE TABLE feedback (prediction_id VARCHAR(96) PRIMARY KEY, actual BOOLEAN NOT NULL)")
         conn.execute(
             "INSERT INTO predictions VALUES ('p1', 'p1', '2026-11-02 10:00:00.000000', '/predict', 'flight-delay', "
             "'1', '{}', 0.3, 0)"

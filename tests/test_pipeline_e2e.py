@@ -51,7 +51,7 @@ def fingerprint(repo: Path) -> dict[str, str]:
 def built(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path) -> Path:
     """A repository copy pointed at the slice, after one successful ``dvc repro``."""
     repo = copy_repository(tmp_path_factory.mktemp("repo"))
-    edit_config(repo, "data", source={"dir": str(slice_dir)})
+    edit_config(repo, "data", source={"dir": str(slice_dir), "package": None})
     result = dvc(repo, "repro")
     assert result.returncode == 0, result.stdout + result.stderr
     assert ran(result.stdout) == ALL_STAGES
@@ -200,7 +200,7 @@ def test_bad_source_fails_clearly_and_keeps_outputs(
 ) -> None:
     source = Path(shutil.copytree(slice_dir, tmp_path / "bad-source"))
     corrupt(source)
-    edit_config(repo, "data", source={"dir": str(source)})
+    edit_config(repo, "data", source={"dir": str(source), "package": None})
     before = fingerprint(repo)
 
     result = dvc(repo, "repro")

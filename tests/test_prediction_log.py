@@ -61,8 +61,8 @@ def test_predictions_and_feedback_round_trip(tmp_path: Path, paramstyle: str) ->
         assert log.depth == 3
         assert log.known(["a-0", "zzz"]) == {"a-0"}  # queued, not yet written
         await log.flush()
-        log.record_feedback([{"prediction_id": "a-1", "late": True, "arr_delay": 31.0, "received_at": _now()}])
-        log.record_feedback([{"prediction_id": "a-1", "late": False, "arr_delay": None, "received_at": _now()}])
+        log.record_feedback([{"prediction_id": "a-1", "actual": True, "outcome": 31.0, "received_at": _now()}])
+        log.record_feedback([{"prediction_id": "a-1", "actual": False, "outcome": None, "received_at": _now()}])
         await log.close()
 
     asyncio.run(scenario())
@@ -81,7 +81,7 @@ def test_predictions_and_feedback_round_trip(tmp_path: Path, paramstyle: str) ->
     assert stored[0]["created_at"].replace(tzinfo=dt.UTC) == ANSWERED
     assert stored[0]["event_time"].replace(tzinfo=dt.UTC) == ANSWERED  # no event time given: when answered
     outcomes = rows(log, feedback)
-    assert [(r["prediction_id"], r["late"], r["arr_delay"]) for r in outcomes] == [("a-1", False, None)]  # replaced
+    assert [(r["prediction_id"], r["actual"], r["outcome"]) for r in outcomes] == [("a-1", False, None)]  # replaced
     assert log.written == 3
     assert log.depth == 0
 
@@ -173,7 +173,7 @@ for k in range(50):
         request_id=f"r{{k}}", ids=[f"r{{k}}-0", f"r{{k}}-1"], created_at=dt.datetime.now(dt.UTC), event_time=None,
         route="/predict", model_name="m", model_version="1", features={{"x": [1.0, None]}}, probability=[0.1, 0.9],
         label=[False, True]))
-log.record_feedback([{{"prediction_id": "r3-1", "late": True, "arr_delay": 40.0,
+log.record_feedback([{{"prediction_id": "r3-1", "actual": True, "outcome": 40.0,
                       "received_at": dt.datetime.now(dt.UTC)}}])
 os.kill(os.getpid(), 9)  # nothing was loaded into the database: it is all in the journal
 """
@@ -184,7 +184,7 @@ os.kill(os.getpid(), 9)  # nothing was loaded into the database: it is all in th
     log = PredictionLog(url)  # the next process
     assert log.recovered == 101
     assert len(rows(log, predictions)) == 100
-    assert [(r["prediction_id"], r["late"]) for r in rows(log, feedback)] == [("r3-1", True)]
+    assert [(r["prediction_id"], r["actual"]) for r in rows(log, feedback)] == [("r3-1", True)]
     assert not list((tmp_path / "log.db.journal").iterdir())  # loaded, then deleted
     asyncio.run(log.close())
     assert PredictionLog(url).recovered == 0  # loaded once

@@ -22,6 +22,8 @@ from serving.settings import ServeSettings
 from tabloop.cli import entry_point
 from tabloop.config import DataConfig
 
+ZONE = "America/New_York"  # the flights' scheduled times are local to the New York airports
+
 
 def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:
     engine = sa.create_engine(settings.prediction_log_url)
@@ -35,7 +37,7 @@ def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:
 def replay_config(stage_outputs: dict[str, Path], tmp_path: Path) -> ReplayConfig:
     """The slice's test months, two months in well under a second."""
     return ReplayConfig(
-        flights=stage_outputs["features"] / "test.parquet",
+        traffic=stage_outputs["features"] / "test.parquet",
         speedup=2e7,
         rate=5000,
         concurrency=8,
@@ -48,11 +50,11 @@ def replay_config(stage_outputs: dict[str, Path], tmp_path: Path) -> ReplayConfi
 def test_every_flight_is_predicted_once_at_its_time_and_its_outcome_follows(
     serve_settings: ServeSettings, registry_store: tuple, replay_config: ReplayConfig, config: DataConfig
 ) -> None:
-    traffic = load_traffic(replay_config.flights, config.contract)
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
     assert traffic.event_time == sorted(traffic.event_time)
-    assert all(land > dep for dep, land in zip(traffic.event_time, traffic.landing, strict=True))
+    assert all(land > dep for dep, land in zip(traffic.event_time, traffic.outcome_at, strict=True))
     with running_service(serve_settings, registry_store[0]) as url:
-        summary = asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
+        summary = asyncio.run(replay(replay_config, config.contract, url, time_zone=ZONE, show_progress=False))
     assert summary.finished
     assert (summary.sent, summary.answered, summary.rejected, summary.feedback) == (len(traffic),) * 2 + (
         0,
@@ -67,17 +69,23 @@ def test_every_flight_is_predicted_once_at_its_time_and_its_outcome_follows(
     assert traffic.event_time[0].month == 11
     outcomes = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
     assert set(outcomes) == set(predictions)
-    late = dict(zip(traffic.keys, traffic.late, strict=True))
-    assert all(bool(outcomes[f"r{run}-{key}"]["late"]) == late[key] for key in traffic.keys)
+    late = dict(zip(traffic.keys, traffic.labels, strict=True))
+    assert all(bool(outcomes[f"r{run}-{key}"]["actual"]) == late[key] for key in traffic.keys)
 
 
 def test_an_interrupted_replay_resumes_and_counts_nothing_twice(
     serve_settings: ServeSettings, registry_store: tuple, replay_config: ReplayConfig, config: DataConfig
 ) -> None:
-    traffic = load_traffic(replay_config.flights, config.contract)
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
     with running_service(serve_settings, registry_store[0]) as url:
         first = asyncio.run(
-            replay(replay_config.model_copy(update={"max_requests": 30}), config.contract, url, show_progress=False)
+            replay(
+                replay_config.model_copy(update={"max_requests": 30}),
+                config.contract,
+                url,
+                time_zone=ZONE,
+                show_progress=False,
+            )
         )
         assert not first.finished
         assert first.stopped_by.startswith("max_requests")
@@ -85,7 +93,7 @@ def test_an_interrupted_replay_resumes_and_counts_nothing_twice(
         state = ReplayState.load(replay_config.state, traffic)
         state.next -= 10
         state.save(replay_config.state)
-        second = asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
+        second = asyncio.run(replay(replay_config, config.contract, url, time_zone=ZONE, show_progress=False))
     assert second.finished
     assert second.state.run == first.state.run
     assert second.sent == len(traffic) - 20
@@ -104,10 +112,10 @@ def test_a_replay_with_no_rate_limit_sends_every_flight(
     written = tmp_path / "monitor.yaml"
     written.write_text("replay:\n  rate: null\n")
     assert load_monitor_config(written).replay.rate is None
-    traffic = load_traffic(replay_config.flights, config.contract)
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
     unlimited = replay_config.model_copy(update={"rate": None})
     with running_service(serve_settings, registry_store[0]) as url:
-        summary = asyncio.run(replay(unlimited, config.contract, url, show_progress=False))
+        summary = asyncio.run(replay(unlimited, config.contract, url, time_zone=ZONE, show_progress=False))
     assert summary.finished
     assert (summary.answered, summary.rejected, summary.feedback) == (len(traffic), 0, len(traffic))
     assert len(log_rows(serve_settings, "predictions")) == len(traffic)
@@ -120,15 +128,15 @@ def test_a_service_that_is_down_stops_the_replay_with_its_progress_kept(
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(ReplayError, match=r"did not answer for 1 s.*run the replay again to resume"):
-        asyncio.run(replay(replay_config, config.contract, url, show_progress=False))
-    traffic = load_traffic(replay_config.flights, config.contract)
+        asyncio.run(replay(replay_config, config.contract, url, time_zone=ZONE, show_progress=False))
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
     state = ReplayState.load(replay_config.state, traffic)
     assert (state.next, state.answered, state.pending) == (0, 0, [])
 
 
 def test_a_state_from_another_replay_is_not_used(replay_config: ReplayConfig, config: DataConfig) -> None:
-    traffic = load_traffic(replay_config.flights, config.contract)
-    other = ReplayState(run="abc", source="elsewhere.parquet", flights=5)
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
+    other = ReplayState(run="abc", source="elsewhere.parquet", rows=5)
     other.save(replay_config.state)
     with pytest.raises(ReplayError, match="pass --restart"):
         ReplayState.load(replay_config.state, traffic)
@@ -149,12 +157,12 @@ def test_the_command_names_a_bad_configuration_key(tmp_path: Path) -> None:
 def test_landing_is_after_departure_by_the_flight_and_its_delay(
     config: DataConfig, replay_config: ReplayConfig
 ) -> None:
-    traffic = load_traffic(replay_config.flights, config.contract)
+    traffic = load_traffic(replay_config.traffic, config.contract, time_zone=ZONE)
     minutes = [
-        (land - dep) / dt.timedelta(minutes=1) for dep, land in zip(traffic.event_time, traffic.landing, strict=True)
+        (land - dep) / dt.timedelta(minutes=1) for dep, land in zip(traffic.event_time, traffic.outcome_at, strict=True)
     ]
     assert min(minutes) >= 20
-    delayed = [m for m, delay in zip(minutes, traffic.arr_delay, strict=True) if delay is not None and delay > 120]
+    delayed = [m for m, delay in zip(minutes, traffic.outcomes, strict=True) if delay is not None and delay > 120]
     assert all(m > 150 for m in delayed)
 
 
@@ -166,16 +174,20 @@ def test_a_replay_until_a_day_stops_there_and_resumes_from_its_own_copy(
     tmp_path: Path,
 ) -> None:
     flights = tmp_path / "test.parquet"
-    shutil.copyfile(replay_config.flights, flights)
-    moving = replay_config.model_copy(update={"flights": flights})
-    traffic = load_traffic(flights, config.contract)
-    november = end_of_day(dt.date(2013, 11, 30))
+    shutil.copyfile(replay_config.traffic, flights)
+    moving = replay_config.model_copy(update={"traffic": flights})
+    traffic = load_traffic(flights, config.contract, time_zone=ZONE)
+    november = end_of_day(dt.date(2013, 11, 30), ZONE)
     in_november = sum(t < november for t in traffic.event_time)
     assert 0 < in_november < len(traffic)
     with running_service(serve_settings, registry_store[0]) as url:
         first = asyncio.run(
             replay(
-                moving.model_copy(update={"until": dt.date(2013, 11, 30)}), config.contract, url, show_progress=False
+                moving.model_copy(update={"until": dt.date(2013, 11, 30)}),
+                config.contract,
+                url,
+                time_zone=ZONE,
+                show_progress=False,
             )
         )
         assert first.stopped_by == "until (2013-11-30)"
@@ -183,7 +195,7 @@ def test_a_replay_until_a_day_stops_there_and_resumes_from_its_own_copy(
         assert 0 < first.feedback < in_november
         assert all(outcome[0] > november.timestamp() for outcome in first.state.pending)  # still in the air
         flights.unlink()  # retraining rewrites the feature tables: the replay goes on with its copy
-        second = asyncio.run(replay(moving, config.contract, url, show_progress=False))
+        second = asyncio.run(replay(moving, config.contract, url, time_zone=ZONE, show_progress=False))
     assert second.finished
     assert second.state.run == first.state.run
     assert len(log_rows(serve_settings, "predictions")) == len(traffic)

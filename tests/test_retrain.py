@@ -38,27 +38,27 @@ def log_of(days: dict[str, tuple[int, int]]) -> pl.DataFrame:
     rows = []
     for day, (total, labelled) in days.items():
         noon = dt.datetime.fromisoformat(f"{day}T12:00:00").replace(tzinfo=dt.timezone(dt.timedelta(hours=-5)))
-        rows += [{"event_time": noon, "late": (i % 3 == 0) if i < labelled else None} for i in range(total)]
-    return pl.DataFrame(rows, schema={"event_time": pl.Datetime("us", "UTC"), "late": pl.Boolean})
+        rows += [{"event_time": noon, "actual": (i % 3 == 0) if i < labelled else None} for i in range(total)]
+    return pl.DataFrame(rows, schema={"event_time": pl.Datetime("us", "UTC"), "actual": pl.Boolean})
 
 
 def test_the_horizon_is_the_newest_day_with_its_outcomes() -> None:
     log = log_of({"2013-11-01": (10, 10), "2013-11-02": (10, 9), "2013-11-03": (10, 8), "2013-11-04": (10, 0)})
-    assert labelled_horizon(log, min_share=0.9) == dt.date(2013, 11, 2)
-    assert labelled_horizon(log, min_share=0.8) == dt.date(2013, 11, 3)
+    assert labelled_horizon(log, min_share=0.9, time_zone="America/New_York") == dt.date(2013, 11, 2)
+    assert labelled_horizon(log, min_share=0.8, time_zone="America/New_York") == dt.date(2013, 11, 3)
 
 
 def test_the_horizon_is_the_local_day_not_the_utc_one() -> None:
     late_evening = dt.datetime(2013, 11, 30, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # 04:30 UTC on 1 Dec
-    log = pl.DataFrame({"event_time": [late_evening], "late": [True]}).with_columns(
+    log = pl.DataFrame({"event_time": [late_evening], "actual": [True]}).with_columns(
         pl.col("event_time").dt.convert_time_zone("UTC")
     )
-    assert labelled_horizon(log, min_share=1.0) == dt.date(2013, 11, 30)
+    assert labelled_horizon(log, min_share=1.0, time_zone="America/New_York") == dt.date(2013, 11, 30)
 
 
 def test_no_outcomes_no_horizon() -> None:
-    assert labelled_horizon(log_of({"2013-11-01": (5, 0)}), min_share=0.9) is None
-    assert labelled_horizon(log_of({}), min_share=0.9) is None
+    assert labelled_horizon(log_of({"2013-11-01": (5, 0)}), min_share=0.9, time_zone="UTC") is None
+    assert labelled_horizon(log_of({}), min_share=0.9, time_zone="UTC") is None
 
 
 def test_the_split_moves_to_the_horizon(real_config: DataConfig) -> None:
@@ -106,10 +106,10 @@ def test_overrides_name_the_file_inside_the_repository(
         overrides(moved, tmp_path.parent / "elsewhere.yaml")
 
 
-def test_the_source_end_is_the_last_validated_flight(stage_outputs: dict[str, Path], tmp_path: Path) -> None:
-    assert source_end(stage_outputs["validated"]) == dt.date(2013, 12, 31)
+def test_the_source_end_is_the_last_labelled_day(stage_outputs: dict[str, Path], tmp_path: Path) -> None:
+    assert source_end(stage_outputs["features_metrics"]) == dt.date(2013, 12, 31)
     with pytest.raises(RetrainError, match="run `make train` first"):
-        source_end(tmp_path)
+        source_end(tmp_path / "features.json")
 
 
 def test_a_repository_without_a_commit_is_a_clear_error(tmp_path: Path) -> None:
@@ -127,7 +127,14 @@ def test_a_log_without_outcomes_exits_nothing_new(tmp_path: Path, stage_outputs:
     PredictionLog(f"sqlite:///{log}").engine.dispose()
     config = tmp_path / "monitor.yaml"
     config.write_text(f"reports:\n  log_url: sqlite:///{log}\n")
-    arguments = ["retrain", "--config", str(config), "--validated", str(stage_outputs["validated"]), "--dry-run"]
+    arguments = [
+        "retrain",
+        "--config",
+        str(config),
+        "--features-metrics",
+        str(stage_outputs["features_metrics"]),
+        "--dry-run",
+    ]
     result = CliRunner().invoke(monitoring_cli, arguments)
     assert result.exit_code == NOTHING_NEW, result.output
     assert "nothing to retrain" in result.output

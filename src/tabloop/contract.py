@@ -1,6 +1,6 @@
 """The data contract: what each source table and each model feature must look like.
 
-Declared once in ``configs/data.yaml``. The validation schemas, the model's input encoding and (later) the API's
+Declared once in ``configs/<dataset>/data.yaml``. The validation schemas, the model's input encoding, the API's
 request model and the drift report's column definitions are all derived from these classes. The module has no
 heavy imports so that a model bundle can carry and re-read its contract anywhere.
 """
@@ -78,9 +78,9 @@ class ColumnSpec(ValueRules):
 
 
 class TableSpec(StrictModel):
-    """One source table: its unique key and its columns."""
+    """One source table: its unique key (if it has one) and its columns."""
 
-    key: list[str] = Field(min_length=1)
+    key: list[str] = Field(default_factory=list)
     columns: dict[str, ColumnSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -115,15 +115,29 @@ class FeatureSpec(ValueRules):
 class TargetSpec(StrictModel):
     """The binary label the model predicts."""
 
-    name: str = "late"
+    name: str = Field("label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
+
+
+RESERVED_NAMES = frozenset({"id", "probability", "outcome"})  # fields of the API's predictions and feedback
 
 
 class FeatureContract(StrictModel):
     """The model's inputs and target: the single source of truth for encoding, validation and serving."""
 
+    entity: str = Field(
+        "Row", pattern=r"^[A-Z][A-Za-z0-9]*$", description="The API's name for one example (e.g. Customer, Loan)."
+    )
+    title: str = Field("Predictions", min_length=1, description="The API's title.")
+    description: str = Field("", description="What the API predicts, in a sentence or two.")
     features: dict[str, FeatureSpec] = Field(min_length=1)
     target: TargetSpec = Field(default_factory=TargetSpec)
+
+    @model_validator(mode="after")
+    def _target_name_free(self) -> Self:
+        if self.target.name in RESERVED_NAMES:
+            raise ValueError(f"target.name: {self.target.name!r} is taken by the API; pick another")
+        return self
 
     def of_kind(self, kind: FeatureKind) -> list[str]:
         """Names of the features of one kind, in declaration order."""

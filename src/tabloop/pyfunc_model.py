@@ -18,7 +18,7 @@ BUNDLE_ARTIFACT = "bundle"
 
 
 class TabloopModel(PythonModel):
-    """Probability and label of a late arrival for each row of contract features."""
+    """Probability and label of the positive class for each row of contract features."""
 
     def load_context(self, context: PythonModelContext) -> None:
         from tabloop.model.bundle import Predictor

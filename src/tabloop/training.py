@@ -1,4 +1,4 @@
-"""The ``train`` stage: fit the network on the training months, stop early on the validation months.
+"""The ``train`` stage: fit the network on the training split, stop early on the validation split.
 
 Batches are slices of tensors built once per split (no per-row ``Dataset``). Runs are seeded and, on the CPU,
 deterministic: the same data, parameters and seed give the same weights. Every epoch ends with a checkpoint written

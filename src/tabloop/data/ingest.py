@@ -11,13 +11,7 @@ import polars as pl
 from tabloop.config import DataConfig
 from tabloop.contract import INTEGER_DTYPES, ColumnSpec, TableSpec
 from tabloop.data.dtypes import polars_dtype
-from tabloop.data.sources import (
-    describe_source,
-    file_digest,
-    find_table_file,
-    read_table_file,
-    resolve_source_dir,
-)
+from tabloop.data.sources import describe_source, file_digest, locate_tables
 from tabloop.errors import ContractError
 from tabloop.io import staged, write_json, write_parquet
 
@@ -50,14 +44,13 @@ class TypeProblem:
 
 def ingest(config: DataConfig, out_dir: Path) -> IngestResult:
     """Read every declared table, type it by the contract and write it as Parquet with a manifest."""
-    directory = resolve_source_dir(config.source)
-    files = {table: find_table_file(directory, table) for table in config.tables}
+    files = locate_tables(config.source, list(config.tables))
     frames: dict[str, pl.DataFrame] = {}
     problems: list[str] = []
-    for table, path in files.items():
-        raw = read_table_file(path, config.source.null_values)
+    for table, located in files.items():
+        raw = located.read()
         try:
-            frames[table] = cast_to_contract(raw, config.tables[table], path.name)
+            frames[table] = cast_to_contract(raw, config.tables[table], located.path.name)
         except ContractError as e:
             problems.append(str(e))
     if problems:
@@ -67,8 +60,8 @@ def ingest(config: DataConfig, out_dir: Path) -> IngestResult:
         "source": describe_source(config.source),
         "tables": {
             table: {
-                "file": files[table].name,
-                "sha256": file_digest(files[table]),
+                "file": files[table].path.name,
+                "sha256": file_digest(files[table].path),
                 "rows": frame.height,
                 "columns": {name: spec.dtype for name, spec in config.tables[table].columns.items()},
             }
@@ -80,7 +73,7 @@ def ingest(config: DataConfig, out_dir: Path) -> IngestResult:
             write_parquet(frame, staging / f"{table}.parquet")
         write_json(manifest, staging / "manifest.json")
     for table, frame in frames.items():
-        logger.info("ingested %-8s %9d rows from %s", table, frame.height, files[table].name)
+        logger.info("ingested %-8s %9d rows from %s", table, frame.height, files[table].path.name)
     return IngestResult(rows={table: frame.height for table, frame in frames.items()})
 
 

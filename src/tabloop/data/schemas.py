@@ -73,7 +73,7 @@ def table_schema(
             allowed = referenced[(ref.table, ref.column)]
             checks.append(references_check(ref.table, ref.column, allowed, ref.also))
         columns[column] = pa.Column(polars_dtype(rules.dtype), checks, nullable=rules.nullable)
-    return pa.DataFrameSchema(columns, checks=[unique_key_check(spec.key)], name=name)
+    return pa.DataFrameSchema(columns, checks=[unique_key_check(spec.key)] if spec.key else [], name=name)
 
 
 def feature_schema(contract: FeatureContract, key: Sequence[str] = ()) -> pa.DataFrameSchema:

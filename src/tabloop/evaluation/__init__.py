@@ -1,1 +1,1 @@
-"""Honest evaluation on the test months: metrics, baselines, curves, slices and the model card."""
+"""Honest evaluation on the test split: metrics, baselines, curves, slices and the model card."""

@@ -1,8 +1,8 @@
 """Baselines trained on exactly the network's inputs: LightGBM and a logistic regression.
 
 Both see the encoded features the network sees (category indices and standardised numbers with missing
-indicators), keep their library defaults, and are trained on the training months only; LightGBM stops early on
-the validation months. They are yardsticks, not straw men: neither is weakened to make the network look better.
+indicators), keep their library defaults, and are trained on the training split only; LightGBM stops early on
+the validation split. They are yardsticks, not straw men: neither is weakened to make the network look better.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from tabloop.config import CardConfig, LabelConfig
+from tabloop.features.build import TIME
 from tabloop.model.bundle import Bundle
 
 MODEL_NAMES = {
@@ -22,7 +24,9 @@ class CardInputs:
 
     frames: dict[str, pl.DataFrame]
     target: str
-    threshold_minutes: float
+    label: LabelConfig
+    split: str  # how the examples were split, in words
+    card: CardConfig
     bundle: Bundle
     metrics: dict[str, Any]
     slices: dict[str, dict[str, dict[str, float]]]
@@ -43,25 +47,30 @@ def model_card(inputs: CardInputs) -> str:
     m = inputs.metrics
     test, decision = m["test"], m["decision"]
     args = inputs.bundle.args
+    card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
     lines = [
-        "# Model card: late-arrival classifier for New York flights",
+        f"# Model card: {card.title}",
         "",
         "## What it does",
         "",
-        f"Predicts, when a flight is scheduled, the probability that it arrives at least "
-        f"{inputs.threshold_minutes:g} minutes late, from the schedule, carrier, route, aircraft and the weather at "
-        f"the origin. Flights whose probability reaches {_f(inputs.bundle.threshold, 3)} are labelled late "
-        "(the threshold that maximises F1 on the validation months).",
+        *([card.summary, ""] if card.summary else []),
+        f"The target `{inputs.target}` is true when {inputs.label.describe()}. {things.capitalize()} whose "
+        f"probability reaches {_f(inputs.bundle.threshold, 3)} are labelled {positive} (the threshold that maximises "
+        "F1 on the validation split).",
         "",
         "## Data",
         "",
-        "| split | first day | last day | flights | late |",
+        f"Split: {inputs.split}.",
+        "",
+        f"| split | first day | last day | {things} | {positive} |",
         "|---|---|---|---:|---:|",
     ]
     for split, frame in inputs.frames.items():
-        dates = frame["flight_date"]
+        days = (
+            [str(frame[TIME].dt.date().min()), str(frame[TIME].dt.date().max())] if TIME in frame.columns else ["-"] * 2
+        )
         rate = _rate(frame, inputs.target)
-        lines.append(f"| {split} | {dates.min()!s} | {dates.max()!s} | {frame.height:,} | {rate:.1%} |")
+        lines.append(f"| {split} | {days[0]} | {days[1]} | {frame.height:,} | {rate:.1%} |")
     lines += [
         "",
         "Preprocessing (vocabularies, scaling statistics) was fitted on the training split only; the model and its "
@@ -84,7 +93,7 @@ def model_card(inputs: CardInputs) -> str:
         "",
         "## Test metrics against the baselines",
         "",
-        "Baselines use the same inputs and their library defaults; LightGBM stops early on the validation months.",
+        "Baselines use the same inputs and their library defaults; LightGBM stops early on the validation split.",
         "",
         "| model | ROC AUC | PR AUC | log loss | Brier | calibration error |",
         "|---|---:|---:|---:|---:|---:|",
@@ -99,13 +108,13 @@ def model_card(inputs: CardInputs) -> str:
         "",
         f"At the threshold: precision {_f(decision['precision'], 3)}, recall {_f(decision['recall'], 3)}, "
         f"F1 {_f(decision['f1'], 3)} ({decision['tp']:,} true and {decision['fp']:,} false alarms, "
-        f"{decision['fn']:,} late flights missed).",
+        f"{decision['fn']:,} {positive} {things} missed).",
         "",
         "## Slices",
         "",
     ]
     for column, values in inputs.slices.items():
-        lines += [f"| {column} | flights | late | mean prediction | ROC AUC |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {column} | {things} | {positive} | mean prediction | ROC AUC |", "|---|---:|---:|---:|---:|"]
         for value, r in values.items():
             small = "" if r["rows"] >= inputs.min_slice_rows else " (small)"
             lines.append(
@@ -118,21 +127,17 @@ def model_card(inputs: CardInputs) -> str:
     lines += [
         "## Intended use",
         "",
-        "Ranking and flagging scheduled departures from EWR, JFK and LGA by their risk of a late arrival, for "
-        "planning buffers or alerting, with a person or a downstream rule making the final call. It is a "
-        "reference implementation of a production ML pipeline, not an operational forecasting service.",
+        card.intended_use or f"Ranking {things} by their probability of being {positive}.",
         "",
+    ]
+    lines += [
         "## Limitations",
         "",
-        f"- The late rate moves between periods ({valid_rate:.1%} in the validation months, {test_rate:.1%} in the "
-        "test months): probabilities are well ranked but not calibrated to a new period; monitor the mean "
+        f"- The {positive} rate moves between splits ({valid_rate:.1%} in the validation split, {test_rate:.1%} in the "
+        "test split): probabilities are well ranked but not calibrated to a new period; monitor the mean "
         "prediction against the observed rate and retrain when they part.",
-        "- Weather is the observation at the origin, standing in for the forecast a scheduler would have; with a "
-        "real forecast the model will be somewhat worse.",
-        "- Trained on one year (2013) of departures from three airports; holidays that do not occur in the "
-        "training months (Thanksgiving, Christmas) are seen only through the distance to the nearest holiday.",
-        "- Cancelled and diverted flights are not in the labels.",
-        "- Slices marked small have too few flights for their metrics to be reliable.",
+        *(f"- {limitation}" for limitation in card.limitations),
+        f"- Slices marked small have too few {things} for their metrics to be reliable.",
         "",
     ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The ``evaluate`` stage: the model and two baselines on the test months, overall and per slice."""
+"""The ``evaluate`` stage: the model and two baselines on the test split, overall and per slice."""
 
 from __future__ import annotations
 
@@ -113,7 +113,9 @@ def evaluate(
         CardInputs(
             frames=frames,
             target=target_name,
-            threshold_minutes=data.label.threshold_minutes,
+            label=data.label,
+            split=f"{data.split.kind}; " + "; ".join(f"{s} {data.split.describe(s)}" for s in SPLITS),
+            card=data.card,
             bundle=predictor.bundle,
             metrics=metrics,
             slices=model.slices,

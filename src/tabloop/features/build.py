@@ -1,4 +1,9 @@
-"""The ``features`` stage: validated tables → ``data/features/{train,valid,test}.parquet`` + preprocessing."""
+"""The ``features`` stage: validated tables → ``data/<dataset>/features/{train,valid,test}.parquet`` + preprocessing.
+
+The dataset's adapter (or none, for a single table) makes one row per example; this module does the rest the same
+way for every dataset: checks the adapter's columns against the configuration, adds the label, splits, checks the
+feature contract and fits the preprocessing on the training split.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandera.errors
 import polars as pl
 
-from tabloop.config import SPLITS, DataConfig
+from tabloop.config import SPLITS, DataConfig, GroupSplit, RandomSplit, TimeSplit
 from tabloop.contract import FeatureContract
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.schemas import feature_schema
 from tabloop.data.validate import read_raw_table
+from tabloop.datasets import load_adapter
 from tabloop.errors import FeatureError
-from tabloop.features.calendar import days_to_nearest, federal_holidays
 from tabloop.features.preprocessing import FIRST_INDEX, PREPROCESSING_FILE, FittedOn, Preprocessor, frame_columns
 from tabloop.io import staged, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
 
-# Columns kept beside the features: they identify a flight and time it; never model inputs.
-ID_COLUMNS = ("flight_date", "carrier", "flight", "origin")
-META_COLUMNS = ("flight_date", "flight", "sched_dep", "time_hour", "arr_delay")
-WEATHER_COLUMNS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib")
-PLANE_COLUMNS = {"year": "plane_year", "seats": "seats", "engine": "engine", "manufacturer": "manufacturer"}
+# Columns kept beside the features, never model inputs: the example's id, its event time (naive, local to
+# entity.time_zone), when its outcome is known, and the label column's raw value where it is a number.
+ID, TIME, OUTCOME_TIME, OUTCOME = "_id", "_time", "_outcome_time", "_outcome"
+META_COLUMNS = (ID, TIME, OUTCOME_TIME, OUTCOME)
 
 
 @dataclass(frozen=True)
@@ -37,49 +42,45 @@ class FeatureReport:
 
 
 def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Path) -> FeatureReport:
-    """Join, derive, label and split the validated tables; fit preprocessing on train; write it all."""
-    flights = read_raw_table(validated_dir, "flights")
-    weather = read_raw_table(validated_dir, "weather")
-    planes = read_raw_table(validated_dir, "planes")
-
-    joined = join_tables(flights, weather, planes)
-    derived = derive_features(joined)
-    labelled, unlabelled = add_label(derived, config)
+    """Make the examples, label and split them; fit preprocessing on train; write it all."""
+    tables = {name: read_raw_table(validated_dir, name) for name in config.tables}
+    built = load_adapter(config.adapter).build(tables, config)
+    examples = entity_rows(built.frame, config)
+    labelled, unlabelled = add_label(examples, config)
     frame = assign_split(labelled, config)
     outside = labelled.height - frame.height
-    table = select_features(frame, config.contract)
+    table = select_features(frame, config)
     check_contract(table, config.contract)
 
     splits = {name: table.filter(pl.col("split") == name).drop("split") for name in SPLITS}
     for name, part in splits.items():
         check_split(name, part, config)
     train = splits["train"]
-    period = config.split.train
+    times = train[TIME] if TIME in train.columns else None
     preprocessor = Preprocessor.fit(
         frame_columns(train, config.contract),
         config.contract,
         config.preprocessing,
-        FittedOn(split="train", rows=train.height, start=str(period.start), end=str(period.end)),
+        FittedOn(
+            split="train",
+            rows=train.height,
+            start=None if times is None else str(times.min().date()),  # type: ignore[union-attr]
+            end=None if times is None else str(times.max().date()),  # type: ignore[union-attr]
+        ),
     )
 
     target = config.contract.target.name
     metrics: dict[str, Any] = {
-        "flights": {
-            "validated": flights.height,
-            "unlabelled": {**unlabelled, "policy": config.label.unlabelled},
-            "outside_split_periods": outside,
+        "examples": {
+            "built": examples.height,
+            "unlabelled": unlabelled,
+            "unlabelled_policy": config.label.unlabelled,
+            "outside_split": outside,
+            **time_range(labelled),
         },
-        "joins": {
-            "with_weather": round(share(joined["_has_weather"]), 6),
-            "with_plane": round(share(joined["_has_plane"]), 6),
-        },
+        "adapter": built.metrics,
         "splits": {
-            name: {
-                "rows": part.height,
-                "positive_rate": round(share(part[target]), 6),
-                "start": str(config.split.periods()[name].start),
-                "end": str(config.split.periods()[name].end),
-            }
+            name: {"rows": part.height, "positive_rate": round(share(part[target]), 6), **time_range(part)}
             for name, part in splits.items()
         },
         "vocabulary": {
@@ -97,103 +98,146 @@ def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metri
     return FeatureReport(metrics=metrics)
 
 
-def join_tables(flights: pl.DataFrame, weather: pl.DataFrame, planes: pl.DataFrame) -> pl.DataFrame:
-    """Each flight with the weather at its origin (in its scheduled hour, the hours before, its day) and its aircraft.
-
-    Every join is many-to-one on a key the validate stage made unique, so no flight is duplicated or lost;
-    flights without a weather record or a plane record keep missing values.
-    """
-    hourly = weather.select("origin", "time_hour", *WEATHER_COLUMNS).with_columns(_has_weather=pl.lit(True))
-    plane_part = planes.select("tailnum", *PLANE_COLUMNS).rename(PLANE_COLUMNS).with_columns(_has_plane=pl.lit(True))
-    try:
-        joined = (
-            flights.join(hourly, on=["origin", "time_hour"], how="left", validate="m:1")
-            .join(recent_weather(weather), on=["origin", "time_hour"], how="left", validate="m:1")
-            .join(daily_weather(weather), on=["origin", "year", "month", "day"], how="left", validate="m:1")
-            .join(plane_part, on="tailnum", how="left", validate="m:1")
+def entity_rows(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
+    """The adapter's rows with the meta columns added; a FeatureError naming any column the configuration expects
+    and the rows lack (or, from an adapter, any column it did not ask for)."""
+    entity = config.entity
+    expected = {
+        name
+        for name in (entity.id, entity.time, entity.outcome_time, config.label.column, split_column(config))
+        if name is not None
+    } | set(config.contract.features)
+    origin = f"adapter {config.adapter}" if config.adapter else f"table {entity.table}"
+    missing = sorted(expected - set(frame.columns))
+    if missing:
+        raise FeatureError(f"{origin} did not return column(s) {missing} that the configuration names")
+    extra = sorted(set(frame.columns) - expected)
+    if config.adapter is not None and extra:
+        raise FeatureError(
+            f"adapter {config.adapter} returned column(s) {extra} that the configuration does not declare: "
+            "add them to contract.features or drop them in the adapter"
         )
-    except pl.exceptions.ComputeError as e:
-        raise FeatureError(f"joining flights with weather and planes: {e}") from e
-    if joined.height != flights.height:
-        raise FeatureError(f"joins changed the number of flights from {flights.height} to {joined.height}")
-    return joined.with_columns(pl.col("_has_weather", "_has_plane").fill_null(False))
+    ids = pl.col(entity.id) if entity.id is not None else pl.int_range(pl.len(), dtype=pl.Int64)
+    meta = [ids.alias(ID)]
+    if entity.time is not None:
+        meta.append(local_naive(frame, entity.time, entity.time_zone).alias(TIME))
+    if entity.outcome_time is not None:
+        meta.append(local_naive(frame, entity.outcome_time, entity.time_zone).alias(OUTCOME_TIME))
+    if frame.schema[config.label.column].is_numeric():
+        meta.append(pl.col(config.label.column).cast(pl.Float64).alias(OUTCOME))
+    with_meta = frame.with_columns(meta)
+    duplicated = with_meta[ID].is_duplicated()
+    if duplicated.any():
+        examples = with_meta.filter(duplicated)[ID].unique().head(3).to_list()
+        raise FeatureError(f"entity.id: {int(duplicated.sum())} rows share an id with another (e.g. {examples})")
+    if entity.time is not None and with_meta[TIME].null_count():
+        raise FeatureError(f"entity.time: {with_meta[TIME].null_count()} rows have no {entity.time}")
+    return with_meta
 
 
-def daily_weather(weather: pl.DataFrame) -> pl.DataFrame:
-    """Weather over each local day at each origin: how stormy the day is, standing in for the day's forecast."""
-    return weather.group_by("origin", "year", "month", "day").agg(
-        precip_day=pl.col("precip").sum(),
-        visib_day_min=pl.col("visib").min(),
-        wind_day_max=pl.col("wind_speed").max(),
-        gust_day_max=pl.col("wind_gust").max(),
-    )
+def local_naive(frame: pl.DataFrame, column: str, zone: str) -> pl.Expr:
+    """``column`` as a naive datetime in ``zone``: dates at midnight, aware times converted, naive ones kept."""
+    dtype = frame.schema[column]
+    if dtype == pl.Date:
+        return pl.col(column).cast(pl.Datetime("us"))
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            return pl.col(column).dt.convert_time_zone(zone).dt.replace_time_zone(None).cast(pl.Datetime("us"))
+        return pl.col(column).cast(pl.Datetime("us"))
+    raise FeatureError(f"entity: {column} must be a date or datetime column, not {dtype}")
 
 
-def recent_weather(weather: pl.DataFrame) -> pl.DataFrame:
-    """Precipitation at each origin in each hour and the two hours before it."""
-    return (
-        weather.sort("origin", "time_hour")
-        .rolling(index_column="time_hour", period="3h", group_by="origin")
-        .agg(precip_3h=pl.col("precip").cast(pl.Float64).sum())
-        # A rolling sum adds and subtracts as the window moves: round away the float error (data has 2 decimals).
-        .with_columns(pl.col("precip_3h").round(6).clip(lower_bound=0))
-    )
+def split_column(config: DataConfig) -> str | None:
+    return config.split.column if isinstance(config.split, GroupSplit) else None
 
 
-def derive_features(joined: pl.DataFrame) -> pl.DataFrame:
-    """The joined flights with every derivable feature added (calendar, schedule, aircraft)."""
-    frame = joined.with_columns(flight_date=pl.date("year", "month", "day"))
-    holidays = federal_holidays(frame["flight_date"].min(), frame["flight_date"].max())  # type: ignore[arg-type]
-    distances = days_to_nearest(frame["flight_date"].unique().to_list(), holidays)
-    holiday_frame = pl.DataFrame(
-        {"flight_date": list(distances), "days_to_holiday": list(distances.values())},
-        schema={"flight_date": pl.Date(), "days_to_holiday": pl.Int16()},
-    )
-    sched_arr = pl.col("sched_arr_time")
-    return frame.join(holiday_frame, on="flight_date", how="left").with_columns(
-        sched_dep=pl.col("flight_date").cast(pl.Datetime("us")) + pl.duration(hours="hour", minutes="minute"),
-        day_of_week=pl.col("flight_date").dt.weekday().cast(pl.Int8),
-        dep_hour=(pl.col("hour") + pl.col("minute") / 60).cast(pl.Float32),
-        arr_hour=(((sched_arr // 100) + (sched_arr % 100) / 60) % 24).cast(pl.Float32),
-        origin_hour_flights=pl.len().over("origin", "flight_date", "hour").cast(pl.Int16),
-        aircraft_age=(pl.col("year") - pl.col("plane_year")).clip(lower_bound=0).cast(pl.Float32),
-        maker=pl.col("manufacturer").str.split(" ").list.first(),
-    )
-
-
-def add_label(frame: pl.DataFrame, config: DataConfig) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Flights with the target column, and how many flights had no arrival delay (by reason)."""
-    delay = pl.col(config.label.delay_column)
-    cancelled = int(frame.select((delay.is_null() & pl.col("dep_time").is_null()).sum()).item())
-    diverted = int(frame.select((delay.is_null() & pl.col("dep_time").is_not_null()).sum()).item())
-    late = delay >= config.label.threshold_minutes
+def add_label(frame: pl.DataFrame, config: DataConfig) -> tuple[pl.DataFrame, int]:
+    """Examples with the target column, and how many had no label value."""
+    label = config.label
+    value = pl.col(label.column)
+    positive = value >= label.threshold if label.threshold is not None else value.is_in(label.positive or [])
+    unlabelled = frame[label.column].null_count()
     target = config.contract.target.name
-    if config.label.unlabelled == "drop":
-        labelled = frame.filter(delay.is_not_null()).with_columns(late.alias(target))
-    else:
-        labelled = frame.with_columns(late.fill_null(True).alias(target))
-    return labelled, {"cancelled": cancelled, "diverted": diverted}
+    if label.unlabelled == "drop":
+        return frame.filter(value.is_not_null()).with_columns(positive.alias(target)), unlabelled
+    fill = label.unlabelled == "positive"
+    return frame.with_columns(pl.when(value.is_null()).then(fill).otherwise(positive).alias(target)), unlabelled
 
 
 def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
-    """Flights inside one of the split periods, with a ``split`` column; the rest are dropped."""
-    split = pl.lit(None, pl.String())
-    for name, period in reversed(config.split.periods().items()):
-        inside = pl.col("flight_date").is_between(period.start, period.end, closed="both")
-        split = pl.when(inside).then(pl.lit(name)).otherwise(split)
-    return frame.with_columns(split=split).filter(pl.col("split").is_not_null())
+    """Examples with a ``split`` column; a time split drops the examples outside its periods."""
+    split = config.split
+    if isinstance(split, TimeSplit):
+        return time_split(frame, split)
+    if isinstance(split, GroupSplit):
+        return frame.with_columns(split=group_split(frame[split.column], split))
+    target = frame[config.contract.target.name] if split.kind == "stratified" else None
+    return frame.with_columns(split=shuffled_split(frame.height, split, target))
 
 
-def select_features(frame: pl.DataFrame, contract: FeatureContract) -> pl.DataFrame:
-    """Identifiers, the contract's features in its dtypes, the target and the split, in a fixed order."""
-    missing = [name for name in contract.features if name not in frame.columns]
-    if missing:
-        available = sorted(c for c in frame.columns if not c.startswith("_"))
-        raise FeatureError(
-            f"contract.features: {missing} cannot be built from the tables (available: {', '.join(available)})"
-        )
-    return frame.sort("sched_dep", "origin", "carrier", "flight").select(
-        *META_COLUMNS,
+def time_split(frame: pl.DataFrame, split: TimeSplit) -> pl.DataFrame:
+    names = pl.lit(None, pl.String())
+    for name, period in reversed(split.periods().items()):
+        inside = pl.col(TIME).dt.date().is_between(period.start, period.end, closed="both")
+        names = pl.when(inside).then(pl.lit(name)).otherwise(names)
+    return frame.with_columns(split=names).filter(pl.col("split").is_not_null())
+
+
+def _cut(n: int, fractions: Any) -> list[int]:
+    """Sizes of train, valid and test for ``n`` items (test takes the rounding)."""
+    train = round(n * fractions.train)
+    valid = round(n * fractions.valid)
+    return [train, valid, n - train - valid]
+
+
+def _labels(order: np.ndarray[Any, Any], sizes: list[int], n: int) -> np.ndarray[Any, Any]:
+    names = np.empty(n, dtype=object)
+    start = 0
+    for name, size in zip(SPLITS, sizes, strict=True):
+        names[order[start : start + size]] = name
+        start += size
+    return names
+
+
+def shuffled_split(n: int, split: RandomSplit, target: pl.Series | None) -> pl.Series:
+    """A seeded shuffle of the rows cut by the fractions; per class when ``target`` is given (stratified).
+
+    numpy's PCG64 gives the same permutation on every platform, so the split (and DVC's hash of it) does too.
+    """
+    rng = np.random.Generator(np.random.PCG64(split.seed))
+    names = np.empty(n, dtype=object)
+    groups = [np.arange(n)] if target is None else [np.flatnonzero(target.to_numpy() == c) for c in (False, True)]
+    for rows in groups:
+        order = rows[rng.permutation(len(rows))]
+        names[order] = _labels(np.arange(len(rows)), _cut(len(rows), split.fractions), len(rows))
+    return pl.Series("split", names.tolist(), dtype=pl.String)
+
+
+def group_split(groups: pl.Series, split: GroupSplit) -> pl.Series:
+    """Whole groups to each split, in a seeded order, until each split holds its fraction of the rows."""
+    if groups.null_count():
+        raise FeatureError(f"split.column: {groups.null_count()} rows have no {split.column}")
+    uniques = groups.unique().sort()
+    codes = groups.replace_strict(uniques, range(len(uniques)), return_dtype=pl.Int64).to_numpy()
+    n_groups = len(uniques)
+    rng = np.random.Generator(np.random.PCG64(split.seed))
+    order = rng.permutation(n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)[order]
+    ends = np.cumsum(sizes) / max(len(codes), 1)
+    bounds = (split.fractions.train, split.fractions.train + split.fractions.valid)
+    assigned = np.empty(n_groups, dtype=np.int64)
+    assigned[order] = np.searchsorted(np.asarray(bounds), ends, side="left")  # a group across a bound goes later
+    return pl.Series("split", [SPLITS[i] for i in assigned[codes]], dtype=pl.String)
+
+
+def select_features(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
+    """Meta columns, the contract's features in its dtypes, the target and the split, in a fixed order."""
+    contract = config.contract
+    meta = [c for c in META_COLUMNS if c in frame.columns]
+    order = [TIME, ID] if TIME in frame.columns else []
+    ordered = frame.sort(order, maintain_order=True) if order else frame
+    return ordered.select(
+        *meta,
         *(pl.col(name).cast(polars_dtype(spec.dtype)) for name, spec in contract.features.items()),
         contract.target.name,
         "split",
@@ -203,7 +247,7 @@ def select_features(frame: pl.DataFrame, contract: FeatureContract) -> pl.DataFr
 def check_contract(table: pl.DataFrame, contract: FeatureContract) -> None:
     """Raise a FeatureError if the built features break the feature contract."""
     try:
-        feature_schema(contract, key=ID_COLUMNS).validate(table, lazy=True)
+        feature_schema(contract, key=[ID]).validate(table, lazy=True)
     except pandera.errors.SchemaErrors as e:
         cases = e.failure_cases
         summary = cases.group_by("column", "check").agg(pl.len().alias("rows"), pl.col("failure_case").head(3))
@@ -216,13 +260,21 @@ def check_contract(table: pl.DataFrame, contract: FeatureContract) -> None:
 
 def check_split(name: str, part: pl.DataFrame, config: DataConfig) -> None:
     """Raise a FeatureError for an empty split or a split with a single class."""
-    period = config.split.periods()[name]
-    where = f"split.{name} ({period.start} to {period.end})"
+    where = f"split.{name} ({config.split.describe(name)})"
     if part.height == 0:
-        raise FeatureError(f"{where}: no labelled flights in this period")
+        raise FeatureError(f"{where}: no labelled examples in this split")
     classes = part[config.contract.target.name].n_unique()
     if classes < 2:
-        raise FeatureError(f"{where}: all {part.height} flights have the same label; a model cannot learn or be scored")
+        raise FeatureError(
+            f"{where}: all {part.height} examples have the same label; a model cannot learn or be scored"
+        )
+
+
+def time_range(frame: pl.DataFrame) -> dict[str, str]:
+    """The first and last day of the event time, where there is one."""
+    if TIME not in frame.columns or frame.is_empty():
+        return {}
+    return {"start": str(frame[TIME].min().date()), "end": str(frame[TIME].max().date())}  # type: ignore[union-attr]
 
 
 def share(mask: pl.Series) -> float:

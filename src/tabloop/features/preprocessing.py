@@ -83,8 +83,8 @@ class FittedOn(_State):
 
     split: str
     rows: int
-    start: str
-    end: str
+    start: str | None = None  # first and last day of the event time, where the dataset has one
+    end: str | None = None
 
 
 class Preprocessor(_State):

@@ -143,7 +143,7 @@ class Predictor:
     """Predictions from a bundle: columns of contract features in, probabilities and labels out.
 
     Inference runs the folded network (NumPy, exact rewrites of the PyTorch network in eval mode), which
-    predicts one flight in microseconds; training and checkpoints use :class:`TabularNet` itself.
+    predicts one row in microseconds; training and checkpoints use :class:`TabularNet` itself.
     """
 
     def __init__(self, bundle: Bundle) -> None:
@@ -161,11 +161,11 @@ class Predictor:
 
     @property
     def threshold(self) -> float:
-        """The decision threshold chosen on the validation months."""
+        """The decision threshold chosen on the validation split."""
         return self.bundle.threshold
 
     def predict_proba(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
-        """Probability that each flight arrives late."""
+        """Probability of the positive class for each row."""
         encoded = self.bundle.preprocessor.transform(columns)
         return self.network.predict_proba(encoded.categorical, encoded.numeric)
 

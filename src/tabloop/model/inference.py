@@ -1,6 +1,6 @@
 """The network folded for inference: the same function as :class:`TabularNet` in eval mode, in a few operations.
 
-Two exact rewrites make a prediction cheap enough to serve one flight in microseconds:
+Two exact rewrites make a prediction cheap enough to serve one row in microseconds:
 
 - Batch normalisation in eval mode is an affine map, so it folds into the linear layer before it.
 - The embeddings feed the first linear layer directly, so each embedding table is multiplied by its block of that

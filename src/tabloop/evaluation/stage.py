@@ -114,7 +114,7 @@ def evaluate(
             frames=frames,
             target=target_name,
             label=data.label,
-            split=f"{data.split.kind}; " + "; ".join(f"{s} {data.split.describe(s)}" for s in SPLITS),
+            split=data.split.summary(),
             card=data.card,
             bundle=predictor.bundle,
             metrics=metrics,

@@ -1,0 +1,162 @@
+"""``make init``: a configuration drafted from a table, and clear refusals of data it cannot be drafted from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import REPO_ROOT
+from tabloop.config import RandomSplit, TimeSplit, load_data_config
+from tabloop.drafting import DraftError, DraftRequest, draft_dataset
+from tabloop.layout import DATASETS_FILE, load_datasets
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A repository root holding only the datasets file."""
+    (tmp_path / "configs").mkdir()
+    shutil.copyfile(REPO_ROOT / DATASETS_FILE, tmp_path / DATASETS_FILE)
+    return tmp_path
+
+
+def customers(n: int = 200) -> pl.DataFrame:
+    """A churn-like table: an id, a date, text and numeric columns with gaps, a yes/no target (minority yes)."""
+    return pl.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "signed_up": [str(dt.date(2024, 1, 1) + dt.timedelta(days=i % 120)) for i in range(n)],
+            "plan": [("basic", "pro", "team")[i % 3] for i in range(n)],
+            "paperless": [("Yes", "No")[i % 2] for i in range(n)],
+            "monthly": [20.0 + (i % 50) if i % 17 else None for i in range(n)],
+            "tenure": [i % 72 for i in range(n)],
+            "Churn": [("No", "No", "Yes")[i % 3] for i in range(n)],
+        }
+    )
+
+
+def write(frame: pl.DataFrame, root: Path, name: str = "customers.csv") -> str:
+    path = root / "data" / "external" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path)
+    return str(path)
+
+
+def test_a_table_is_drafted_into_a_configuration_that_loads(root: Path) -> None:
+    data = write(customers(), root)
+    draft = draft_dataset(DraftRequest("churn", data, "Churn", id="customer_id"), root)
+
+    config = load_data_config(draft.directory / "data.yaml")
+    assert {p.name for p in draft.files} == {
+        "data.yaml",
+        "train.yaml",
+        "evaluate.yaml",
+        "registry.yaml",
+        "monitor.yaml",
+    }
+    assert "churn" in load_datasets(root).datasets
+    assert config.adapter is None
+    assert config.source.dir == Path("data/external")
+    assert config.entity.id == "customer_id"
+    assert config.label.positive == ["Yes"]  # the minority value
+    assert isinstance(config.split, RandomSplit)
+    assert config.split.kind == "stratified"
+    features = config.contract.features
+    assert features["plan"].kind == "categorical"
+    assert features["plan"].values == ["basic", "pro", "team"]
+    assert features["paperless"].values == ["No", "Yes"]  # strings, not YAML 1.1 booleans
+    assert features["monthly"].nullable
+    assert (features["tenure"].min, features["tenure"].max) == (0, 71)
+    assert "customer_id" not in features
+    assert "Churn" not in features
+    text = (draft.directory / "data.yaml").read_text()
+    assert "the minority class" in text
+    assert "widen them to what is possible" in text
+
+
+def test_a_time_column_gives_a_time_split_and_a_unique_column_is_left_out(root: Path) -> None:
+    data = write(customers(), root)
+    draft = draft_dataset(DraftRequest("churn", data, "Churn", positive="Yes", time="signed_up"), root)
+    config = load_data_config(draft.directory / "data.yaml")
+    assert isinstance(config.split, TimeSplit)
+    assert config.split.train.start == dt.date(2024, 1, 1)
+    assert config.split.train.end < config.split.valid.start <= config.split.valid.end < config.split.test.start
+    assert config.entity.time == "signed_up"
+    assert "customer_id" not in config.contract.features  # too unique to be a feature
+    assert any("'customer_id'" in w and "identifier" in w for w in draft.warnings)
+
+
+def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
+    data = write(customers(), root)
+    draft_dataset(DraftRequest("churn", data, "Churn"), root)
+    before = (root / "configs" / "churn" / "data.yaml").read_bytes()
+    with pytest.raises(DraftError, match="NAME: a dataset 'churn' exists already"):
+        draft_dataset(DraftRequest("churn", data, "plan"), root)
+    assert (root / "configs" / "churn" / "data.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "request_args", "message"),
+    [
+        (lambda f: f.head(0), {}, "has no rows"),
+        (lambda f: f.with_columns(Churn=pl.lit("No")), {}, "TARGET: 'Churn' has a single value"),
+        (
+            lambda f: f.with_columns(Churn=pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise("Churn")),
+            {},
+            "TARGET: 'Churn' has no value in 5 of 200 rows; fill them or drop those rows",
+        ),
+        (lambda f: f, {"target": "churned"}, "TARGET: 'churned' is not a column of the data"),
+        (lambda f: f, {"target": "plan"}, "TARGET: 'plan' has 3 values; give POSITIVE=<value>"),
+        (lambda f: f, {"positive": "maybe"}, "POSITIVE: 'maybe' is not a value of 'Churn'"),
+        (
+            lambda f: f.with_columns(customer_id=pl.col("customer_id").str.slice(0, 5)),
+            {"id": "customer_id"},
+            "ID: 'customer_id' repeats in 200 rows",
+        ),
+        (
+            lambda f: f.with_columns(
+                signed_up=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("31/02/2024")).otherwise("signed_up")
+            ),
+            {"time": "signed_up"},
+            "TIME: 'signed_up' value '31/02/2024' (row 7) does not parse as a date or a time",
+        ),
+    ],
+)
+def test_bad_data_is_refused_naming_the_column(
+    root: Path, change: object, request_args: dict[str, str], message: str
+) -> None:
+    data = write(change(customers()), root)  # type: ignore[operator]
+    arguments = {"target": "Churn", **request_args}
+    with pytest.raises(DraftError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        draft_dataset(DraftRequest("churn", data, **arguments), root)
+    assert not (root / "configs" / "churn").exists()
+    assert "churn" not in load_datasets(root).datasets
+
+
+def test_a_column_empty_in_every_row_is_left_out_with_a_note(root: Path) -> None:
+    data = write(customers().with_columns(fax=pl.lit(None, pl.String)), root)
+    draft = draft_dataset(DraftRequest("churn", data, "Churn"), root)
+    assert any("'fax' is empty in every row" in w for w in draft.warnings)
+    config = load_data_config(draft.directory / "data.yaml")
+    assert "fax" not in config.contract.features
+    assert "fax" not in config.tables["customers"].columns
+
+
+def test_the_make_target_drafts_and_explains_a_bad_request(root: Path) -> None:
+    import subprocess
+    import sys
+
+    data = write(customers().with_columns(Churn=pl.lit("No")), root)
+    result = subprocess.run(
+        [sys.executable, "-m", "tabloop.commands", "init", "churn", data, "--target", "Churn"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "init failed: TARGET: 'Churn' has a single value" in result.stderr
+    assert "Traceback" not in result.stderr

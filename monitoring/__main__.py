@@ -11,7 +11,7 @@ import typer
 
 from monitoring.config import load_monitor_config
 from tabloop.cli import DatasetOption, console, entry_point
-from tabloop.config import load_data_config, load_registry_config
+from tabloop.config import TimeSplit, load_data_config, load_registry_config
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
@@ -126,15 +126,19 @@ def retrain(
     new model becomes the champion, and the running service loads it (exit 0 promoted, 3 champion kept, 4 nothing
     new to train on)."""
     from monitoring.log import read_log
+    from monitoring.replay import SNAPSHOT_NAME
     from monitoring.retrain import (
         NOTHING_NEW,
         NothingNewError,
         announce,
+        arrived_rows,
         current_champion,
         gate_outcome,
         labelled_horizon,
         overrides,
         plan,
+        plan_rows,
+        production_ids,
         run_pipeline,
         source_end,
     )
@@ -144,18 +148,25 @@ def retrain(
         loaded = load_monitor_config(config or where.monitor_config, where)
         data = load_data_config(where.data_config)
         registry = load_registry_config(where.registry_config)
-        log = read_log(loaded.reports.log_url, features=False)  # only times and outcomes
-        horizon = labelled_horizon(log, loaded.retrain.min_label_share, data.entity.time_zone)
+        log = read_log(loaded.reports.log_url, features=False)  # only ids, times and outcomes
         try:
-            moved = plan(loaded.retrain, data, horizon, source_end(features_metrics or where.features_metrics))
+            if isinstance(data.split, TimeSplit):
+                horizon = labelled_horizon(log, loaded.retrain.min_label_share, data.entity.time_zone)
+                moved = plan(loaded.retrain, data, horizon, source_end(features_metrics or where.features_metrics))
+                name, arguments = moved.name, overrides(moved.moved, where.data_config)
+            else:
+                snapshot = loaded.replay.state.with_name(SNAPSHOT_NAME)
+                arrived = arrived_rows(log, production_ids(snapshot), loaded.retrain.min_label_share)
+                moved_rows = plan_rows(loaded.retrain, data.split, arrived)
+                name, arguments = moved_rows.name, overrides(moved_rows.arrived, where.data_config)
         except NothingNewError as e:
             console.print(f"nothing to retrain: {e}")
             raise typer.Exit(code=NOTHING_NEW) from None
-        console.print(moved.describe())
+        console.print(moved.describe() if isinstance(data.split, TimeSplit) else moved_rows.describe())
         if dry_run:
             return
         previous = current_champion(settings, registry)
-        run_pipeline(Path.cwd(), moved.name, f"register@{where.dataset}", overrides(moved.moved, where.data_config))
+        run_pipeline(Path.cwd(), name, f"register@{where.dataset}", arguments)
         outcome = gate_outcome(settings, registry, where.receipt, previous)
         console.print(f"version {outcome.version}: gate {outcome.decision}")
         for reason in outcome.reasons:

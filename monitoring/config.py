@@ -86,6 +86,11 @@ class RetrainConfig(StrictModel):
     validation_days: int = Field(28, ge=1, description="The days before them: early stopping and the threshold.")
     min_label_share: float = Field(0.9, gt=0, le=1, description="A day is labelled when this share has outcomes.")
     min_new_days: int = Field(7, ge=1, description="Retrain only if training would reach this many days further.")
+    evaluation_rows: int = Field(
+        100, ge=1, description="Without a time split: the newest labelled production rows held out for the gate."
+    )
+    validation_rows: int = Field(100, ge=1, description="Without a time split: the rows before them, to validate on.")
+    min_new_rows: int = Field(50, ge=1, description="Without a time split: retrain only after this many new outcomes.")
 
 
 class MonitorConfig(StrictModel):

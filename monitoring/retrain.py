@@ -16,17 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import polars as pl
 
 from monitoring.config import RetrainConfig
-from tabloop.config import DataConfig, Period, RegistryConfig, TimeSplit
+from tabloop.config import Arrived, DataConfig, GroupSplit, Period, RandomSplit, RegistryConfig, TimeSplit
 from tabloop.errors import TabloopError
+from tabloop.features.build import ID
 from tabloop.io import read_json
 from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
 from tabloop.settings import Settings
@@ -134,15 +137,79 @@ def plan(config: RetrainConfig, data: DataConfig, horizon: dt.date | None, data_
 
 
 class NothingNewError(RetrainError):
-    """Not enough newly labelled days to move the window."""
+    """Not enough newly labelled days (or rows) to move the window."""
 
 
-def overrides(moved: TimeSplit, data_config: Path) -> list[str]:
+@dataclass(frozen=True)
+class RowPlan:
+    """Without a time split: how many production rows have their outcome, and the split they make."""
+
+    arrived: Arrived
+    previous: int  # rows arrived at the last retraining (0: none yet)
+    name: str
+
+    def describe(self) -> str:
+        a = self.arrived
+        return (
+            f"outcomes have arrived for the first {a.rows:,} rows of the test split ({a.rows - self.previous:,} new): "
+            f"the newest {a.test:,} become the test split, the {a.valid:,} before them the validation split, and "
+            f"the {a.rows - a.valid - a.test:,} older ones join training"
+        )
+
+
+REPLAY_ID = re.compile(r"^r[0-9a-f]+-")  # the replay's request ids: r<run>-<the example's id>
+
+
+def arrived_rows(log: pl.DataFrame, production: list[str], min_share: float) -> int:
+    """How many leading rows of ``production`` (the replayed ids, in order) have their outcome: the longest prefix
+    ending in a labelled row in which at least ``min_share`` are labelled."""
+    labelled = set(log.filter(pl.col("actual").is_not_null())["id"].str.replace(REPLAY_ID.pattern, "").to_list())
+    flags = np.array([key in labelled for key in production], dtype=bool)
+    if not flags.any():
+        return 0
+    counts = np.cumsum(flags)
+    lengths = np.arange(1, len(flags) + 1)
+    good = flags & (counts >= min_share * lengths)
+    return int(lengths[good].max()) if good.any() else 0
+
+
+def production_ids(snapshot: Path) -> list[str]:
+    """The ids of the replayed test split, in the order the replay sent them."""
+    if not snapshot.is_file():
+        raise NothingNewError(
+            f"{snapshot}: no replay yet; without a time split, retraining follows the replayed test split (make replay)"
+        )
+    return [str(v) for v in pl.read_parquet(snapshot, columns=[ID])[ID].to_list()]
+
+
+def plan_rows(config: RetrainConfig, split: RandomSplit | GroupSplit, arrived: int) -> RowPlan:
+    """The split once ``arrived`` production rows have their outcome; a NothingNewError if that is too few."""
+    previous = split.arrived.rows if split.arrived else 0
+    held_out = config.evaluation_rows + config.validation_rows
+    if arrived <= held_out:
+        raise NothingNewError(
+            f"outcomes have arrived for {arrived:,} production rows; more than {held_out:,} (evaluation_rows + "
+            "validation_rows) are needed to hold some out; wait for more outcomes"
+        )
+    if arrived - previous < config.min_new_rows:
+        raise NothingNewError(
+            f"outcomes have arrived for {arrived:,} production rows, {arrived - previous:,} since the last "
+            f"retraining: fewer than min_new_rows ({config.min_new_rows}); wait for more outcomes"
+        )
+    moved = Arrived(rows=arrived, valid=config.validation_rows, test=config.evaluation_rows)
+    return RowPlan(arrived=moved, previous=previous, name=f"retrain-rows-{arrived}")
+
+
+def overrides(moved: TimeSplit | Arrived, data_config: Path) -> list[str]:
     """``dvc exp run -S`` arguments that set the split in ``data_config`` (a file inside the repository)."""
     try:
         relative = data_config.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         raise RetrainError(f"{data_config}: the pipeline's parameters live inside the repository") from None
+    if isinstance(moved, Arrived):  # ++ adds the key, or replaces it after an earlier retraining
+        return [
+            f"{relative.as_posix()}:++split.arrived={{rows: {moved.rows}, valid: {moved.valid}, test: {moved.test}}}"
+        ]
     return [
         f"{relative.as_posix()}:split.{split}.{edge}='{getattr(getattr(moved, split), edge).isoformat()}'"
         for split in ("train", "valid", "test")

@@ -21,14 +21,18 @@ from monitoring.retrain import (
     NothingNewError,
     RetrainError,
     announce,
+    arrived_rows,
     labelled_horizon,
     overrides,
     plan,
+    plan_rows,
     run_pipeline,
     source_end,
 )
 from serving.prediction_log import PredictionLog
-from tabloop.config import DataConfig
+from tabloop.config import Arrived, DataConfig, RandomSplit
+from tabloop.errors import FeatureError
+from tabloop.features.build import arrived_split
 
 NEW_YORK = "America/New_York"
 
@@ -169,3 +173,49 @@ def test_a_failed_experiment_leaves_the_configuration_and_the_lock_as_they_were(
         run_pipeline(tmp_path, "retrain-x", "s", ["configs/data.yaml:x=2"])
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in configs.iterdir()) == ["data.yaml"]
+
+
+def test_without_a_time_split_the_arrived_rows_are_the_longest_labelled_prefix() -> None:
+    production = [f"k{i}" for i in range(10)]
+    labelled = ["k0", "k1", "k2", "k4", "k5", "k7"]  # k3 and k6 still in flight
+    log = pl.DataFrame(
+        {
+            "id": [f"r1a2b3c4d-{k}" for k in production],
+            "actual": [True if k in labelled else None for k in production],
+        }
+    )
+    assert arrived_rows(log, production, min_share=1.0) == 3
+    assert arrived_rows(log, production, min_share=0.8) == 6  # 5 of the first 6 have their outcome
+    assert arrived_rows(log, production, min_share=0.5) == 8
+    assert arrived_rows(log.with_columns(actual=pl.lit(None, pl.Boolean)), production, min_share=0.5) == 0
+
+
+def test_without_a_time_split_retraining_holds_out_the_newest_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    split = RandomSplit(kind="stratified")
+    config = RetrainConfig(evaluation_rows=100, validation_rows=100, min_new_rows=50)
+    moved = plan_rows(config, split, arrived=668)
+    assert (moved.arrived.rows, moved.arrived.valid, moved.arrived.test) == (668, 100, 100)
+    assert "the 468 older ones join training" in moved.describe()
+    with pytest.raises(NothingNewError, match="more than 200"):
+        plan_rows(config, split, arrived=150)
+    again = split.model_copy(update={"arrived": moved.arrived})
+    with pytest.raises(NothingNewError, match="30 since the last retraining"):
+        plan_rows(config, again, arrived=698)
+    (tmp_path / "configs").mkdir()
+    data_config = tmp_path / "configs" / "data.yaml"
+    assert overrides(moved.arrived, data_config) == [
+        "configs/data.yaml:++split.arrived={rows: 668, valid: 100, test: 100}"
+    ]
+
+
+def test_the_arrived_rows_move_into_training_and_the_newest_are_held_out() -> None:
+    names = pl.Series(["train", "test", "valid", "test", "test", "train", "test", "test", "test", "test"])
+    moved = arrived_split(names, Arrived(rows=5, valid=1, test=2)).to_list()
+    # The test rows are at 1, 3, 4, 6, 7, 8 and 9: the first five arrived (the newest two held out for the test,
+    # the one before them for validation), the last two have not; the other rows all train.
+    assert moved == ["train", "train", "train", "train", "valid", "train", "test", "test", None, None]
+    with pytest.raises(FeatureError, match="the test split has 7"):
+        arrived_split(names, Arrived(rows=8, valid=1, test=1))

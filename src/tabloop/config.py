@@ -152,12 +152,34 @@ class Fractions(StrictModel):
         return self
 
 
+class Arrived(StrictModel):
+    """The test split in production order, once ``rows`` of its outcomes have arrived (``make retrain`` sets it):
+    the newest ``test`` of those rows become the test split, the ``valid`` before them the validation split, and
+    the older ones join the training split with the original training and validation rows; rows whose outcomes
+    have not arrived are left out."""
+
+    rows: int = Field(ge=3)
+    valid: int = Field(ge=1)
+    test: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.valid + self.test >= self.rows:
+            raise ValueError(f"valid + test ({self.valid + self.test}) must be fewer than rows ({self.rows})")
+        return self
+
+    def describe(self) -> str:
+        held_out = self.valid + self.test
+        return f"then retrained on the first {self.rows:,} production rows (the newest {held_out:,} held out)"
+
+
 class RandomSplit(StrictModel):
     """A seeded shuffle cut by ``fractions``; ``stratified`` keeps each class's share the same in every split."""
 
     kind: Literal["random", "stratified"]
     fractions: Fractions = Fractions()
     seed: int = Field(0, ge=0)
+    arrived: Arrived | None = None
 
     def describe(self, split: str) -> str:
         return f"{self.kind}, {getattr(self.fractions, split):.0%} of the examples"
@@ -166,7 +188,8 @@ class RandomSplit(StrictModel):
         kind = (
             "a stratified shuffle (the same class shares in every split)" if self.kind == "stratified" else "a shuffle"
         )
-        return f"{kind} with seed {self.seed}: {self.fractions.describe()}"
+        moved = f"; {self.arrived.describe()}" if self.arrived else ""
+        return f"{kind} with seed {self.seed}: {self.fractions.describe()}{moved}"
 
 
 class GroupSplit(StrictModel):
@@ -176,12 +199,14 @@ class GroupSplit(StrictModel):
     column: str = Field(min_length=1, description="The column naming each example's group.")
     fractions: Fractions = Fractions()
     seed: int = Field(0, ge=0)
+    arrived: Arrived | None = None
 
     def describe(self, split: str) -> str:
         return f"groups of {self.column}, about {getattr(self.fractions, split):.0%} of the examples"
 
     def summary(self) -> str:
-        return f"by {self.column}, no value in two splits, seed {self.seed}: about {self.fractions.describe()}"
+        moved = f"; {self.arrived.describe()}" if self.arrived else ""
+        return f"by {self.column}, no value in two splits, seed {self.seed}: about {self.fractions.describe()}{moved}"
 
 
 SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]

@@ -610,4 +610,7 @@ retrain:
   validation_days: 28
   min_label_share: 0.9
   min_new_days: 7
+  evaluation_rows: 100       # no time split: the newest labelled production rows held out for the gate
+  validation_rows: 100       # and the ones before them, to validate on; the older ones join training
+  min_new_rows: 50           # retrain only after this many new outcomes
 """

@@ -16,7 +16,7 @@ import numpy as np
 import pandera.errors
 import polars as pl
 
-from tabloop.config import SPLITS, DataConfig, GroupSplit, RandomSplit, TimeSplit
+from tabloop.config import SPLITS, Arrived, DataConfig, GroupSplit, RandomSplit, TimeSplit
 from tabloop.contract import FeatureContract
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.schemas import feature_schema
@@ -170,9 +170,28 @@ def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
     if isinstance(split, TimeSplit):
         return time_split(frame, split)
     if isinstance(split, GroupSplit):
-        return frame.with_columns(split=group_split(frame[split.column], split))
-    target = frame[config.contract.target.name] if split.kind == "stratified" else None
-    return frame.with_columns(split=shuffled_split(frame.height, split, target))
+        names = group_split(frame[split.column], split)
+    else:
+        target = frame[config.contract.target.name] if split.kind == "stratified" else None
+        names = shuffled_split(frame.height, split, target)
+    if split.arrived is not None:
+        names = arrived_split(names, split.arrived)
+    return frame.with_columns(split=names).filter(pl.col("split").is_not_null())
+
+
+def arrived_split(names: pl.Series, arrived: Arrived) -> pl.Series:
+    """The split once ``arrived.rows`` of the test split's outcomes are known, in production order (the row order
+    the replay sends them in): the newest of them held out, the older ones and the rest trained on."""
+    production = np.flatnonzero(names.to_numpy() == "test")
+    if arrived.rows > len(production):
+        raise FeatureError(f"split.arrived.rows: {arrived.rows} rows arrived, but the test split has {len(production)}")
+    moved = np.full(names.len(), "train", dtype=object)
+    moved[production] = None
+    first_valid = arrived.rows - arrived.test - arrived.valid
+    moved[production[:first_valid]] = "train"
+    moved[production[first_valid : arrived.rows - arrived.test]] = "valid"
+    moved[production[arrived.rows - arrived.test : arrived.rows]] = "test"
+    return pl.Series("split", moved.tolist(), dtype=pl.String)
 
 
 def time_split(frame: pl.DataFrame, split: TimeSplit) -> pl.DataFrame:

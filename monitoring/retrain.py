@@ -232,7 +232,7 @@ def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> No
     logger.info("running: dvc exp run %s", " ".join(command[3:]))
     kept = snapshot(root / "configs", root / "dvc.lock")
     try:
-        result = subprocess.run(command, cwd=root, env=os.environ.copy(), check=False)
+        result = subprocess.run(command, cwd=root, env=stage_environment(), check=False)
     except BaseException:
         restore(kept, root / "configs")
         raise
@@ -242,6 +242,13 @@ def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> No
             f"the pipeline failed (dvc exp run exited {result.returncode}; its message is above); the previous "
             "outputs, the configuration, the registry and the served model are unchanged"
         )
+
+
+def stage_environment() -> dict[str, str]:
+    """This environment with this interpreter's directory first on PATH: the stages run ``python``, which must be
+    the one that has the project installed (also when this command was started as ``.venv/bin/python``)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
 
 
 def snapshot(*paths: Path) -> dict[Path, bytes]:

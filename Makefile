@@ -20,7 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export EVIDENTLY_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 
-# The dataset every target works on: make train DATASET=credit (default: the `default` of configs/datasets.yaml).
+# The dataset every target works on: make train DATASET=<name> (default: the `default` of configs/datasets.yaml).
 DATASET ?= $(or $(TABLOOP_DATASET),$(shell sed -n 's/^default: *//p' configs/datasets.yaml))
 export TABLOOP_DATASET := $(DATASET)
 

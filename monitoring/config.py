@@ -74,7 +74,7 @@ class ReportsConfig(StrictModel):
     project: str = "monitoring"
     out_dir: Path = Field(Path("reports/monitoring"), description="verdict.json, summary.md, latest.html")
     dashboard_features: list[str] = Field(
-        default_factory=lambda: ["dep_hour", "days_to_holiday", "temp", "precip_day", "wind_day_max", "carrier"],
+        default_factory=list,
         description="Features whose drift scores the dashboard plots over time.",
     )
 

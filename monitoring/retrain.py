@@ -296,7 +296,7 @@ def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, prev
         raise RetrainError(f"the registry holds no version of the bundle named in {receipt}")
     champion = registry.by_alias(CHAMPION)
     tags = version.tags or {}
-    reasons = [r for r in str(tags.get("gate.reasons", "")).split("; ") if r]
+    reasons = [r for r in str(tags.get("gate.reasons", "")).splitlines() if r]
     return Outcome(
         version=Registry.number(version),
         decision=str(tags.get("gate.decision", "unknown")),

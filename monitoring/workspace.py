@@ -122,7 +122,7 @@ class MonitoringWorkspace:
                 ],
                 size="half",
             ),
-            line_plot_panel("Drift score of key features", scores),
+            *([line_plot_panel("Drift score of key features", scores)] if scores else []),
             line_plot_panel("Mean prediction and observed positive rate", means, size="half"),
             line_plot_panel(
                 "ROC AUC as outcomes arrive", [PanelMetric(legend="ROC AUC", metric="RocAuc")], size="half"

@@ -12,7 +12,7 @@ from tabloop.settings import from_environment
 
 
 def main() -> None:
-    """Load the champion and serve it until SIGTERM or Ctrl-C; in-flight requests finish, the log is flushed."""
+    """Load the champion and serve it until SIGTERM or Ctrl-C; requests being answered finish, the log is flushed."""
     with entry_point("serve"):
         settings = from_environment(ServeSettings)
         app = create_app(settings)

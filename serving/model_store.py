@@ -196,7 +196,7 @@ class ModelStore:
 
     def _swap(self, served: ServedModel) -> None:
         previous = self.current
-        self.current = served  # one reference assignment: requests in flight keep the model they took
+        self.current = served  # one reference assignment: requests already running keep the model they took
         logger.info(
             "serving %s version %s (was %s)", served.name, served.version, previous.version if previous else "none"
         )

@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 import yaml
 
-from monitoring.config import MonitorConfig, ReportsConfig
+from monitoring.config import MonitorConfig, ReportsConfig, load_monitor_config
 from monitoring.replay import load_traffic
 from serving.app import create_app
 from serving.http import bounded_head_protocol
@@ -311,6 +311,8 @@ def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) ->
             reference_dir=features,
             workspace=tmp_path / "workspace",
             out_dir=tmp_path / "out",
+            # the configured dataset's choice, so that the dashboard has its panel of feature drift
+            dashboard_features=load_monitor_config(WHERE.monitor_config, WHERE).reports.dashboard_features,
             **reports,
         )
     )

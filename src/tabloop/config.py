@@ -87,7 +87,7 @@ class LabelConfig(StrictModel):
         return self
 
     def describe(self) -> str:
-        """The rule in words, e.g. ``arr_delay >= 15`` or ``Status in [bad]``."""
+        """The rule in words, e.g. ``amount >= 1000`` or ``status in [bad]``."""
         if self.threshold is not None:
             return f"{self.column} >= {self.threshold:g}"
         return f"{self.column} in [{', '.join(str(v) for v in self.positive or [])}]"
@@ -173,13 +173,22 @@ class Arrived(StrictModel):
         return f"then retrained on the first {self.rows:,} production rows (the newest {held_out:,} held out)"
 
 
-class RandomSplit(StrictModel):
-    """A seeded shuffle cut by ``fractions``; ``stratified`` keeps each class's share the same in every split."""
+class ShuffledSplit(StrictModel):
+    """What the splits without time share: a seeded shuffle cut by ``fractions``, and the production rows whose
+    outcomes have arrived (set by retraining)."""
 
-    kind: Literal["random", "stratified"]
     fractions: Fractions = Fractions()
     seed: int = Field(0, ge=0)
     arrived: Arrived | None = None
+
+    def _retrained(self) -> str:
+        return f"; {self.arrived.describe()}" if self.arrived else ""
+
+
+class RandomSplit(ShuffledSplit):
+    """A seeded shuffle cut by ``fractions``; ``stratified`` keeps each class's share the same in every split."""
+
+    kind: Literal["random", "stratified"]
 
     def describe(self, split: str) -> str:
         return f"{self.kind}, {getattr(self.fractions, split):.0%} of the examples"
@@ -188,25 +197,21 @@ class RandomSplit(StrictModel):
         kind = (
             "a stratified shuffle (the same class shares in every split)" if self.kind == "stratified" else "a shuffle"
         )
-        moved = f"; {self.arrived.describe()}" if self.arrived else ""
-        return f"{kind} with seed {self.seed}: {self.fractions.describe()}{moved}"
+        return f"{kind} with seed {self.seed}: {self.fractions.describe()}{self._retrained()}"
 
 
-class GroupSplit(StrictModel):
+class GroupSplit(ShuffledSplit):
     """Like ``random``, but every example of one group (a customer, a patient) lands in the same split."""
 
     kind: Literal["group"]
     column: str = Field(min_length=1, description="The column naming each example's group.")
-    fractions: Fractions = Fractions()
-    seed: int = Field(0, ge=0)
-    arrived: Arrived | None = None
 
     def describe(self, split: str) -> str:
         return f"groups of {self.column}, about {getattr(self.fractions, split):.0%} of the examples"
 
     def summary(self) -> str:
-        moved = f"; {self.arrived.describe()}" if self.arrived else ""
-        return f"by {self.column}, no value in two splits, seed {self.seed}: about {self.fractions.describe()}{moved}"
+        fractions = self.fractions.describe()
+        return f"by {self.column}, no value in two splits, seed {self.seed}: about {fractions}{self._retrained()}"
 
 
 SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]
@@ -370,7 +375,7 @@ class EvaluateConfig(StrictModel):
     seed: int = Field(0, ge=0)
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic: LogisticConfig = LogisticConfig()
-    slices: list[str] = Field(default_factory=lambda: ["origin", "carrier"])
+    slices: list[str] = Field(default_factory=list, description="Categorical features to report metrics per value of.")
     min_slice_rows: int = Field(500, ge=1)
     calibration_bins: int = Field(10, ge=2, le=100)
     curve_points: int = Field(200, ge=10, le=100_000)

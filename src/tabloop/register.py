@@ -126,7 +126,7 @@ def register_candidate(
                 version,
                 {
                     "gate.decision": decision.verdict,
-                    "gate.reasons": "; ".join(decision.reasons),
+                    "gate.reasons": "\n".join(decision.reasons),  # a reason may hold "; " itself
                     "gate.champion": Registry.number(champion_version) if champion_version else "none",
                     "gate.metric": config.gate.metric,
                     "gate.delta": "n/a" if decision.delta is None else str(decision.delta),

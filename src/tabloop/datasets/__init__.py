@@ -1,7 +1,7 @@
 """Dataset adapters: how a dataset's validated tables become one row per example.
 
 An adapter is a module with a ``build`` function (see :class:`Adapter`), named by ``adapter:`` in the dataset's
-``data.yaml``: a module of this package (``flights`` is ``tabloop.datasets.flights``) or any importable dotted path.
+``data.yaml``: a module of this package (``churn`` is ``tabloop.datasets.churn``) or any importable dotted path.
 It joins tables and derives features; everything else (the label, the split, the contract check, preprocessing)
 stays in the core. A single-table dataset needs none: without ``adapter:``, the entity table is used as it is.
 """

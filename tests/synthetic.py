@@ -1,0 +1,68 @@
+"""Rows generated from a dataset's contract: every declared column within its rules, for any single-table dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tabloop.config import DataConfig
+from tabloop.contract import INTEGER_DTYPES, ColumnSpec
+from tabloop.data.dtypes import polars_dtype
+
+MISSING_SHARE = 0.05  # of a nullable column's values
+
+
+def column_values(name: str, rules: ColumnSpec, n: int, rng: np.random.Generator) -> list[Any]:
+    """``n`` values that satisfy ``rules`` (a seeded draw; ids count up so that a key stays unique)."""
+    if rules.values is not None:
+        values: list[Any] = [rules.values[i] for i in rng.integers(0, len(rules.values), n)]
+    elif rules.dtype in INTEGER_DTYPES:
+        low = int(rules.min if rules.min is not None else 0)
+        high = int(rules.max if rules.max is not None else low + 1000)
+        values = rng.integers(low, high + 1, n).tolist()
+    elif rules.dtype in ("float32", "float64"):
+        low = rules.min if rules.min is not None else 0.0
+        high = rules.max if rules.max is not None else low + 1000.0
+        values = np.round(rng.uniform(low, high, n), 2).tolist()
+    elif rules.dtype == "bool":
+        values = rng.integers(0, 2, n).astype(bool).tolist()
+    elif rules.dtype == "string" and rules.pattern is None:
+        values = [f"{name}-{i}" for i in rng.integers(0, 20, n)]
+    else:
+        raise NotImplementedError(f"{name}: no generator for dtype {rules.dtype} with pattern {rules.pattern!r}")
+    if rules.nullable:
+        values = [None if missing else v for v, missing in zip(values, rng.random(n) < MISSING_SHARE, strict=True)]
+    return values
+
+
+def single_table(config: DataConfig, n: int, seed: int = 0) -> pl.DataFrame:
+    """The entity table of a single-table dataset: ``n`` rows within its contract, ids unique, both classes."""
+    rng = np.random.default_rng(seed)
+    spec = config.tables[config.entity.table]
+    columns: dict[str, pl.Series] = {}
+    for name, rules in spec.columns.items():
+        if name in spec.key or name == config.entity.id:
+            values: list[Any] = (
+                list(range(1, n + 1)) if rules.dtype in INTEGER_DTYPES else [f"id-{i}" for i in range(n)]
+            )
+        else:
+            values = column_values(name, rules, n, rng)
+        columns[name] = pl.Series(name, values, dtype=polars_dtype(rules.dtype), strict=False)
+    frame = pl.DataFrame(columns)
+    label = config.label
+    if label.positive is not None:  # the first quarter positive, the rest drawn from the other values
+        others = [v for v in (spec.columns[label.column].values or []) if v not in label.positive] or ["other"]
+        chosen = [label.positive[0] if i % 4 == 0 else others[i % len(others)] for i in range(n)]
+        frame = frame.with_columns(pl.Series(label.column, chosen, dtype=frame.schema[label.column]))
+    return frame
+
+
+def write_source(frame: pl.DataFrame, directory: Path, table: str) -> Path:
+    """``frame`` as ``<directory>/<table>.parquet``, the way a user's file would be read."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{table}.parquet"
+    frame.write_parquet(path)
+    return path

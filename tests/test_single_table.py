@@ -1,0 +1,61 @@
+"""Every single-table dataset of this repository (no adapter, no code) through the data stages, training and
+evaluation, on rows generated from its own contract: what a user who adds one with `make init` gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import REPO_ROOT, shrink
+from synthetic import single_table, write_source
+from tabloop.config import DataConfig, load_data_config, load_evaluate_config, load_train_config
+from tabloop.data.ingest import ingest
+from tabloop.data.validate import validate
+from tabloop.evaluation.stage import evaluate
+from tabloop.features.build import ID, build_features
+from tabloop.io import read_json
+from tabloop.layout import Layout, load_datasets
+from tabloop.training import train
+
+SINGLE_TABLE = [
+    name
+    for name in load_datasets(REPO_ROOT).datasets
+    if load_data_config(Layout(name, REPO_ROOT).data_config).adapter is None
+]
+
+
+def from_directory(config: DataConfig, directory: Path) -> DataConfig:
+    source = config.source.model_copy(update={"dir": directory, "package": None, "rdataset": None})
+    return config.model_copy(update={"source": source})
+
+
+@pytest.mark.parametrize("dataset", SINGLE_TABLE)
+def test_a_single_table_dataset_trains_and_evaluates_from_its_contract(dataset: str, tmp_path: Path) -> None:
+    where = Layout(dataset, REPO_ROOT)
+    shipped = load_data_config(where.data_config)
+    rows = single_table(shipped, n=600, seed=1)
+    write_source(rows, tmp_path / "source", shipped.entity.table)
+    config = from_directory(shipped, tmp_path / "source")
+
+    ingest(config, tmp_path / "raw")
+    report = validate(config, tmp_path / "raw", tmp_path / "validated", tmp_path / "reports")
+    assert sum(t.rejected for t in report.tables.values()) == 0  # generated within the rules
+    build_features(config, tmp_path / "validated", tmp_path / "features", tmp_path / "features.json")
+    splits = {s: pl.read_parquet(tmp_path / "features" / f"{s}.parquet") for s in ("train", "valid", "test")}
+    assert sum(f.height for f in splits.values()) == rows.height
+    assert not set(splits["train"][ID]) & set(splits["test"][ID])
+    train(
+        shrink(load_train_config(where.train_config)),
+        tmp_path / "features",
+        tmp_path / "bundle",
+        tmp_path / "train",
+        tmp_path / "checkpoints",
+    )
+    evaluation = load_evaluate_config(where.evaluate_config).model_copy(update={"min_slice_rows": 5})
+    metrics = evaluate(config, evaluation, tmp_path / "features", tmp_path / "bundle", tmp_path / "evaluation")
+    assert 0 <= metrics["test"]["pytorch"]["roc_auc"] <= 1
+    assert read_json(tmp_path / "features.json")["examples"]["built"] == rows.height
+    card = (tmp_path / "evaluation" / "model_card.md").read_text()
+    assert shipped.card.title in card

@@ -102,7 +102,7 @@ dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.
 test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Run the tests except the end-to-end DVC runs (about four minutes)
+test-fast: $(STAMP) ## Run the tests except the end-to-end DVC runs (about three minutes)
 	$(BIN)/pytest -m "not e2e and not ui" $(PYTEST_ARGS)
 
 test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panels (installs Debian's chromium if missing)

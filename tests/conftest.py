@@ -1,4 +1,5 @@
-"""Shared fixtures: the real configuration, shrunk to a slice of real flights written on the fly."""
+"""Shared fixtures: the configured dataset's configuration (tests/profiles.py), run on source tables written on the
+fly: a slice of its real tables, or rows generated from its contract."""
 
 from __future__ import annotations
 
@@ -20,19 +21,18 @@ import pytest
 import uvicorn
 import yaml
 
-from monitoring.config import MonitorConfig, ReportsConfig, load_monitor_config
+from monitoring.config import MonitorConfig, ReplayConfig, ReportsConfig, load_monitor_config
 from monitoring.replay import load_traffic
+from profiles import CONFIGURED, REPO_ROOT, configured_config, profile, time_split_of
 from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.prediction_log import PredictionBatch, PredictionLog
 from serving.settings import ServeSettings
-from slices import write_slice
 from tabloop.config import (
     DataConfig,
     EvaluateConfig,
     RegistryConfig,
     TrainConfig,
-    load_data_config,
     load_evaluate_config,
     load_train_config,
 )
@@ -40,15 +40,26 @@ from tabloop.data.ingest import ingest
 from tabloop.data.validate import validate
 from tabloop.evaluation.stage import evaluate
 from tabloop.features.build import build_features
-from tabloop.layout import Layout
 from tabloop.model.bundle import Predictor
 from tabloop.register import RegisterInputs, register_candidate
 from tabloop.settings import Settings
 from tabloop.training import train
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-WHERE = Layout.of(None, REPO_ROOT)  # the default dataset's paths in this repository
+WHERE = CONFIGURED  # the configured dataset's paths in this repository
 CONFIG_PATH = WHERE.data_config
+MODEL_NAME = "tests-model"  # the registered model of the serving tests
+FLIGHTS_DIR = Path(__file__).parent / "flights"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The flights adapter's own tests (tests/flights/) run when the flights are the configured dataset."""
+    adapter = configured_config().adapter
+    if adapter == "flights":
+        return
+    skip = pytest.mark.skip(reason=f"flights adapter tests; the configured dataset is {WHERE.dataset!r}")
+    for item in items:
+        if FLIGHTS_DIR in item.path.parents:
+            item.add_marker(skip)
 
 
 def with_source(config: DataConfig, directory: Path) -> DataConfig:
@@ -85,27 +96,31 @@ def _set_environment(values: dict[str, str | None]) -> None:
 
 @pytest.fixture(scope="session")
 def real_config() -> DataConfig:
-    """The repository's own data configuration, unchanged."""
-    return load_data_config(CONFIG_PATH)
+    """The configured dataset's configuration, with the split the tests reason about (tests/profiles.py)."""
+    return configured_config()
 
 
 @pytest.fixture(scope="session")
 def slice_tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
-    """A directory holding a slice of the real tables, and the slices themselves (as text)."""
-    directory = tmp_path_factory.mktemp("source")
+    """The flights tests' slice of the real tables: a directory holding it, and the slices themselves (as text)."""
+    from slices import write_slice
+
+    directory = tmp_path_factory.mktemp("flights")
     return directory, write_slice(directory)
 
 
 @pytest.fixture(scope="session")
-def slice_dir(slice_tables: tuple[Path, dict[str, pl.DataFrame]]) -> Path:
-    """The directory of the sliced source tables (read-only for tests; copy it to change it)."""
-    return slice_tables[0]
+def slice_dir(real_config: DataConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the tests' source tables (read-only for tests; copy it to change it)."""
+    directory = tmp_path_factory.mktemp("source")
+    profile(real_config).write(real_config, directory, False)
+    return directory
 
 
 @pytest.fixture(scope="session")
 def config(real_config: DataConfig, slice_dir: Path) -> DataConfig:
-    """The real configuration pointed at the slice."""
-    return with_source(real_config, slice_dir)
+    """The configuration pointed at the tests' source tables."""
+    return time_split_of(with_source(real_config, slice_dir), slice_dir)
 
 
 @pytest.fixture
@@ -132,7 +147,7 @@ def stage_outputs(config: DataConfig, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def shrink(config: TrainConfig, **training: int) -> TrainConfig:
-    """The real training config, made small and quick for a slice of a few hundred flights."""
+    """The real training config, made small and quick for a few hundred examples."""
     loop = config.training.model_copy(update={"batch_size": 32, "max_epochs": 6, "patience": 3, **training})
     return config.model_copy(update={"training": loop, "threads": 1, "device": "cpu"})
 
@@ -145,7 +160,7 @@ def train_config() -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def evaluate_config() -> EvaluateConfig:
-    """configs/evaluate.yaml with slices small enough for the slice of flights."""
+    """The evaluation config with slices small enough for the tests' few hundred examples."""
     config = load_evaluate_config(WHERE.evaluate_config)
     return config.model_copy(update={"min_slice_rows": 5})
 
@@ -169,7 +184,7 @@ def evaluated(
     trained: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """The evaluation of the trained model on the slice's test months."""
+    """The evaluation of the trained model on the tests' test split."""
     out = tmp_path_factory.mktemp("evaluation")
     evaluate(
         config,
@@ -193,7 +208,7 @@ def registry_store(
     """An MLflow store holding the slice's model as version 1, @champion; and a registry config naming it."""
     root = tmp_path_factory.mktemp("registry")
     settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    config = RegistryConfig(experiment="serving-tests", model_name="flight-delay")
+    config = RegistryConfig(experiment="serving-tests", model_name=MODEL_NAME)
     inputs = RegisterInputs(
         bundle_dir=trained["bundle"],
         features_dir=stage_outputs["features"],
@@ -227,8 +242,8 @@ def serve_settings(registry_store: tuple[Settings, Path], tmp_path: Path) -> Ser
 
 
 @pytest.fixture(scope="session")
-def test_flights(stage_outputs: dict[str, Path], config: DataConfig) -> list[dict[str, Any]]:
-    """The slice's test-month flights as request bodies (contract features only)."""
+def test_rows(stage_outputs: dict[str, Path], config: DataConfig) -> list[dict[str, Any]]:
+    """The test split's examples as request bodies (contract features only)."""
     frame = pl.read_parquet(stage_outputs["features"] / "test.parquet")
     return frame.select(list(config.contract.features)).to_dicts()
 
@@ -261,18 +276,23 @@ def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
 def replayed_log(
     real_config: DataConfig, trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
-    """A denser slice's test months predicted by the slice's model and logged with their outcomes, as a replay
+    """A denser slice's test split predicted by the tests' model and logged with their outcomes, as a replay
     through the service logs them (tests/test_replay.py covers that path): the log file and the features."""
     root = tmp_path_factory.mktemp("dense")
-    write_slice(root / "source", every=40)
-    config = with_source(real_config, root / "source")
+    profile(real_config).write(real_config, root / "source", True)
+    config = time_split_of(with_source(real_config, root / "source"), root / "source")
     ingest(config, root / "raw")
     validate(config, root / "raw", root / "validated", root / "reports")
     build_features(config, root / "validated", root / "features", root / "features.json")
     predictor = Predictor.from_directory(trained["bundle"])
-    traffic = load_traffic(root / "features" / "test.parquet", config.contract, time_zone=config.entity.time_zone)
-    flights = [orjson.loads(body) for body in traffic.bodies]
-    probability, label = predictor.predict({name: [f[name] for f in flights] for name in config.contract.features})
+    traffic = load_traffic(
+        root / "features" / "test.parquet",
+        config.contract,
+        load_monitor_config(WHERE.monitor_config, WHERE).replay,
+        time_zone=config.entity.time_zone,
+    )
+    rows = [orjson.loads(body) for body in traffic.bodies]
+    probability, label = predictor.predict({name: [r[name] for r in rows] for name in config.contract.features})
     log = PredictionLog(f"sqlite:///{root}/predictions.db")
     answered = dt.datetime.now(dt.UTC)
     for i, key in enumerate(traffic.keys):
@@ -283,23 +303,23 @@ def replayed_log(
                 created_at=answered,
                 event_time=traffic.event_time[i],
                 route="/predict",
-                model_name="flight-delay",
+                model_name=MODEL_NAME,
                 model_version="1",
-                features={name: [flights[i][name]] for name in config.contract.features},
+                features={name: [rows[i][name]] for name in config.contract.features},
                 probability=[float(probability[i])],
                 label=[bool(label[i])],
             )
         )
     log.record_feedback(
-        {"prediction_id": key, "actual": late, "outcome": delay, "received_at": answered}
-        for key, late, delay in zip(traffic.keys, traffic.labels, traffic.outcomes, strict=True)
+        {"prediction_id": key, "actual": actual, "outcome": outcome, "received_at": answered}
+        for key, actual, outcome in zip(traffic.keys, traffic.labels, traffic.outcomes, strict=True)
     )
     asyncio.run(log.close())
     return root / "predictions.db", root / "features"
 
 
 def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
-    """Monitoring of ``log`` with windows small enough for a slice, writing under ``tmp_path``."""
+    """Monitoring of ``log`` with windows small enough for the tests' log, writing under ``tmp_path``."""
     return MonitorConfig(
         reports=ReportsConfig(
             log_url=f"sqlite:///{log}",
@@ -315,4 +335,21 @@ def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) ->
             dashboard_features=load_monitor_config(WHERE.monitor_config, WHERE).reports.dashboard_features,
             **reports,
         )
+    )
+
+
+@pytest.fixture
+def replay_config(stage_outputs: dict[str, Path], tmp_path: Path) -> ReplayConfig:
+    """The tests' test split, in well under a second; a dataset without event times on its own synthetic clock."""
+    shipped = load_monitor_config(WHERE.monitor_config, WHERE).replay
+    return shipped.model_copy(
+        update={
+            "traffic": stage_outputs["features"] / "test.parquet",
+            "speedup": 2e7,
+            "rate": 5000,
+            "concurrency": 8,
+            "max_seconds": 120,
+            "retry_seconds": 1,
+            "state": tmp_path / "replay" / "state.json",
+        }
     )

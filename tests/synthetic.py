@@ -1,7 +1,9 @@
-"""Rows generated from a dataset's contract: every declared column within its rules, for any single-table dataset."""
+"""Rows generated from a dataset's contract (every declared column within its rules, for any single-table dataset),
+and its features picked by role."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from tabloop.config import DataConfig
-from tabloop.contract import INTEGER_DTYPES, ColumnSpec
+from tabloop.contract import INTEGER_DTYPES, ColumnSpec, FeatureContract
 from tabloop.data.dtypes import polars_dtype
 
 MISSING_SHARE = 0.05  # of a nullable column's values
@@ -27,6 +29,9 @@ def column_values(name: str, rules: ColumnSpec, n: int, rng: np.random.Generator
         low = rules.min if rules.min is not None else 0.0
         high = rules.max if rules.max is not None else low + 1000.0
         values = np.round(rng.uniform(low, high, n), 2).tolist()
+    elif rules.dtype == "datetime":  # a year of minutes from the first of January 2024
+        start = np.datetime64("2024-01-01T00:00")
+        values = (start + np.sort(rng.integers(0, 366 * 24 * 60, n)).astype("timedelta64[m]")).tolist()
     elif rules.dtype == "bool":
         values = rng.integers(0, 2, n).astype(bool).tolist()
     elif rules.dtype == "string" and rules.pattern is None:
@@ -66,3 +71,41 @@ def write_source(frame: pl.DataFrame, directory: Path, table: str) -> Path:
     path = directory / f"{table}.parquet"
     frame.write_parquet(path)
     return path
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Features of a contract picked by role, for the tests that need "a required feature", "a closed category",
+    "a numeric feature with a maximum", whatever the dataset."""
+
+    target: str
+    required: str  # the first feature that may not be missing
+    string: str  # the first string feature
+    closed: str  # the first categorical feature with a closed set of values
+    allowed: list[Any]  # ... and those values
+    bounded: str  # the first numeric feature with a maximum
+    maximum: float  # ... and that maximum
+    open: list[str]  # string categories without a closed set or a pattern: any value is accepted
+    nullable: list[str]  # the features that may be missing
+
+    @classmethod
+    def of(cls, contract: FeatureContract) -> Probe:
+        features = contract.features
+        closed = next(n for n, f in features.items() if f.values is not None)
+        bounded = next(n for n, f in features.items() if f.kind == "numeric" and f.max is not None)
+        return cls(
+            target=contract.target.name,
+            required=next(n for n, f in features.items() if not f.nullable),
+            string=next(n for n, f in features.items() if f.dtype == "string"),
+            closed=closed,
+            allowed=list(features[closed].values or []),
+            bounded=bounded,
+            maximum=features[bounded].max or 0,
+            open=[n for n, f in features.items() if f.dtype == "string" and f.values is None and f.pattern is None],
+            nullable=[n for n, f in features.items() if f.nullable],
+        )
+
+    def allowed_phrase(self) -> str:
+        """The allowed values as pydantic lists them: 'a', 'b' or 'c'."""
+        quoted = [repr(v) for v in self.allowed]
+        return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"

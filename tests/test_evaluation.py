@@ -71,7 +71,9 @@ def test_curves_are_downsampled_and_keep_their_ends() -> None:
     assert downsample(pl.DataFrame({"x": range(10)}), 20).height == 10
 
 
-def test_evaluate_stage_writes_metrics_plots_and_card(evaluated: Path) -> None:
+def test_evaluate_stage_writes_metrics_plots_and_card(
+    evaluated: Path, config: DataConfig, evaluate_config: EvaluateConfig
+) -> None:
     metrics = read_json(evaluated / "metrics.json")
     assert set(metrics["test"]) == {"pytorch", "lightgbm", "logistic"}
     for model in metrics["test"].values():
@@ -81,8 +83,9 @@ def test_evaluate_stage_writes_metrics_plots_and_card(evaluated: Path) -> None:
     assert metrics["pytorch_minus_lightgbm_roc_auc"] == pytest.approx(delta, abs=1e-6)
     assert metrics["baselines"]["lightgbm"]["rounds"] >= 1
     slices = read_json(evaluated / "slices.json")
-    assert set(slices) == {"origin", "carrier"}
-    assert sum(v["rows"] for v in slices["origin"].values()) == metrics["test"]["pytorch"]["rows"]
+    assert list(slices) == evaluate_config.slices
+    for by in evaluate_config.slices:  # every test example in one slice of each
+        assert sum(v["rows"] for v in slices[by].values()) == metrics["test"]["pytorch"]["rows"]
     for kind in ("roc", "pr", "calibration"):
         for model in ("pytorch", "lightgbm", "logistic"):
             assert pl.read_csv(evaluated / "plots" / kind / f"{model}.csv").height > 1
@@ -96,7 +99,7 @@ def test_evaluate_stage_writes_metrics_plots_and_card(evaluated: Path) -> None:
     ):
         assert heading in card
     assert "LightGBM baseline" in card
-    assert "at least 15 minutes late" in card
+    assert config.card.positive in card
 
 
 def test_evaluation_is_deterministic(
@@ -126,7 +129,8 @@ def test_slice_that_is_not_a_categorical_feature_is_refused(
     trained: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    bad = evaluate_config.model_copy(update={"slices": ["origin", "temp"]})
-    with pytest.raises(ConfigError, match="slices: 'temp' is not a categorical feature"):
+    numeric = config.contract.of_kind("numeric")[0]
+    bad = evaluate_config.model_copy(update={"slices": [*evaluate_config.slices, numeric]})
+    with pytest.raises(ConfigError, match=f"slices: '{numeric}' is not a categorical feature"):
         evaluate(config, bad, stage_outputs["features"], trained["bundle"], tmp_path)
     assert not (tmp_path / "metrics.json").exists()

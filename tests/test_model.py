@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import torch
 
+from synthetic import Probe
 from tabloop.features.preprocessing import frame_columns
 from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
 from tabloop.model.inference import FoldedNetwork
@@ -87,8 +88,9 @@ def test_predictor_accepts_nulls_and_unseen_categories(
     predictor = Predictor.from_directory(trained["bundle"])
     test = pl.read_parquet(stage_outputs["features"] / "test.parquet").head(3)
     columns = frame_columns(test, predictor.bundle.contract)
-    columns["dest"] = ["ZZZ", None, "LAX"]
-    columns["temp"] = np.array([np.nan, 40.0, np.nan])
+    probe = Probe.of(predictor.bundle.contract)
+    columns[probe.string] = ["never-seen-before", None, columns[probe.string][2]]
+    columns[probe.bounded] = np.array([np.nan, columns[probe.bounded][1], np.nan])
     proba = predictor.predict_proba(columns)
     assert proba.shape == (3,)
     assert np.isfinite(proba).all()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import MODEL_NAME
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError
@@ -30,14 +31,14 @@ def settings(registry_store: tuple[Settings, Path], tmp_path: Path) -> ServeSett
 
 
 def cached(settings: ServeSettings) -> Path:
-    return settings.cache_dir / "flight-delay" / "1"
+    return settings.cache_dir / MODEL_NAME / "1"
 
 
-def serve_once(settings: ServeSettings, registry: Settings, flight: dict[str, Any]) -> dict[str, Any]:
+def serve_once(settings: ServeSettings, registry: Settings, row: dict[str, Any]) -> dict[str, Any]:
     """Start the service, read readiness and one prediction (None if refused), stop it."""
     with TestClient(create_app(settings, registry)) as client:
         ready = client.get("/health/ready")
-        answer = client.post("/predict", json=flight)
+        answer = client.post("/predict", json=row)
         return {
             "ready": ready.status_code,
             "model": ready.json()["model"],
@@ -68,9 +69,9 @@ def test_the_registry_version_carries_the_digest_of_its_files(registry_store: tu
 
 @pytest.mark.parametrize("damage", ["weights", "threshold", "truncated", "extra file"])
 def test_a_damaged_cache_is_fetched_again_when_the_registry_answers(
-    settings: ServeSettings, registry_store: tuple[Settings, Path], test_flights: list, damage: str
+    settings: ServeSettings, registry_store: tuple[Settings, Path], test_rows: list, damage: str
 ) -> None:
-    first = serve_once(settings, registry_store[0], test_flights[0])  # fills the cache
+    first = serve_once(settings, registry_store[0], test_rows[0])  # fills the cache
     bundle = cached(settings)
     if damage == "weights":
         flip_a_byte(bundle / WEIGHTS_FILE)
@@ -81,7 +82,7 @@ def test_a_damaged_cache_is_fetched_again_when_the_registry_answers(
         weights.write_bytes(weights.read_bytes()[:100])
     else:
         (bundle / "extra.py").write_text("print('hello')\n")
-    again = serve_once(settings, registry_store[0], test_flights[0])
+    again = serve_once(settings, registry_store[0], test_rows[0])
     assert again["ready"] == 200
     assert again["model"]["source"] == "registry"
     assert again["probability"] == first["probability"]  # the registry's model, not the damaged copy
@@ -91,10 +92,10 @@ def test_a_damaged_cache_is_fetched_again_when_the_registry_answers(
 
 @pytest.mark.parametrize("damage", ["weights", "threshold", "truncated"])
 def test_a_damaged_cache_is_not_served_while_the_registry_is_down(
-    settings: ServeSettings, registry_store: tuple[Settings, Path], test_flights: list, damage: str
+    settings: ServeSettings, registry_store: tuple[Settings, Path], test_rows: list, damage: str
 ) -> None:
-    serve_once(settings, registry_store[0], test_flights[0])
-    assert serve_once(settings, DOWN, test_flights[0])["model"]["source"] == "cache"  # intact: served
+    serve_once(settings, registry_store[0], test_rows[0])
+    assert serve_once(settings, DOWN, test_rows[0])["model"]["source"] == "cache"  # intact: served
     bundle = cached(settings)
     if damage == "weights":
         flip_a_byte(bundle / WEIGHTS_FILE)
@@ -102,7 +103,7 @@ def test_a_damaged_cache_is_not_served_while_the_registry_is_down(
         set_threshold(bundle, 0.01)
     else:
         (bundle / WEIGHTS_FILE).write_bytes(b"")
-    refused = serve_once(settings, DOWN, test_flights[0])
+    refused = serve_once(settings, DOWN, test_rows[0])
     assert refused["ready"] == 503  # fail closed: no model rather than a tampered one
     assert refused["model"] is None
     assert refused["probability"] is None
@@ -110,26 +111,26 @@ def test_a_damaged_cache_is_not_served_while_the_registry_is_down(
 
 @pytest.mark.parametrize("pointer", ["../../elsewhere", "1/../1", "/tmp", "x"])
 def test_the_cache_pointer_names_a_version_never_a_path(
-    settings: ServeSettings, registry_store: tuple[Settings, Path], test_flights: list, tmp_path: Path, pointer: str
+    settings: ServeSettings, registry_store: tuple[Settings, Path], test_rows: list, tmp_path: Path, pointer: str
 ) -> None:
-    serve_once(settings, registry_store[0], test_flights[0])
+    serve_once(settings, registry_store[0], test_rows[0])
     outside = tmp_path / "elsewhere"
     shutil.copytree(cached(settings), outside)  # a whole, valid bundle outside the cache
-    path = settings.cache_dir / "flight-delay" / "champion.json"
+    path = settings.cache_dir / MODEL_NAME / "champion.json"
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "version": pointer}))
-    assert serve_once(settings, DOWN, test_flights[0])["model"] is None
+    assert serve_once(settings, DOWN, test_rows[0])["model"] is None
 
 
 def test_a_registry_answering_with_another_bundle_for_the_version_is_refused(
-    settings: ServeSettings, registry_store: tuple[Settings, Path], test_flights: list
+    settings: ServeSettings, registry_store: tuple[Settings, Path], test_rows: list
 ) -> None:
     artifacts = Path(registry_store[0].artifact_root)
     weights = next(artifacts.rglob(f"bundle/{WEIGHTS_FILE}"))
     original = weights.read_bytes()
     flip_a_byte(weights)  # the store's copy changed after registration
     try:
-        refused = serve_once(settings, registry_store[0], test_flights[0])
+        refused = serve_once(settings, registry_store[0], test_rows[0])
     finally:
         weights.write_bytes(original)
     assert refused["ready"] == 503

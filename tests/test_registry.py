@@ -15,6 +15,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO_ROOT, WHERE
+from synthetic import Probe
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.features.preprocessing import frame_columns
 from tabloop.io import read_json
@@ -161,9 +162,11 @@ def test_pyfunc_and_bundle_predictor_agree(
     predictor = Predictor.from_directory(trained["bundle"])
     test = pl.read_parquet(stage_outputs["features"] / "test.parquet")
     frame = test.select(list(predictor.bundle.contract.features)).to_pandas()
-    frame.loc[0, "temp"] = None  # nullable numeric
-    frame.loc[1, "engine"] = None  # nullable category
-    frame.loc[2, "dest"] = "ZZZ"  # never seen in training
+    contract = predictor.bundle.contract
+    probe = Probe.of(contract)
+    for row, kind in enumerate(("numeric", "categorical")):  # a missing value of each kind, where one may be
+        frame.loc[row, next(n for n in probe.nullable if contract.features[n].kind == kind)] = None
+    frame.loc[2, probe.string] = "never-seen-before"
     served = model.predict(frame)
 
     columns = frame_columns(pl.from_pandas(frame), predictor.bundle.contract)

@@ -1,6 +1,7 @@
 """Retraining's plan: how far the outcomes reach, where the split moves, and when there is nothing new to train on.
 
-The whole loop, with the pipeline run as a DVC experiment and the service reloading, is tests/test_loop_e2e.py.
+The whole loop, with the pipeline run as a DVC experiment and the service reloading, is
+tests/flights/test_flights_loop_e2e.py.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from monitoring.retrain import (
     arrived_rows,
     labelled_horizon,
     overrides,
-    plan,
     plan_rows,
     run_pipeline,
-    source_end,
 )
 from serving.prediction_log import PredictionLog
-from tabloop.config import Arrived, DataConfig, RandomSplit
+from tabloop.config import Arrived, RandomSplit
 from tabloop.errors import FeatureError
 from tabloop.features.build import arrived_split
 
@@ -63,57 +62,6 @@ def test_the_horizon_is_the_local_day_not_the_utc_one() -> None:
 def test_no_outcomes_no_horizon() -> None:
     assert labelled_horizon(log_of({"2013-11-01": (5, 0)}), min_share=0.9, time_zone="UTC") is None
     assert labelled_horizon(log_of({}), min_share=0.9, time_zone="UTC") is None
-
-
-def test_the_split_moves_to_the_horizon(real_config: DataConfig) -> None:
-    config = RetrainConfig(evaluation_days=28, validation_days=28, min_new_days=7)
-    moved = plan(config, real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31))
-    split = moved.moved
-    assert (split.test.start, split.test.end) == (dt.date(2013, 12, 4), dt.date(2013, 12, 31))
-    assert (split.valid.start, split.valid.end) == (dt.date(2013, 11, 6), dt.date(2013, 12, 3))
-    assert (split.train.start, split.train.end) == (real_config.split.train.start, dt.date(2013, 11, 5))
-    assert moved.new_days == (dt.date(2013, 11, 5) - real_config.split.train.end).days
-    assert moved.name == "retrain-20131231"
-    assert "test   2013-11-01 .. 2013-12-31  ->  2013-12-04 .. 2013-12-31" in moved.describe()
-
-
-def test_outcomes_past_the_source_data_stop_at_its_last_day(real_config: DataConfig) -> None:
-    moved = plan(RetrainConfig(), real_config, dt.date(2026, 11, 23), data_end=dt.date(2013, 12, 31))
-    assert moved.horizon == moved.moved.test.end == dt.date(2013, 12, 31)
-
-
-def test_too_few_new_days_is_nothing_new(real_config: DataConfig) -> None:
-    config = RetrainConfig(evaluation_days=28, validation_days=28, min_new_days=7)
-    # the current training ends on 31 August: outcomes up to 30 October move it by 3 days only
-    with pytest.raises(NothingNewError, match="fewer than min_new_days"):
-        plan(config, real_config, dt.date(2013, 10, 30), data_end=dt.date(2013, 12, 31))
-    with pytest.raises(NothingNewError, match="no day in the prediction log has its outcomes"):
-        plan(config, real_config, None, data_end=dt.date(2013, 12, 31))
-
-
-def test_windows_that_leave_no_training_days_are_refused(real_config: DataConfig) -> None:
-    config = RetrainConfig(evaluation_days=200, validation_days=200)
-    with pytest.raises(RetrainError, match="would leave no training days"):
-        plan(config, real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31))
-
-
-def test_overrides_name_the_file_inside_the_repository(
-    real_config: DataConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    moved = plan(RetrainConfig(), real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31)).moved
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").mkdir()
-    arguments = overrides(moved, tmp_path / "configs" / "data.yaml")
-    assert arguments[0] == "configs/data.yaml:split.train.start='2013-01-01'"
-    assert arguments[-1] == "configs/data.yaml:split.test.end='2013-12-31'"
-    with pytest.raises(RetrainError, match="inside the repository"):
-        overrides(moved, tmp_path.parent / "elsewhere.yaml")
-
-
-def test_the_source_end_is_the_last_labelled_day(stage_outputs: dict[str, Path], tmp_path: Path) -> None:
-    assert source_end(stage_outputs["features_metrics"]) == dt.date(2013, 12, 31)
-    with pytest.raises(RetrainError, match="run `make train` first"):
-        source_end(tmp_path / "features.json")
 
 
 def test_a_repository_without_a_commit_is_a_clear_error(tmp_path: Path) -> None:

@@ -17,12 +17,18 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from conftest import MODEL_NAME as MODEL
 from conftest import REPO_ROOT
+from profiles import configured_config
 from serving.app import create_app
 from serving.settings import ServeSettings
+from synthetic import Probe
 from tabloop.model.bundle import Predictor
 
-Flights = list[dict[str, Any]]
+Rows = list[dict[str, Any]]
+CONTRACT = configured_config().contract
+PROBE = Probe.of(CONTRACT)
+TARGET = PROBE.target
 
 
 @pytest.fixture
@@ -45,26 +51,26 @@ def error(response: Any) -> dict[str, Any]:
     return body["error"]
 
 
-def test_one_flight(client: TestClient, test_flights: Flights, trained: dict[str, Path]) -> None:
-    response = client.post("/predict", json=test_flights[0])
+def test_one_example(client: TestClient, test_rows: Rows, trained: dict[str, Path]) -> None:
+    response = client.post("/predict", json=test_rows[0])
     assert response.status_code == 200
     body = response.json()
-    assert (body["model_name"], body["model_version"]) == ("flight-delay", "1")
+    assert (body["model_name"], body["model_version"]) == (MODEL, "1")
     [prediction] = body["predictions"]
     assert prediction["id"] == body["request_id"]
-    expected, label = Predictor.from_directory(trained["bundle"]).predict({k: [v] for k, v in test_flights[0].items()})
+    expected, label = Predictor.from_directory(trained["bundle"]).predict({k: [v] for k, v in test_rows[0].items()})
     assert prediction["probability"] == pytest.approx(float(expected[0]), abs=1e-9)
-    assert prediction["late"] is bool(label[0])
+    assert prediction[TARGET] is bool(label[0])
     assert "app;dur=" in response.headers["server-timing"]
 
 
-def test_a_list_of_flights_keeps_order_and_is_logged(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+def test_a_list_of_examples_keeps_order_and_is_logged(
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
-    flights = test_flights[:12]  # more than inline_rows: predicted in a worker thread
+    rows = test_rows[:12]  # more than inline_rows: predicted in a worker thread
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
-        body = c.post("/predict", json=flights).json()
-        single = [c.post("/predict", json=f).json()["predictions"][0]["probability"] for f in flights[:3]]
+        body = c.post("/predict", json=rows).json()
+        single = [c.post("/predict", json=r).json()["predictions"][0]["probability"] for r in rows[:3]]
     assert [p["probability"] for p in body["predictions"][:3]] == pytest.approx(single)
     ids = [p["id"] for p in body["predictions"]]
     assert len(set(ids)) == 12
@@ -74,62 +80,65 @@ def test_a_list_of_flights_keeps_order_and_is_logged(
     row = logged[ids[0]]
     assert row["model_version"] == "1"
     assert row["route"] == "/predict"
-    assert json.loads(row["features"]) == flights[0]
+    assert json.loads(row["features"]) == rows[0]
     assert row["probability"] == pytest.approx(body["predictions"][0]["probability"])
 
 
 def test_a_client_names_its_request_and_when_it_happened(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
-    headers = {"X-Request-Id": "replay-2013-11-05-UA-1545", "X-Event-Time": "2013-11-05T10:15:00-05:00"}
+    headers = {"X-Request-Id": "replay-2013-11-05-r1545", "X-Event-Time": "2013-11-05T10:15:00-05:00"}
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
-        first = c.post("/predict", json=test_flights[0], headers=headers).json()
-        again = c.post("/predict", json=test_flights[0], headers=headers).json()  # a retry
-        v2 = c.post("/invocations", json={"dataframe_records": test_flights[1:3]}, headers={"X-Request-Id": "batch-7"})
+        first = c.post("/predict", json=test_rows[0], headers=headers).json()
+        again = c.post("/predict", json=test_rows[0], headers=headers).json()  # a retry
+        v2 = c.post("/invocations", json={"dataframe_records": test_rows[1:3]}, headers={"X-Request-Id": "batch-7"})
         for bad, path in (
             ({"X-Request-Id": "no spaces allowed"}, "headers.x-request-id"),
             ({"X-Request-Id": "x" * 65}, "headers.x-request-id"),
             ({"X-Event-Time": "yesterday"}, "headers.x-event-time"),
         ):
-            response = c.post("/predict", json=test_flights[0], headers=bad)
+            response = c.post("/predict", json=test_rows[0], headers=bad)
             assert response.status_code == 400, bad
             assert error(response)["details"][0]["path"] == path
-    assert first["request_id"] == again["request_id"] == "replay-2013-11-05-UA-1545"
+    assert first["request_id"] == again["request_id"] == "replay-2013-11-05-r1545"
     assert v2.status_code == 200
     logged = {row["id"]: row for row in log_rows(serve_settings)}
-    assert set(logged) == {"replay-2013-11-05-UA-1545", "batch-7-0", "batch-7-1"}  # the retry is logged once
-    assert str(logged["replay-2013-11-05-UA-1545"]["event_time"]).startswith("2013-11-05 15:15:00")  # in UTC
+    assert set(logged) == {"replay-2013-11-05-r1545", "batch-7-0", "batch-7-1"}  # the retry is logged once
+    assert str(logged["replay-2013-11-05-r1545"]["event_time"]).startswith("2013-11-05 15:15:00")  # in UTC
 
 
-def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestClient, test_flights: Flights) -> None:
-    assert client.post("/predict", json={**test_flights[0], "dest": "ZZZ", "carrier": "Q9"}).status_code == 200
-    assert client.post("/predict", json={**test_flights[0], "engine": None, "temp": None}).status_code == 200
-    response = client.post("/predict", json={**test_flights[0], "origin": "BOS", "temp": 500, "dest": "TOOLONG"})
+def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestClient, test_rows: Rows) -> None:
+    unseen = dict.fromkeys(PROBE.open, "never-seen-before")  # none where every category is a closed set
+    assert client.post("/predict", json={**test_rows[0], **unseen}).status_code == 200
+    missing = dict.fromkeys(PROBE.nullable)
+    assert client.post("/predict", json={**test_rows[0], **missing}).status_code == 200
+    impossible = {PROBE.closed: "never-allowed", PROBE.bounded: PROBE.maximum * 10 + 1}
+    response = client.post("/predict", json={**test_rows[0], **impossible})
     assert response.status_code == 422
     paths = {d["path"]: d["reason"] for d in error(response)["details"]}
-    assert set(paths) == {"body.origin", "body.temp", "body.dest"}
-    assert "'EWR', 'JFK' or 'LGA'" in paths["body.origin"]
-    assert "less than or equal to 130" in paths["body.temp"]
+    assert set(paths) == {f"body.{PROBE.closed}", f"body.{PROBE.bounded}"}
+    assert PROBE.allowed_phrase() in paths[f"body.{PROBE.closed}"]
+    assert f"less than or equal to {PROBE.maximum:g}" in paths[f"body.{PROBE.bounded}"]
 
 
 @pytest.mark.parametrize(
     ("body", "status", "code", "path"),
     [
-        (b'{"carrier": "UA",', 400, "malformed_json", None),
+        (f'{{"{PROBE.string}": "a",'.encode(), 400, "malformed_json", None),
         (b"", 400, "malformed_json", None),
-        (b'{"temp": "hot"}', 422, "invalid_request", "body.temp"),
+        (f'{{"{PROBE.bounded}": "hot"}}'.encode(), 422, "invalid_request", f"body.{PROBE.bounded}"),
         (b"[]", 422, "invalid_request", "body"),
         (b'"a string"', 422, "invalid_request", "body"),
-        (b'{"temp": NaN}', None, None, None),
-        (b'{"temp": Infinity}', None, None, None),
+        (f'{{"{PROBE.bounded}": NaN}}'.encode(), None, None, None),
+        (f'{{"{PROBE.bounded}": Infinity}}'.encode(), None, None, None),
     ],
 )
 def test_malformed_and_wrongly_typed_bodies_get_a_4xx(
-    client: TestClient, test_flights: Flights, body: bytes, status: int | None, code: str | None, path: str | None
+    client: TestClient, test_rows: Rows, body: bytes, status: int | None, code: str | None, path: str | None
 ) -> None:
-    if body.startswith(b'{"temp": N') or body.startswith(b'{"temp": I'):
-        payload = json.dumps(test_flights[0])[:-1] + ", " + body.decode()[1:]  # a valid flight plus a bad temp
-        body = payload.replace('"temp": ' + json.dumps(test_flights[0]["temp"]) + ", ", "", 1).encode()
+    if body.endswith((b"NaN}", b"Infinity}")):  # a valid row with a non-finite number in place of one value
+        row = {k: v for k, v in test_rows[0].items() if k != PROBE.bounded}
+        body = (json.dumps(row)[:-1] + ", " + body.decode()[1:]).encode()
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     if status is not None:
@@ -139,21 +148,21 @@ def test_malformed_and_wrongly_typed_bodies_get_a_4xx(
         assert path in [d["path"] for d in error(response)["details"]]
 
 
-def test_missing_and_unknown_fields(client: TestClient, test_flights: Flights) -> None:
-    flight = dict(test_flights[0])
-    del flight["carrier"]
-    response = client.post("/predict", json={**flight, "runway": "4L"})
+def test_missing_and_unknown_fields(client: TestClient, test_rows: Rows) -> None:
+    row = dict(test_rows[0])
+    del row[PROBE.required]
+    response = client.post("/predict", json={**row, "not_a_feature": "4L"})
     assert response.status_code == 422
     details = {d["path"]: d["reason"] for d in error(response)["details"]}
-    assert details["body.carrier"] == "Field required"
-    assert details["body.runway"] == "Extra inputs are not permitted"
+    assert details[f"body.{PROBE.required}"] == "Field required"
+    assert details["body.not_a_feature"] == "Extra inputs are not permitted"
 
 
-def test_limits_on_batch_and_body_size(client: TestClient, test_flights: Flights) -> None:
-    response = client.post("/predict", json=test_flights[:1] * 51)  # max_batch is 50 in these tests
+def test_limits_on_batch_and_body_size(client: TestClient, test_rows: Rows) -> None:
+    response = client.post("/predict", json=test_rows[:1] * 51)  # max_batch is 50 in these tests
     assert response.status_code == 422
     assert "at most 50 items" in error(response)["details"][0]["reason"]
-    big = json.dumps(test_flights[:1] * 40).encode() + b" " * 64_000
+    big = json.dumps(test_rows[:1] * 40).encode() + b" " * 64_000
     response = client.post("/predict", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert error(response)["code"] == "body_too_large"
@@ -176,8 +185,8 @@ def test_limits_on_batch_and_body_size(client: TestClient, test_flights: Flights
     ],
     ids=["dataframe_records", "dataframe_split", "instances", "inputs"],
 )
-def test_mlflow_scoring_protocol(client: TestClient, test_flights: Flights, wrap: Any) -> None:
-    rows = test_flights[:3]
+def test_mlflow_scoring_protocol(client: TestClient, test_rows: Rows, wrap: Any) -> None:
+    rows = test_rows[:3]
     expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
     response = client.post("/invocations", json=wrap(rows))
     assert response.status_code == 200
@@ -191,9 +200,9 @@ def test_mlflow_scoring_protocol(client: TestClient, test_flights: Flights, wrap
     [
         ({"records": []}, "exactly one of"),
         ({"dataframe_records": [], "instances": []}, "exactly one of"),
-        ({"dataframe_split": {"columns": ["carrier"], "data": [["UA", "AA"]]}}, "must be a list of 1 values"),
-        ({"inputs": {"carrier": ["UA"], "origin": ["EWR", "JFK"]}}, "equal length"),
-        ({"dataframe_records": [{"carrier": "UA"}]}, "does not satisfy the feature contract"),
+        ({"dataframe_split": {"columns": [PROBE.string], "data": [["a", "b"]]}}, "must be a list of 1 values"),
+        ({"inputs": {PROBE.string: ["a"], PROBE.bounded: [1, 2]}}, "equal length"),
+        ({"dataframe_records": [{PROBE.string: "a"}]}, "does not satisfy the feature contract"),
         ([1, 2], "must be a JSON object"),
     ],
 )
@@ -204,11 +213,11 @@ def test_mlflow_protocol_errors(client: TestClient, payload: Any, message: str) 
 
 
 def test_mlflow_protocol_needs_json(client: TestClient) -> None:
-    response = client.post("/invocations", content=b"carrier\nUA", headers={"content-type": "text/csv"})
+    response = client.post("/invocations", content=b"name\nvalue", headers={"content-type": "text/csv"})
     assert response.status_code == 415
 
 
-def v2_inputs(rows: Flights, shape_2d: bool = False) -> list[dict[str, Any]]:
+def v2_inputs(rows: Rows, shape_2d: bool = False) -> list[dict[str, Any]]:
     def datatype(value: Any) -> str:
         return "BYTES" if isinstance(value, str) else "INT64" if isinstance(value, int) else "FP64"
 
@@ -223,19 +232,19 @@ def v2_inputs(rows: Flights, shape_2d: bool = False) -> list[dict[str, Any]]:
     ]
 
 
-def test_open_inference_protocol(client: TestClient, test_flights: Flights) -> None:
+def test_open_inference_protocol(client: TestClient, test_rows: Rows) -> None:
     assert client.get("/v2").json()["name"] == "tabloop"
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").status_code == 200
-    assert client.get("/v2/models/flight-delay/ready").json() == {"name": "flight-delay", "ready": True}
-    metadata = client.get("/v2/models/flight-delay").json()
+    assert client.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
+    metadata = client.get(f"/v2/models/{MODEL}").json()
     assert metadata["versions"] == ["1"]
-    assert {i["name"]: i["datatype"] for i in metadata["inputs"]}["carrier"] == "BYTES"
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]}[PROBE.string] == "BYTES"
 
-    rows = test_flights[:4]
+    rows = test_rows[:4]
     expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
     for shape_2d in (False, True):
-        response = client.post("/v2/models/flight-delay/infer", json={"id": "r1", "inputs": v2_inputs(rows, shape_2d)})
+        response = client.post(f"/v2/models/{MODEL}/infer", json={"id": "r1", "inputs": v2_inputs(rows, shape_2d)})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["id"] == "r1"
@@ -245,30 +254,31 @@ def test_open_inference_protocol(client: TestClient, test_flights: Flights) -> N
         assert outputs["probability"]["data"] == pytest.approx(expected)
         assert outputs["label"]["datatype"] == "BOOL"
     only = client.post(
-        "/v2/models/flight-delay/infer", json={"inputs": v2_inputs(rows), "outputs": [{"name": "label"}]}
+        f"/v2/models/{MODEL}/infer", json={"inputs": v2_inputs(rows), "outputs": [{"name": "label"}]}
     ).json()
     assert [o["name"] for o in only["outputs"]] == ["label"]
 
 
-def test_nullable_v2_inputs_may_be_left_out(client: TestClient, test_flights: Flights) -> None:
-    inputs = [t for t in v2_inputs(test_flights[:2]) if t["name"] not in ("wind_gust", "engine")]
-    assert client.post("/v2/models/flight-delay/infer", json={"inputs": inputs}).status_code == 200
+def test_nullable_v2_inputs_may_be_left_out(client: TestClient, test_rows: Rows) -> None:
+    inputs = [t for t in v2_inputs(test_rows[:2]) if t["name"] not in PROBE.nullable]
+    assert client.post(f"/v2/models/{MODEL}/infer", json={"inputs": inputs}).status_code == 200
 
 
-def bad_v2(rows: Flights, change: str) -> dict[str, Any]:
+def bad_v2(rows: Rows, change: str) -> dict[str, Any]:
     inputs = v2_inputs(rows)
+    at = {t["name"]: i for i, t in enumerate(inputs)}
     if change == "shape":
         inputs[0]["shape"] = [3]
     elif change == "datatype":
-        inputs[0]["datatype"] = "FP32"
+        inputs[at[PROBE.string]]["datatype"] = "FP32"
     elif change == "missing":
-        inputs = inputs[1:]
+        inputs = [t for t in inputs if t["name"] != PROBE.required]
     elif change == "unknown":
         inputs.append({"name": "runway", "shape": [2], "datatype": "BYTES", "data": ["4L", "4R"]})
     elif change == "batch":
         inputs[3]["shape"], inputs[3]["data"] = [1], inputs[3]["data"][:1]
     elif change == "value":
-        inputs[1]["data"][0] = "BOS"
+        inputs[at[PROBE.closed]]["data"][0] = "never-allowed"
     return {"inputs": inputs}
 
 
@@ -277,72 +287,72 @@ def bad_v2(rows: Flights, change: str) -> dict[str, Any]:
     [
         ("shape", "has shape [3] (3 values) but 2 data"),
         ("datatype", "has datatype FP32; send BYTES"),
-        ("missing", "missing input(s): carrier"),
+        ("missing", f"missing input(s): {PROBE.required}"),
         ("unknown", "unknown input 'runway'"),
         ("batch", "inputs disagree on the batch size"),
         ("value", "does not satisfy the feature contract"),
     ],
 )
-def test_bad_v2_requests_get_a_400(client: TestClient, test_flights: Flights, change: str, message: str) -> None:
-    response = client.post("/v2/models/flight-delay/infer", json=bad_v2(test_flights[:2], change))
+def test_bad_v2_requests_get_a_400(client: TestClient, test_rows: Rows, change: str, message: str) -> None:
+    response = client.post(f"/v2/models/{MODEL}/infer", json=bad_v2(test_rows[:2], change))
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
 
 
-def test_unknown_v2_model_and_bad_v2_body(client: TestClient, test_flights: Flights) -> None:
-    response = client.post("/v2/models/other/infer", json={"inputs": v2_inputs(test_flights[:1])})
+def test_unknown_v2_model_and_bad_v2_body(client: TestClient, test_rows: Rows) -> None:
+    response = client.post("/v2/models/other/infer", json={"inputs": v2_inputs(test_rows[:1])})
     assert response.status_code == 404
     assert "unknown model 'other'" in response.json()["error"]
     assert client.get("/v2/models/other/ready").status_code == 404
     response = client.post(
-        "/v2/models/flight-delay/infer", content=b"{not json", headers={"content-type": "application/json"}
+        f"/v2/models/{MODEL}/infer", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 400
-    response = client.post("/v2/models/flight-delay/infer", json={"inputs": [{"name": "carrier"}]})
+    response = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [{"name": PROBE.string}]})
     assert response.status_code == 400
     assert "inputs[0].shape" in response.json()["details"][0]["path"]
 
 
 def test_feedback_is_recorded_once_per_prediction(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
-        request_id = c.post("/predict", json=test_flights[0]).json()["request_id"]
-        batch_ids = [p["id"] for p in c.post("/predict", json=test_flights[1:3]).json()["predictions"]]
-        assert c.post("/feedback", json={"id": request_id, "late": True, "outcome": 42}).json() == {"recorded": 1}
-        assert c.post("/feedback", json={"id": request_id, "late": False}).status_code == 200  # replaces
-        response = c.post("/feedback", json=[{"id": batch_ids[0], "late": True}, {"id": "nope", "late": False}])
+        request_id = c.post("/predict", json=test_rows[0]).json()["request_id"]
+        batch_ids = [p["id"] for p in c.post("/predict", json=test_rows[1:3]).json()["predictions"]]
+        assert c.post("/feedback", json={"id": request_id, TARGET: True, "outcome": 42}).json() == {"recorded": 1}
+        assert c.post("/feedback", json={"id": request_id, TARGET: False}).status_code == 200  # replaces
+        response = c.post("/feedback", json=[{"id": batch_ids[0], TARGET: True}, {"id": "nope", TARGET: False}])
         assert response.status_code == 404
         assert error(response)["details"] == [{"path": "body[1].id", "reason": "no prediction 'nope'"}]
-        assert c.post("/feedback", json={"id": request_id, "late": "yes please"}).status_code == 422
+        assert c.post("/feedback", json={"id": request_id, TARGET: "yes please"}).status_code == 422
     feedback = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
     assert list(feedback) == [request_id]  # the batch with an unknown id recorded nothing
     assert feedback[request_id]["actual"] in (0, False)
     assert feedback[request_id]["outcome"] is None
 
 
-def test_health_model_and_metrics(client: TestClient, test_flights: Flights) -> None:
+def test_health_model_and_metrics(client: TestClient, test_rows: Rows) -> None:
     assert client.get("/health/live").json() == {"status": "live"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["model"] == {"name": "flight-delay", "version": "1", "alias": "champion", "source": "registry"}
+    assert ready.json()["model"] == {"name": MODEL, "version": "1", "alias": "champion", "source": "registry"}
     model = client.get("/model").json()
     assert model["version"] == "1"
     assert len(model["lineage"]["bundle_sha256"]) == 64
-    assert "carrier" in model["contract"]["features"]
-    client.post("/predict", json=test_flights[:5])
+    assert PROBE.required in model["contract"]["features"]
+    client.post("/predict", json=test_rows[:5])
     client.post("/predict", json={"bad": 1})
     text = client.get("/metrics").text
     assert 'http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert "prediction_probability_count 5.0" in text
-    assert 'model_served_info{name="flight-delay",source="registry",version="1"} 1.0' in text
+    assert f'model_served_info{{name="{MODEL}",source="registry",version="1"}} 1.0' in text
     assert "prediction_log_queue_depth" in text
     assert 'http_request_duration_seconds_bucket{le="0.5",method="POST",route="/predict"}' in text
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "Flight" in spec["components"]["schemas"]
-    assert spec["components"]["schemas"]["Flight"]["examples"]
+    assert CONTRACT.entity in spec["components"]["schemas"]
+    assert spec["components"]["schemas"][CONTRACT.entity]["examples"]
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
@@ -351,19 +361,19 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 
 
 def test_api_key_guards_prediction_feedback_and_admin_routes(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
     key = "Zq4tV9xLr2Wm8KpB3nYc6HsJ1dGf7TaE"
     settings = serve_settings.model_copy(update={"api_key": key})
     with TestClient(create_app(ServeSettings(**{**settings.model_dump(), "api_key": key}), registry_store[0])) as c:
-        assert c.post("/predict", json=test_flights[0]).status_code == 401
-        assert c.post("/predict", json=test_flights[0], headers={"X-API-Key": "wrong"}).status_code == 401
-        assert c.post("/predict", json=test_flights[0], headers={"X-API-Key": key}).status_code == 200
-        assert c.post("/predict", json=test_flights[0], headers={"Authorization": f"Bearer {key}"}).status_code == 200
-        assert c.post("/feedback", json={"id": "x", "late": True}).status_code == 401
+        assert c.post("/predict", json=test_rows[0]).status_code == 401
+        assert c.post("/predict", json=test_rows[0], headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/predict", json=test_rows[0], headers={"X-API-Key": key}).status_code == 200
+        assert c.post("/predict", json=test_rows[0], headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert c.post("/feedback", json={"id": "x", TARGET: True}).status_code == 401
         assert c.get("/model").status_code == 401
         assert c.post("/admin/reload").status_code == 401
-        assert c.post("/invocations", json={"dataframe_records": [test_flights[0]]}).status_code == 401
+        assert c.post("/invocations", json={"dataframe_records": [test_rows[0]]}).status_code == 401
         assert c.get("/health/ready").status_code == 200
         assert c.get("/metrics").status_code == 200
 
@@ -418,7 +428,7 @@ def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, 
 
 
 def test_without_any_model_the_service_is_live_but_not_ready(
-    serve_settings: ServeSettings, tmp_path: Path, test_flights: Flights
+    serve_settings: ServeSettings, tmp_path: Path, test_rows: Rows
 ) -> None:
     from tabloop.settings import Settings
 
@@ -428,18 +438,18 @@ def test_without_any_model_the_service_is_live_but_not_ready(
         ready = c.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["model"] is None
-        response = c.post("/predict", json=test_flights[0])
+        response = c.post("/predict", json=test_rows[0])
         assert response.status_code == 503
         assert "no model is loaded yet" in error(response)["message"]
         assert c.get("/v2/health/ready").status_code == 503
-        assert c.post("/v2/models/flight-delay/infer", json={"inputs": v2_inputs(test_flights[:1])}).status_code == 503
+        assert c.post(f"/v2/models/{MODEL}/infer", json={"inputs": v2_inputs(test_rows[:1])}).status_code == 503
 
 
 def test_registry_down_at_start_serves_the_cached_champion(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
     with TestClient(create_app(serve_settings, registry_store[0])) as c:  # fills the cache
-        expected = c.post("/predict", json=test_flights[0]).json()["predictions"][0]["probability"]
+        expected = c.post("/predict", json=test_rows[0]).json()["predictions"][0]["probability"]
     from tabloop.settings import Settings
 
     down = Settings(tracking_uri="http://admin:hunter2-secret@127.0.0.1:9")
@@ -451,14 +461,14 @@ def test_registry_down_at_start_serves_the_cached_champion(
         assert "hunter2" not in response.text  # an open route shows no credentials
         assert "hunter2" not in c.post("/admin/reload").text
         assert "cached" in ready["note"]
-        body = c.post("/predict", json=test_flights[0]).json()
+        body = c.post("/predict", json=test_rows[0]).json()
         assert body["model_version"] == "1"
         assert body["predictions"][0]["probability"] == expected
         assert c.post("/admin/reload").status_code == 503
-        assert c.post("/predict", json=test_flights[0]).status_code == 200  # still serving
+        assert c.post("/predict", json=test_rows[0]).status_code == 200  # still serving
 
 
-def test_probabilities_are_probabilities(client: TestClient, test_flights: Flights) -> None:
-    body = client.post("/predict", json=test_flights[:50]).json()
+def test_probabilities_are_probabilities(client: TestClient, test_rows: Rows) -> None:
+    body = client.post("/predict", json=test_rows[:50]).json()
     probabilities = np.array([p["probability"] for p in body["predictions"]])
     assert ((probabilities > 0) & (probabilities < 1)).all()

@@ -14,13 +14,17 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from conftest import MODEL_NAME as MODEL
 from conftest import running_service
+from profiles import configured_config
 from serving.app import create_app
 from serving.settings import ServeSettings
 from serving.v2 import datatype_of
+from synthetic import Probe
 from tabloop.contract import FeatureContract
 
-Flights = list[dict[str, Any]]
+Rows = list[dict[str, Any]]
+PROBE = Probe.of(configured_config().contract)
 
 
 @pytest.fixture
@@ -39,13 +43,13 @@ def logged(settings: ServeSettings, request_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("media", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_json_routes_require_json(client: TestClient, test_flights: Flights, media: str | None) -> None:
+def test_json_routes_require_json(client: TestClient, test_rows: Rows, media: str | None) -> None:
     headers = {"content-type": media} if media else {}
-    body = orjson.dumps(test_flights[0])
+    body = orjson.dumps(test_rows[0])
     for route, payload in [
         ("/predict", body),
-        ("/invocations", orjson.dumps({"dataframe_records": [test_flights[0]]})),
-        ("/feedback", orjson.dumps({"id": "x", "late": True})),
+        ("/invocations", orjson.dumps({"dataframe_records": [test_rows[0]]})),
+        ("/feedback", orjson.dumps({"id": "x", PROBE.target: True})),
     ]:
         response = client.post(route, content=payload, headers=headers)
         assert response.status_code == 415, (route, response.text)
@@ -57,28 +61,28 @@ def test_json_routes_require_json(client: TestClient, test_flights: Flights, med
     "when",
     ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "1800-01-01T00:00:00", "2200-01-01T00:00:00Z", "soon"],
 )
-def test_event_times_out_of_range_are_refused(client: TestClient, test_flights: Flights, when: str) -> None:
-    response = client.post("/predict", json=test_flights[0], headers={"X-Event-Time": when})
+def test_event_times_out_of_range_are_refused(client: TestClient, test_rows: Rows, when: str) -> None:
+    response = client.post("/predict", json=test_rows[0], headers={"X-Event-Time": when})
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["path"] == "headers.x-event-time"
 
 
 def test_a_reused_request_id_gets_the_logged_answer_or_a_409(
-    client: TestClient, serve_settings: ServeSettings, test_flights: Flights
+    client: TestClient, serve_settings: ServeSettings, test_rows: Rows
 ) -> None:
     headers = {"X-Request-Id": "client-42"}
-    first = client.post("/predict", json=test_flights[:3], headers=headers)
+    first = client.post("/predict", json=test_rows[:3], headers=headers)
     assert first.status_code == 200
-    again = client.post("/predict", json=test_flights[:3], headers=headers)  # still on its way to the database
+    again = client.post("/predict", json=test_rows[:3], headers=headers)  # still on its way to the database
     assert again.json() == first.json()
-    other = client.post("/predict", json=test_flights[3:6], headers=headers)
+    other = client.post("/predict", json=test_rows[3:6], headers=headers)
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "request_id_conflict"
     client.portal.call(client.app.state.service.log.flush)  # type: ignore[union-attr]
-    from_database = client.post("/predict", json=test_flights[:3], headers=headers)
+    from_database = client.post("/predict", json=test_rows[:3], headers=headers)
     assert from_database.json() == first.json()
-    assert client.post("/predict", json=test_flights[3:6], headers=headers).status_code == 409
-    assert client.post("/predict", json=test_flights[0], headers=headers).status_code == 409  # one flight of three
+    assert client.post("/predict", json=test_rows[3:6], headers=headers).status_code == 409
+    assert client.post("/predict", json=test_rows[0], headers=headers).status_code == 409  # one example of three
     rows = logged(serve_settings, "client-42")
     assert [r["probability"] for r in rows] == [p["probability"] for p in first.json()["predictions"]]
 
@@ -98,9 +102,9 @@ def raw_request(url: str, head: bytes, body: bytes = b"") -> bytes:
     return answer
 
 
-def test_request_heads_are_bounded(serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights) -> None:
+def test_request_heads_are_bounded(serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows) -> None:
     serve_settings = serve_settings.model_copy(update={"max_header_bytes": 8192})
-    body = orjson.dumps(test_flights[:40])
+    body = orjson.dumps((test_rows * 50)[:50])  # max_batch
     assert len(body) > serve_settings.max_header_bytes  # a body larger than the head bound is not a head
     with running_service(serve_settings, registry_store[0]) as url:
         big = b"X-Big: " + b"a" * (serve_settings.max_header_bytes + 10) + b"\r\n"
@@ -114,20 +118,20 @@ def test_request_heads_are_bounded(serve_settings: ServeSettings, registry_store
         assert ok.startswith(b"HTTP/1.1 200 ")
 
 
-def v2_inputs(contract: FeatureContract, flights: Flights, binary: bool) -> list[Any]:
+def v2_inputs(contract: FeatureContract, rows: Rows, binary: bool) -> list[Any]:
     import tritonclient.http as triton
 
     inputs = []
     for name, spec in contract.features.items():
         datatype = datatype_of(spec)
-        values = [f[name] for f in flights]
+        values = [r[name] for r in rows]
         if datatype == "BYTES":
             array = np.array([v.encode() for v in values], dtype=np.object_)
         elif datatype == "INT64":
             array = np.array(values, dtype=np.int64)
         else:
             array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        tensor = triton.InferInput(name, [len(flights)], datatype)
+        tensor = triton.InferInput(name, [len(rows)], datatype)
         tensor.set_data_from_numpy(array, binary_data=binary)
         inputs.append(tensor)
     return inputs
@@ -135,22 +139,22 @@ def v2_inputs(contract: FeatureContract, flights: Flights, binary: bool) -> list
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_a_real_v2_client_works_with_its_defaults(
-    serve_settings: ServeSettings, registry_store: tuple, test_flights: Flights, binary: bool
+    serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows, binary: bool
 ) -> None:
     import tritonclient.http as triton
 
-    flights = [f for f in test_flights if None not in f.values()][:5]
+    complete = [r for r in test_rows if None not in r.values()][:5]
     with (
         running_service(serve_settings, registry_store[0]) as url,
         TestClient(create_app(serve_settings, registry_store[0])) as reference,
     ):
         contract = reference.app.state.service.store.expected_contract  # type: ignore[attr-defined]
-        expected = [p["probability"] for p in reference.post("/predict", json=flights).json()["predictions"]]
+        expected = [p["probability"] for p in reference.post("/predict", json=complete).json()["predictions"]]
         client = triton.InferenceServerClient(url.removeprefix("http://"))
         outputs = (
             None if binary else [triton.InferRequestedOutput(o, binary_data=False) for o in ("probability", "label")]
         )
-        result = client.infer("flight-delay", v2_inputs(contract, flights, binary), outputs=outputs)
+        result = client.infer(MODEL, v2_inputs(contract, complete, binary), outputs=outputs)
         client.close()
     assert result.as_numpy("probability").tolist() == pytest.approx(expected, abs=1e-12)
     assert result.as_numpy("label").dtype == np.bool_
@@ -161,7 +165,7 @@ def binary_request(client: TestClient, header: dict[str, Any], data: bytes, leng
     json_part = orjson.dumps(header)
     declared = len(json_part) if length is None else length
     return client.post(
-        "/v2/models/flight-delay/infer",
+        f"/v2/models/{MODEL}/infer",
         content=json_part + data,
         headers={"Inference-Header-Content-Length": str(declared), "content-type": "application/octet-stream"},
     )
@@ -178,11 +182,15 @@ def test_malformed_binary_v2_requests_get_a_clear_400(client: TestClient) -> Non
         "fewer bytes than declared": binary_request(client, {"inputs": [tensor]}, two[:8]),
         "bytes left over": binary_request(client, {"inputs": [tensor]}, two + b"\0"),
         "not a byte count": client.post(
-            "/v2/models/flight-delay/infer", content=b"{}", headers={"Inference-Header-Content-Length": "ten"}
+            f"/v2/models/{MODEL}/infer", content=b"{}", headers={"Inference-Header-Content-Length": "ten"}
         ),
         "a cut BYTES element": binary_request(
             client,
-            {"inputs": [{"name": "carrier", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}]},
+            {
+                "inputs": [
+                    {"name": PROBE.string, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}
+                ]
+            },
             struct.pack("<I", 9) + b"UA",
         ),
     }

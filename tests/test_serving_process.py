@@ -143,7 +143,7 @@ def run_load_then(seconds: float, url: str, flights: list, during: Any = None) -
 
 
 def test_sigterm_under_load_completes_requests_and_loses_no_record(
-    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_rows: list
 ) -> None:
     process, url, log_url = start(tmp_path, *registry_store)
 
@@ -152,7 +152,7 @@ def test_sigterm_under_load_completes_requests_and_loses_no_record(
         process.send_signal(signal.SIGTERM)
         time.sleep(1.0)  # requests keep coming while the server drains and stops
 
-    answers = run_load_then(0, url, test_flights, during=stop_midway)
+    answers = run_load_then(0, url, test_rows, during=stop_midway)
     output = process.communicate(timeout=60)[0].decode()
     # uvicorn drains, runs the shutdown (which flushes the log), then exits by the signal it received
     assert process.returncode in (0, -signal.SIGTERM), output
@@ -170,7 +170,7 @@ def test_champion_moving_under_load_fails_nothing(
     stage_outputs: dict[str, Path],
     evaluate_config: Any,
     tmp_path: Path,
-    test_flights: list,
+    test_rows: list,
 ) -> None:
     from tabloop.config import RegistryConfig
 
@@ -198,7 +198,7 @@ def test_champion_moving_under_load_fails_nothing(
             timeline.append((time.monotonic(), version))
         time.sleep(0.6)
 
-    answers = run_load_then(0, url, test_flights, during=flip)
+    answers = run_load_then(0, url, test_rows, during=flip)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
 
@@ -230,7 +230,7 @@ def restart_and_stop(tmp_path: Path, registry_store: tuple[Settings, Path]) -> s
 
 @pytest.mark.parametrize("after_s", [0.7, 2.5])
 def test_kill_9_under_load_loses_no_answered_prediction(
-    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list, after_s: float
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_rows: list, after_s: float
 ) -> None:
     process, url, log_url = start(tmp_path, *registry_store)
 
@@ -240,7 +240,7 @@ def test_kill_9_under_load_loses_no_answered_prediction(
         process.wait()
         time.sleep(0.3)
 
-    answers = run_load_then(0, url, test_flights, during=kill)
+    answers = run_load_then(0, url, test_rows, during=kill)
     answered = answered_ids(answers)
     assert len(answered) > 50
     output = restart_and_stop(tmp_path, registry_store)
@@ -252,7 +252,7 @@ def test_kill_9_under_load_loses_no_answered_prediction(
 
 
 def test_a_container_stop_with_a_short_grace_period_loses_nothing(
-    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_rows: list
 ) -> None:
     process, url, log_url = start(tmp_path, *registry_store)
 
@@ -265,7 +265,7 @@ def test_a_container_stop_with_a_short_grace_period_loses_nothing(
             process.kill()
             process.wait()
 
-    answers = run_load_then(0, url, test_flights, during=stop_like_a_container_runtime)
+    answers = run_load_then(0, url, test_rows, during=stop_like_a_container_runtime)
     answered = answered_ids(answers)
     restart_and_stop(tmp_path, registry_store)
     assert answered
@@ -273,7 +273,7 @@ def test_a_container_stop_with_a_short_grace_period_loses_nothing(
 
 
 def test_a_disk_that_fills_while_serving_refuses_loses_nothing_and_recovers(
-    registry_store: tuple[Settings, Path], tmp_path: Path, test_flights: list
+    registry_store: tuple[Settings, Path], tmp_path: Path, test_rows: list
 ) -> None:
     journal = tmp_path / "journal"
     journal.mkdir()
@@ -291,13 +291,13 @@ def test_a_disk_that_fills_while_serving_refuses_loses_nothing_and_recovers(
     seen = Path(f"/proc/{process.pid}/root") / journal.relative_to("/")
     answers: list[Answer] = []
     try:
-        answers += run_load_then(0.5, url, test_flights)
+        answers += run_load_then(0.5, url, test_rows)
         filler = seen / "filler"
         with filler.open("wb") as f, contextlib.suppress(OSError):
             while True:
                 f.write(b"\0" * (1 << 20))
                 f.flush()
-        during = run_load_then(0.5, url, test_flights)
+        during = run_load_then(0.5, url, test_rows)
         answers += during
         # a few lines may still fit in the journal's last page (those are answered and recorded); then 503s
         assert {a.status for a in during} <= {200, 503}
@@ -310,7 +310,7 @@ def test_a_disk_that_fills_while_serving_refuses_loses_nothing_and_recovers(
         while httpx.get(f"{url}/health/ready").status_code != 200:  # readiness follows without any request
             assert time.monotonic() < deadline, httpx.get(f"{url}/health/ready").text
             time.sleep(0.1)
-        answers += run_load_then(0.5, url, test_flights)
+        answers += run_load_then(0.5, url, test_rows)
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()

@@ -65,7 +65,8 @@ def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) ->
         weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
     elif change == "contract":
         features = dict(preprocessor.contract.features)
-        features["carrier"] = features["carrier"].model_copy(update={"description": "renamed"})
+        feature = next(iter(features))
+        features[feature] = features[feature].model_copy(update={"description": "renamed"})
         contract = preprocessor.contract.model_copy(update={"features": features})
         preprocessor = preprocessor.model_copy(update={"contract": contract})
     path = tmp_path / name
@@ -83,7 +84,7 @@ def test_new_champion_is_served_without_restart(
     reg,
     trained: dict[str, Path],
     tmp_path: Path,
-    test_flights: list,
+    test_rows: list,
 ) -> None:
     assert reg(trained["bundle"]) == "1"
     settings = ServeSettings(
@@ -93,11 +94,11 @@ def test_new_champion_is_served_without_restart(
         prediction_log_url=f"sqlite:///{tmp_path}/log.db",
     )
     with TestClient(create_app(settings, store[0])) as client:
-        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == "1"
+        assert client.post("/predict", json=test_rows[0]).json()["model_version"] == "1"
         version = reg(variant(trained, tmp_path, "nudged", "nudged"))
         Registry(store[0], store[1]).promote(version, reason="test", decided_by="manual")
         assert client.post("/admin/reload").json() == {"changed": True, "version": version}
-        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == version
+        assert client.post("/predict", json=test_rows[0]).json()["model_version"] == version
         assert client.get("/health/ready").json()["model"]["version"] == version
         assert client.post("/admin/reload").json() == {"changed": False, "version": version}
     assert (tmp_path / "cache" / "flight-delay" / version / "weights.safetensors").is_file()
@@ -124,7 +125,7 @@ def test_unservable_champion_is_refused_and_the_old_one_keeps_serving(
     evaluated: Path,
     stage_outputs: dict[str, Path],
     tmp_path: Path,
-    test_flights: list,
+    test_rows: list,
     change: str,
     reason: str,
 ) -> None:
@@ -143,7 +144,7 @@ def test_unservable_champion_is_refused_and_the_old_one_keeps_serving(
         ready = client.get("/health/ready").json()
         assert ready["model"]["version"] == "1"
         assert reason in ready["refused_versions"][bad]
-        assert client.post("/predict", json=test_flights[0]).json()["model_version"] == "1"
+        assert client.post("/predict", json=test_rows[0]).json()["model_version"] == "1"
         assert "model_versions_refused 1.0" in client.get("/metrics").text
 
 

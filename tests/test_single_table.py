@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import REPO_ROOT, shrink
+from conftest import REPO_ROOT, shrink, with_source
+from profiles import fixture_config, time_split_of
 from synthetic import single_table, write_source
-from tabloop.config import DataConfig, load_data_config, load_evaluate_config, load_train_config
+from tabloop.config import load_data_config, load_evaluate_config, load_train_config
 from tabloop.data.ingest import ingest
 from tabloop.data.validate import validate
 from tabloop.evaluation.stage import evaluate
@@ -26,18 +27,13 @@ SINGLE_TABLE = [
 ]
 
 
-def from_directory(config: DataConfig, directory: Path) -> DataConfig:
-    source = config.source.model_copy(update={"dir": directory, "package": None, "rdataset": None})
-    return config.model_copy(update={"source": source})
-
-
 @pytest.mark.parametrize("dataset", SINGLE_TABLE)
 def test_a_single_table_dataset_trains_and_evaluates_from_its_contract(dataset: str, tmp_path: Path) -> None:
     where = Layout(dataset, REPO_ROOT)
     shipped = load_data_config(where.data_config)
     rows = single_table(shipped, n=600, seed=1)
     write_source(rows, tmp_path / "source", shipped.entity.table)
-    config = from_directory(shipped, tmp_path / "source")
+    config = time_split_of(with_source(fixture_config(shipped), tmp_path / "source"), tmp_path / "source")
 
     ingest(config, tmp_path / "raw")
     report = validate(config, tmp_path / "raw", tmp_path / "validated", tmp_path / "reports")

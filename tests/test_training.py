@@ -11,11 +11,15 @@ import pytest
 import torch
 
 from conftest import shrink
+from profiles import configured_config
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.io import read_json
 from tabloop.model.bundle import Bundle
 from tabloop.training import CHECKPOINT_FILE, EpochRecord, TrainResult, choose_threshold, resolve_device, train
+
+CONTRACT = configured_config().contract
+TARGET, FEATURE = CONTRACT.target.name, next(iter(CONTRACT.features))
 
 
 def run(config: TrainConfig, features: Path, root: Path, **kwargs: object) -> TrainResult:
@@ -103,8 +107,8 @@ def test_checkpoint_of_other_parameters_is_not_resumed(
     ("change", "message"),
     [
         (lambda f: f.head(0), "the train split is empty"),
-        (lambda f: f.with_columns(late=pl.lit(False)), "every row of the train split has the same label"),
-        (lambda f: f.drop("temp"), r"columns \['temp'\] of the contract are missing"),
+        (lambda f: f.with_columns(pl.lit(False).alias(TARGET)), "every row of the train split has the same label"),
+        (lambda f: f.drop(FEATURE), rf"columns \['{FEATURE}'\] of the contract are missing"),
     ],
 )
 def test_unusable_training_split_fails_before_training(

@@ -1,4 +1,4 @@
-"""Ingest reads every table, types it by the contract, and fails clearly on a broken source."""
+"""Ingest on the flights' tables: every table read and typed by the contract, clear failures on a broken source."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Validation excludes and reports broken rows, keeps the data's known quirks, and fails on structural errors."""
+"""Validation on the flights' tables: broken rows excluded and reported, the data's known quirks (daylight
+saving, missing aircraft) kept, structural errors fatal."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from benchmarks.workspace import copy_repository, dvc, edit_config, environment
 from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.workspace import MonitoringWorkspace
+from profiles import FLIGHTS_SPLIT
 from slices import write_slice
 from tabloop.layout import Layout
 from test_serving_process import free_port
@@ -41,7 +42,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("loop")
     write_slice(root / "source", every=20)
     repo = copy_repository(root / "repo")
-    edit_config(repo, "data", source={"dir": str(root / "source"), "package": None})
+    edit_config(
+        repo, "data", source={"dir": str(root / "source"), "package": None}, split=FLIGHTS_SPLIT.model_dump(mode="json")
+    )
     edit_config(repo, "train", threads=1, training={"max_epochs": 8, "patience": 3})
     edit_config(
         repo,

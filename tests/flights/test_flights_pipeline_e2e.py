@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.workspace import copy_repository, dvc, edit_config
 from conftest import WHERE
+from profiles import FLIGHTS_SPLIT
 from slices import write_table
 from tabloop.io import read_json
 
@@ -51,7 +52,9 @@ def fingerprint(repo: Path) -> dict[str, str]:
 def built(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path) -> Path:
     """A repository copy pointed at the slice, after one successful ``dvc repro``."""
     repo = copy_repository(tmp_path_factory.mktemp("repo"))
-    edit_config(repo, "data", source={"dir": str(slice_dir), "package": None})
+    edit_config(
+        repo, "data", source={"dir": str(slice_dir), "package": None}, split=FLIGHTS_SPLIT.model_dump(mode="json")
+    )
     result = dvc(repo, "repro")
     assert result.returncode == 0, result.stdout + result.stderr
     assert ran(result.stdout) == ALL_STAGES

@@ -103,7 +103,7 @@ def real_config() -> DataConfig:
 @pytest.fixture(scope="session")
 def slice_tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame]]:
     """The flights tests' slice of the real tables: a directory holding it, and the slices themselves (as text)."""
-    from slices import write_slice
+    from flights.slices import write_slice
 
     directory = tmp_path_factory.mktemp("flights")
     return directory, write_slice(directory)

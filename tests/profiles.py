@@ -43,7 +43,7 @@ class Profile:
 
 
 def flights_slice(_config: DataConfig, directory: Path, dense: bool) -> None:
-    from slices import write_slice
+    from flights.slices import write_slice
 
     write_slice(directory, every=40 if dense else 1000)
 

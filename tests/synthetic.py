@@ -75,37 +75,44 @@ def write_source(frame: pl.DataFrame, directory: Path, table: str) -> Path:
 
 @dataclass(frozen=True)
 class Probe:
-    """Features of a contract picked by role, for the tests that need "a required feature", "a closed category",
-    "a numeric feature with a maximum", whatever the dataset."""
+    """Features of a contract picked by role, for the tests that need "a required feature", "a numeric feature with
+    a maximum", "a categorical feature", whatever the dataset; a role no feature plays is None."""
 
     target: str
     required: str  # the first feature that may not be missing
-    string: str  # the first string feature
-    closed: str  # the first categorical feature with a closed set of values
-    allowed: list[Any]  # ... and those values
     bounded: str  # the first numeric feature with a maximum
     maximum: float  # ... and that maximum
+    categorical: str | None  # the first categorical feature
+    unseen: Any  # a value of its dtype that training never saw
+    closed: str | None  # the first categorical feature with a closed set of values
+    allowed: list[Any]  # ... and those values
     open: list[str]  # string categories without a closed set or a pattern: any value is accepted
     nullable: list[str]  # the features that may be missing
 
     @classmethod
     def of(cls, contract: FeatureContract) -> Probe:
         features = contract.features
-        closed = next(n for n, f in features.items() if f.values is not None)
-        bounded = next(n for n, f in features.items() if f.kind == "numeric" and f.max is not None)
+        required = next((n for n, f in features.items() if not f.nullable), None)
+        bounded = next((n for n, f in features.items() if f.kind == "numeric" and f.max is not None), None)
+        if required is None or bounded is None:
+            raise LookupError("the tests need a feature that may not be missing and a numeric feature with a max")
+        categorical = next((n for n, f in features.items() if f.kind == "categorical"), None)
+        closed = next((n for n, f in features.items() if f.values is not None), None)
+        string = categorical is not None and features[categorical].dtype == "string"
         return cls(
             target=contract.target.name,
-            required=next(n for n, f in features.items() if not f.nullable),
-            string=next(n for n, f in features.items() if f.dtype == "string"),
-            closed=closed,
-            allowed=list(features[closed].values or []),
+            required=required,
             bounded=bounded,
             maximum=features[bounded].max or 0,
+            categorical=categorical,
+            unseen="never-seen-before" if string else 987_654,
+            closed=closed,
+            allowed=list(features[closed].values or []) if closed else [],
             open=[n for n, f in features.items() if f.dtype == "string" and f.values is None and f.pattern is None],
             nullable=[n for n, f in features.items() if f.nullable],
         )
 
     def allowed_phrase(self) -> str:
-        """The allowed values as pydantic lists them: 'a', 'b' or 'c'."""
+        """The allowed values of ``closed`` as pydantic lists them: 'a', 'b' or 'c'."""
         quoted = [repr(v) for v in self.allowed]
         return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"

@@ -89,7 +89,8 @@ def test_predictor_accepts_nulls_and_unseen_categories(
     test = pl.read_parquet(stage_outputs["features"] / "test.parquet").head(3)
     columns = frame_columns(test, predictor.bundle.contract)
     probe = Probe.of(predictor.bundle.contract)
-    columns[probe.string] = ["never-seen-before", None, columns[probe.string][2]]
+    if probe.categorical is not None:
+        columns[probe.categorical] = [probe.unseen, None, columns[probe.categorical][2]]
     columns[probe.bounded] = np.array([np.nan, columns[probe.bounded][1], np.nan])
     proba = predictor.predict_proba(columns)
     assert proba.shape == (3,)

@@ -166,7 +166,8 @@ def test_pyfunc_and_bundle_predictor_agree(
     probe = Probe.of(contract)
     for row, kind in enumerate(("numeric", "categorical")):  # a missing value of each kind, where one may be
         frame.loc[row, next(n for n in probe.nullable if contract.features[n].kind == kind)] = None
-    frame.loc[2, probe.string] = "never-seen-before"
+    if probe.categorical is not None:
+        frame.loc[2, probe.categorical] = probe.unseen
     served = model.predict(frame)
 
     columns = frame_columns(pl.from_pandas(frame), predictor.bundle.contract)

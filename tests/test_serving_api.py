@@ -22,6 +22,7 @@ from conftest import REPO_ROOT
 from profiles import configured_config
 from serving.app import create_app
 from serving.settings import ServeSettings
+from serving.v2 import datatype_of
 from synthetic import Probe
 from tabloop.model.bundle import Predictor
 
@@ -112,19 +113,22 @@ def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestC
     assert client.post("/predict", json={**test_rows[0], **unseen}).status_code == 200
     missing = dict.fromkeys(PROBE.nullable)
     assert client.post("/predict", json={**test_rows[0], **missing}).status_code == 200
-    impossible = {PROBE.closed: "never-allowed", PROBE.bounded: PROBE.maximum * 10 + 1}
+    impossible = {PROBE.bounded: PROBE.maximum * 10 + 1}
+    if PROBE.closed is not None:
+        impossible[PROBE.closed] = "never-allowed"
     response = client.post("/predict", json={**test_rows[0], **impossible})
     assert response.status_code == 422
     paths = {d["path"]: d["reason"] for d in error(response)["details"]}
-    assert set(paths) == {f"body.{PROBE.closed}", f"body.{PROBE.bounded}"}
-    assert PROBE.allowed_phrase() in paths[f"body.{PROBE.closed}"]
+    assert set(paths) == {f"body.{name}" for name in impossible}
+    if PROBE.closed is not None:
+        assert PROBE.allowed_phrase() in paths[f"body.{PROBE.closed}"]
     assert f"less than or equal to {PROBE.maximum:g}" in paths[f"body.{PROBE.bounded}"]
 
 
 @pytest.mark.parametrize(
     ("body", "status", "code", "path"),
     [
-        (f'{{"{PROBE.string}": "a",'.encode(), 400, "malformed_json", None),
+        (f'{{"{PROBE.required}": "a",'.encode(), 400, "malformed_json", None),
         (b"", 400, "malformed_json", None),
         (f'{{"{PROBE.bounded}": "hot"}}'.encode(), 422, "invalid_request", f"body.{PROBE.bounded}"),
         (b"[]", 422, "invalid_request", "body"),
@@ -200,9 +204,9 @@ def test_mlflow_scoring_protocol(client: TestClient, test_rows: Rows, wrap: Any)
     [
         ({"records": []}, "exactly one of"),
         ({"dataframe_records": [], "instances": []}, "exactly one of"),
-        ({"dataframe_split": {"columns": [PROBE.string], "data": [["a", "b"]]}}, "must be a list of 1 values"),
-        ({"inputs": {PROBE.string: ["a"], PROBE.bounded: [1, 2]}}, "equal length"),
-        ({"dataframe_records": [{PROBE.string: "a"}]}, "does not satisfy the feature contract"),
+        ({"dataframe_split": {"columns": [PROBE.required], "data": [["a", "b"]]}}, "must be a list of 1 values"),
+        ({"inputs": dict(zip(CONTRACT.features, [["a"], ["a", "b"]], strict=False))}, "equal length"),
+        ({"dataframe_records": [{PROBE.required: "a"}]}, "does not satisfy the feature contract"),
         ([1, 2], "must be a JSON object"),
     ],
 )
@@ -239,7 +243,8 @@ def test_open_inference_protocol(client: TestClient, test_rows: Rows) -> None:
     assert client.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
     metadata = client.get(f"/v2/models/{MODEL}").json()
     assert metadata["versions"] == ["1"]
-    assert {i["name"]: i["datatype"] for i in metadata["inputs"]}[PROBE.string] == "BYTES"
+    datatypes = {i["name"]: i["datatype"] for i in metadata["inputs"]}
+    assert datatypes == {name: datatype_of(spec) for name, spec in CONTRACT.features.items()}
 
     rows = test_rows[:4]
     expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
@@ -270,7 +275,7 @@ def bad_v2(rows: Rows, change: str) -> dict[str, Any]:
     if change == "shape":
         inputs[0]["shape"] = [3]
     elif change == "datatype":
-        inputs[at[PROBE.string]]["datatype"] = "FP32"
+        inputs[at[PROBE.required]]["datatype"] = "BOOL"
     elif change == "missing":
         inputs = [t for t in inputs if t["name"] != PROBE.required]
     elif change == "unknown":
@@ -278,7 +283,7 @@ def bad_v2(rows: Rows, change: str) -> dict[str, Any]:
     elif change == "batch":
         inputs[3]["shape"], inputs[3]["data"] = [1], inputs[3]["data"][:1]
     elif change == "value":
-        inputs[at[PROBE.closed]]["data"][0] = "never-allowed"
+        inputs[at[PROBE.bounded]]["data"][0] = PROBE.maximum * 10 + 1
     return {"inputs": inputs}
 
 
@@ -286,7 +291,7 @@ def bad_v2(rows: Rows, change: str) -> dict[str, Any]:
     ("change", "message"),
     [
         ("shape", "has shape [3] (3 values) but 2 data"),
-        ("datatype", "has datatype FP32; send BYTES"),
+        ("datatype", f"has datatype BOOL; send {datatype_of(CONTRACT.features[PROBE.required])}"),
         ("missing", f"missing input(s): {PROBE.required}"),
         ("unknown", "unknown input 'runway'"),
         ("batch", "inputs disagree on the batch size"),
@@ -308,7 +313,7 @@ def test_unknown_v2_model_and_bad_v2_body(client: TestClient, test_rows: Rows) -
         f"/v2/models/{MODEL}/infer", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 400
-    response = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [{"name": PROBE.string}]})
+    response = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [{"name": PROBE.required}]})
     assert response.status_code == 400
     assert "inputs[0].shape" in response.json()["details"][0]["path"]
 

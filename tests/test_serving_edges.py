@@ -188,7 +188,7 @@ def test_malformed_binary_v2_requests_get_a_clear_400(client: TestClient) -> Non
             client,
             {
                 "inputs": [
-                    {"name": PROBE.string, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}
+                    {"name": PROBE.required, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}
                 ]
             },
             struct.pack("<I", 9) + b"UA",

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from conftest import with_source
-from slices import write_table
+from flights.slices import write_table
 from tabloop.config import DataConfig
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.ingest import ingest

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from benchmarks.workspace import copy_repository, dvc, edit_config, environment
+from flights.slices import write_slice
 from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.workspace import MonitoringWorkspace
 from profiles import FLIGHTS_SPLIT
-from slices import write_slice
 from tabloop.layout import Layout
 from test_serving_process import free_port
 

@@ -19,8 +19,8 @@ import pytest
 
 from benchmarks.workspace import copy_repository, dvc, edit_config
 from conftest import WHERE
+from flights.slices import write_table
 from profiles import FLIGHTS_SPLIT
-from slices import write_table
 from tabloop.io import read_json
 
 pytestmark = pytest.mark.e2e

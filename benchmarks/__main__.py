@@ -200,16 +200,26 @@ def show_replay(result: dict[str, Any]) -> bool:
     for column in ("measurement", "value", "anchor", "ratio", "met"):
         table.add_column(column)
     unlimited, capacity = result["unlimited"], result["capacity"]
+    ratios = ", ".join(f"{pair['ratio']:.2f}" for pair in result["throughput"])
     table.add_row(
-        f"replay, no rate limit, concurrency {result['concurrency']}, {unlimited['sent']:,} flights: predictions/s",
+        f"replay, no rate limit, concurrency {result['unlimited_concurrency']}, {unlimited['sent']:,} rows: "
+        f"predictions/s (median of {len(result['throughput'])} rounds, ratios {ratios})",
         f"{unlimited['predictions_per_s']:,.0f}",
+        f"wrk sending the replay's requests (an id and an event time each), concurrency {serving.CONCURRENCY}: "
+        f"{result['replay_like']['rps']:,.0f} req/s",
+        f"{unlimited['capacity_share']:.2f} of it (goal >= 1)",
+        _yes(met["keeps_up"]),
+    )
+    table.add_row(
+        "  the same, against plain requests (no id: nothing to look up)",
+        "",
         f"wrk, concurrency {serving.CONCURRENCY}: {capacity['rps']:,.0f} req/s",
-        f"{unlimited['capacity_share']:.2f} of it",
+        f"{unlimited['plain_share']:.2f} of it",
         "",
     )
     table.add_row("  outcomes sent to /feedback", f"{unlimited['feedback_per_s']:,.0f}/s", "", "", "")
     table.add_row(
-        "  CPU a flight (its prediction and outcome): the service / the replayer",
+        "  CPU a row (its prediction and outcome): the service / the replayer",
         f"{unlimited['server_cpu_ms_per_flight']:.2f} / {unlimited['client_cpu_ms_per_flight']:.2f} ms",
         "",
         f"cores busy {unlimited['server_busy']:.0%} / {unlimited['client_busy']:.0%}",

@@ -71,15 +71,16 @@ CONCURRENCY = 16
 BATCH_ROWS = 1000
 SERVER_CORE, CLIENT_CORE = 0, 1
 
+WRK_REQUEST = """request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
+end"""
 WRK_SCRIPT = """
 local bodies = {%(bodies)s}
 local i = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format(nil, "%(path)s", nil, bodies[i])
-end
+%(request)s
 %(response)s
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -329,9 +330,7 @@ class Wrk:
         """Start a run sending ``bodies`` in turn to ``path`` (writing answered ids to ``ids``); :meth:`result`
         waits for it."""
         script = self.root / f"wrk-{path.strip('/').replace('/', '-')}.lua"
-        lua_bodies = ",\n".join(f"[==[{b}]==]" for b in bodies)
-        response = WRK_IDS % ids if ids is not None else ""
-        script.write_text(WRK_SCRIPT % {"bodies": lua_bodies, "path": path, "response": response})
+        script.write_text(self.script(path, bodies, ids))
         command = [self.executable, "-t1", f"-c{CONCURRENCY}", f"-d{duration_s:g}s", "--timeout", "10s"]
         return subprocess.Popen(
             [*command, "-s", str(script), url],
@@ -340,6 +339,16 @@ class Wrk:
             text=True,
             preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CORE}),  # noqa: PLW1509
         )
+
+    def script(self, path: str, bodies: list[str], ids: Path | None) -> str:
+        """The Lua script of a run."""
+        lua_bodies = ",\n".join(f"[==[{b}]==]" for b in bodies)
+        response = WRK_IDS % ids if ids is not None else ""
+        return WRK_SCRIPT % {"bodies": lua_bodies, "request": self.request(path), "response": response}
+
+    def request(self, path: str) -> str:
+        """The Lua function that makes each request."""
+        return WRK_REQUEST % {"path": path}
 
     @staticmethod
     def result(process: subprocess.Popen[str]) -> dict[str, Any]:

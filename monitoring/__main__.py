@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +46,7 @@ def replay(
 ) -> None:
     """Send the test split to the service in time order, outcomes when they are known; resumable."""
     from monitoring.replay import replay as run_replay
+    from monitoring.replay import run_loop
 
     with entry_point("replay") as process:
         where = process.layout(dataset)
@@ -60,7 +60,7 @@ def replay(
         }
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         data = load_data_config(data_config or where.data_config)
-        summary = asyncio.run(
+        summary = run_loop(
             run_replay(
                 settings,
                 data.contract,

@@ -32,6 +32,11 @@ class ReplayConfig(StrictModel):
         0.0, ge=0, description="Without an outcome time: how long after the event its outcome is sent."
     )
     feedback: bool = True
+    feedback_batch: int = Field(
+        100,
+        ge=1,
+        description="Outcomes in one POST /feedback, at most the service's max_batch (TABLOOP_SERVE_MAX_BATCH).",
+    )
     retry_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
     state: Path = Path("logs/replay/state.json")

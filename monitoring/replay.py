@@ -22,12 +22,13 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import httpx
+import aiohttp
 import orjson
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,7 +38,7 @@ from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
 from tabloop.features.build import ID, OUTCOME, OUTCOME_TIME, TIME
 
-FEEDBACK_BATCH = 100
+T = TypeVar("T")
 SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
 MAX_REJECTED_KEPT = 50
 
@@ -190,24 +191,36 @@ class ReplaySummary:
 
 
 class Replayer:
-    """Sends ``traffic`` to the service at ``url`` as ``config`` says, recording progress in ``state``."""
+    """Sends ``traffic`` to the service at ``url`` as ``config`` says, recording progress in ``state``.
+
+    Up to ``concurrency`` requests are in flight at once, each started as soon as its row is due and a slot is
+    free (no lockstep batches); outcomes go in batches of ``feedback_batch`` beside them. ``state.next`` only moves
+    past rows that have all been answered, so a replay that stops or dies resends at most the ones in flight.
+    """
 
     def __init__(
         self,
         config: ReplayConfig,
         traffic: Traffic,
         state: ReplayState,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
+        url: str,
         state_path: Path,
         progress: Progress | None = None,
     ) -> None:
-        self.config, self.traffic, self.state, self.client = config, traffic, state, client
+        self.config, self.traffic, self.state, self.session = config, traffic, state, session
+        self.url = url.rstrip("/")
         self.state_path, self.progress = state_path, progress
         self.pending: list[Outcome] = [tuple(p) for p in state.pending]  # type: ignore[misc]
         heapq.heapify(self.pending)
         self._next_slot = 0.0
         self._saved_at = 0.0
+        self._cursor = state.next  # the next row to send
+        self._finished: dict[int, dict[str, Any] | None] = {}  # rows past state.next: None answered, else rejected
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._feedback_busy = False  # a batch of outcomes is in flight
+        self._counts = {"sent": 0, "answered": 0, "rejected": 0, "feedback": 0}
 
     def request_id(self, index: int) -> str:
         return f"r{self.state.run}-{self.traffic.keys[index]}"
@@ -218,16 +231,15 @@ class Replayer:
         start_wall = time.monotonic()
         start_virtual = dt.datetime.fromisoformat(state.virtual_time) if state.virtual_time else traffic.event_time[0]
         until = end_of_day(config.until, traffic.time_zone) if config.until is not None else None
-        sent = answered = rejected = feedback = 0
         stopped_by = "finished"
         rows_task = self.progress.add_task("rows", total=len(traffic), completed=state.next) if self.progress else None
         try:
-            while not state.done:
+            while state.next < len(traffic) or self.pending or self._tasks:  # rows or outcomes still to send
                 elapsed = time.monotonic() - start_wall
                 if config.max_seconds is not None and elapsed >= config.max_seconds:
                     stopped_by = f"max_seconds ({config.max_seconds:g} s)"
                     break
-                if config.max_requests is not None and sent >= config.max_requests:
+                if config.max_requests is not None and self._counts["sent"] >= config.max_requests:
                     stopped_by = f"max_requests ({config.max_requests:,})"
                     break
                 now = start_virtual + dt.timedelta(seconds=elapsed * config.speedup)
@@ -237,65 +249,109 @@ class Replayer:
                         stopped_by = f"until ({config.until})"
                         break
                 state.virtual_time = now.isoformat()
-                chunk = self._due_rows(now, config.concurrency, config.max_requests, sent)
-                if chunk:
-                    outcome = await self._send_rows(chunk)
-                    sent += len(chunk)
-                    answered += outcome[0]
-                    rejected += outcome[1]
+                self._start_due(now)
+                if self._tasks:  # until one finishes, or (with a slot free) until the next row or outcome is due
+                    full = len(self._tasks) >= config.concurrency
+                    done, _ = await asyncio.wait(
+                        self._tasks, timeout=None if full else self._wait(now), return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        self._tasks.discard(task)
+                        task.result()  # a ReplayError stops the replay
                     if rows_task is not None and self.progress:
                         self.progress.update(rows_task, completed=state.next)
-                due_feedback = self._due_feedback(now) if config.feedback else []
-                if due_feedback:
-                    feedback += await self._send_feedback(due_feedback)
-                if not chunk and not due_feedback:
+                else:
                     await asyncio.sleep(self._wait(now))
                 self._maybe_save()
+            await self._drain()  # a bound stops new requests; the ones already sent are seen through
         finally:
+            await self._cancel()
             state.pending = sorted(self.pending)
             state.save(self.state_path)
+        counts = self._counts
         return ReplaySummary(
-            sent=sent,
-            answered=answered,
-            rejected=rejected,
-            feedback=feedback,
+            sent=counts["sent"],
+            answered=counts["answered"],
+            rejected=counts["rejected"],
+            feedback=counts["feedback"],
             seconds=time.monotonic() - start_wall,
             finished=state.done,
             stopped_by=stopped_by,
             state=state,
         )
 
-    def _due_rows(self, now: dt.datetime, limit: int, max_requests: int | None, sent: int) -> list[int]:
-        if max_requests is not None:
-            limit = min(limit, max_requests - sent)
-        start = self.state.next
-        end = start
-        while end < len(self.traffic) and end - start < limit and self.traffic.event_time[end] <= now:
-            end += 1
-        return list(range(start, end))
+    def _start_due(self, now: dt.datetime) -> None:
+        """Fill the free slots: a batch of due outcomes (one batch in flight at a time, started first so that a
+        stream of due rows never holds outcomes back), then due rows."""
+        config, traffic = self.config, self.traffic
+        stamp = now.timestamp()
+        if config.feedback and not self._feedback_busy and self.pending and self.pending[0][0] <= stamp:
+            due: list[Outcome] = []
+            while self.pending and self.pending[0][0] <= stamp and len(due) < config.feedback_batch:
+                due.append(heapq.heappop(self.pending))
+            self._feedback_busy = True
+            self._spawn(self._feedback(due))
+        while len(self._tasks) < config.concurrency and self._cursor < len(traffic):
+            if traffic.event_time[self._cursor] > now:
+                break
+            if config.max_requests is not None and self._counts["sent"] >= config.max_requests:
+                break
+            self._spawn(self._row(self._cursor))
+            self._cursor += 1
+            self._counts["sent"] += 1
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.add(asyncio.get_running_loop().create_task(work))
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            done, self._tasks = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+
+    async def _cancel(self) -> None:
+        """Stop what is still in flight (after an error): those rows are sent again on resume."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _row(self, index: int) -> None:
+        result = await self._with_retries(lambda: self._predict(index))
+        self._counts["answered" if result is None else "rejected"] += 1
+        self._finished[index] = result
+        while self.state.next in self._finished:  # the answered prefix moves on
+            self._settle(self.state.next, self._finished.pop(self.state.next))
+            self.state.next += 1
+
+    def _settle(self, index: int, result: dict[str, Any] | None) -> None:
+        """Record a row of the answered prefix: its count, and its outcome to send when due."""
+        if result is None:
+            self.state.answered += 1
+            if self.config.feedback:
+                due = self.traffic.outcome_at[index].timestamp()
+                outcome = (due, self.request_id(index), self.traffic.labels[index], self.traffic.outcomes[index])
+                heapq.heappush(self.pending, outcome)
+        else:
+            self.state.rejected += 1
+            if len(self.state.rejected_examples) < MAX_REJECTED_KEPT:
+                self.state.rejected_examples.append({"id": self.traffic.keys[index], **result})
 
     def _quiet_until(self, until: dt.datetime) -> bool:
-        """Whether every row and outcome due by ``until`` has been sent."""
-        row_due = self.state.next < len(self.traffic) and self.traffic.event_time[self.state.next] <= until
+        """Whether every row and outcome due by ``until`` has been sent and answered."""
+        row_due = self._cursor < len(self.traffic) and self.traffic.event_time[self._cursor] <= until
         outcome_due = self.config.feedback and bool(self.pending) and self.pending[0][0] <= until.timestamp()
-        return not row_due and not outcome_due
-
-    def _due_feedback(self, now: dt.datetime) -> list[Outcome]:
-        due: list[Outcome] = []
-        stamp = now.timestamp()
-        while self.pending and self.pending[0][0] <= stamp and len(due) < FEEDBACK_BATCH:
-            due.append(heapq.heappop(self.pending))
-        return due
+        return not row_due and not outcome_due and not self._tasks
 
     def _wait(self, now: dt.datetime) -> float:
         """Wall-clock seconds until the next row or outcome is due (at most half a second)."""
         upcoming = []
-        if self.state.next < len(self.traffic):
-            upcoming.append(self.traffic.event_time[self.state.next])
+        if self._cursor < len(self.traffic):
+            upcoming.append(self.traffic.event_time[self._cursor])
         if self.pending:
             upcoming.append(dt.datetime.fromtimestamp(self.pending[0][0], dt.UTC))
         if not upcoming:
-            return 0.0
+            return 0.5
         return max(0.0, min(0.5, (min(upcoming) - now).total_seconds() / self.config.speedup))
 
     async def _paced(self) -> None:
@@ -308,26 +364,6 @@ class Replayer:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _send_rows(self, chunk: list[int]) -> tuple[int, int]:
-        """Send one request per row, concurrently; advance the state past the answered ones."""
-        results = await self._with_retries(lambda: asyncio.gather(*(self._predict(i) for i in chunk)))
-        answered = rejected = 0
-        for i, result in zip(chunk, results, strict=True):
-            if result is None:
-                answered += 1
-                if self.config.feedback:
-                    due = self.traffic.outcome_at[i].timestamp()
-                    outcome = (due, self.request_id(i), self.traffic.labels[i], self.traffic.outcomes[i])
-                    heapq.heappush(self.pending, outcome)
-            else:
-                rejected += 1
-                if len(self.state.rejected_examples) < MAX_REJECTED_KEPT:
-                    self.state.rejected_examples.append({"id": self.traffic.keys[i], **result})
-        self.state.next = chunk[-1] + 1
-        self.state.answered += answered
-        self.state.rejected += rejected
-        return answered, rejected
-
     async def _predict(self, index: int) -> dict[str, Any] | None:
         """None when answered; the rejection (status and error) when the service refused the row."""
         await self._paced()
@@ -336,45 +372,50 @@ class Replayer:
             "X-Request-Id": self.request_id(index),
             "X-Event-Time": self.traffic.event_time[index].isoformat(),
         }
-        response = await self.client.post("/predict", content=self.traffic.bodies[index], headers=headers)
-        _raise_for_service(response)
-        if response.status_code == 200:
+        async with self.session.post(f"{self.url}/predict", data=self.traffic.bodies[index], headers=headers) as r:
+            body = await r.read()
+        _raise_for_service(r.status, body)
+        if r.status == 200:
             return None
-        return {"status": response.status_code, "error": _error_text(response)}
+        return {"status": r.status, "error": _error_text(body)}
 
-    async def _send_feedback(self, due: list[Outcome]) -> int:
+    async def _feedback(self, due: list[Outcome]) -> None:
         target = self.traffic.target
-        body = [{"id": i, target: actual, "outcome": value} for _, i, actual, value in due]
+        body = orjson.dumps([{"id": i, target: actual, "outcome": value} for _, i, actual, value in due])
 
-        async def send() -> httpx.Response:
-            response = await self.client.post("/feedback", json=body)
-            _raise_for_service(response)
-            return response
+        async def send() -> tuple[int, bytes]:
+            headers = {"Content-Type": "application/json"}
+            async with self.session.post(f"{self.url}/feedback", data=body, headers=headers) as response:
+                answer = await response.read()
+            _raise_for_service(response.status, answer)
+            return response.status, answer
 
         try:
-            response = await self._with_retries(send)
-        except ReplayError:
-            for item in due:  # not sent: keep them for the next run
-                heapq.heappush(self.pending, item)
-            raise
-        if response.status_code != 200:
+            status, answer = await self._with_retries(send)
+        except BaseException:  # not sent (the service is gone, or the replay stops): kept for the next run
             for item in due:
                 heapq.heappush(self.pending, item)
-            raise ReplayError(f"the service refused feedback: {response.status_code} {_error_text(response)}")
+            raise
+        finally:
+            self._feedback_busy = False
+        if status != 200:
+            for item in due:
+                heapq.heappush(self.pending, item)
+            raise ReplayError(f"the service refused feedback: {status} {_error_text(answer)}")
         self.state.feedback_sent += len(due)
-        return len(due)
+        self._counts["feedback"] += len(due)
 
-    async def _with_retries(self, call: Any) -> Any:
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         """``await call()``, retried while the service is unreachable or unavailable, up to ``retry_seconds``."""
         deadline = time.monotonic() + self.config.retry_seconds
         delay = 0.25
         while True:
             try:
                 return await call()
-            except (httpx.TransportError, _UnavailableError) as e:
+            except (aiohttp.ClientError, TimeoutError, _UnavailableError) as e:
                 if time.monotonic() + delay > deadline:
                     raise ReplayError(
-                        f"the service at {self.client.base_url} did not answer for {self.config.retry_seconds:g} s "
+                        f"the service at {self.url} did not answer for {self.config.retry_seconds:g} s "
                         f"({_describe(e)}); progress is saved in {self.state_path}: run the replay again to resume"
                     ) from e
                 await asyncio.sleep(delay)
@@ -392,22 +433,21 @@ class _UnavailableError(Exception):
     """The service answered 503 (no model yet) or 5xx: worth retrying."""
 
 
-def _raise_for_service(response: httpx.Response) -> None:
-    if response.status_code in (401, 403):
+def _raise_for_service(status: int, body: bytes) -> None:
+    if status in (401, 403):
         raise ReplayError(
-            f"the service refused the replay's credentials ({response.status_code}): set SERVICE_API_KEY to the "
-            "service's API key"
+            f"the service refused the replay's credentials ({status}): set SERVICE_API_KEY to the service's API key"
         )
-    if response.status_code >= 500:
-        raise _UnavailableError(f"{response.status_code} {_error_text(response)}")
+    if status >= 500:
+        raise _UnavailableError(f"{status} {_error_text(body)}")
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(body: bytes) -> str:
     try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or response.text[:200])
-    except (ValueError, AttributeError):
-        return response.text[:200]
+        error = orjson.loads(body).get("error", {})
+        return str(error.get("message") or body[:200].decode(errors="replace"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return body[:200].decode(errors="replace")
 
 
 def _describe(error: Exception) -> str:
@@ -463,13 +503,22 @@ async def replay(
     traffic = load_traffic(snapshot, contract, config, time_zone=time_zone, source=str(config.traffic))
     state = ReplayState.start(traffic) if restart else ReplayState.load(config.state, traffic)
     headers = {"X-API-Key": api_key} if api_key else {}
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=config.timeout_seconds, limits=limits
-    ) as client:
+    connector = aiohttp.TCPConnector(limit=config.concurrency)
+    timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
         progress = progress_bar() if show_progress else None
-        replayer = Replayer(config, traffic, state, client, state_path=config.state, progress=progress)
+        replayer = Replayer(config, traffic, state, session, url=url, state_path=config.state, progress=progress)
         if progress is None:
             return await replayer.run()
         with progress:
             return await replayer.run()
+
+
+def run_loop(work: Coroutine[Any, Any, T]) -> T:
+    """``work`` run to the end on uvloop (uvicorn's event loop, faster for many small requests) where it is
+    installed, else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    return uvloop.run(work)

@@ -350,6 +350,7 @@ def replay_config(stage_outputs: dict[str, Path], tmp_path: Path) -> ReplayConfi
             "concurrency": 8,
             "max_seconds": 120,
             "retry_seconds": 1,
+            "feedback_batch": 20,  # within serve_settings' max_batch
             "state": tmp_path / "replay" / "state.json",
         }
     )

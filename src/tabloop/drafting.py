@@ -585,6 +585,7 @@ replay:
   max_seconds: 1800
   until: null
   feedback: true
+  feedback_batch: 100        # outcomes in one request, at most the service's max_batch
   retry_seconds: 30
   timeout_seconds: 10
 {clock}

@@ -193,9 +193,9 @@ class ReplaySummary:
 class Replayer:
     """Sends ``traffic`` to the service at ``url`` as ``config`` says, recording progress in ``state``.
 
-    Up to ``concurrency`` requests are in flight at once, each started as soon as its row is due and a slot is
+    Up to ``concurrency`` requests are outstanding at once, each started as soon as its row is due and a slot is
     free (no lockstep batches); outcomes go in batches of ``feedback_batch`` beside them. ``state.next`` only moves
-    past rows that have all been answered, so a replay that stops or dies resends at most the ones in flight.
+    past rows that have all been answered, so a replay that stops or dies resends at most the outstanding ones.
     """
 
     def __init__(
@@ -219,7 +219,7 @@ class Replayer:
         self._cursor = state.next  # the next row to send
         self._finished: dict[int, dict[str, Any] | None] = {}  # rows past state.next: None answered, else rejected
         self._tasks: set[asyncio.Task[None]] = set()
-        self._feedback_busy = False  # a batch of outcomes is in flight
+        self._feedback_busy = False  # a batch of outcomes is outstanding
         self._counts = {"sent": 0, "answered": 0, "rejected": 0, "feedback": 0}
 
     def request_id(self, index: int) -> str:
@@ -281,7 +281,7 @@ class Replayer:
         )
 
     def _start_due(self, now: dt.datetime) -> None:
-        """Fill the free slots: a batch of due outcomes (one batch in flight at a time, started first so that a
+        """Fill the free slots: a batch of due outcomes (one batch outstanding at a time, started first so that a
         stream of due rows never holds outcomes back), then due rows."""
         config, traffic = self.config, self.traffic
         stamp = now.timestamp()
@@ -310,7 +310,7 @@ class Replayer:
                 task.result()
 
     async def _cancel(self) -> None:
-        """Stop what is still in flight (after an error): those rows are sent again on resume."""
+        """Stop what is still outstanding (after an error): those rows are sent again on resume."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from conftest import REPO_ROOT
 from tabloop.config import RandomSplit, TimeSplit, load_data_config
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
 from tabloop.layout import DATASETS_FILE, load_datasets
@@ -17,9 +15,9 @@ from tabloop.layout import DATASETS_FILE, load_datasets
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """A repository root holding only the datasets file."""
+    """A repository root holding only a datasets file of its own (not this repository's, which `make init` grows)."""
     (tmp_path / "configs").mkdir()
-    shutil.copyfile(REPO_ROOT / DATASETS_FILE, tmp_path / DATASETS_FILE)
+    (tmp_path / DATASETS_FILE).write_text("# The datasets.\ndefault: example\ndatasets:\n  - example\n")
     return tmp_path
 
 

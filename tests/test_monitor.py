@@ -63,7 +63,10 @@ def test_every_window_is_reported_and_the_latest_judged(
     kinds = sorted(kind for (_, kind) in workspace.existing)
     assert kinds == sorted(["drift", "quality"] * len(judged))
     dashboard = workspace.workspace.get_project(workspace.project_id).dashboard.model()
-    assert len(dashboard.panels) == 6
+    titles = [panel.title for panel in dashboard.panels]
+    keyed = bool(settings.reports.dashboard_features)  # the configured dataset's choice, perhaps none
+    assert ("Drift score of key features" in titles) == keyed
+    assert len(titles) == 5 + keyed
 
     again = run_monitor(settings, registry_store[0], registry_config(registry_store))
     statuses = [w["status"] for w in again.windows if w["rows"] >= 50]

@@ -12,16 +12,19 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from mlflow.models import validate_schema
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO_ROOT, WHERE
 from synthetic import Probe
 from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.contract import FeatureContract, FeatureSpec
+from tabloop.data.dtypes import polars_dtype
 from tabloop.features.preprocessing import frame_columns
 from tabloop.io import read_json
 from tabloop.model.bundle import LINEAGE_FILE, Bundle, Predictor
 from tabloop.model.network import TabularNet
-from tabloop.register import RegisterInputs, register_candidate
+from tabloop.register import RegisterInputs, input_example, model_signature, register_candidate
 from tabloop.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from tabloop.settings import Settings
 
@@ -165,7 +168,8 @@ def test_pyfunc_and_bundle_predictor_agree(
     contract = predictor.bundle.contract
     probe = Probe.of(contract)
     for row, kind in enumerate(("numeric", "categorical")):  # a missing value of each kind, where one may be
-        frame.loc[row, next(n for n in probe.nullable if contract.features[n].kind == kind)] = None
+        for name in [n for n in probe.nullable if contract.features[n].kind == kind][:1]:
+            frame.loc[row, name] = None
     if probe.categorical is not None:
         frame.loc[2, probe.categorical] = probe.unseen
     served = model.predict(frame)
@@ -251,3 +255,21 @@ def test_failure_after_registration_leaves_no_version(
         max_results=1,
     )
     assert runs[0].info.status == "FAILED"
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int64", "float32"])
+def test_the_input_example_satisfies_the_signature_whatever_the_number_dtype(dtype: str) -> None:
+    contract = FeatureContract(
+        features={
+            "count": FeatureSpec(kind="numeric", dtype=dtype, min=0),
+            "grade": FeatureSpec(kind="categorical", dtype="string"),
+            "level": FeatureSpec(kind="categorical", dtype="int64"),
+        }
+    )
+    frame = pl.DataFrame(
+        {"count": [1, 2, 3], "grade": ["a", "b", "a"], "level": [1, 2, 3]},
+        schema={"count": polars_dtype(dtype), "grade": pl.String, "level": pl.Int64},
+    )
+    signature = model_signature(contract).inputs
+    validate_schema(input_example(contract, frame), signature)  # raises if MLflow refuses it
+    validate_schema(frame.to_pandas(), signature)  # as a client holds the rows: integers as integers

@@ -16,7 +16,15 @@ from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.io import read_json
 from tabloop.model.bundle import Bundle
-from tabloop.training import CHECKPOINT_FILE, EpochRecord, TrainResult, choose_threshold, resolve_device, train
+from tabloop.training import (
+    CHECKPOINT_FILE,
+    EpochRecord,
+    TrainResult,
+    batch_bounds,
+    choose_threshold,
+    resolve_device,
+    train,
+)
 
 CONTRACT = configured_config().contract
 TARGET, FEATURE = CONTRACT.target.name, next(iter(CONTRACT.features))
@@ -141,3 +149,22 @@ def test_fixed_threshold_is_kept(train_config: TrainConfig, stage_outputs: dict[
     fixed = shrink(train_config, max_epochs=1).model_copy(update={"threshold": 0.42})
     assert run(fixed, stage_outputs["features"], tmp_path).threshold == 0.42
     assert Bundle.load(tmp_path / "bundle").threshold == 0.42
+
+
+def test_a_lone_last_row_joins_the_batch_before_it() -> None:
+    assert batch_bounds(65, 32) == [(0, 32), (32, 65)]
+    assert batch_bounds(66, 32) == [(0, 32), (32, 64), (64, 66)]
+    assert batch_bounds(1, 32) == [(0, 1)]
+    assert batch_bounds(0, 32) == []
+
+
+def test_a_training_split_one_row_past_a_whole_batch_trains(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path
+) -> None:
+    features = Path(shutil.copytree(stage_outputs["features"], tmp_path / "features"))
+    rows = pl.read_parquet(features / "train.parquet")
+    batch = train_config.training.batch_size
+    assert rows.height > batch + 1
+    rows.head(batch + 1).write_parquet(features / "train.parquet")  # batch norm cannot train on a batch of one
+    once = train_config.model_copy(update={"training": train_config.training.model_copy(update={"max_epochs": 1})})
+    assert run(once, features, tmp_path).epochs_run == 1

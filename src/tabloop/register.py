@@ -23,7 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from tabloop.config import EvaluateConfig, RegistryConfig
-from tabloop.contract import FeatureContract
+from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.errors import FeatureError
 from tabloop.evaluation.stage import Scored, read_split, score
 from tabloop.gate import Decision, Scorecard, decide
@@ -244,23 +244,30 @@ def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel
     return LoggedModel(str(info.model_uri), files_sha256)
 
 
+def column_type(spec: FeatureSpec) -> str:
+    """The MLflow type of a feature's column: integers as long (MLflow refuses an int64 column where a double is
+    expected), except nullable numbers, which pandas holds as floats with NaN for the missing ones."""
+    if spec.dtype == "string":
+        return "string"
+    if spec.dtype in INTEGER_DTYPES and (spec.kind == "categorical" or not spec.nullable):
+        return "long"
+    return "double"
+
+
 def model_signature(contract: FeatureContract) -> ModelSignature:
     """The MLflow signature of the contract: nullable features are optional columns."""
-
-    def column_type(name: str) -> str:
-        spec = contract.features[name]
-        if spec.kind == "categorical":
-            return "string" if spec.dtype == "string" else "long"
-        return "double"  # numbers may be null, which pandas holds as NaN in float columns
-
-    inputs = Schema([ColSpec(column_type(n), n, required=not s.nullable) for n, s in contract.features.items()])
+    inputs = Schema([ColSpec(column_type(s), n, required=not s.nullable) for n, s in contract.features.items()])
     outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def input_example(contract: FeatureContract, frame: pl.DataFrame, rows: int = 3) -> pd.DataFrame:
-    """A few real rows of contract features, as a client would send them."""
-    return frame.head(rows).select(list(contract.features)).to_pandas()
+    """A few real rows of contract features, as a client would send them, in the signature's types."""
+    polars_type = {"string": pl.String, "long": pl.Int64, "double": pl.Float64}
+    head = frame.head(rows).select(list(contract.features))
+    return head.with_columns(
+        pl.col(n).cast(polars_type[column_type(s)]) for n, s in contract.features.items()
+    ).to_pandas()
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

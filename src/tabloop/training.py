@@ -161,7 +161,7 @@ def train(
         logger.info("resuming after epoch %d from %s", resumed, checkpoint)
 
     batch_size = config.training.batch_size
-    batches = (len(train_split) + batch_size - 1) // batch_size
+    batches = len(batch_bounds(len(train_split), batch_size))
     with _progress() as progress:
         task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
         while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
@@ -268,6 +268,15 @@ def _fresh_start(
     return model, optimizer, shuffle, _TrainingState(best_state=copy.deepcopy(model.state_dict()))
 
 
+def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each batch of an epoch; a lone last row joins the batch before it, because batch
+    normalisation cannot train on a batch of one."""
+    bounds = [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], rows)]
+    return bounds
+
+
 def _run_epoch(
     model: TabularNet,
     optimizer: torch.optim.Optimizer,
@@ -281,8 +290,8 @@ def _run_epoch(
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total = 0.0
-    for start in range(0, len(split), batch_size):
-        rows = order[start : start + batch_size]
+    for start, end in batch_bounds(len(split), batch_size):
+        rows = order[start:end]
         logits = model(split.categorical[rows], split.numeric[rows])
         loss = loss_fn(logits, split.target[rows].unsqueeze(1).expand_as(logits))
         optimizer.zero_grad(set_to_none=True)

@@ -129,3 +129,15 @@ def test_any_valid_batch_encodes_to_finite_in_range_values(pre: Preprocessor, ba
     assert ((encoded.categorical >= 0) & (encoded.categorical < np.array(pre.cardinalities))).all()
     assert np.isfinite(encoded.numeric).all()
     assert (np.abs(encoded.numeric) <= pre.clip + 1e-6).all()
+
+
+@given(batch=st.lists(rows, min_size=2, max_size=30))
+@settings(max_examples=60, deadline=None)
+def test_one_row_encodes_as_it_does_in_a_batch(pre: Preprocessor, batch: list[dict]) -> None:
+    """A request of one row takes the scalar path (``encode_one``), a batch the array path: the same numbers."""
+    columns = {name: [row[name] for row in batch] for name in CONTRACT.features}
+    together = pre.transform(columns)
+    for i, row in enumerate(batch):
+        alone = pre.transform({name: [row[name]] for name in CONTRACT.features})
+        assert np.array_equal(alone.categorical[0], together.categorical[i])
+        np.testing.assert_allclose(alone.numeric[0], together.numeric[i], rtol=1e-6, atol=1e-6)

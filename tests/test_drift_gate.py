@@ -1,0 +1,94 @@
+"""The drift gate's decisions on crafted window summaries: each threshold on its own, at and past its edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from monitoring.config import GateConfig
+from monitoring.gate import ALARM, HEALTHY, UNJUDGED, describe, judge
+
+GATE = GateConfig(max_drift_share=0.5, max_roc_auc_drop=0.05, prediction_drift=True)
+
+
+def summary(
+    drifted: dict[str, float] | None = None,
+    steady: int = 4,
+    prediction_drifted: bool = False,
+    roc_auc: float | None = 0.70,
+    reference_roc_auc: float | None = 0.70,
+) -> dict[str, Any]:
+    """A window's summary: ``drifted`` features with their scores, ``steady`` features that did not drift."""
+    drifted = drifted or {}
+    columns = {name: {"method": "psi", "score": score, "drifted": True} for name, score in drifted.items()}
+    columns |= {f"steady_{i}": {"method": "psi", "score": 0.01, "drifted": False} for i in range(steady)}
+    return {
+        "rows": 1200,
+        "labelled": 900,
+        "columns": columns,
+        "drifted_features": list(drifted),
+        "drift_share": len(drifted) / len(columns),
+        "prediction_drift": {"drifted": prediction_drifted, "method": "wasserstein", "score": 0.2, "threshold": 0.1},
+        "mean_prediction": 0.21,
+        "missing_share": 0.02,
+        "quality": {"roc_auc": roc_auc, "reference_roc_auc": reference_roc_auc},
+    }
+
+
+def test_a_quiet_window_is_healthy() -> None:
+    verdict = judge("2013-11-25", summary({"a": 0.3}), GATE)
+    assert (verdict.status, verdict.exit_code, verdict.reasons) == ("healthy", HEALTHY, [])
+    assert verdict.window == "2013-11-25"
+    assert "no threshold crossed" in describe(verdict)
+
+
+def test_no_window_is_not_judged() -> None:
+    verdict = judge(None, None, GATE)
+    assert (verdict.status, verdict.exit_code, verdict.window) == ("not judged", UNJUDGED, None)
+    assert "no window with enough predictions yet" in describe(verdict)
+
+
+@pytest.mark.parametrize(("drifted", "alarm"), [(3, False), (4, True), (6, True)])
+def test_the_drift_share_alarms_from_its_limit_on(drifted: int, alarm: bool) -> None:
+    scores = {f"f{i}": 0.1 * (i + 1) for i in range(drifted)}
+    verdict = judge("w", summary(scores, steady=4), GATE)  # 3 of 7, 4 of 8, 6 of 10
+    assert (verdict.exit_code == ALARM) is alarm
+    if alarm:
+        [reason] = verdict.reasons
+        assert reason.startswith(f"{drifted} of {drifted + 4} features drifted")
+        assert "limit 50%" in reason
+        most = sorted(scores, key=lambda name: -scores[name])[:5]  # the five strongest, strongest first
+        assert reason.endswith("most: " + ", ".join(most))
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_drifted_prediction_alarms_only_when_watched(watched: bool) -> None:
+    gate = GATE.model_copy(update={"prediction_drift": watched})
+    verdict = judge("w", summary(prediction_drifted=True), gate)
+    assert (verdict.exit_code == ALARM) is watched
+    said = "the predicted probability drifted (wasserstein 0.200, threshold 0.1)"
+    assert (said in verdict.reasons) is watched
+
+
+@pytest.mark.parametrize(("roc_auc", "alarm"), [(0.66, False), (0.65, False), (0.64, True)])
+def test_a_roc_auc_drop_alarms_past_its_limit(roc_auc: float, alarm: bool) -> None:
+    verdict = judge("w", summary(roc_auc=roc_auc, reference_roc_auc=0.70), GATE)
+    assert (verdict.exit_code == ALARM) is alarm
+    if alarm:
+        assert verdict.reasons == ["ROC AUC 0.640 is 0.060 below the reference's 0.700 (limit 0.05)"]
+
+
+@pytest.mark.parametrize(("roc_auc", "reference"), [(None, 0.70), (0.40, None)])
+def test_a_window_without_outcomes_is_judged_on_drift_alone(roc_auc: float | None, reference: float | None) -> None:
+    verdict = judge("w", summary(roc_auc=roc_auc, reference_roc_auc=reference), GATE)
+    assert verdict.exit_code == HEALTHY
+
+
+def test_every_crossed_threshold_is_a_reason() -> None:
+    verdict = judge("w", summary({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, prediction_drifted=True, roc_auc=0.5), GATE)
+    assert verdict.exit_code == ALARM
+    assert len(verdict.reasons) == 3
+    text = describe(verdict)
+    assert text.index("- a: psi 0.900") < text.index("- d: psi 0.600")  # drifted features, strongest first
+    assert all(f"**{reason}**" in text for reason in verdict.reasons)

@@ -25,7 +25,7 @@ from mlflow.types import ColSpec, Schema
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.errors import FeatureError
-from tabloop.evaluation.stage import Scored, read_split, score
+from tabloop.evaluation.stage import CARD_FILE, Scored, read_split, score
 from tabloop.gate import Decision, Scorecard, decide
 from tabloop.io import read_json, write_json
 from tabloop.lineage import dvc_hashes, git_state
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).parent
 RUNTIME_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic", "pyyaml")
-CARD_FILE = "model_card.md"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tabloop.config import DataConfig, EvaluateConfig
+from tabloop.config import SPLITS, DataConfig, EvaluateConfig
 from tabloop.contract import FeatureContract
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.evaluation.baselines import Labelled, lightgbm_baseline, logistic_baseline
@@ -23,7 +23,6 @@ from tabloop.model.bundle import BundleError, Predictor
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
 METRICS_FILE = "metrics.json"
 SLICES_FILE = "slices.json"
 PLOTS_DIR = "plots"

@@ -326,10 +326,6 @@ def _vocabulary(values: Column, min_count: int) -> list[Any]:
     return sorted(kept, key=lambda v: (-counts[v], str(v)))
 
 
-def _codes(values: Column, lookup: Mapping[Any, int], n: int) -> npt.NDArray[np.int64]:
-    return np.fromiter((MISSING if v is None else lookup.get(v, OOV) for v in values), dtype=np.int64, count=n)
-
-
 def _floats(values: Column) -> npt.NDArray[np.float64]:
     array = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(array), array, np.nan)

@@ -27,14 +27,13 @@ from safetensors.torch import load_file, save_file
 
 from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
-from tabloop.features.preprocessing import Column, Preprocessor
+from tabloop.features.preprocessing import PREPROCESSING_FILE, Column, Preprocessor
 from tabloop.model.inference import FoldedNetwork
 from tabloop.model.network import ModelArgs, TabularNet
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
-PREPROCESSING_FILE = "preprocessing.json"
 LINEAGE_FILE = "lineage.json"
 IDENTITY_FILES = (MODEL_FILE, WEIGHTS_FILE, PREPROCESSING_FILE)
 

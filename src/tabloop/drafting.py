@@ -570,6 +570,7 @@ model_name: {name}
 gate:
   metric: roc_auc
   min_improvement: 0.001     # the challenger must beat the champion by at least this much
+  min_score: 0.55            # a quality floor, even for the first model: better than chance; raise it to what is useful
   max_slice_regression: 0.02
   min_slice_rows: 200
 """

@@ -33,12 +33,15 @@ class Decision:
 
 
 def decide(challenger: Scorecard, champion: Scorecard | None, policy: GateConfig) -> Decision:
-    """Promote when there is no champion, or when the challenger is better by the margin and no large slice
-    regresses beyond the tolerance. Both scorecards must come from the same data."""
+    """Never promote below the quality floor; above it, promote when there is no champion, or when the challenger
+    is better by the margin and no large slice regresses beyond the tolerance. Both scorecards must come from the
+    same data."""
     metric = policy.metric
     new = challenger.metrics[metric]
     if math.isnan(new):
         return Decision(False, [f"the challenger's {metric} is undefined on the held-out data"])
+    if policy.min_score is not None and new < policy.min_score:
+        return Decision(False, [f"{metric} {new:.4f} is below the floor of {policy.min_score:.4f}"])
     if champion is None:
         return Decision(True, [f"no champion yet; challenger {metric} {new:.4f}"])
     old = champion.metrics[metric]

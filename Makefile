@@ -35,7 +35,7 @@ DASHBOARD_PORT ?= 8001
 # The browser of make test-ui: Debian's, never one downloaded by Playwright.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-fast test-ui lint format typecheck bench \
+.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-all test-ui lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -99,11 +99,11 @@ retrain: $(STAMP) ## Retrain on the window the outcomes reach; the gate decides,
 dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.1:8001 (PORT=... to change)
 	$(BIN)/python -m monitoring dashboard --port $(DASHBOARD_PORT)
 
-test: $(STAMP) ## Run the test suite (what CI runs); PYTEST_ARGS="-k ..." to select
-	$(BIN)/pytest $(PYTEST_ARGS)
-
-test-fast: $(STAMP) ## Run the tests except the end-to-end DVC runs (about three minutes)
+test: $(STAMP) ## Run the tests of every change: unit, data, model, api, adapter (about two minutes); PYTEST_ARGS="-k ..."
 	$(BIN)/pytest -m "not e2e and not ui" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## Run the whole suite, end-to-end tests included (what CI runs after make test; about 14 minutes)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panels (installs Debian's chromium if missing)
 	@test -x $(CHROMIUM) || { \

@@ -7,25 +7,19 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
 import pytest
-import uvicorn
 import yaml
 
-from monitoring.config import MonitorConfig, ReplayConfig, ReportsConfig, load_monitor_config
+from helpers import CONFIG_PATH, MODEL_NAME, WHERE, shrink, with_source
+from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import load_traffic
-from profiles import CONFIGURED, REPO_ROOT, configured_config, profile, time_split_of
-from serving.app import create_app
-from serving.http import bounded_head_protocol
+from profiles import REPO_ROOT, configured_config, profile, time_split_of
 from serving.prediction_log import PredictionBatch, PredictionLog
 from serving.settings import ServeSettings
 from tabloop.config import (
@@ -45,27 +39,23 @@ from tabloop.register import RegisterInputs, register_candidate
 from tabloop.settings import Settings
 from tabloop.training import train
 
-WHERE = CONFIGURED  # the configured dataset's paths in this repository
-CONFIG_PATH = WHERE.data_config
-MODEL_NAME = "tests-model"  # the registered model of the serving tests
-FLIGHTS_DIR = Path(__file__).parent / "flights"
+pytest_plugins = ["chromium"]  # the browser fixture of the ui tests
+
+TESTS = Path(__file__).parent
+E2E = TESTS / "e2e"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The flights adapter's own tests (tests/flights/) run when the flights are the configured dataset."""
+    """Everything under tests/e2e/ is marked ``e2e`` (``make test`` leaves it to ``make test-all``), and a test
+    marked ``adapter(name)`` is skipped unless the configured dataset uses that adapter."""
     adapter = configured_config().adapter
-    if adapter == "flights":
-        return
-    skip = pytest.mark.skip(reason=f"flights adapter tests; the configured dataset is {WHERE.dataset!r}")
     for item in items:
-        if FLIGHTS_DIR in item.path.parents:
-            item.add_marker(skip)
-
-
-def with_source(config: DataConfig, directory: Path) -> DataConfig:
-    """``config`` reading its tables from ``directory``."""
-    source = config.source.model_copy(update={"dir": directory, "package": None, "rdataset": None})
-    return config.model_copy(update={"source": source})
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+        wanted = item.get_closest_marker("adapter")
+        if wanted is not None and wanted.args[0] != adapter:
+            reason = f"{wanted.args[0]} adapter tests; the configured dataset is {WHERE.dataset!r}"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -144,12 +134,6 @@ def stage_outputs(config: DataConfig, tmp_path_factory: pytest.TempPathFactory) 
     validate(config, paths["raw"], paths["validated"], paths["reports"])
     build_features(config, paths["validated"], paths["features"], paths["features_metrics"])
     return paths
-
-
-def shrink(config: TrainConfig, **training: int) -> TrainConfig:
-    """The real training config, made small and quick for a few hundred examples."""
-    loop = config.training.model_copy(update={"batch_size": 32, "max_epochs": 6, "patience": 3, **training})
-    return config.model_copy(update={"training": loop, "threads": 1, "device": "cpu"})
 
 
 @pytest.fixture(scope="session")
@@ -248,36 +232,12 @@ def test_rows(stage_outputs: dict[str, Path], config: DataConfig) -> list[dict[s
     return frame.select(list(config.contract.features)).to_dicts()
 
 
-@contextmanager
-def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
-    """The service on a free port of 127.0.0.1 in a background thread; stopped (and its log flushed) on exit."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(settings, registry)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", http=bounded_head_protocol(settings.max_header_bytes))
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
-
-
 @pytest.fixture(scope="session")
 def replayed_log(
     real_config: DataConfig, trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
     """A denser slice's test split predicted by the tests' model and logged with their outcomes, as a replay
-    through the service logs them (tests/test_replay.py covers that path): the log file and the features."""
+    through the service logs them (tests/api/test_replay.py covers that path): the log file and the features."""
     root = tmp_path_factory.mktemp("dense")
     profile(real_config).write(real_config, root / "source", True)
     config = time_split_of(with_source(real_config, root / "source"), root / "source")
@@ -316,26 +276,6 @@ def replayed_log(
     )
     asyncio.run(log.close())
     return root / "predictions.db", root / "features"
-
-
-def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
-    """Monitoring of ``log`` with windows small enough for the tests' log, writing under ``tmp_path``."""
-    return MonitorConfig(
-        reports=ReportsConfig(
-            log_url=f"sqlite:///{log}",
-            window="week",
-            min_rows=50,
-            min_labels=50,
-            max_rows=2000,
-            cache_dir=tmp_path / "cache",
-            reference_dir=features,
-            workspace=tmp_path / "workspace",
-            out_dir=tmp_path / "out",
-            # the configured dataset's choice, so that the dashboard has its panel of feature drift
-            dashboard_features=load_monitor_config(WHERE.monitor_config, WHERE).reports.dashboard_features,
-            **reports,
-        )
-    )
 
 
 @pytest.fixture

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tabloop.config import DataConfig, TimeSplit
+
+pytestmark = pytest.mark.adapter("flights")
 
 
 def test_repository_config_loads_with_expected_contract(real_config: DataConfig) -> None:

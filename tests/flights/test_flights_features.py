@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers import read_splits, rebuild
 from tabloop.config import DataConfig
 from tabloop.contract import FeatureSpec
 from tabloop.errors import FeatureError
@@ -19,9 +20,8 @@ from tabloop.features.build import ID, TIME
 from tabloop.features.calendar import days_to_nearest, federal_holidays
 from tabloop.features.preprocessing import load_preprocessor
 from tabloop.io import read_json
-from test_features import read_splits, rebuild
 
-SPLITS = ("train", "valid", "test")
+pytestmark = pytest.mark.adapter("flights")
 
 
 def flight_ids(flights: pl.DataFrame) -> pl.Series:

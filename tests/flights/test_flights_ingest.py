@@ -8,14 +8,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import with_source
 from flights.slices import write_table
+from helpers import with_source
 from tabloop.config import DataConfig
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.ingest import ingest
 from tabloop.data.sources import package_data_dir
 from tabloop.errors import ContractError, SourceError
 from tabloop.io import read_json
+
+pytestmark = pytest.mark.adapter("flights")
 
 
 @pytest.fixture

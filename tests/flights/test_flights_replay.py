@@ -7,12 +7,15 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from conftest import running_service
+import pytest
+
+from helpers import log_rows, running_service
 from monitoring.config import ReplayConfig
 from monitoring.replay import end_of_day, load_traffic, replay
 from serving.settings import ServeSettings
 from tabloop.config import DataConfig
-from test_replay import log_rows
+
+pytestmark = pytest.mark.adapter("flights")
 
 ZONE = "America/New_York"  # the flights' scheduled times are local to the New York airports
 

@@ -17,6 +17,8 @@ from monitoring.retrain import (
 )
 from tabloop.config import DataConfig
 
+pytestmark = pytest.mark.adapter("flights")
+
 NEW_YORK = "America/New_York"
 
 

@@ -15,6 +15,8 @@ from tabloop.data.validate import validate, validation_order
 from tabloop.errors import ConfigError, ContractError, RejectionLimitError
 from tabloop.io import read_json
 
+pytestmark = pytest.mark.adapter("flights")
+
 TERRITORIES = ["BQN", "PSE", "SJU", "STT"]
 
 

@@ -6,27 +6,17 @@ import asyncio
 import logging
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import running_service
+from helpers import log_rows, running_service
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
 from serving.settings import ServeSettings
 from tabloop.cli import entry_point
 from tabloop.config import DataConfig
-
-
-def log_rows(settings: ServeSettings, table: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(settings.prediction_log_url)
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text(f"select * from {table}"))]
-    engine.dispose()
-    return rows
 
 
 def test_every_example_is_predicted_once_at_its_time_and_its_outcome_follows(

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import MODEL_NAME as MODEL
-from conftest import running_service
+from helpers import MODEL_NAME as MODEL
+from helpers import running_service
 from profiles import configured_config
 from serving.app import create_app
 from serving.settings import ServeSettings

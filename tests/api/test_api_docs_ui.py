@@ -12,9 +12,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from conftest import running_service
+from chromium import Visit
+from helpers import running_service
 from serving.settings import ServeSettings
-from test_dashboard_ui import Visit, browser  # noqa: F401 - the browser fixture
 
 pytestmark = pytest.mark.ui
 
@@ -25,14 +25,14 @@ def service(serve_settings: ServeSettings, registry_store: tuple) -> Iterator[st
         yield url
 
 
-def open_page(browser: Browser, url: str, path: str) -> Visit:  # noqa: F811
+def open_page(browser: Browser, url: str, path: str) -> Visit:
     visit = Visit(browser.new_context(viewport={"width": 1400, "height": 1000}).new_page(), url)
     visit.watch()
     visit.page.goto(f"{url}{path}")
     return visit
 
 
-def test_swagger_ui_shows_every_operation_offline(browser: Browser, service: str) -> None:  # noqa: F811
+def test_swagger_ui_shows_every_operation_offline(browser: Browser, service: str) -> None:
     visit = open_page(browser, service, "/docs")
     paths = visit.page.locator(".opblock-summary-path")
     expect(paths.first).to_be_visible(timeout=30_000)
@@ -43,7 +43,7 @@ def test_swagger_ui_shows_every_operation_offline(browser: Browser, service: str
     assert not visit.problems, visit.problems
 
 
-def test_redoc_shows_the_api_offline(browser: Browser, service: str) -> None:  # noqa: F811
+def test_redoc_shows_the_api_offline(browser: Browser, service: str) -> None:
     # The summary is written from the contract (the target's and the entity's names).
     summary = httpx.get(f"{service}/openapi.json", timeout=10).json()["paths"]["/predict"]["post"]["summary"]
     assert summary.startswith("Predict ")

@@ -7,16 +7,15 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import pytest
-import torch
 import yaml
 from fastapi.testclient import TestClient
 
-from conftest import REPO_ROOT, WHERE
+from helpers import register, variant
 from serving.app import create_app
 from serving.settings import ServeSettings
-from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.config import RegistryConfig
 from tabloop.model.bundle import Bundle
-from tabloop.register import RegisterInputs, log_model, register_candidate
+from tabloop.register import log_model
 from tabloop.registry import FILES_TAG, Registry
 from tabloop.settings import Settings
 
@@ -28,50 +27,6 @@ def store(tmp_path: Path) -> tuple[Settings, RegistryConfig, Path]:
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     return settings, config, path
-
-
-def register(
-    store: tuple[Settings, RegistryConfig, Path],
-    bundle_dir: Path,
-    trained: dict[str, Path],
-    evaluated: Path,
-    stage_outputs: dict[str, Path],
-    evaluate_config: EvaluateConfig,
-    tmp_path: Path,
-) -> str:
-    inputs = RegisterInputs(
-        bundle_dir=bundle_dir,
-        features_dir=stage_outputs["features"],
-        train_reports=trained["reports"],
-        evaluation_dir=evaluated,
-        lock_file=REPO_ROOT / "dvc.lock",
-        root=REPO_ROOT,
-        params={},
-        receipt=tmp_path / "receipt.json",
-        data_outputs=WHERE.data_outputs,
-    )
-    return register_candidate(store[0], store[1], evaluate_config, inputs).version
-
-
-def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) -> Path:
-    """A copy of the trained bundle: nudged weights (a valid new model), NaN weights, or another contract."""
-    bundle = Bundle.load(trained["bundle"])
-    weights = {k: v.clone() for k, v in bundle.weights.items()}
-    preprocessor = bundle.preprocessor
-    if change == "nudged":
-        first = next(k for k, v in weights.items() if v.is_floating_point())
-        weights[first] += 0.01
-    elif change == "nan":
-        weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
-    elif change == "contract":
-        features = dict(preprocessor.contract.features)
-        feature = next(iter(features))
-        features[feature] = features[feature].model_copy(update={"description": "renamed"})
-        contract = preprocessor.contract.model_copy(update={"features": features})
-        preprocessor = preprocessor.model_copy(update={"contract": contract})
-    path = tmp_path / name
-    Bundle(bundle.args, weights, preprocessor, bundle.threshold).save(path)
-    return path
 
 
 @pytest.fixture

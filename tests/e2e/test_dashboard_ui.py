@@ -7,20 +7,19 @@ browser is never downloaded.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from conftest import REPO_ROOT, monitor_config
+from chromium import Visit
+from helpers import REPO_ROOT, free_port, monitor_config
 from monitoring.config import MonitorConfig
 from monitoring.log import read_log
 from monitoring.monitor import run_monitor
@@ -30,17 +29,6 @@ from tabloop.settings import Settings
 
 pytestmark = pytest.mark.ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EMPTY_PROJECT = "nothing reported yet"
 # What the UI's charts draw for data: a point of a line, a bar.
 DATA_MARKS = ".MuiMarkElement-root, .MuiBarElement-root"
@@ -51,35 +39,6 @@ PLOTTED = """(marks) => Object.fromEntries([...document.querySelectorAll('.MuiCa
         return box.width > 0 && box.height > 0;
     }).length,
 ]))"""
-
-
-@dataclass
-class Visit:
-    """A browser page, and what went wrong on it: console errors, uncaught exceptions, failed or outside requests."""
-
-    page: Page
-    base_url: str
-    problems: list[str] = field(default_factory=list)
-
-    def watch(self) -> None:
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
-        self.page.on("requestfailed", lambda request: self.problems.append(f"failed: {request.url}"))
-        self.page.on("request", self._request)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.problems.append(f"console: {message.text}")
-
-    def _request(self, request: Request) -> None:
-        if request.url.startswith(("http:", "https:")) and not request.url.startswith(self.base_url):
-            self.problems.append(f"outside the dashboard: {request.url}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -133,16 +92,6 @@ def dashboard(reported: MonitorConfig, tmp_path_factory: pytest.TempPathFactory)
             process.kill()
             process.wait()
         output.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, on a fresh temporary profile."""
-    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (make test-ui does)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,13 +19,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, free_port, register, variant
 from tabloop.model.bundle import Bundle
 from tabloop.registry import CHAMPION, Registry
 from tabloop.settings import Settings
-from test_serving_reload import register, variant
 
-pytestmark = pytest.mark.e2e
 POLL_S = 0.1
 
 
@@ -37,12 +34,6 @@ class Answer:
     status: int  # 0: no answer (connection refused or reset)
     version: str | None
     request_id: str | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(

@@ -15,7 +15,7 @@ import torch
 from mlflow.models import validate_schema
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO_ROOT, WHERE
+from helpers import REPO_ROOT, WHERE
 from synthetic import Probe
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.contract import FeatureContract, FeatureSpec

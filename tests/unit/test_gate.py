@@ -73,3 +73,20 @@ def test_gate_can_compare_on_pr_auc() -> None:
     challenger = Scorecard(metrics={"roc_auc": 0.60, "pr_auc": 0.50})
     champion = Scorecard(metrics={"roc_auc": 0.70, "pr_auc": 0.40})
     assert decide(challenger, champion, policy).promote
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        (0.649, None, False),  # the first model, below the floor
+        (0.650, None, True),  # exactly the floor
+        (0.640, 0.600, False),  # better than a weak champion by far, still below the floor
+        (0.700, 0.600, True),
+    ],
+)
+def test_quality_floor_holds_even_without_a_champion(challenger: float, champion: float | None, promote: bool) -> None:
+    policy = POLICY.model_copy(update={"min_score": 0.65})
+    decision = decide(card(challenger), None if champion is None else card(champion), policy)
+    assert decision.promote is promote
+    if not promote:
+        assert decision.reasons == [f"roc_auc {challenger:.4f} is below the floor of 0.6500"]

@@ -7,12 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from benchmarks.workspace import copy_repository, environment
-from conftest import WHERE
-
-pytestmark = pytest.mark.e2e
+from helpers import WHERE
 
 
 def test_the_projects_dvc_runs_a_stage_without_the_environment_on_path(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from profiles import FLIGHTS_SPLIT
 from tabloop.config import DataConfig, load_data_config, parse_config
 from tabloop.errors import ConfigError

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from conftest import MODEL_NAME as MODEL
-from conftest import REPO_ROOT
+from helpers import MODEL_NAME as MODEL
+from helpers import REPO_ROOT, log_rows
 from profiles import configured_config
 from serving.app import create_app
 from serving.settings import ServeSettings
@@ -36,14 +35,6 @@ TARGET = PROBE.target
 def client(serve_settings: ServeSettings, registry_store: tuple) -> Iterator[TestClient]:
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
         yield c
-
-
-def log_rows(settings: ServeSettings, table: str = "predictions") -> list[dict[str, Any]]:
-    engine = sa.create_engine(settings.prediction_log_url)
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text(f"select * from {table}"))]
-    engine.dispose()
-    return rows
 
 
 def error(response: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from serving import journal
 from serving.prediction_log import (
     LogUnavailableError,

@@ -1,7 +1,7 @@
 """Retraining's plan: how far the outcomes reach, where the split moves, and when there is nothing new to train on.
 
 The whole loop, with the pipeline run as a DVC experiment and the service reloading, is
-tests/flights/test_flights_loop_e2e.py.
+tests/e2e/test_flights_loop.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import shrink
+from helpers import shrink
 from profiles import configured_config
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import REPO_ROOT, shrink, with_source
+from helpers import REPO_ROOT, shrink, with_source
 from profiles import fixture_config, time_split_of
 from synthetic import single_table, write_source
 from tabloop.config import load_data_config, load_evaluate_config, load_train_config

@@ -18,12 +18,12 @@ import polars as pl
 import pytest
 
 from benchmarks.workspace import copy_repository, dvc, edit_config
-from conftest import WHERE
 from flights.slices import write_table
+from helpers import WHERE
 from profiles import FLIGHTS_SPLIT
 from tabloop.io import read_json
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.adapter("flights")
 D = WHERE.dataset
 OUTPUTS = (f"data/{D}/raw", f"data/{D}/validated", f"data/{D}/features", f"models/{D}/bundle", f"reports/{D}")
 ALL_STAGES = ["ingest", "validate", "features", "train", "evaluate", "register"]

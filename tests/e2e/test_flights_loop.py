@@ -18,14 +18,14 @@ import yaml
 
 from benchmarks.workspace import copy_repository, dvc, edit_config, environment
 from flights.slices import write_slice
+from helpers import free_port
 from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.workspace import MonitoringWorkspace
 from profiles import FLIGHTS_SPLIT
 from tabloop.layout import Layout
-from test_serving_process import free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.adapter("flights")
 FIRST_MONTH_END = "2013-11-30"
 
 

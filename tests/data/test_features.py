@@ -8,21 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers import read_splits, rebuild
 from tabloop.config import DataConfig, TimeSplit
-from tabloop.features.build import ID, TIME, build_features
+from tabloop.features.build import ID, TIME
 from tabloop.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
-
-SPLITS = ("train", "valid", "test")
-
-
-def read_splits(features: Path) -> dict[str, pl.DataFrame]:
-    return {name: pl.read_parquet(features / f"{name}.parquet") for name in SPLITS}
-
-
-def rebuild(config: DataConfig, validated: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "features"
-    build_features(config, validated, out, tmp_path / "features.json")
-    return out
 
 
 def test_split_boundaries_are_exact(stage_outputs: dict[str, Path], config: DataConfig) -> None:

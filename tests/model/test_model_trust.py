@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import MODEL_NAME
+from helpers import MODEL_NAME
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError

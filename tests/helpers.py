@@ -1,0 +1,160 @@
+"""Helpers the tests share (fixtures live in conftest.py): the configured dataset's paths, small configurations,
+the service on a free port, and reading what it logged."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+import torch
+import uvicorn
+
+from monitoring.config import MonitorConfig, ReportsConfig, load_monitor_config
+from profiles import CONFIGURED, REPO_ROOT
+from serving.app import create_app
+from serving.http import bounded_head_protocol
+from serving.settings import ServeSettings
+from tabloop.config import DataConfig, EvaluateConfig, RegistryConfig, TrainConfig
+from tabloop.features.build import build_features
+from tabloop.model.bundle import Bundle
+from tabloop.register import RegisterInputs, register_candidate
+from tabloop.settings import Settings
+
+__all__ = ["REPO_ROOT"]
+
+WHERE = CONFIGURED  # the configured dataset's paths in this repository
+CONFIG_PATH = WHERE.data_config
+MODEL_NAME = "tests-model"  # the registered model of the serving tests
+SPLITS = ("train", "valid", "test")
+
+
+def with_source(config: DataConfig, directory: Path) -> DataConfig:
+    """``config`` reading its tables from ``directory``."""
+    source = config.source.model_copy(update={"dir": directory, "package": None, "rdataset": None})
+    return config.model_copy(update={"source": source})
+
+
+def shrink(config: TrainConfig, **training: int) -> TrainConfig:
+    """The real training config, made small and quick for a few hundred examples."""
+    loop = config.training.model_copy(update={"batch_size": 32, "max_epochs": 6, "patience": 3, **training})
+    return config.model_copy(update={"training": loop, "threads": 1, "device": "cpu"})
+
+
+@contextmanager
+def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
+    """The service on a free port of 127.0.0.1 in a background thread; stopped (and its log flushed) on exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings, registry)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", http=bounded_head_protocol(settings.max_header_bytes))
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+
+
+def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
+    """Monitoring of ``log`` with windows small enough for the tests' log, writing under ``tmp_path``."""
+    return MonitorConfig(
+        reports=ReportsConfig(
+            log_url=f"sqlite:///{log}",
+            window="week",
+            min_rows=50,
+            min_labels=50,
+            max_rows=2000,
+            cache_dir=tmp_path / "cache",
+            reference_dir=features,
+            workspace=tmp_path / "workspace",
+            out_dir=tmp_path / "out",
+            # the configured dataset's choice, so that the dashboard has its panel of feature drift
+            dashboard_features=load_monitor_config(WHERE.monitor_config, WHERE).reports.dashboard_features,
+            **reports,
+        )
+    )
+
+
+def read_splits(features: Path) -> dict[str, pl.DataFrame]:
+    return {name: pl.read_parquet(features / f"{name}.parquet") for name in SPLITS}
+
+
+def rebuild(config: DataConfig, validated: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "features"
+    build_features(config, validated, out, tmp_path / "features.json")
+    return out
+
+
+def log_rows(settings: ServeSettings, table: str = "predictions") -> list[dict[str, Any]]:
+    """The rows of one table of the service's prediction log."""
+    engine = sa.create_engine(settings.prediction_log_url)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text(f"select * from {table}"))]
+    engine.dispose()
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def register(
+    store: tuple[Settings, RegistryConfig, Path],
+    bundle_dir: Path,
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    evaluate_config: EvaluateConfig,
+    tmp_path: Path,
+) -> str:
+    inputs = RegisterInputs(
+        bundle_dir=bundle_dir,
+        features_dir=stage_outputs["features"],
+        train_reports=trained["reports"],
+        evaluation_dir=evaluated,
+        lock_file=REPO_ROOT / "dvc.lock",
+        root=REPO_ROOT,
+        params={},
+        receipt=tmp_path / "receipt.json",
+        data_outputs=WHERE.data_outputs,
+    )
+    return register_candidate(store[0], store[1], evaluate_config, inputs).version
+
+
+def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) -> Path:
+    """A copy of the trained bundle: nudged weights (a valid new model), NaN weights, or another contract."""
+    bundle = Bundle.load(trained["bundle"])
+    weights = {k: v.clone() for k, v in bundle.weights.items()}
+    preprocessor = bundle.preprocessor
+    if change == "nudged":
+        first = next(k for k, v in weights.items() if v.is_floating_point())
+        weights[first] += 0.01
+    elif change == "nan":
+        weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
+    elif change == "contract":
+        features = dict(preprocessor.contract.features)
+        feature = next(iter(features))
+        features[feature] = features[feature].model_copy(update={"description": "renamed"})
+        contract = preprocessor.contract.model_copy(update={"features": features})
+        preprocessor = preprocessor.model_copy(update={"contract": contract})
+    path = tmp_path / name
+    Bundle(bundle.args, weights, preprocessor, bundle.threshold).save(path)
+    return path

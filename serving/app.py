@@ -7,7 +7,7 @@ import contextlib
 import gc
 import importlib.resources
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,14 @@ from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
 from tabloop import __version__
 from tabloop.config import load_data_config, load_registry_config
+from tabloop.contract import FeatureContract
 from tabloop.settings import Settings, apply_process_defaults
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"
 REDOC_BADGE = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 HOW_TO = """
 Predictions come from the champion model of the registry. Send examples to `POST /predict` (one object or a
@@ -51,6 +54,37 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     settings = settings or ServeSettings()
     process = process or Settings()
     apply_process_defaults(process)  # an unreachable registry must fail in seconds, not minutes of retries
+    store, contract, example = load_store(settings, process)
+    metrics = Metrics()
+    log = open_log(settings)
+    metrics.watch_queue(lambda: log.depth)
+    service = Service(settings, store, log, metrics, contract=contract, models=api_models(contract, example))
+    app = FastAPI(
+        title=contract.title,
+        version=__version__,
+        description=f"{contract.description}\n{HOW_TO}".strip(),
+        lifespan=lifespan_of(settings, store, log),
+        docs_url=None,  # served below from packaged assets: the default pages load them from a CDN
+        redoc_url=None,
+    )
+    app.state.service = service
+    guard = api_key_guard(settings.api_key.get_secret_value()) if settings.api_key is not None else None
+    app.include_router(build_router(service, guard))
+    app.include_router(build_ops_router(service, guard))
+    app.include_router(build_v2_router(service, guard))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
+    add_error_handlers(app)
+    add_schemas(app, {contract.entity: service.models.row, "InferRequest": InferRequest})
+    add_docs(app)
+    return app
+
+
+def load_store(settings: ServeSettings, process: Settings) -> tuple[ModelStore, FeatureContract, dict[str, Any] | None]:
+    """The model store with its first model loaded if it can be, the contract to serve and an example row.
+
+    Without a model the contract comes from the data config and there is no example.
+    """
     store = ModelStore(settings, process, load_registry_config(settings.registry_config))
     store.load_initial()
     if store.current is not None:
@@ -59,8 +93,12 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     else:
         contract, example = load_data_config(settings.contract_config).contract, None
     store.expected_contract = contract
-    metrics = Metrics()
-    log = PredictionLog(
+    return store, contract, example
+
+
+def open_log(settings: ServeSettings) -> PredictionLog:
+    """The prediction log, with the batching, flushing and back-pressure limits of the settings."""
+    return PredictionLog(
         settings.prediction_log_url,
         settings.journal_dir(),
         batch_size=settings.log_batch_size,
@@ -69,8 +107,10 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         max_lag_rows=settings.log_max_queue,
         loader_nice=settings.log_loader_nice,
     )
-    metrics.watch_queue(lambda: log.depth)
-    service = Service(settings, store, log, metrics, contract=contract, models=api_models(contract, example))
+
+
+def lifespan_of(settings: ServeSettings, store: ModelStore, log: PredictionLog) -> Lifespan:
+    """The app's lifespan: the log's writer, and the alias watcher if the settings poll, run while the app does."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -91,25 +131,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
             await log.close()  # writes everything still queued
             await writer  # returns within one flush interval once the log is closed
 
-    app = FastAPI(
-        title=contract.title,
-        version=__version__,
-        description=f"{contract.description}\n{HOW_TO}".strip(),
-        lifespan=lifespan,
-        docs_url=None,  # served below from packaged assets: the default pages load them from a CDN
-        redoc_url=None,
-    )
-    app.state.service = service
-    guard = api_key_guard(settings.api_key.get_secret_value()) if settings.api_key is not None else None
-    app.include_router(build_router(service, guard))
-    app.include_router(build_ops_router(service, guard))
-    app.include_router(build_v2_router(service, guard))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
-    add_error_handlers(app)
-    add_schemas(app, {contract.entity: service.models.row, "InferRequest": InferRequest})
-    add_docs(app)
-    return app
+    return lifespan
 
 
 def add_docs(app: FastAPI) -> None:

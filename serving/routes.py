@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+from serving.model_store import ServedModel
 from serving.prediction_log import LogUnavailableError, now
 from serving.schemas import ErrorResponse, FeedbackResponse
-from serving.service import RequestContext, Service, ServiceError, error_path, require_json
+from serving.service import Predicted, RequestContext, Service, ServiceError, error_path, require_json
 from tabloop.errors import redact
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -118,20 +119,18 @@ CONTEXT_HEADERS = [
 
 def build_router(service: Service, guard: Any) -> APIRouter:
     """The routes, bound to the service's contract-shaped models and limits."""
-    row, feedback_item = service.models.row, service.models.feedback
-    target, entity = service.contract.target.name, service.contract.entity
-    things = f"{entity.lower()}s"
-    limit = Field(min_length=1, max_length=service.settings.max_batch)
-    # /predict picks the adapter from the body's first byte: a callable discriminator would make pydantic build
-    # Python objects from the whole JSON first, which more than doubles the validation time of a batch.
-    one_adapter: TypeAdapter[Any] = TypeAdapter(row)
-    many_adapter: TypeAdapter[Any] = TypeAdapter(Annotated[list[row], limit])  # type: ignore[valid-type,arg-type]
-    feedback_body = Annotated[
-        Annotated[feedback_item, Tag(ONE)] | Annotated[Annotated[list[feedback_item], limit], Tag(MANY)],  # type: ignore[valid-type]
-        Discriminator(one_or_many),
-    ]
     router = APIRouter()
     secured = [guard] if guard is not None else []
+    add_predict_route(router, service, secured)
+    add_invocations_route(router, service, secured)
+    add_feedback_route(router, service, secured)
+    return router
+
+
+def add_predict_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+    """``POST /predict``: one row or a list of rows in the contract's shape."""
+    target, entity = service.contract.target.name, service.contract.entity
+    body = PredictBody(service.models.row, service.settings.max_batch)
 
     @router.post(
         "/predict",
@@ -139,56 +138,21 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         dependencies=secured,
         responses=ERRORS,
         tags=["predictions"],
-        summary=f"Predict {target} for one {entity.lower()} or a list of {things}",
-        openapi_extra={
-            "parameters": CONTEXT_HEADERS,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": f"#/components/schemas/{entity}"},
-                                {
-                                    "type": "array",
-                                    "items": {"$ref": f"#/components/schemas/{entity}"},
-                                    "minItems": 1,
-                                    "maxItems": service.settings.max_batch,
-                                },
-                            ]
-                        },
-                        "examples": {
-                            f"one {entity.lower()}": {"value": row_example(row)},
-                            f"two {things}": {"value": [row_example(row)] * 2},
-                        },
-                    }
-                },
-            },
-        },
+        summary=f"Predict {target} for one {entity.lower()} or a list of {entity.lower()}s",
+        openapi_extra=predict_openapi(service.models.row, entity, service.settings.max_batch),
     )
     async def predict(request: Request) -> Response:
         # The hot path: pydantic validates the raw bytes (in Rust) and orjson writes the answer; FastAPI's
         # generic body handling would cost more than the prediction itself.
         require_json(request.headers)
-        raw = await request.body()
-        many = raw.lstrip(b" \t\r\n")[:1] == b"["
-        try:
-            rows = many_adapter.validate_json(raw) if many else [one_adapter.validate_json(raw)]
-        except ValidationError as e:
-            raise ServiceError(*body_error(e)) from e
+        rows = body.rows(await request.body())
         context = RequestContext.from_headers(request.headers)
         done = await service.predict("/predict", service.columns(rows), len(rows), context)
-        answer = {
-            "request_id": done.request_id,
-            "model_name": done.model_name,
-            "model_version": done.model_version,
-            "threshold": done.threshold,
-            "predictions": [
-                {"id": i, "probability": p, target: label}
-                for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
-            ],
-        }
-        return Response(orjson.dumps(answer), media_type="application/json")
+        return Response(orjson.dumps(predictions(done, target)), media_type="application/json")
+
+
+def add_invocations_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+    """``POST /invocations``: MLflow's scoring protocol."""
 
     @router.post(
         "/invocations",
@@ -196,45 +160,24 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         responses=ERRORS,
         tags=["MLflow scoring protocol"],
         summary="Score like `mlflow models serve`: dataframe_split, dataframe_records, instances or inputs",
-        openapi_extra={
-            "parameters": CONTEXT_HEADERS,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "additionalProperties": True},
-                        "examples": {
-                            "dataframe_records": {"value": {"dataframe_records": [row_example(row)]}},
-                            "dataframe_split": {
-                                "value": {
-                                    "dataframe_split": {
-                                        "columns": list(row_example(row)),
-                                        "data": [list(row_example(row).values())],
-                                    }
-                                }
-                            },
-                        },
-                    }
-                },
-            },
-        },
+        openapi_extra=invocations_openapi(service.models.row),
     )
     async def invocations(request: Request) -> Response:
         require_json(request.headers)
-        try:
-            payload = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e:
-            raise ServiceError(400, "malformed_json", f"the body is not valid JSON: {e}") from e
-        rows = service.validate_rows(mlflow_records(payload), prefix="records")
-        if not rows:
-            raise ServiceError(400, "invalid_input", "no records to score")
+        rows = invocation_rows(service, await request.body())
         context = RequestContext.from_headers(request.headers)
         done = await service.predict("/invocations", service.columns(rows), len(rows), context)
-        predictions = [
-            {"probability": float(p), "label": bool(label)}
-            for p, label in zip(done.probability, done.label, strict=True)
-        ]
-        return Response(orjson.dumps({"predictions": predictions}), media_type="application/json")
+        return Response(orjson.dumps({"predictions": mlflow_predictions(done)}), media_type="application/json")
+
+
+def add_feedback_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+    """``POST /feedback``: the observed outcome of one earlier prediction or of a list of them."""
+    item = service.models.feedback
+    limit = Field(min_length=1, max_length=service.settings.max_batch)
+    feedback_body = Annotated[
+        Annotated[item, Tag(ONE)] | Annotated[Annotated[list[item], limit], Tag(MANY)],  # type: ignore[valid-type]
+        Discriminator(one_or_many),
+    ]
 
     @router.post(
         "/feedback",
@@ -245,32 +188,121 @@ def build_router(service: Service, guard: Any) -> APIRouter:
         summary="Record the observed outcome of earlier predictions (recording it again replaces it)",
     )
     async def feedback(body: Annotated[feedback_body, Body()]) -> FeedbackResponse:
-        items = body if isinstance(body, list) else [body]
-        ids = [item.id for item in items]
-        known = await asyncio.to_thread(service.log.known, ids)
-        unknown = [(k, i) for k, i in enumerate(ids) if i not in known]
-        if unknown:
-            raise ServiceError(
-                404,
-                "unknown_prediction",
-                f"{len(unknown)} of {len(ids)} ids name no prediction; nothing was recorded",
-                [
-                    {"path": f"body[{k}].id" if isinstance(body, list) else "body.id", "reason": f"no prediction {i!r}"}
-                    for k, i in unknown
-                ],
-            )
-        received = now()
-        service.check_log()
-        try:
-            service.log.record_feedback(
-                {"prediction_id": i.id, "actual": getattr(i, target), "outcome": i.outcome, "received_at": received}
-                for i in items
-            )
-        except LogUnavailableError as e:
-            raise ServiceError(503, "log_unavailable", f"the outcomes cannot be recorded: {e}") from e
-        return FeedbackResponse(recorded=len(items))
+        return await record_feedback(service, body)
 
-    return router
+
+class PredictBody:
+    """Validates a /predict body, one row or a list of rows, straight from its bytes.
+
+    The adapter is picked from the body's first byte: a callable discriminator would make pydantic build Python
+    objects from the whole JSON first, which more than doubles the validation time of a batch.
+    """
+
+    def __init__(self, row: type, max_batch: int) -> None:
+        limit = Field(min_length=1, max_length=max_batch)
+        self.one: TypeAdapter[Any] = TypeAdapter(row)
+        self.many: TypeAdapter[list[Any]] = TypeAdapter(Annotated[list[row], limit])  # type: ignore[valid-type,arg-type]
+
+    def rows(self, raw: bytes) -> list[Any]:
+        """The validated rows of the body; a 400 if it is not JSON, a 422 listing every problem otherwise."""
+        many = raw.lstrip(b" \t\r\n")[:1] == b"["
+        try:
+            return self.many.validate_json(raw) if many else [self.one.validate_json(raw)]
+        except ValidationError as e:
+            raise ServiceError(*body_error(e)) from e
+
+
+def predictions(done: Predicted, target: str) -> dict[str, Any]:
+    """The /predict answer: the model that gave it, its threshold and one prediction per row."""
+    return {
+        "request_id": done.request_id,
+        "model_name": done.model_name,
+        "model_version": done.model_version,
+        "threshold": done.threshold,
+        "predictions": [
+            {"id": i, "probability": p, target: label}
+            for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
+        ],
+    }
+
+
+def invocation_rows(service: Service, raw: bytes) -> list[Any]:
+    """The validated rows of an MLflow scoring body; a 400 if it is not JSON, breaks the contract or has none."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ServiceError(400, "malformed_json", f"the body is not valid JSON: {e}") from e
+    rows = service.validate_rows(mlflow_records(payload), prefix="records")
+    if not rows:
+        raise ServiceError(400, "invalid_input", "no records to score")
+    return rows
+
+
+def mlflow_predictions(done: Predicted) -> list[dict[str, Any]]:
+    """The predictions in the /invocations answer: a probability and a label per row."""
+    return [
+        {"probability": float(p), "label": bool(label)} for p, label in zip(done.probability, done.label, strict=True)
+    ]
+
+
+async def record_feedback(service: Service, body: Any) -> FeedbackResponse:
+    """How many outcomes were recorded; a 404 (and nothing recorded) if any id names no prediction."""
+    items = body if isinstance(body, list) else [body]
+    await require_known(service, [item.id for item in items], listed=isinstance(body, list))
+    received = now()
+    service.check_log()
+    target = service.contract.target.name
+    try:
+        service.log.record_feedback(
+            {"prediction_id": i.id, "actual": getattr(i, target), "outcome": i.outcome, "received_at": received}
+            for i in items
+        )
+    except LogUnavailableError as e:
+        raise ServiceError(503, "log_unavailable", f"the outcomes cannot be recorded: {e}") from e
+    return FeedbackResponse(recorded=len(items))
+
+
+async def require_known(service: Service, ids: list[str], listed: bool) -> None:
+    """Nothing if every id names a logged prediction; a 404 naming each one that does not otherwise."""
+    known = await asyncio.to_thread(service.log.known, ids)
+    unknown = [(k, i) for k, i in enumerate(ids) if i not in known]
+    if unknown:
+        raise ServiceError(
+            404,
+            "unknown_prediction",
+            f"{len(unknown)} of {len(ids)} ids name no prediction; nothing was recorded",
+            [{"path": f"body[{k}].id" if listed else "body.id", "reason": f"no prediction {i!r}"} for k, i in unknown],
+        )
+
+
+def predict_openapi(row: type, entity: str, max_batch: int) -> dict[str, Any]:
+    """The OpenAPI request body of /predict: one row or a list of rows, with an example of each."""
+    example = row_example(row)
+    ref = f"#/components/schemas/{entity}"
+    schema = {"oneOf": [{"$ref": ref}, {"type": "array", "items": {"$ref": ref}, "minItems": 1, "maxItems": max_batch}]}
+    examples = {f"one {entity.lower()}": {"value": example}, f"two {entity.lower()}s": {"value": [example] * 2}}
+    return json_body_openapi(schema, examples)
+
+
+def invocations_openapi(row: type) -> dict[str, Any]:
+    """The OpenAPI request body of /invocations: any object, with the example row as records and as a split."""
+    example = row_example(row)
+    examples = {
+        "dataframe_records": {"value": {"dataframe_records": [example]}},
+        "dataframe_split": {"value": {"dataframe_split": {"columns": list(example), "data": [list(example.values())]}}},
+    }
+    return json_body_openapi({"type": "object", "additionalProperties": True}, examples)
+
+
+def json_body_openapi(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route that reads its JSON body itself: the context headers and the body."""
+    return {
+        "parameters": CONTEXT_HEADERS,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema, "examples": examples}},
+        },
+    }
 
 
 def build_ops_router(service: Service, guard: Any) -> APIRouter:
@@ -284,58 +316,78 @@ def build_ops_router(service: Service, guard: Any) -> APIRouter:
 
     @router.get("/health/ready", tags=["health"], summary="A model is loaded and the service can predict")
     async def ready() -> JSONResponse:
-        served = service.store.current
-        status = service.store.status
-        log = service.log.status()
-        ok = served is not None and log["status"] != "refusing"
-        details = {
-            "status": "ready" if ok else "not ready",
-            "model": None
-            if served is None
-            else {"name": served.name, "version": served.version, "alias": served.alias, "source": served.source},
-            "registry": status.registry,
-            "last_check": status.last_check,
-            "refused_versions": status.refused,
-            "prediction_log": log,
-        }
-        if served is not None and served.source == "cache":
-            details["note"] = "serving the cached model: the registry could not be reached"
+        ok, details = readiness(service)
         return JSONResponse(details, status_code=200 if ok else 503)
 
     @router.get("/model", dependencies=secured, responses=ERRORS, tags=["model"], summary="The model being served")
     async def model() -> dict[str, Any]:
-        served = service.served()
-        lineage = served.lineage
-        return {
-            "name": served.name,
-            "version": served.version,
-            "alias": served.alias,
-            "source": served.source,
-            "loaded_at": served.loaded_at,
-            "threshold": served.predictor.threshold,
-            "lineage": {k: v for k, v in lineage.items() if k != "metrics"},
-            "metrics": lineage.get("metrics", {}),
-            "contract": served.contract.model_dump(mode="json"),
-        }
+        return model_info(service.served())
 
     @router.post("/admin/reload", dependencies=secured, responses=ERRORS, tags=["model"], summary="Check the alias now")
     async def reload() -> dict[str, Any]:
-        try:
-            changed = await asyncio.to_thread(service.store.check)
-        except Exception as e:
-            raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {redact(str(e))}") from e
-        served = service.store.current
-        return {"changed": changed, "version": served.version if served else None}
+        return await reload_model(service)
 
     @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
     async def metrics() -> Response:
-        served = service.store.current
-        if served is not None:
-            service.metrics.serving(served.name, served.version, served.source)
-        service.metrics.refused.set(len(service.store.status.refused))
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(service), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def readiness(service: Service) -> tuple[bool, dict[str, Any]]:
+    """Whether the service can predict (a model is loaded and the log records), and the details of why."""
+    served = service.store.current
+    status = service.store.status
+    log = service.log.status()
+    ok = served is not None and log["status"] != "refusing"
+    details = {
+        "status": "ready" if ok else "not ready",
+        "model": None
+        if served is None
+        else {"name": served.name, "version": served.version, "alias": served.alias, "source": served.source},
+        "registry": status.registry,
+        "last_check": status.last_check,
+        "refused_versions": status.refused,
+        "prediction_log": log,
+    }
+    if served is not None and served.source == "cache":
+        details["note"] = "serving the cached model: the registry could not be reached"
+    return ok, details
+
+
+def model_info(served: ServedModel) -> dict[str, Any]:
+    """What /model says about the served model: where it came from, its threshold, lineage, metrics and contract."""
+    lineage = served.lineage
+    return {
+        "name": served.name,
+        "version": served.version,
+        "alias": served.alias,
+        "source": served.source,
+        "loaded_at": served.loaded_at,
+        "threshold": served.predictor.threshold,
+        "lineage": {k: v for k, v in lineage.items() if k != "metrics"},
+        "metrics": lineage.get("metrics", {}),
+        "contract": served.contract.model_dump(mode="json"),
+    }
+
+
+async def reload_model(service: Service) -> dict[str, Any]:
+    """Whether checking the registry alias changed the served model, and the version served now."""
+    try:
+        changed = await asyncio.to_thread(service.store.check)
+    except Exception as e:
+        raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {redact(str(e))}") from e
+    served = service.store.current
+    return {"changed": changed, "version": served.version if served else None}
+
+
+def metrics_text(service: Service) -> bytes:
+    """The Prometheus metrics, with the served model and the count of refused versions brought up to date."""
+    served = service.store.current
+    if served is not None:
+        service.metrics.serving(served.name, served.version, served.source)
+    service.metrics.refused.set(len(service.store.status.refused))
+    return generate_latest(service.metrics.registry)
 
 
 def json_body(request: Request) -> None:

@@ -202,6 +202,16 @@ def _flatten(data: list[Any]) -> list[Any]:
 def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, Any]]:
     """One record per row from the request's tensors; a V2Error naming the first problem otherwise."""
     features = service.store.expected_contract.features if service.store.expected_contract else {}
+    tensors = named_tensors(request, features)
+    columns = {name: tensor_values(name, tensor, features[name]) for name, tensor in tensors.items()}
+    n = batch_size({name: tensor.shape[0] for name, tensor in tensors.items()}, service.settings.max_batch)
+    for name in features:
+        columns.setdefault(name, [None] * n)
+    return [{name: columns[name][i] for name in features} for i in range(n)]
+
+
+def named_tensors(request: InferRequest, features: dict[str, FeatureSpec]) -> dict[str, InputTensor]:
+    """The request's inputs by name; a V2Error for an input given twice or unknown, or a required one missing."""
     tensors: dict[str, InputTensor] = {}
     for tensor in request.inputs:
         if tensor.name in tensors:
@@ -212,36 +222,36 @@ def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, A
     missing = [name for name, spec in features.items() if name not in tensors and not spec.nullable]
     if missing:
         raise V2Error(400, "invalid_input", f"missing input(s): {', '.join(missing)}")
-    columns: dict[str, list[Any]] = {}
-    sizes: dict[str, int] = {}
-    for name, tensor in tensors.items():
-        spec = features[name]
-        if not accepts(spec, tensor.datatype):
-            raise V2Error(
-                400, "invalid_input", f"input '{name}' has datatype {tensor.datatype}; send {datatype_of(spec)}"
-            )
-        if len(tensor.shape) == 2 and tensor.shape[1] != 1:
-            raise V2Error(400, "invalid_input", f"input '{name}' must have shape [n] or [n, 1], not {tensor.shape}")
-        values = _flatten(tensor.data or [])
-        if len(values) != math.prod(tensor.shape):
-            raise V2Error(
-                400,
-                "invalid_input",
-                f"input '{name}' has shape {tensor.shape} ({math.prod(tensor.shape)} values) but {len(values)} data",
-            )
-        columns[name] = values
-        sizes[name] = tensor.shape[0]
+    return tensors
+
+
+def tensor_values(name: str, tensor: InputTensor, spec: FeatureSpec) -> list[Any]:
+    """The flat values of one input; a V2Error if its datatype cannot carry the feature or its shape is wrong."""
+    if not accepts(spec, tensor.datatype):
+        raise V2Error(400, "invalid_input", f"input '{name}' has datatype {tensor.datatype}; send {datatype_of(spec)}")
+    if len(tensor.shape) == 2 and tensor.shape[1] != 1:
+        raise V2Error(400, "invalid_input", f"input '{name}' must have shape [n] or [n, 1], not {tensor.shape}")
+    values = _flatten(tensor.data or [])
+    if len(values) != math.prod(tensor.shape):
+        raise V2Error(
+            400,
+            "invalid_input",
+            f"input '{name}' has shape {tensor.shape} ({math.prod(tensor.shape)} values) but {len(values)} data",
+        )
+    return values
+
+
+def batch_size(sizes: dict[str, int], max_batch: int) -> int:
+    """The one batch size all inputs agree on; a V2Error if they disagree, or it is empty or over ``max_batch``."""
     batch = set(sizes.values())
     if len(batch) != 1:
         raise V2Error(400, "invalid_input", f"inputs disagree on the batch size: {sizes}")
     n = batch.pop()
     if n == 0:
         raise V2Error(400, "invalid_input", "the batch is empty")
-    if n > service.settings.max_batch:
-        raise V2Error(400, "batch_too_large", f"{n} rows; at most {service.settings.max_batch}")
-    for name in features:
-        columns.setdefault(name, [None] * n)
-    return [{name: columns[name][i] for name in features} for i in range(n)]
+    if n > max_batch:
+        raise V2Error(400, "batch_too_large", f"{n} rows; at most {max_batch}")
+    return n
 
 
 def parse_infer(raw: bytes, headers: Headers) -> InferRequest:
@@ -291,10 +301,6 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
     secured = [guard] if guard is not None else []
 
-    def check_name(name: str) -> None:
-        if name != service.store.name:
-            raise V2Error(404, "unknown_model", f"unknown model '{name}'; this server serves '{service.store.name}'")
-
     @router.get("", summary="Server metadata")
     async def server() -> dict[str, Any]:
         return {"name": "tabloop", "version": __version__, "extensions": ["binary_tensor_data"]}
@@ -310,23 +316,12 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
 
     @router.get("/models/{name}", summary="Model metadata")
     async def metadata(name: str) -> dict[str, Any]:
-        check_name(name)
-        served = service.store.current
-        features = service.store.expected_contract.features if service.store.expected_contract else {}
-        return {
-            "name": name,
-            "versions": [served.version] if served else [],
-            "platform": "tabloop",
-            "inputs": [{"name": f, "datatype": datatype_of(s), "shape": [-1]} for f, s in features.items()],
-            "outputs": [
-                {"name": "probability", "datatype": "FP64", "shape": [-1]},
-                {"name": "label", "datatype": "BOOL", "shape": [-1]},
-            ],
-        }
+        check_name(service, name)
+        return model_metadata(service, name)
 
     @router.get("/models/{name}/ready", summary="Model readiness")
     async def model_ready(name: str) -> Response:
-        check_name(name)
+        check_name(service, name)
         ok = service.store.current is not None
         body = orjson.dumps({"name": name, "ready": ok})
         return Response(body, status_code=200 if ok else 503, media_type="application/json")
@@ -344,20 +339,53 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         },
     )
     async def infer(name: str, request: Request) -> Response:
-        check_name(name)
-        parsed = parse_infer(await request.body(), request.headers)
-        wanted = [o.name for o in parsed.outputs] if parsed.outputs else ["probability", "label"]
-        unknown = [o for o in wanted if o not in ("probability", "label")]
-        if unknown:
-            raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: probability, label")
-        try:
-            rows = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
-            context = RequestContext.from_headers(request.headers)
-            done = await service.predict("/v2/models/{name}/infer", service.columns(rows), len(rows), context)
-        except V2Error:
-            raise
-        except ServiceError as e:
-            raise V2Error(e.status, e.code, e.message, e.details) from e
-        return infer_response(name, parsed, done, wanted)
+        check_name(service, name)
+        return await run_infer(service, name, request)
 
     return router
+
+
+def check_name(service: Service, name: str) -> None:
+    """Nothing if ``name`` is the served model's; a 404 naming the model served otherwise."""
+    if name != service.store.name:
+        raise V2Error(404, "unknown_model", f"unknown model '{name}'; this server serves '{service.store.name}'")
+
+
+def model_metadata(service: Service, name: str) -> dict[str, Any]:
+    """The model's metadata: its versions and its input and output tensors."""
+    served = service.store.current
+    features = service.store.expected_contract.features if service.store.expected_contract else {}
+    return {
+        "name": name,
+        "versions": [served.version] if served else [],
+        "platform": "tabloop",
+        "inputs": [{"name": f, "datatype": datatype_of(s), "shape": [-1]} for f, s in features.items()],
+        "outputs": [
+            {"name": "probability", "datatype": "FP64", "shape": [-1]},
+            {"name": "label", "datatype": "BOOL", "shape": [-1]},
+        ],
+    }
+
+
+async def run_infer(service: Service, name: str, request: Request) -> Response:
+    """The answer to an inference request; every error in the protocol's format."""
+    parsed = parse_infer(await request.body(), request.headers)
+    wanted = wanted_outputs(parsed)
+    try:
+        rows = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
+        context = RequestContext.from_headers(request.headers)
+        done = await service.predict("/v2/models/{name}/infer", service.columns(rows), len(rows), context)
+    except V2Error:
+        raise
+    except ServiceError as e:
+        raise V2Error(e.status, e.code, e.message, e.details) from e
+    return infer_response(name, parsed, done, wanted)
+
+
+def wanted_outputs(parsed: InferRequest) -> list[str]:
+    """The outputs the request asks for (all of them if it names none); a V2Error for an unknown one."""
+    wanted = [o.name for o in parsed.outputs] if parsed.outputs else ["probability", "label"]
+    unknown = [o for o in wanted if o not in ("probability", "label")]
+    if unknown:
+        raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: probability, label")
+    return wanted

@@ -266,6 +266,20 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        self._check_references()
+        if self.entity.table not in self.tables:
+            raise ValueError(f"entity.table: {self.entity.table!r} is not one of the tables ({', '.join(self.tables)})")
+        if self.source.rdataset is not None and len(self.tables) != 1:
+            raise ValueError("source.rdataset: an R dataset is one table; declare exactly one under tables")
+        if isinstance(self.split, TimeSplit) and self.entity.time is None:
+            raise ValueError("split.kind: a time split needs an event time (entity.time)")
+        if self.adapter is None:
+            self._check_single_table()
+        self._check_preprocessing()
+        return self
+
+    def _check_references(self) -> None:
+        """Every ``references`` names a column of a declared table."""
         for table, spec in self.tables.items():
             for column, col in spec.columns.items():
                 ref = col.references
@@ -276,14 +290,9 @@ class DataConfig(StrictModel):
                     raise ValueError(f"{where}: unknown table {ref.table!r}")
                 if ref.column not in self.tables[ref.table].columns:
                     raise ValueError(f"{where}: table {ref.table!r} has no column {ref.column!r}")
-        if self.entity.table not in self.tables:
-            raise ValueError(f"entity.table: {self.entity.table!r} is not one of the tables ({', '.join(self.tables)})")
-        if self.source.rdataset is not None and len(self.tables) != 1:
-            raise ValueError("source.rdataset: an R dataset is one table; declare exactly one under tables")
-        if isinstance(self.split, TimeSplit) and self.entity.time is None:
-            raise ValueError("split.kind: a time split needs an event time (entity.time)")
-        if self.adapter is None:
-            self._check_single_table()
+
+    def _check_preprocessing(self) -> None:
+        """The target is no feature; transforms apply to numeric features, crosses to categorical ones."""
         features = self.contract.features
         if self.contract.target.name in features:
             raise ValueError(f"contract.target.name: {self.contract.target.name!r} is also a feature")
@@ -294,7 +303,6 @@ class DataConfig(StrictModel):
             for name in pair:
                 if name not in features or features[name].kind != "categorical":
                     raise ValueError(f"preprocessing.crosses: {name!r} is not a categorical feature")
-        return self
 
     def _check_single_table(self) -> None:
         """Without an adapter, every column the pipeline reads must be a column of the entity table."""

@@ -248,16 +248,13 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
     column = Column(name=name, dtype=dtype, nullable=nulls > 0, role="feature")
     if nulls:
         column.notes.append(f"missing in {nulls:,} of {rows:,} rows")
-    if name == request.target:
-        column.role = "target"
-        column.values = sorted(series.unique().to_list(), key=str)
-        return column
-    if name == request.id:
-        column.role = "id"
-        return column
-    if name == request.time:
-        column.role = "time"
-        column.dtype = "datetime"
+    given = {request.time: "time", request.id: "id", request.target: "target"}.get(name)  # the target first
+    if given is not None:  # the target, the id or the time that make init was given
+        column.role = given
+        if given == "target":
+            column.values = sorted(series.unique().to_list(), key=str)
+        elif given == "time":
+            column.dtype = "datetime"
         return column
     if nulls == rows:
         column.role = "empty"
@@ -266,22 +263,28 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
         column.role = "datetime"
         column.notes.append("a date or time: derive features from it in an adapter")
         return column
-    distinct = series.drop_nulls().n_unique()
-    if dtype in ("string", "int64") and distinct >= UNIQUE_SHARE * (rows - nulls) and rows - nulls > 20:
+    return _by_values(series.drop_nulls(), column)
+
+
+def _by_values(values: pl.Series, column: Column) -> Column:
+    """A column that is none of the given ones, by its present values: an identifier, a categorical or a numeric
+    feature."""
+    present, distinct = values.len(), values.n_unique()
+    if column.dtype in ("string", "int64") and distinct >= UNIQUE_SHARE * present and present > 20:
         column.role = "identifier"
         return column
-    if dtype in ("string", "bool"):
+    if column.dtype in ("string", "bool"):
         column.kind = "categorical"
         column.dtype = "string"
         if distinct <= MAX_CATEGORIES:
-            column.values = sorted(str(v) for v in series.drop_nulls().unique().to_list())
+            column.values = sorted(str(v) for v in values.unique().to_list())
         else:
             column.notes.append(f"{distinct:,} distinct values: an open vocabulary (rare ones share a bucket)")
         return column
     column.kind = "numeric"
-    column.low, column.high = float(series.min()), float(series.max())  # type: ignore[arg-type]
+    column.low, column.high = float(values.min()), float(values.max())  # type: ignore[arg-type]
     column.notes.append(f"observed {fmt(column.low)} to {fmt(column.high)}: widen to the values that are possible")
-    if dtype.startswith("int") and distinct <= 10:
+    if column.dtype.startswith("int") and distinct <= 10:
         column.notes.append(f"{distinct} distinct values: consider kind: categorical")
     return column
 
@@ -348,11 +351,27 @@ def data_yaml(
     split: dict[str, Any],
 ) -> str:
     """The drafted ``data.yaml``, with a comment on everything that was inferred."""
-    counts = frame[request.target].value_counts()
-    share = counts.filter(pl.col(request.target) == positive)["count"].sum() / frame.height
-    chosen = "as given (POSITIVE)" if request.positive is not None else "the minority class"
-    lines = [
-        f"# Drafted by `make init` from {request.data} ({frame.height:,} rows, {len(frame.columns)} columns) on "
+    draft = _Draft(request, source, table, frame, columns, positive, split)
+    sections = (_header, _source_and_entity, _label_split_validation, _table, _contract, _preprocessing_and_card)
+    return "\n".join(line for section in sections for line in section(draft))
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What the sections of a drafted ``data.yaml`` are written from."""
+
+    request: DraftRequest
+    source: dict[str, str]
+    table: str
+    frame: pl.DataFrame
+    columns: list[Column]
+    positive: Any
+    split: dict[str, Any]
+
+
+def _header(d: _Draft) -> list[str]:
+    return [
+        f"# Drafted by `make init` from {d.request.data} ({d.frame.height:,} rows, {len(d.frame.columns)} columns) on "
         f"{dt.date.today()}.",
         "# Everything below was inferred from the data: review it before you train. Ranges are the observed ones",
         "# (widen them to what is possible, or production rows will be rejected), allowed values are the ones seen.",
@@ -361,46 +380,67 @@ def data_yaml(
         "# One table needs no code. For joins or derived features, write src/tabloop/datasets/<name>.py, name it here.",
         "adapter: null",
         "",
+    ]
+
+
+def _source_and_entity(d: _Draft) -> list[str]:
+    request = d.request
+    lines = [
         "source:",
-        *(f"  {key}: {q(value)}" for key, value in source.items()),
+        *(f"  {key}: {q(value)}" for key, value in d.source.items()),
         '  null_values: ["NA", ""]',
         "",
         "entity:",
-        f"  table: {table}",
+        f"  table: {d.table}",
+        f"  id: {q(request.id)}" if request.id else "  # id: none given; rows are numbered in file order",
     ]
-    lines.append(f"  id: {q(request.id)}" if request.id else "  # id: none given; rows are numbered in file order")
     if request.time:
         lines += [f"  time: {q(request.time)}", '  time_zone: "UTC"           # the zone of times that carry none']
     else:
         lines.append("  # time: none given; replay sends rows in file order on a synthetic clock")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _label_split_validation(d: _Draft) -> list[str]:
+    target = d.request.target
+    share = d.frame[target].value_counts().filter(pl.col(target) == d.positive)["count"].sum() / d.frame.height
+    chosen = "as given (POSITIVE)" if d.request.positive is not None else "the minority class"
+    return [
         "label:",
-        f"  column: {q(request.target)}",
-        f"  positive: [{q(positive)}]     # {chosen}: {share:.1%} of the rows; the others are negative",
+        f"  column: {q(target)}",
+        f"  positive: [{q(d.positive)}]     # {chosen}: {share:.1%} of the rows; the others are negative",
         "  unlabelled: drop",
         "",
         "split:",
-        *split_lines(split),
+        *split_lines(d.split),
         "",
         "validation:",
         "  max_rejected_share: 0.01     # above it the validate stage fails and keeps its previous outputs",
         "  examples_per_rule: 5",
         "",
+    ]
+
+
+def _table(d: _Draft) -> list[str]:
+    lines = [
         "tables:",
-        f"  {table}:",
-        f"    key: [{q(request.id)}]"
-        if request.id
+        f"  {d.table}:",
+        f"    key: [{q(d.request.id)}]"
+        if d.request.id
         else "    key: []                     # no column is unique per row",
         "    columns:",
     ]
-    for column in columns:
+    for column in d.columns:
         if column.role in ("empty",):
             lines.append(f"      # {column.name}: left out, empty in every row")
             continue
         lines.append(f"      {q(column.name)}: {{{table_rules(column)}}}{comment(column)}")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _contract(d: _Draft) -> list[str]:
+    request, positive = d.request, d.positive
+    lines = [
         "# The model's inputs. A feature must be a column of the table (or one the adapter derives).",
         "contract:",
         f"  entity: {entity_name(request.name)}",
@@ -411,7 +451,7 @@ def data_yaml(
         f"    description: {q(f'{request.target} is {positive}.')}",
         "  features:",
     ]
-    for column in columns:
+    for column in d.columns:
         if column.role == "feature":
             lines.append(f"    {q(column.name)}: {{{feature_rules(column)}}}")
         elif column.role in ("identifier", "datetime"):
@@ -419,8 +459,12 @@ def data_yaml(
                 "identifies rows" if column.role == "identifier" else "a date or time (derive features in an adapter)"
             )
             lines.append(f"    # {column.name}: left out, {reason}")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _preprocessing_and_card(d: _Draft) -> list[str]:
+    request, positive = d.request, d.positive
+    return [
         "preprocessing:",
         "  min_category_count: 20       # rarer categories share the out-of-vocabulary bucket",
         "  transforms: {}               # e.g. {income: log1p} for a skewed positive number",
@@ -436,7 +480,6 @@ def data_yaml(
         "  limitations: []",
         "",
     ]
-    return "\n".join(lines)
 
 
 def split_lines(split: dict[str, Any]) -> list[str]:

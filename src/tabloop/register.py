@@ -84,58 +84,15 @@ def register_candidate(
 
     held_out = read_split(inputs.features_dir, "test")
     challenger = score(Predictor(bundle), held_out, evaluation.slices, evaluation.calibration_bins)
-    champion_version = registry.by_alias(CHAMPION)
+    champion_version = _champion(registry)
     if champion_version is None:
         decision = decide(scorecard(challenger), None, config.gate)
     else:
         decision = _against_champion(
-            registry, Registry.number(champion_version), challenger, held_out, evaluation=evaluation, config=config
+            registry, champion_version, challenger, held_out, evaluation=evaluation, config=config
         )
-
-    train_metrics = read_json(inputs.train_reports / "metrics.json")
-    evaluation_metrics = read_json(inputs.evaluation_dir / "metrics.json")
-    lineage: dict[str, Any] = {
-        "bundle_sha256": digest,
-        "git": git_state(inputs.root),
-        "data": data_hashes(inputs.lock_file, inputs.data_outputs),
-        "params": inputs.params,
-        "metrics": {"valid_roc_auc": train_metrics["valid_roc_auc"], "test": evaluation_metrics["test"]["pytorch"]},
-        "dvc_experiment": settings.dvc_exp_name,
-    }
-    run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage['git']['commit'][:8]}"
-    with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
-        lineage["mlflow_run_id"] = run.info.run_id
-        _log_run(inputs, lineage, train_metrics, evaluation_metrics)
-        logged = log_model(bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, held_out)
-        version = registry.register(
-            logged.uri,
-            {
-                BUNDLE_TAG: digest,
-                FILES_TAG: logged.files_sha256,
-                "git_commit": lineage["git"]["commit"],
-                "git_dirty": str(lineage["git"]["dirty"]),
-                "data_features_md5": lineage["data"]["features"],
-                "test_roc_auc": str(challenger.metrics["roc_auc"]),
-                "registered_at": now(),
-            },
-        )
-        try:
-            registry.set_alias(CHALLENGER, version)
-            registry.tag(
-                version,
-                {
-                    "gate.decision": decision.verdict,
-                    "gate.reasons": "\n".join(decision.reasons),  # a reason may hold "; " itself
-                    "gate.champion": Registry.number(champion_version) if champion_version else "none",
-                    "gate.metric": config.gate.metric,
-                    "gate.delta": "n/a" if decision.delta is None else str(decision.delta),
-                },
-            )
-            if decision.promote:
-                registry.promote(version, reason="; ".join(decision.reasons), decided_by="gate")
-        except Exception:
-            registry.delete(version)
-            raise
+    candidate = _Candidate(bundle, held_out, challenger, decision, champion_version)
+    version = _register(registry, config, settings, inputs, candidate)
     write_receipt(inputs.receipt, config.model_name, digest)
     champion = _champion(registry)
     logger.info("registered version %s of %s as @%s", version, config.model_name, CHALLENGER)
@@ -143,6 +100,79 @@ def register_candidate(
         logger.info("gate: %s", reason)
     logger.info("gate decision: %s; @%s is version %s", decision.verdict, CHAMPION, champion or "-")
     return RegisterOutcome(version, new=True, champion=champion, decision=decision)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """The challenger as the gate judged it."""
+
+    bundle: Bundle
+    held_out: pl.DataFrame
+    scored: Scored
+    decision: Decision
+    champion: str | None  # the champion it was compared with
+
+
+def _register(
+    registry: Registry, config: RegistryConfig, settings: Settings, inputs: RegisterInputs, candidate: _Candidate
+) -> str:
+    """Log the run and the model, register the version as ``@challenger`` with the gate's decision, and promote it
+    if the gate agreed; a version whose aliases or tags cannot be set is deleted again."""
+    decision = candidate.decision
+    lineage = _lineage(settings, inputs, candidate.bundle.digest())
+    run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage['git']['commit'][:8]}"
+    with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
+        lineage["mlflow_run_id"] = run.info.run_id
+        _log_run(inputs, lineage)
+        logged = log_model(
+            candidate.bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, candidate.held_out
+        )
+        version = registry.register(
+            logged.uri,
+            {
+                BUNDLE_TAG: lineage["bundle_sha256"],
+                FILES_TAG: logged.files_sha256,
+                "git_commit": lineage["git"]["commit"],
+                "git_dirty": str(lineage["git"]["dirty"]),
+                "data_features_md5": lineage["data"]["features"],
+                "test_roc_auc": str(candidate.scored.metrics["roc_auc"]),
+                "registered_at": now(),
+            },
+        )
+        try:
+            registry.set_alias(CHALLENGER, version)
+            registry.tag(version, gate_tags(decision, candidate.champion, config.gate.metric))
+            if decision.promote:
+                registry.promote(version, reason="; ".join(decision.reasons), decided_by="gate")
+        except Exception:
+            registry.delete(version)
+            raise
+    return version
+
+
+def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> dict[str, Any]:
+    """Where the model comes from: its bundle, the commit, the data, the parameters and its metrics."""
+    train_metrics = read_json(inputs.train_reports / "metrics.json")
+    evaluation_metrics = read_json(inputs.evaluation_dir / "metrics.json")
+    return {
+        "bundle_sha256": digest,
+        "git": git_state(inputs.root),
+        "data": data_hashes(inputs.lock_file, inputs.data_outputs),
+        "params": inputs.params,
+        "metrics": {"valid_roc_auc": train_metrics["valid_roc_auc"], "test": evaluation_metrics["test"]["pytorch"]},
+        "dvc_experiment": settings.dvc_exp_name,
+    }
+
+
+def gate_tags(decision: Decision, champion: str | None, metric: str) -> dict[str, str]:
+    """The gate's decision as tags of the version."""
+    return {
+        "gate.decision": decision.verdict,
+        "gate.reasons": "\n".join(decision.reasons),  # a reason may hold "; " itself
+        "gate.champion": champion or "none",
+        "gate.metric": metric,
+        "gate.delta": "n/a" if decision.delta is None else str(decision.delta),
+    }
 
 
 def _champion(registry: Registry) -> str | None:
@@ -185,9 +215,10 @@ def _against_champion(
     return decide(scorecard(challenger), scorecard(scored), config.gate)
 
 
-def _log_run(
-    inputs: RegisterInputs, lineage: dict[str, Any], train: dict[str, Any], evaluation: dict[str, Any]
-) -> None:
+def _log_run(inputs: RegisterInputs, lineage: dict[str, Any]) -> None:
+    """The run's tags, parameters, per-epoch and final metrics, and the reports as artifacts."""
+    train = read_json(inputs.train_reports / "metrics.json")
+    evaluation = read_json(inputs.evaluation_dir / "metrics.json")
     mlflow.set_tags(
         {
             "git_commit": lineage["git"]["commit"],

@@ -141,68 +141,20 @@ def train(
     on_epoch_end: EpochHook | None = None,
 ) -> TrainResult:
     """Train, keep the best epoch, choose the threshold on validation; write the bundle and the reports."""
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+    device = _prepare(config)
     preprocessor = load_preprocessor(features_dir)
     train_split = load_split(features_dir, "train", preprocessor).to(device)
     valid_split = load_split(features_dir, "valid", preprocessor).to(device)
+    checkpoint = _Checkpoint(checkpoint_dir / CHECKPOINT_FILE, run_fingerprint(config, features_dir))
+    run, resumed = _start(config, model_args(config, preprocessor), device, checkpoint)
+    _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
 
-    args = model_args(config, preprocessor)
-    fingerprint = run_fingerprint(config, features_dir)
-    checkpoint = checkpoint_dir / CHECKPOINT_FILE
-    model, optimizer, shuffle, state = _fresh_start(config, args, device)
-    resumed = _resume(checkpoint, fingerprint, model=model, optimizer=optimizer, shuffle=shuffle, state=state)
-    if resumed is None:  # a checkpoint that failed half-way may have touched the objects: start clean
-        model, optimizer, shuffle, state = _fresh_start(config, args, device)
-    else:
-        logger.info("resuming after epoch %d from %s", resumed, checkpoint)
-
-    batch_size = config.training.batch_size
-    batches = len(batch_bounds(len(train_split), batch_size))
-    with _progress() as progress:
-        task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
-        while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
-            epoch = state.epoch + 1
-            progress.reset(task, total=batches, description=f"epoch {epoch}")
-            order = torch.randperm(len(train_split), generator=shuffle).to(device)
-            train_loss = _run_epoch(
-                model,
-                optimizer,
-                train_split,
-                order,
-                batch_size,
-                on_batch=lambda loss: progress.update(task, advance=1, loss=loss),
-            )
-            proba = predict_proba(model, valid_split, config.training.eval_batch_size)
-            valid_target = valid_split.target.cpu().numpy()
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=round(train_loss, 6),
-                valid_loss=round(log_loss(valid_target, proba), 6),
-                valid_roc_auc=round(float(roc_auc_score(valid_target, proba)), 6),
-            )
-            state.record(record, model)
-            progress.update(task, auc=state.best_score)
-            logger.info(
-                "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
-                epoch,
-                record.train_loss,
-                record.valid_loss,
-                record.valid_roc_auc,
-                "  (best)" if state.best_epoch == epoch else "",
-            )
-            _save_checkpoint(checkpoint, fingerprint, model=model, optimizer=optimizer, shuffle=shuffle, state=state)
-            if on_epoch_end is not None:
-                on_epoch_end(record)
-
-    model.load_state_dict(state.best_state)
-    proba = predict_proba(model, valid_split, config.training.eval_batch_size)
+    state = run.state
+    run.model.load_state_dict(state.best_state)
+    proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
     valid_target = valid_split.target.cpu().numpy()
     threshold = choose_threshold(valid_target, proba) if config.threshold == "f1" else float(config.threshold)
-    bundle = Bundle(args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
+    bundle = Bundle(run.args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
     result = TrainResult(
         best_epoch=state.best_epoch,
         valid_roc_auc=state.best_score,
@@ -211,19 +163,8 @@ def train(
         resumed_from_epoch=resumed,
         history=state.history,
     )
-    with staged(bundle_dir, reports_dir) as (bundle_staging, reports_staging):
-        bundle.save(bundle_staging)
-        write_history(state.history, reports_staging / HISTORY_FILE)
-        write_json(
-            {
-                "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run,
-                "valid_roc_auc": result.valid_roc_auc,
-                "threshold": round(threshold, 6),
-            },
-            reports_staging / METRICS_FILE,
-        )
-    checkpoint.unlink(missing_ok=True)
+    _write_outputs(bundle, result, bundle_dir, reports_dir)
+    checkpoint.path.unlink(missing_ok=True)
     logger.info(
         "best epoch %d of %d: valid ROC AUC %.4f, threshold %.3f",
         result.best_epoch,
@@ -232,6 +173,102 @@ def train(
         threshold,
     )
     return result
+
+
+def _prepare(config: TrainConfig) -> torch.device:
+    """The device to train on, with the thread count and (on the CPU) deterministic algorithms set."""
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    return device
+
+
+def _start(
+    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: _Checkpoint
+) -> tuple[_Run, int | None]:
+    """The run to continue: resumed from the checkpoint if it belongs to this run, else fresh; the epoch resumed."""
+    run = _fresh_start(config, args, device)
+    resumed = checkpoint.restore(run)
+    if resumed is None:  # a checkpoint that failed half-way may have touched the objects: start clean
+        run = _fresh_start(config, args, device)
+    else:
+        logger.info("resuming after epoch %d from %s", resumed, checkpoint.path)
+    return run, resumed
+
+
+def _fit(
+    config: TrainConfig,
+    run: _Run,
+    train_split: SplitTensors,
+    valid_split: SplitTensors,
+    checkpoint: _Checkpoint,
+    *,
+    on_epoch_end: EpochHook | None,
+) -> None:
+    """Epochs until the last one or until validation stops improving for ``patience`` epochs; a checkpoint after
+    each."""
+    state = run.state
+    batches = len(batch_bounds(len(train_split), config.training.batch_size))
+    with _progress() as progress:
+        task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
+        while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
+            progress.reset(task, total=batches, description=f"epoch {state.epoch + 1}")
+            record = _epoch(
+                config, run, train_split, valid_split, on_batch=lambda loss: progress.update(task, advance=1, loss=loss)
+            )
+            state.record(record, run.model)
+            progress.update(task, auc=state.best_score)
+            logger.info(
+                "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
+                record.epoch,
+                record.train_loss,
+                record.valid_loss,
+                record.valid_roc_auc,
+                "  (best)" if state.best_epoch == record.epoch else "",
+            )
+            checkpoint.save(run)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+
+
+def _epoch(
+    config: TrainConfig,
+    run: _Run,
+    train_split: SplitTensors,
+    valid_split: SplitTensors,
+    *,
+    on_batch: Callable[[float], object],
+) -> EpochRecord:
+    """One epoch over the training split in a fresh shuffled order, scored on the validation split."""
+    device = train_split.target.device
+    order = torch.randperm(len(train_split), generator=run.shuffle).to(device)
+    train_loss = _run_epoch(run.model, run.optimizer, train_split, order, config.training.batch_size, on_batch=on_batch)
+    proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
+    valid_target = valid_split.target.cpu().numpy()
+    return EpochRecord(
+        epoch=run.state.epoch + 1,
+        train_loss=round(train_loss, 6),
+        valid_loss=round(log_loss(valid_target, proba), 6),
+        valid_roc_auc=round(float(roc_auc_score(valid_target, proba)), 6),
+    )
+
+
+def _write_outputs(bundle: Bundle, result: TrainResult, bundle_dir: Path, reports_dir: Path) -> None:
+    """The bundle and the reports (history, metrics), each directory replaced whole or not at all."""
+    with staged(bundle_dir, reports_dir) as (bundle_staging, reports_staging):
+        bundle.save(bundle_staging)
+        write_history(result.history, reports_staging / HISTORY_FILE)
+        write_json(
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "valid_roc_auc": result.valid_roc_auc,
+                "threshold": round(result.threshold, 6),
+            },
+            reports_staging / METRICS_FILE,
+        )
 
 
 @dataclass
@@ -255,9 +292,19 @@ class _TrainingState:
             self.stale += 1
 
 
-def _fresh_start(
-    config: TrainConfig, args: ModelArgs, device: torch.device
-) -> tuple[TabularNet, torch.optim.Optimizer, torch.Generator, _TrainingState]:
+@dataclass
+class _Run:
+    """What a run trains and carries from epoch to epoch: the network, its optimiser, the shuffling generator and
+    the state."""
+
+    args: ModelArgs
+    model: TabularNet
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    state: _TrainingState
+
+
+def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device) -> _Run:
     """A seeded network, its optimiser, the shuffling generator and an empty state."""
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -265,7 +312,7 @@ def _fresh_start(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
     )
-    return model, optimizer, shuffle, _TrainingState(best_state=copy.deepcopy(model.state_dict()))
+    return _Run(args, model, optimizer, shuffle, _TrainingState(best_state=copy.deepcopy(model.state_dict())))
 
 
 def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
@@ -342,67 +389,61 @@ def write_history(history: list[EpochRecord], path: Path) -> None:
     pl.DataFrame([asdict(r) for r in history]).write_csv(path)
 
 
-def _save_checkpoint(
-    path: Path,
-    fingerprint: str,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    state: _TrainingState,
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "fingerprint": fingerprint,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "best_state": state.best_state,
-        "epoch": state.epoch,
-        "best_epoch": state.best_epoch,
-        "best_score": state.best_score,
-        "stale": state.stale,
-        "history": [asdict(r) for r in state.history],
-        "torch_rng": torch.get_rng_state(),
-        "shuffle_rng": shuffle.get_state(),
-    }
-    partial = path.with_suffix(".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+@dataclass(frozen=True)
+class _Checkpoint:
+    """The run's checkpoint file, written atomically after each epoch; it resumes only the run whose inputs have
+    its fingerprint."""
 
+    path: Path
+    fingerprint: str
 
-def _resume(
-    path: Path,
-    fingerprint: str,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    state: _TrainingState,
-) -> int | None:
-    """Restore ``state`` from the checkpoint at ``path`` if it belongs to this run; its epoch, or None."""
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload["fingerprint"] != fingerprint:
-            logger.warning("discarding %s: it belongs to other data or parameters", path)
-            path.unlink()
+    def save(self, run: _Run) -> None:
+        """Everything a resumed run needs to continue exactly, written to a temporary file and renamed over."""
+        state = run.state
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "fingerprint": self.fingerprint,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "best_state": state.best_state,
+            "epoch": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_score": state.best_score,
+            "stale": state.stale,
+            "history": [asdict(r) for r in state.history],
+            "torch_rng": torch.get_rng_state(),
+            "shuffle_rng": run.shuffle.get_state(),
+        }
+        partial = self.path.with_suffix(".partial")
+        torch.save(payload, partial)
+        partial.replace(self.path)
+
+    def restore(self, run: _Run) -> int | None:
+        """Restore ``run`` from the checkpoint if it belongs to this run; its epoch, or None."""
+        if not self.path.exists():
             return None
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
-        shuffle.set_state(payload["shuffle_rng"])
-        state.best_state = payload["best_state"]
-        state.epoch = int(payload["epoch"])
-        state.best_epoch = int(payload["best_epoch"])
-        state.best_score = float(payload["best_score"])
-        state.stale = int(payload["stale"])
-        state.history = [EpochRecord(**r) for r in payload["history"]]
-    except Exception as e:  # any unreadable checkpoint means: start again
-        logger.warning("discarding %s: it cannot be loaded (%s); training starts from scratch", path, e)
-        path.unlink(missing_ok=True)
-        return None
-    return state.epoch
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=True)
+            if payload["fingerprint"] != self.fingerprint:
+                logger.warning("discarding %s: it belongs to other data or parameters", self.path)
+                self.path.unlink()
+                return None
+            run.model.load_state_dict(payload["model"])
+            run.optimizer.load_state_dict(payload["optimizer"])
+            torch.set_rng_state(payload["torch_rng"])
+            run.shuffle.set_state(payload["shuffle_rng"])
+            state = run.state
+            state.best_state = payload["best_state"]
+            state.epoch = int(payload["epoch"])
+            state.best_epoch = int(payload["best_epoch"])
+            state.best_score = float(payload["best_score"])
+            state.stale = int(payload["stale"])
+            state.history = [EpochRecord(**r) for r in payload["history"]]
+        except Exception as e:  # any unreadable checkpoint means: start again
+            logger.warning("discarding %s: it cannot be loaded (%s); training starts from scratch", self.path, e)
+            self.path.unlink(missing_ok=True)
+            return None
+        return state.epoch
 
 
 def _progress() -> Progress:

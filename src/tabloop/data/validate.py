@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandera.errors
+import pandera.polars as pa
 import polars as pl
 
 from tabloop.config import DataConfig
@@ -229,7 +230,25 @@ def validate_table(
 ) -> TableOutcome:
     """Split ``frame`` into rows that satisfy the contract and rows that do not, with the rules they broke."""
     check_structure(frame, table, spec)
-    schema = table_schema(table, spec, referenced)
+    failures = _failures(frame, table, table_schema(table, spec, referenced))
+    per_row = failures.group_by("row").agg(pl.col("rule").unique().sort().str.join("; ").alias("rules")).sort("row")
+    bad_rows = per_row["row"]
+    indexed = frame.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    accepted = indexed.filter(~pl.col("row").is_in(bad_rows.implode())).drop("row")
+    records = indexed.filter(pl.col("row").is_in(bad_rows.implode())).select(
+        "row", pl.struct(frame.columns).struct.json_encode().alias("record")
+    )
+    rejected = per_row.join(records, on="row", how="left").select(
+        pl.lit(table).alias("table"), "row", "rules", "record"
+    )
+    rules = _rule_counts(failures, examples_per_rule)
+    report = TableReport(table=table, rows=frame.height, rejected=rejected.height, rules=rules)
+    return TableOutcome(accepted=accepted, rejected=rejected.cast(REJECTED_SCHEMA), report=report)
+
+
+def _failures(frame: pl.DataFrame, table: str, schema: pa.DataFrameSchema) -> pl.DataFrame:
+    """One row per (row, rule broken, value) that pandera found; a ContractError for failures of the table as a
+    whole (those have no row)."""
     try:
         schema.validate(frame, lazy=True)
         columns = ("schema_context", "column", "check", "failure_case")
@@ -243,8 +262,7 @@ def validate_table(
             for row in structural.rows(named=True)
         ]
         raise ContractError("\n".join(lines))
-
-    failures = failures.select(
+    return failures.select(
         pl.col("index").cast(pl.Int64).alias("row"),
         pl.when(pl.col("schema_context") == "DataFrameSchema")
         .then(pl.col("check"))
@@ -253,17 +271,10 @@ def validate_table(
         pl.col("failure_case").cast(pl.String).fill_null("null").alias("value"),
     ).unique(maintain_order=True)
 
-    per_row = failures.group_by("row").agg(pl.col("rule").unique().sort().str.join("; ").alias("rules")).sort("row")
-    bad_rows = per_row["row"]
-    indexed = frame.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    accepted = indexed.filter(~pl.col("row").is_in(bad_rows.implode())).drop("row")
-    records = indexed.filter(pl.col("row").is_in(bad_rows.implode())).select(
-        "row", pl.struct(frame.columns).struct.json_encode().alias("record")
-    )
-    rejected = per_row.join(records, on="row", how="left").select(
-        pl.lit(table).alias("table"), "row", "rules", "record"
-    )
-    rules = [
+
+def _rule_counts(failures: pl.DataFrame, examples_per_rule: int) -> list[RuleCount]:
+    """How many rows broke each rule, with the first examples, the most broken rule first."""
+    return [
         RuleCount(
             rule=row["rule"],
             rows=row["rows"],
@@ -279,8 +290,6 @@ def validate_table(
         .sort(["rows", "rule"], descending=[True, False])
         .rows(named=True)
     ]
-    report = TableReport(table=table, rows=frame.height, rejected=rejected.height, rules=rules)
-    return TableOutcome(accepted=accepted, rejected=rejected.cast(REJECTED_SCHEMA), report=report)
 
 
 def _cell(text: str) -> str:

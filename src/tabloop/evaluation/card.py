@@ -44,11 +44,13 @@ def _f(value: float, digits: int = 4) -> str:
 
 def model_card(inputs: CardInputs) -> str:
     """The card as Markdown."""
-    m = inputs.metrics
-    test, decision = m["test"], m["decision"]
-    args = inputs.bundle.args
+    sections = (_what_it_does, _data, _model, _test_metrics, _slices, _use_and_limitations)
+    return "\n".join(line for section in sections for line in section(inputs))
+
+
+def _what_it_does(inputs: CardInputs) -> list[str]:
     card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
-    lines = [
+    return [
         f"# Model card: {card.title}",
         "",
         "## What it does",
@@ -58,11 +60,16 @@ def model_card(inputs: CardInputs) -> str:
         f"probability reaches {_f(inputs.bundle.threshold, 3)} are labelled {positive} (the threshold that maximises "
         "F1 on the validation split).",
         "",
+    ]
+
+
+def _data(inputs: CardInputs) -> list[str]:
+    lines = [
         "## Data",
         "",
         f"Split: {inputs.split}.",
         "",
-        f"| split | first day | last day | {things} | {positive} |",
+        f"| split | first day | last day | {inputs.card.examples} | {inputs.card.positive} |",
         "|---|---|---|---:|---:|",
     ]
     for split, frame in inputs.frames.items():
@@ -71,11 +78,18 @@ def model_card(inputs: CardInputs) -> str:
         )
         rate = _rate(frame, inputs.target)
         lines.append(f"| {split} | {days[0]} | {days[1]} | {frame.height:,} | {rate:.1%} |")
-    lines += [
+    return [
+        *lines,
         "",
         "Preprocessing (vocabularies, scaling statistics) was fitted on the training split only; the model and its "
         "threshold were chosen on the validation split; the test split was used for this report alone.",
         "",
+    ]
+
+
+def _model(inputs: CardInputs) -> list[str]:
+    args = inputs.bundle.args
+    lines = [
         "## Model",
         "",
         f"{args.members} networks trained side by side and averaged, each with embeddings for "
@@ -89,8 +103,12 @@ def model_card(inputs: CardInputs) -> str:
             f"Trained for {t['epochs_run']} epochs; epoch {t['best_epoch']} was kept "
             f"(validation ROC AUC {_f(t['valid_roc_auc'])})."
         )
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _test_metrics(inputs: CardInputs) -> list[str]:
+    test, decision = inputs.metrics["test"], inputs.metrics["decision"]
+    lines = [
         "## Test metrics against the baselines",
         "",
         "Baselines use the same inputs and their library defaults; LightGBM stops early on the validation split.",
@@ -104,15 +122,19 @@ def model_card(inputs: CardInputs) -> str:
             f"| {label} | {_f(r['roc_auc'])} | {_f(r['pr_auc'])} | {_f(r['log_loss'])} | {_f(r['brier'])} | "
             f"{_f(r['ece'])} |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         f"At the threshold: precision {_f(decision['precision'], 3)}, recall {_f(decision['recall'], 3)}, "
         f"F1 {_f(decision['f1'], 3)} ({decision['tp']:,} true and {decision['fp']:,} false alarms, "
-        f"{decision['fn']:,} {positive} {things} missed).",
-        "",
-        "## Slices",
+        f"{decision['fn']:,} {inputs.card.positive} {inputs.card.examples} missed).",
         "",
     ]
+
+
+def _slices(inputs: CardInputs) -> list[str]:
+    things, positive = inputs.card.examples, inputs.card.positive
+    lines = ["## Slices", ""]
     for column, values in inputs.slices.items():
         lines += [f"| {column} | {things} | {positive} | mean prediction | ROC AUC |", "|---|---:|---:|---:|---:|"]
         for value, r in values.items():
@@ -122,15 +144,18 @@ def model_card(inputs: CardInputs) -> str:
                 f"{_f(r['roc_auc'])} |"
             )
         lines.append("")
+    return lines
+
+
+def _use_and_limitations(inputs: CardInputs) -> list[str]:
+    card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
     valid_rate = _rate(inputs.frames["valid"], inputs.target)
-    test_rate = test["pytorch"]["positive_rate"]
-    lines += [
+    test_rate = inputs.metrics["test"]["pytorch"]["positive_rate"]
+    return [
         "## Intended use",
         "",
         card.intended_use or f"Ranking {things} by their probability of being {positive}.",
         "",
-    ]
-    lines += [
         "## Limitations",
         "",
         f"- The {positive} rate moves between splits ({valid_rate:.1%} in the validation split, {test_rate:.1%} in the "
@@ -140,4 +165,3 @@ def model_card(inputs: CardInputs) -> str:
         f"- Slices marked small have too few {things} for their metrics to be reliable.",
         "",
     ]
-    return "\n".join(lines)

@@ -82,31 +82,20 @@ def evaluate(
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
     frames = {split: read_split(features_dir, split) for split in SPLITS}
     predictor = Predictor.from_directory(bundle_dir)
-    contract = predictor.bundle.contract
-    preprocessor = predictor.bundle.preprocessor
-    target_name = contract.target.name
+    target_name = predictor.bundle.contract.target.name
     targets = {s: f[target_name].to_numpy().astype(np.float64) for s, f in frames.items()}
     if len(np.unique(targets["test"])) < 2:
         raise FeatureError("the test split has a single class; ROC AUC and the gate need both")
 
     model = score(predictor, frames["test"], config.slices, config.calibration_bins)
-    encoded = {s: preprocessor.transform(frame_columns(f, contract)) for s, f in frames.items()}
-    lightgbm = lightgbm_baseline(
-        Labelled(encoded["train"], targets["train"]),
-        Labelled(encoded["valid"], targets["valid"]),
-        encoded["test"],
-        config.lightgbm,
-        config.seed,
-    )
-    logistic = logistic_baseline(Labelled(encoded["train"], targets["train"]), encoded["test"], config.logistic)
-    probabilities = {"pytorch": model.proba, "lightgbm": lightgbm.proba, "logistic": logistic.proba}
+    baseline_proba, baseline_details = baselines(predictor, frames, targets, config)
+    probabilities = {"pytorch": model.proba, **baseline_proba}
     test = {name: probability_metrics(targets["test"], p, config.calibration_bins) for name, p in probabilities.items()}
-
     metrics: dict[str, Any] = {
         "test": test,
         "pytorch_minus_lightgbm_roc_auc": round(test["pytorch"]["roc_auc"] - test["lightgbm"]["roc_auc"], 6),
         "decision": confusion(targets["test"], model.proba, predictor.threshold),
-        "baselines": {"lightgbm": lightgbm.details, "logistic": logistic.details},
+        "baselines": baseline_details,
     }
     card = model_card(
         CardInputs(
@@ -122,18 +111,55 @@ def evaluate(
             training=read_json(training_metrics) if training_metrics and training_metrics.is_file() else None,
         )
     )
-    targets_out = (out_dir / METRICS_FILE, out_dir / SLICES_FILE, out_dir / PLOTS_DIR, out_dir / CARD_FILE)
-    with staged(*targets_out) as (metrics_path, slices_path, plots, card_path):
-        write_json(metrics, metrics_path)
-        write_json(model.slices, slices_path)
-        for name, p in probabilities.items():
-            for kind, table in curves(targets["test"], p, config.curve_points, config.calibration_bins).items():
-                path = plots / kind / f"{name}.csv"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                table.write_csv(path)
-        card_path.write_text(card, encoding="utf-8")
+    _write(out_dir, metrics, model.slices, card, plots=curve_tables(targets["test"], probabilities, config))
     for name, m in test.items():
         logger.info(
             "test %-8s ROC AUC %.4f  PR AUC %.4f  log loss %.4f", name, m["roc_auc"], m["pr_auc"], m["log_loss"]
         )
     return metrics
+
+
+def baselines(
+    predictor: Predictor,
+    frames: dict[str, pl.DataFrame],
+    targets: dict[str, npt.NDArray[np.float64]],
+    config: EvaluateConfig,
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, Any]]:
+    """LightGBM and logistic regression trained on the model's own encoded inputs: their test probabilities, and
+    what each one chose."""
+    contract, preprocessor = predictor.bundle.contract, predictor.bundle.preprocessor
+    encoded = {s: preprocessor.transform(frame_columns(f, contract)) for s, f in frames.items()}
+    train = Labelled(encoded["train"], targets["train"])
+    valid = Labelled(encoded["valid"], targets["valid"])
+    lightgbm = lightgbm_baseline(train, valid, encoded["test"], config.lightgbm, config.seed)
+    logistic = logistic_baseline(train, encoded["test"], config.logistic)
+    return (
+        {"lightgbm": lightgbm.proba, "logistic": logistic.proba},
+        {"lightgbm": lightgbm.details, "logistic": logistic.details},
+    )
+
+
+def curve_tables(
+    target: npt.NDArray[np.float64], probabilities: dict[str, npt.NDArray[np.float64]], config: EvaluateConfig
+) -> dict[str, pl.DataFrame]:
+    """Each model's curves (ROC, precision-recall, calibration) by their path under the plots directory."""
+    return {
+        f"{kind}/{name}.csv": table
+        for name, p in probabilities.items()
+        for kind, table in curves(target, p, config.curve_points, config.calibration_bins).items()
+    }
+
+
+def _write(
+    out_dir: Path, metrics: dict[str, Any], slices: dict[str, Any], card: str, *, plots: dict[str, pl.DataFrame]
+) -> None:
+    """The stage's outputs, each replaced whole or not at all."""
+    outputs = (out_dir / METRICS_FILE, out_dir / SLICES_FILE, out_dir / PLOTS_DIR, out_dir / CARD_FILE)
+    with staged(*outputs) as (metrics_path, slices_path, plots_dir, card_path):
+        write_json(metrics, metrics_path)
+        write_json(slices, slices_path)
+        for name, table in plots.items():
+            path = plots_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.write_csv(path)
+        card_path.write_text(card, encoding="utf-8")

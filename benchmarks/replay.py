@@ -214,12 +214,14 @@ class ReplaySession:
             return await Replayer(config, self.traffic, state, session, url=self.url, state_path=config.state).run()
 
 
+# Any valid time does: the service checks an event time's form and range, not what it means for the dataset.
+EVENT_TIME = "2001-01-01T00:00:00"
 REPLAY_REQUEST = """local n = 0
 request = function()
   i = i %% #bodies + 1
   n = n + 1
   local headers = {["Content-Type"] = "application/json", ["X-Request-Id"] = "%(run)s-" .. n,
-                   ["X-Event-Time"] = "2013-11-05T10:15:00"}
+                   ["X-Event-Time"] = "%(event_time)s"}
   return wrk.format(nil, "%(path)s", headers, bodies[i])
 end"""
 
@@ -231,7 +233,7 @@ class ReplayLikeWrk(serving.Wrk):
     as on a replayed row. The service's capacity for the replay's requests."""
 
     def request(self, path: str) -> str:
-        return REPLAY_REQUEST % {"run": uuid.uuid4().hex[:8], "path": path}
+        return REPLAY_REQUEST % {"run": uuid.uuid4().hex[:8], "path": path, "event_time": EVENT_TIME}
 
 
 @dataclass(frozen=True)

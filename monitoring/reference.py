@@ -71,9 +71,8 @@ class References:
             bundle = Bundle.load(self._bundle_dir(name, version))
             predictor = Predictor(bundle)
             rows = reference_rows(predictor, self._reference_file(version, bundle))
-            metrics = (bundle.lineage or {}).get("metrics", {})
-            roc_auc = metrics.get("valid_roc_auc")
-            self._loaded[key] = Reference(version, predictor, rows, float(roc_auc) if roc_auc is not None else None)
+            roc_auc = bundle.lineage.metrics.valid_roc_auc if bundle.lineage else None
+            self._loaded[key] = Reference(version, predictor, rows, roc_auc)
         return self._loaded[key]
 
     def _bundle_dir(self, name: str, version: str) -> Path:
@@ -97,7 +96,7 @@ class References:
             if not path.is_file():
                 raise ReferenceError(f"{path}: no reference data there (reports.reference_dir)")
             return path
-        digest = ((bundle.lineage or {}).get("data") or {}).get(FEATURES_DIR)
+        digest = bundle.lineage.data.get(FEATURES_DIR) if bundle.lineage else None
         if not digest:
             raise ReferenceError(f"version {version}: its lineage names no {FEATURES_DIR} hash")
         listing = self._cache_path(digest)

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import JsonValue
 
 from tabloop.cli import DatasetOption, console, entry_point
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
@@ -23,7 +24,7 @@ def main(
         registry = load_registry_config(where.registry_config)
         evaluate = load_evaluate_config(where.evaluate_config)
         data = load_data_config(where.data_config)
-        params = {
+        params: dict[str, JsonValue] = {
             "train": load_train_config(where.train_config).model_dump(mode="json"),
             "data": data.model_dump(mode="json", include={"label", "split", "preprocessing"}),
             "evaluate": evaluate.model_dump(mode="json"),

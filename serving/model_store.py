@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -28,8 +28,9 @@ from serving.schemas import example_row
 from serving.settings import ServeSettings
 from tabloop.config import RegistryConfig
 from tabloop.contract import FeatureContract
-from tabloop.errors import redact
+from tabloop.errors import TabloopError, redact
 from tabloop.io import read_json, staged, write_json
+from tabloop.lineage import Lineage
 from tabloop.model.bundle import Bundle, Predictor, files_digest
 from tabloop.registry import FILES_TAG, Registry
 from tabloop.settings import Settings
@@ -59,9 +60,9 @@ class ServedModel:
         return self.predictor.bundle.contract
 
     @property
-    def lineage(self) -> dict[str, Any]:
-        """Git commit, data hashes, parameters and metrics recorded at registration."""
-        return self.predictor.bundle.lineage or {}
+    def lineage(self) -> Lineage | None:
+        """Git commit, data hashes, parameters and metrics recorded at registration (None: never registered)."""
+        return self.predictor.bundle.lineage
 
 
 @dataclass
@@ -73,7 +74,7 @@ class StoreStatus:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-class ModelRefusedError(Exception):
+class ModelRefusedError(TabloopError):
     """A version that cannot be served: it failed to load, failed its smoke prediction, or changed the contract."""
 
 

@@ -365,8 +365,8 @@ def model_info(served: ServedModel) -> dict[str, Any]:
         "source": served.source,
         "loaded_at": served.loaded_at,
         "threshold": served.predictor.threshold,
-        "lineage": {k: v for k, v in lineage.items() if k != "metrics"},
-        "metrics": lineage.get("metrics", {}),
+        "lineage": lineage.model_dump(mode="json", exclude={"metrics"}) if lineage else {},
+        "metrics": lineage.metrics.model_dump(mode="json") if lineage else {},
         "contract": served.contract.model_dump(mode="json"),
     }
 

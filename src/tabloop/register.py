@@ -21,6 +21,7 @@ import pandas as pd
 import polars as pl
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from pydantic import JsonValue
 
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
@@ -28,7 +29,7 @@ from tabloop.errors import FeatureError
 from tabloop.evaluation.stage import CARD_FILE, Scored, read_split, score
 from tabloop.gate import Decision, Scorecard, decide
 from tabloop.io import read_json, write_json
-from tabloop.lineage import dvc_hashes, git_state
+from tabloop.lineage import Lineage, LineageMetrics, dvc_hashes, git_state
 from tabloop.model.bundle import Bundle, Predictor, files_digest
 from tabloop.pyfunc_model import BUNDLE_ARTIFACT
 from tabloop.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, FILES_TAG, Registry, now
@@ -51,7 +52,7 @@ class RegisterInputs:
     evaluation_dir: Path
     lock_file: Path
     root: Path
-    params: dict[str, Any]
+    params: dict[str, JsonValue]  # the pipeline parameters, as DVC recorded them
     receipt: Path
     data_outputs: dict[str, str]  # the DVC-tracked data directories by role, as dvc.lock names them
     other_reports: list[Path] = field(default_factory=list)
@@ -120,9 +121,9 @@ def _register(
     if the gate agreed; a version whose aliases or tags cannot be set is deleted again."""
     decision = candidate.decision
     lineage = _lineage(settings, inputs, candidate.bundle.digest())
-    run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage['git']['commit'][:8]}"
+    run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage.git.commit[:8]}"
     with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
-        lineage["mlflow_run_id"] = run.info.run_id
+        lineage = lineage.model_copy(update={"mlflow_run_id": run.info.run_id})
         _log_run(inputs, lineage)
         logged = log_model(
             candidate.bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, candidate.held_out
@@ -130,11 +131,11 @@ def _register(
         version = registry.register(
             logged.uri,
             {
-                BUNDLE_TAG: lineage["bundle_sha256"],
+                BUNDLE_TAG: lineage.bundle_sha256,
                 FILES_TAG: logged.files_sha256,
-                "git_commit": lineage["git"]["commit"],
-                "git_dirty": str(lineage["git"]["dirty"]),
-                "data_features_md5": lineage["data"]["features"],
+                "git_commit": lineage.git.commit,
+                "git_dirty": str(lineage.git.dirty),
+                "data_features_md5": lineage.data["features"],
                 "test_roc_auc": str(candidate.scored.metrics["roc_auc"]),
                 "registered_at": now(),
             },
@@ -150,18 +151,20 @@ def _register(
     return version
 
 
-def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> dict[str, Any]:
+def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> Lineage:
     """Where the model comes from: its bundle, the commit, the data, the parameters and its metrics."""
     train_metrics = read_json(inputs.train_reports / "metrics.json")
     evaluation_metrics = read_json(inputs.evaluation_dir / "metrics.json")
-    return {
-        "bundle_sha256": digest,
-        "git": git_state(inputs.root),
-        "data": data_hashes(inputs.lock_file, inputs.data_outputs),
-        "params": inputs.params,
-        "metrics": {"valid_roc_auc": train_metrics["valid_roc_auc"], "test": evaluation_metrics["test"]["pytorch"]},
-        "dvc_experiment": settings.dvc_exp_name,
-    }
+    return Lineage(
+        bundle_sha256=digest,
+        git=git_state(inputs.root),
+        data=data_hashes(inputs.lock_file, inputs.data_outputs),
+        params=inputs.params,
+        metrics=LineageMetrics(
+            valid_roc_auc=train_metrics["valid_roc_auc"], test=evaluation_metrics["test"]["pytorch"]
+        ),
+        dvc_experiment=settings.dvc_exp_name,
+    )
 
 
 def gate_tags(decision: Decision, champion: str | None, metric: str) -> dict[str, str]:
@@ -215,17 +218,17 @@ def _against_champion(
     return decide(scorecard(challenger), scorecard(scored), config.gate)
 
 
-def _log_run(inputs: RegisterInputs, lineage: dict[str, Any]) -> None:
+def _log_run(inputs: RegisterInputs, lineage: Lineage) -> None:
     """The run's tags, parameters, per-epoch and final metrics, and the reports as artifacts."""
     train = read_json(inputs.train_reports / "metrics.json")
     evaluation = read_json(inputs.evaluation_dir / "metrics.json")
     mlflow.set_tags(
         {
-            "git_commit": lineage["git"]["commit"],
-            "git_dirty": str(lineage["git"]["dirty"]),
-            BUNDLE_TAG: lineage["bundle_sha256"],
-            **{f"dvc.{path}": md5 for path, md5 in lineage["data"].items()},
-            **({"dvc.experiment": lineage["dvc_experiment"]} if lineage["dvc_experiment"] else {}),
+            "git_commit": lineage.git.commit,
+            "git_dirty": str(lineage.git.dirty),
+            BUNDLE_TAG: lineage.bundle_sha256,
+            **{f"dvc.{path}": md5 for path, md5 in lineage.data.items()},
+            **({"dvc.experiment": lineage.dvc_experiment} if lineage.dvc_experiment else {}),
         }
     )
     mlflow.log_params(flatten(inputs.params))

@@ -15,7 +15,8 @@ import torch
 
 from synthetic import Probe
 from tabloop.features.preprocessing import frame_columns
-from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from tabloop.lineage import GitState, Lineage, LineageMetrics
+from tabloop.model.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
 from tabloop.model.inference import FoldedNetwork
 from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
 
@@ -99,7 +100,14 @@ def test_predictor_accepts_nulls_and_unseen_categories(
 
 def test_digest_ignores_lineage_but_not_weights(trained: dict[str, Path]) -> None:
     bundle = Bundle.load(trained["bundle"])
-    assert bundle.with_lineage({"git": "abc"}).digest() == bundle.digest()
+    lineage = Lineage(
+        bundle_sha256="0" * 64,
+        git=GitState(commit="abc", dirty=False),
+        data={},
+        params={},
+        metrics=LineageMetrics(valid_roc_auc=0.5, test={}),
+    )
+    assert bundle.with_lineage(lineage).digest() == bundle.digest()
     weights = {k: v.clone() for k, v in bundle.weights.items()}
     name = next(k for k, v in weights.items() if v.is_floating_point())
     weights[name] += 1e-3
@@ -122,6 +130,12 @@ def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: P
     (garbled / WEIGHTS_FILE).write_bytes(b"not safetensors")
     with pytest.raises(BundleError, match="cannot read the model bundle"):
         Bundle.load(garbled)
+
+    unknown_origin = Path(shutil.copytree(trained["bundle"], tmp_path / "lineage"))
+    (unknown_origin / LINEAGE_FILE).write_text(json.dumps({"git": "abc"}))
+    problems = r"lineage.json: not a lineage record \(bundle_sha256: Field required; git: Input should be"
+    with pytest.raises(BundleError, match=problems):
+        Bundle.load(unknown_origin)
 
     bundle = Bundle.load(trained["bundle"])
     wider = ModelArgs(**{**bundle.args.to_dict(), "hidden": [8]})

@@ -16,7 +16,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
 from tabloop.features.preprocessing import PREPROCESSING_FILE, Column, Preprocessor
+from tabloop.lineage import Lineage
 from tabloop.model.inference import FoldedNetwork
 from tabloop.model.network import ModelArgs, TabularNet
 
@@ -42,6 +42,18 @@ class BundleError(TabloopError):
     """A model bundle is missing a file, has an unknown format, or its weights do not fit its arguments."""
 
 
+def read_lineage(path: Path) -> Lineage | None:
+    """The lineage a registered bundle carries (None for one never registered); a BundleError naming each field
+    that is missing or wrong."""
+    if not path.is_file():
+        return None
+    try:
+        return Lineage.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'the record'}: {p['msg']}" for p in e.errors())
+        raise BundleError(f"{path}: not a lineage record ({problems})") from e
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A trained model with everything it needs: weights, constructor arguments, preprocessing, threshold."""
@@ -50,14 +62,14 @@ class Bundle:
     weights: dict[str, torch.Tensor]
     preprocessor: Preprocessor
     threshold: float
-    lineage: dict[str, Any] | None = field(default=None, compare=False)
+    lineage: Lineage | None = field(default=None, compare=False)
 
     @property
     def contract(self) -> FeatureContract:
         """The feature contract the model was trained on."""
         return self.preprocessor.contract
 
-    def with_lineage(self, lineage: dict[str, Any]) -> Bundle:
+    def with_lineage(self, lineage: Lineage) -> Bundle:
         """The same bundle carrying ``lineage``."""
         return replace(self, lineage=lineage)
 
@@ -74,7 +86,8 @@ class Bundle:
         save_file({name: t.detach().cpu().contiguous() for name, t in self.weights.items()}, directory / WEIGHTS_FILE)
         self.preprocessor.save(directory / PREPROCESSING_FILE)
         if self.lineage is not None:
-            (directory / LINEAGE_FILE).write_text(json.dumps(self.lineage, indent=2) + "\n", encoding="utf-8")
+            lineage = json.dumps(self.lineage.model_dump(mode="python"), indent=2)
+            (directory / LINEAGE_FILE).write_text(lineage + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> Bundle:
@@ -98,9 +111,7 @@ class Bundle:
                 raise BundleError(f"{directory / MODEL_FILE}: " + "; ".join(problems))
             weights = load_file(directory / WEIGHTS_FILE)
             preprocessor = Preprocessor.load(directory / PREPROCESSING_FILE)
-            lineage_path = directory / LINEAGE_FILE
-            lineage = json.loads(lineage_path.read_text(encoding="utf-8")) if lineage_path.is_file() else None
-            bundle = cls(args, weights, preprocessor, float(threshold), lineage)
+            bundle = cls(args, weights, preprocessor, float(threshold), read_lineage(directory / LINEAGE_FILE))
         except BundleError:
             raise
         except (json.JSONDecodeError, KeyError, TypeError, ValidationError, SafetensorError, OSError) as e:

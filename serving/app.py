@@ -33,6 +33,7 @@ from serving.v2 import InferRequest, V2Error, build_v2_router
 from tabloop import __version__
 from tabloop.config import load_data_config, load_registry_config
 from tabloop.contract import FeatureContract
+from tabloop.errors import TabloopError
 from tabloop.settings import Settings, apply_process_defaults
 
 logger = logging.getLogger(__name__)
@@ -277,5 +278,5 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyTooLargeError(TabloopError):
+    """The body passed the size limit while it was read."""

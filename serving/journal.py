@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tabloop.errors import TabloopError
+
 logger = logging.getLogger(__name__)
 
 FsyncPolicy = Literal["never", "interval", "always"]
 SUFFIX = ".jsonl"
 
 
-class JournalError(OSError):
+class JournalError(TabloopError, OSError):
     """A line could not be appended (e.g. the disk is full); it is not in the journal."""
 
 

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
-from tabloop.errors import redact
+from tabloop.errors import TabloopError, redact
 from tabloop.log_schema import feedback, metadata, predictions
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ READ_BYTES = 1 << 20  # journal bytes the loader takes per transaction, at most 
 ROW_SUFFIX = re.compile(r"-(\d+)$")
 
 
-class LogUnavailableError(Exception):
+class LogUnavailableError(TabloopError):
     """The log cannot record a prediction now: the journal is not writable, or the loader is too far behind."""
 
 

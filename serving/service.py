@@ -28,9 +28,10 @@ from serving.prediction_log import (
 from serving.schemas import ApiModels
 from serving.settings import ServeSettings
 from tabloop.contract import FeatureContract
+from tabloop.errors import TabloopError
 
 
-class ServiceError(Exception):
+class ServiceError(TabloopError):
     """A request the service answers with an error: an HTTP status, a code, a message and details."""
 
     def __init__(self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None) -> None:

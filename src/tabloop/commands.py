@@ -52,20 +52,20 @@ def summary(
     metrics: Annotated[Path | None, typer.Option(help="Metrics of the evaluate stage; default: the dataset's.")] = None,
 ) -> None:
     """Print the test metrics of the model against the baselines."""
-    from tabloop.io import read_json
+    from tabloop.evaluation.metrics import EvaluationResult
 
     with entry_point("summary") as settings:
         metrics = metrics or settings.layout(dataset).evaluation / "metrics.json"
         if not metrics.is_file():
             console.print(f"{metrics} not found: run 'make train' first")
             raise typer.Exit(code=1)
-        test = read_json(metrics)["test"]
-        table = Table(title=f"Test split ({test['pytorch']['rows']:,} rows)")
+        test = EvaluationResult.read(metrics).test
+        table = Table(title=f"Test split ({test['pytorch'].rows:,} rows)")
         for column in ("model", "ROC AUC", "PR AUC", "log loss", "Brier", "calibration error"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for name, label in (("pytorch", "PyTorch (this model)"), ("lightgbm", "LightGBM"), ("logistic", "logistic")):
             m = test[name]
-            table.add_row(label, *(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")))
+            table.add_row(label, *(f"{v:.4f}" for v in (m.roc_auc, m.pr_auc, m.log_loss, m.brier, m.ece)))
         console.print(table)
 
 

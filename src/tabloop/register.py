@@ -26,14 +26,17 @@ from pydantic import JsonValue
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.errors import FeatureError
-from tabloop.evaluation.stage import CARD_FILE, Scored, read_split, score
+from tabloop.evaluation.metrics import EvaluationResult
+from tabloop.evaluation.stage import CARD_FILE, METRICS_FILE, Scored, read_split, score
 from tabloop.gate import Decision, Scorecard, decide
-from tabloop.io import read_json, write_json
+from tabloop.io import write_json
 from tabloop.lineage import Lineage, LineageMetrics, dvc_hashes, git_state
 from tabloop.model.bundle import Bundle, Predictor, files_digest
 from tabloop.pyfunc_model import BUNDLE_ARTIFACT
 from tabloop.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, FILES_TAG, Registry, now
 from tabloop.settings import Settings
+from tabloop.training import METRICS_FILE as TRAIN_METRICS_FILE
+from tabloop.training import TrainMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -153,15 +156,15 @@ def _register(
 
 def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> Lineage:
     """Where the model comes from: its bundle, the commit, the data, the parameters and its metrics."""
-    train_metrics = read_json(inputs.train_reports / "metrics.json")
-    evaluation_metrics = read_json(inputs.evaluation_dir / "metrics.json")
+    train_metrics = TrainMetrics.read(inputs.train_reports / TRAIN_METRICS_FILE)
+    evaluation_metrics = EvaluationResult.read(inputs.evaluation_dir / METRICS_FILE)
     return Lineage(
         bundle_sha256=digest,
         git=git_state(inputs.root),
         data=data_hashes(inputs.lock_file, inputs.data_outputs),
         params=inputs.params,
         metrics=LineageMetrics(
-            valid_roc_auc=train_metrics["valid_roc_auc"], test=evaluation_metrics["test"]["pytorch"]
+            valid_roc_auc=train_metrics.valid_roc_auc, test=evaluation_metrics.test["pytorch"].model_dump()
         ),
         dvc_experiment=settings.dvc_exp_name,
     )
@@ -220,8 +223,8 @@ def _against_champion(
 
 def _log_run(inputs: RegisterInputs, lineage: Lineage) -> None:
     """The run's tags, parameters, per-epoch and final metrics, and the reports as artifacts."""
-    train = read_json(inputs.train_reports / "metrics.json")
-    evaluation = read_json(inputs.evaluation_dir / "metrics.json")
+    train = TrainMetrics.read(inputs.train_reports / TRAIN_METRICS_FILE)
+    evaluation = EvaluationResult.read(inputs.evaluation_dir / METRICS_FILE)
     mlflow.set_tags(
         {
             "git_commit": lineage.git.commit,
@@ -236,11 +239,11 @@ def _log_run(inputs: RegisterInputs, lineage: Lineage) -> None:
     for row in history.iter_rows(named=True):
         step = int(row.pop("epoch"))
         mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=step)
-    finals: dict[str, float] = {"best_epoch": float(train["best_epoch"]), "threshold": float(train["threshold"])}
-    for model, values in evaluation["test"].items():
+    finals: dict[str, float] = {"best_epoch": float(train.best_epoch), "threshold": float(train.threshold)}
+    for model, scores in evaluation.test.items():
         prefix = "test" if model == "pytorch" else f"{model}_test"
-        finals |= {f"{prefix}_{k}": float(v) for k, v in values.items() if k != "rows"}
-    finals |= {f"test_{k}": float(v) for k, v in evaluation["decision"].items() if k != "threshold"}
+        finals |= {f"{prefix}_{k}": float(v) for k, v in scores.model_dump().items() if k != "rows"}
+    finals |= {f"test_{k}": float(v) for k, v in evaluation.decision.model_dump().items() if k != "threshold"}
     mlflow.log_metrics({k: v for k, v in finals.items() if not math.isnan(v)})
     mlflow.log_artifacts(str(inputs.evaluation_dir), artifact_path="evaluation")
     mlflow.log_artifacts(str(inputs.train_reports), artifact_path="training")

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from torch import nn
@@ -76,6 +77,29 @@ class TrainResult:
     epochs_run: int
     resumed_from_epoch: int | None
     history: list[EpochRecord]
+
+
+class TrainMetrics(BaseModel):
+    """The train stage's ``metrics.json``: the epoch kept, how many ran, its validation ROC AUC and the threshold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    best_epoch: int
+    epochs_run: int
+    valid_roc_auc: float
+    threshold: float
+
+    @classmethod
+    def read(cls, path: Path) -> TrainMetrics:
+        """The train stage's metrics; a FeatureError saying to run the stage if they are missing or stale."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError as e:
+            raise FeatureError(f"{path}: not found; run the train stage first (dvc repro train)") from e
+        except ValidationError as e:
+            raise FeatureError(
+                f"{path}: not the train stage's metrics ({e.error_count()} problems); run it again"
+            ) from e
 
 
 EpochHook = Callable[[EpochRecord], None]
@@ -260,15 +284,13 @@ def _write_outputs(bundle: Bundle, result: TrainResult, bundle_dir: Path, report
     with staged(bundle_dir, reports_dir) as (bundle_staging, reports_staging):
         bundle.save(bundle_staging)
         write_history(result.history, reports_staging / HISTORY_FILE)
-        write_json(
-            {
-                "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run,
-                "valid_roc_auc": result.valid_roc_auc,
-                "threshold": round(result.threshold, 6),
-            },
-            reports_staging / METRICS_FILE,
+        metrics = TrainMetrics(
+            best_epoch=result.best_epoch,
+            epochs_run=result.epochs_run,
+            valid_roc_auc=result.valid_roc_auc,
+            threshold=round(result.threshold, 6),
         )
+        write_json(metrics.model_dump(mode="python"), reports_staging / METRICS_FILE)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def test_a_single_table_dataset_trains_and_evaluates_from_its_contract(dataset: 
     )
     evaluation = load_evaluate_config(where.evaluate_config).model_copy(update={"min_slice_rows": 5})
     metrics = evaluate(config, evaluation, tmp_path / "features", tmp_path / "bundle", tmp_path / "evaluation")
-    assert 0 <= metrics["test"]["pytorch"]["roc_auc"] <= 1
+    assert 0 <= metrics.test["pytorch"].roc_auc <= 1
     assert read_json(tmp_path / "features.json")["examples"]["built"] == rows.height
     card = (tmp_path / "evaluation" / "model_card.md").read_text()
     assert shipped.card.title in card

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
 from tabloop.config import CardConfig, LabelConfig
+from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.features.build import TIME
 from tabloop.model.bundle import Bundle
+from tabloop.training import TrainMetrics
 
 MODEL_NAMES = {
     "pytorch": "PyTorch network (this model)",
@@ -28,10 +29,10 @@ class CardInputs:
     split: str  # how the examples were split, in words
     card: CardConfig
     bundle: Bundle
-    metrics: dict[str, Any]
+    metrics: EvaluationResult
     slices: dict[str, dict[str, dict[str, float]]]
     min_slice_rows: int
-    training: dict[str, Any] | None
+    training: TrainMetrics | None
 
 
 def _rate(frame: pl.DataFrame, target: str) -> float:
@@ -100,14 +101,14 @@ def _model(inputs: CardInputs) -> list[str]:
     if inputs.training:
         t = inputs.training
         lines.append(
-            f"Trained for {t['epochs_run']} epochs; epoch {t['best_epoch']} was kept "
-            f"(validation ROC AUC {_f(t['valid_roc_auc'])})."
+            f"Trained for {t.epochs_run} epochs; epoch {t.best_epoch} was kept "
+            f"(validation ROC AUC {_f(t.valid_roc_auc)})."
         )
     return [*lines, ""]
 
 
 def _test_metrics(inputs: CardInputs) -> list[str]:
-    test, decision = inputs.metrics["test"], inputs.metrics["decision"]
+    test, decision = inputs.metrics.test, inputs.metrics.decision
     lines = [
         "## Test metrics against the baselines",
         "",
@@ -118,16 +119,13 @@ def _test_metrics(inputs: CardInputs) -> list[str]:
     ]
     for name, label in MODEL_NAMES.items():
         r = test[name]
-        lines.append(
-            f"| {label} | {_f(r['roc_auc'])} | {_f(r['pr_auc'])} | {_f(r['log_loss'])} | {_f(r['brier'])} | "
-            f"{_f(r['ece'])} |"
-        )
+        lines.append(f"| {label} | {_f(r.roc_auc)} | {_f(r.pr_auc)} | {_f(r.log_loss)} | {_f(r.brier)} | {_f(r.ece)} |")
     return [
         *lines,
         "",
-        f"At the threshold: precision {_f(decision['precision'], 3)}, recall {_f(decision['recall'], 3)}, "
-        f"F1 {_f(decision['f1'], 3)} ({decision['tp']:,} true and {decision['fp']:,} false alarms, "
-        f"{decision['fn']:,} {inputs.card.positive} {inputs.card.examples} missed).",
+        f"At the threshold: precision {_f(decision.precision, 3)}, recall {_f(decision.recall, 3)}, "
+        f"F1 {_f(decision.f1, 3)} ({decision.tp:,} true and {decision.fp:,} false alarms, "
+        f"{decision.fn:,} {inputs.card.positive} {inputs.card.examples} missed).",
         "",
     ]
 
@@ -150,7 +148,7 @@ def _slices(inputs: CardInputs) -> list[str]:
 def _use_and_limitations(inputs: CardInputs) -> list[str]:
     card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
     valid_rate = _rate(inputs.frames["valid"], inputs.target)
-    test_rate = inputs.metrics["test"]["pytorch"]["positive_rate"]
+    test_rate = inputs.metrics.test["pytorch"].positive_rate
     return [
         "## Intended use",
         "",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from tabloop.errors import FeatureError
 
 Array = npt.NDArray[Any]
 EPS = 1e-7
@@ -67,6 +71,60 @@ def confusion(target: Array, proba: Array, threshold: float) -> dict[str, float]
         "f1": _r(f1),
         "accuracy": _r((tp + tn) / len(y)),
     }
+
+
+class ModelScores(BaseModel):
+    """:func:`probability_metrics` of one model on one split."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rows: int
+    positive_rate: float
+    mean_prediction: float
+    roc_auc: float  # NaN where the rows hold one class only
+    pr_auc: float
+    log_loss: float
+    brier: float
+    ece: float
+
+
+class Decisions(BaseModel):
+    """:func:`confusion` at the model's threshold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+
+
+class EvaluationResult(BaseModel):
+    """What the evaluate stage found: ``metrics.json``, read back by the register stage and ``tabloop summary``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    test: dict[str, ModelScores]  # pytorch, lightgbm, logistic
+    pytorch_minus_lightgbm_roc_auc: float
+    decision: Decisions
+    baselines: dict[str, JsonValue]  # what each baseline chose (LightGBM's rounds, ...)
+
+    @classmethod
+    def read(cls, path: Path) -> EvaluationResult:
+        """The evaluate stage's ``metrics.json``; a FeatureError saying to run the stage if it is missing or stale."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError as e:
+            raise FeatureError(f"{path}: not found; run the evaluate stage first (dvc repro evaluate)") from e
+        except ValidationError as e:
+            raise FeatureError(
+                f"{path}: not the evaluate stage's metrics ({e.error_count()} problems); run it again"
+            ) from e
 
 
 MISSING = "(missing)"  # the slice of rows without a value

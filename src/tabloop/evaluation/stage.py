@@ -5,21 +5,30 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from pydantic import JsonValue
 
 from tabloop.config import SPLITS, DataConfig, EvaluateConfig
 from tabloop.contract import FeatureContract
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.evaluation.baselines import Labelled, lightgbm_baseline, logistic_baseline
 from tabloop.evaluation.card import CardInputs, model_card
-from tabloop.evaluation.metrics import confusion, curves, probability_metrics, slice_metrics
+from tabloop.evaluation.metrics import (
+    Decisions,
+    EvaluationResult,
+    ModelScores,
+    confusion,
+    curves,
+    probability_metrics,
+    slice_metrics,
+)
 from tabloop.features.preprocessing import frame_columns
-from tabloop.io import read_json, staged, write_json
+from tabloop.io import staged, write_json
 from tabloop.model.bundle import BundleError, Predictor
+from tabloop.training import TrainMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +87,7 @@ def evaluate(
     out_dir: Path,
     *,
     training_metrics: Path | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
     frames = {split: read_split(features_dir, split) for split in SPLITS}
     predictor = Predictor.from_directory(bundle_dir)
@@ -90,13 +99,16 @@ def evaluate(
     model = score(predictor, frames["test"], config.slices, config.calibration_bins)
     baseline_proba, baseline_details = baselines(predictor, frames, targets, config)
     probabilities = {"pytorch": model.proba, **baseline_proba}
-    test = {name: probability_metrics(targets["test"], p, config.calibration_bins) for name, p in probabilities.items()}
-    metrics: dict[str, Any] = {
-        "test": test,
-        "pytorch_minus_lightgbm_roc_auc": round(test["pytorch"]["roc_auc"] - test["lightgbm"]["roc_auc"], 6),
-        "decision": confusion(targets["test"], model.proba, predictor.threshold),
-        "baselines": baseline_details,
+    test = {
+        name: ModelScores(**probability_metrics(targets["test"], p, config.calibration_bins))
+        for name, p in probabilities.items()
     }
+    metrics = EvaluationResult(
+        test=test,
+        pytorch_minus_lightgbm_roc_auc=round(test["pytorch"].roc_auc - test["lightgbm"].roc_auc, 6),
+        decision=Decisions(**confusion(targets["test"], model.proba, predictor.threshold)),
+        baselines=baseline_details,
+    )
     card = model_card(
         CardInputs(
             frames=frames,
@@ -108,14 +120,12 @@ def evaluate(
             metrics=metrics,
             slices=model.slices,
             min_slice_rows=config.min_slice_rows,
-            training=read_json(training_metrics) if training_metrics and training_metrics.is_file() else None,
+            training=TrainMetrics.read(training_metrics) if training_metrics and training_metrics.is_file() else None,
         )
     )
     _write(out_dir, metrics, model.slices, card, plots=curve_tables(targets["test"], probabilities, config))
     for name, m in test.items():
-        logger.info(
-            "test %-8s ROC AUC %.4f  PR AUC %.4f  log loss %.4f", name, m["roc_auc"], m["pr_auc"], m["log_loss"]
-        )
+        logger.info("test %-8s ROC AUC %.4f  PR AUC %.4f  log loss %.4f", name, m.roc_auc, m.pr_auc, m.log_loss)
     return metrics
 
 
@@ -124,7 +134,7 @@ def baselines(
     frames: dict[str, pl.DataFrame],
     targets: dict[str, npt.NDArray[np.float64]],
     config: EvaluateConfig,
-) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, Any]]:
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, JsonValue]]:
     """LightGBM and logistic regression trained on the model's own encoded inputs: their test probabilities, and
     what each one chose."""
     contract, preprocessor = predictor.bundle.contract, predictor.bundle.preprocessor
@@ -151,12 +161,17 @@ def curve_tables(
 
 
 def _write(
-    out_dir: Path, metrics: dict[str, Any], slices: dict[str, Any], card: str, *, plots: dict[str, pl.DataFrame]
+    out_dir: Path,
+    metrics: EvaluationResult,
+    slices: dict[str, dict[str, dict[str, float]]],
+    card: str,
+    *,
+    plots: dict[str, pl.DataFrame],
 ) -> None:
     """The stage's outputs, each replaced whole or not at all."""
     outputs = (out_dir / METRICS_FILE, out_dir / SLICES_FILE, out_dir / PLOTS_DIR, out_dir / CARD_FILE)
     with staged(*outputs) as (metrics_path, slices_path, plots_dir, card_path):
-        write_json(metrics, metrics_path)
+        write_json(metrics.model_dump(mode="python"), metrics_path)
         write_json(slices, slices_path)
         for name, table in plots.items():
             path = plots_dir / name

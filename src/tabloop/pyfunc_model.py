@@ -14,14 +14,13 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-BUNDLE_ARTIFACT = "bundle"
-
 
 class TabloopModel(PythonModel):
     """Probability and label of the positive class for each row of contract features."""
 
     def load_context(self, context: PythonModelContext) -> None:
         from tabloop.model.bundle import Predictor
+        from tabloop.registry import BUNDLE_ARTIFACT
 
         self.predictor = Predictor.from_directory(Path(context.artifacts[BUNDLE_ARTIFACT]))
 

@@ -7,24 +7,18 @@ Registering the same bundle twice does nothing, so the stage can run on every ``
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import mlflow
-import pandas as pd
 import polars as pl
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 from pydantic import JsonValue
 
 from tabloop.config import EvaluateConfig, RegistryConfig
-from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.errors import FeatureError
 from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.evaluation.stage import CARD_FILE, METRICS_FILE, Scored, read_split, score
@@ -32,17 +26,24 @@ from tabloop.gate import Decision, Scorecard, decide
 from tabloop.io import write_json
 from tabloop.lineage import Lineage, LineageMetrics, dvc_hashes, git_state
 from tabloop.model.bundle import Bundle, Predictor, files_digest
-from tabloop.pyfunc_model import BUNDLE_ARTIFACT
-from tabloop.registry import BUNDLE_TAG, CHALLENGER, CHAMPION, FILES_TAG, Registry, now
+from tabloop.registry import (
+    BUNDLE_ARTIFACT,
+    BUNDLE_TAG,
+    CHALLENGER,
+    CHAMPION,
+    FILES_TAG,
+    LoggedModel,
+    Registry,
+    RunRecord,
+    log_pyfunc_model,
+    log_run,
+    now,
+)
 from tabloop.settings import Settings
 from tabloop.training import METRICS_FILE as TRAIN_METRICS_FILE
 from tabloop.training import TrainMetrics
 
 logger = logging.getLogger(__name__)
-
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-PACKAGE_DIR = Path(__file__).parent
-RUNTIME_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic", "pyyaml")
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ def _register(
     decision = candidate.decision
     lineage = _lineage(settings, inputs, candidate.bundle.digest())
     run_name = settings.dvc_exp_name or f"{config.model_name}-{lineage.git.commit[:8]}"
-    with mlflow.start_run(experiment_id=registry.experiment_id(), run_name=run_name) as run:
-        lineage = lineage.model_copy(update={"mlflow_run_id": run.info.run_id})
-        _log_run(inputs, lineage)
+    with registry.run(run_name) as run_id:
+        lineage = lineage.model_copy(update={"mlflow_run_id": run_id})
+        log_run(run_record(inputs, lineage))
         logged = log_model(
             candidate.bundle.with_lineage(lineage), inputs.evaluation_dir / CARD_FILE, candidate.held_out
         )
@@ -221,89 +222,42 @@ def _against_champion(
     return decide(scorecard(challenger), scorecard(scored), config.gate)
 
 
-def _log_run(inputs: RegisterInputs, lineage: Lineage) -> None:
-    """The run's tags, parameters, per-epoch and final metrics, and the reports as artifacts."""
+def run_record(inputs: RegisterInputs, lineage: Lineage) -> RunRecord:
+    """What the run records: tags, parameters, per-epoch and final metrics, and the reports as artifacts."""
     train = TrainMetrics.read(inputs.train_reports / TRAIN_METRICS_FILE)
     evaluation = EvaluationResult.read(inputs.evaluation_dir / METRICS_FILE)
-    mlflow.set_tags(
-        {
-            "git_commit": lineage.git.commit,
-            "git_dirty": str(lineage.git.dirty),
-            BUNDLE_TAG: lineage.bundle_sha256,
-            **{f"dvc.{path}": md5 for path, md5 in lineage.data.items()},
-            **({"dvc.experiment": lineage.dvc_experiment} if lineage.dvc_experiment else {}),
-        }
-    )
-    mlflow.log_params(flatten(inputs.params))
+    tags = {
+        "git_commit": lineage.git.commit,
+        "git_dirty": str(lineage.git.dirty),
+        BUNDLE_TAG: lineage.bundle_sha256,
+        **{f"dvc.{path}": md5 for path, md5 in lineage.data.items()},
+        **({"dvc.experiment": lineage.dvc_experiment} if lineage.dvc_experiment else {}),
+    }
     history = pl.read_csv(inputs.train_reports / "history.csv")
-    for row in history.iter_rows(named=True):
-        step = int(row.pop("epoch"))
-        mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=step)
+    steps = [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in history.iter_rows(named=True)]
     finals: dict[str, float] = {"best_epoch": float(train.best_epoch), "threshold": float(train.threshold)}
     for model, scores in evaluation.test.items():
         prefix = "test" if model == "pytorch" else f"{model}_test"
         finals |= {f"{prefix}_{k}": float(v) for k, v in scores.model_dump().items() if k != "rows"}
     finals |= {f"test_{k}": float(v) for k, v in evaluation.decision.model_dump().items() if k != "threshold"}
-    mlflow.log_metrics({k: v for k, v in finals.items() if not math.isnan(v)})
-    mlflow.log_artifacts(str(inputs.evaluation_dir), artifact_path="evaluation")
-    mlflow.log_artifacts(str(inputs.train_reports), artifact_path="training")
-    for path in inputs.other_reports:
-        if path.is_file():
-            mlflow.log_artifact(str(path), artifact_path="data")
-
-
-class LoggedModel(NamedTuple):
-    """A model logged to a run: its URI and the digest of its bundle's files."""
-
-    uri: str
-    files_sha256: str
+    return RunRecord(
+        tags=tags,
+        params=flatten(inputs.params),
+        steps=steps,
+        metrics={k: v for k, v in finals.items() if not math.isnan(v)},
+        directories={"evaluation": inputs.evaluation_dir, "training": inputs.train_reports},
+        files={"data": [path for path in inputs.other_reports if path.is_file()]},
+    )
 
 
 def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel:
-    """Log ``bundle`` (with its model card) to the active MLflow run as a pyfunc model."""
-    contract = bundle.contract
+    """Log ``bundle`` (with its model card) to the active run as a pyfunc model."""
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
         bundle.save(bundle_dir)
         if card.is_file():
             shutil.copy(card, bundle_dir / CARD_FILE)
-        files_sha256 = files_digest(bundle_dir)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            code_paths=[str(PACKAGE_DIR)],
-            signature=model_signature(contract),
-            input_example=input_example(contract, held_out),
-            pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in RUNTIME_PACKAGES],
-        )
-    return LoggedModel(str(info.model_uri), files_sha256)
-
-
-def column_type(spec: FeatureSpec) -> str:
-    """The MLflow type of a feature's column: integers as long (MLflow refuses an int64 column where a double is
-    expected), except nullable numbers, which pandas holds as floats with NaN for the missing ones."""
-    if spec.dtype == "string":
-        return "string"
-    if spec.dtype in INTEGER_DTYPES and (spec.kind == "categorical" or not spec.nullable):
-        return "long"
-    return "double"
-
-
-def model_signature(contract: FeatureContract) -> ModelSignature:
-    """The MLflow signature of the contract: nullable features are optional columns."""
-    inputs = Schema([ColSpec(column_type(s), n, required=not s.nullable) for n, s in contract.features.items()])
-    outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def input_example(contract: FeatureContract, frame: pl.DataFrame, rows: int = 3) -> pd.DataFrame:
-    """A few real rows of contract features, as a client would send them, in the signature's types."""
-    polars_type = {"string": pl.String, "long": pl.Int64, "double": pl.Float64}
-    head = frame.head(rows).select(list(contract.features))
-    return head.with_columns(
-        pl.col(n).cast(polars_type[column_type(s)]) for n, s in contract.features.items()
-    ).to_pandas()
+        return log_pyfunc_model(bundle_dir, bundle.contract, held_out, files_sha256=files_digest(bundle_dir))
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""MLflow glue: the tracking store and the model registry (versions, aliases, tags, champion history).
+"""MLflow glue: the tracking store, runs, logged models and the model registry (versions, aliases, tags, champion
+history).
 
-The only module that talks to MLflow. The registry decides what serves: the version behind the ``@champion`` alias.
+The only module that talks to MLflow (``pyfunc_model.py`` is the code MLflow itself runs to load a model). The registry decides what serves: the version behind the ``@champion`` alias.
 Every change of champion is recorded on the registered model (``champion_history``) and on the versions involved,
 so a rollback knows where to go and a person can read why.
 """
@@ -8,20 +9,28 @@ so a rollback knows where to go and a person can read why.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
+import pandas as pd
+import polars as pl
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
 from tabloop.config import RegistryConfig
+from tabloop.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.errors import TabloopError, redact
-from tabloop.pyfunc_model import BUNDLE_ARTIFACT
 from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +41,10 @@ HISTORY_TAG = "champion_history"
 BUNDLE_TAG = "bundle_sha256"  # what the model computes: the same bundle is never registered twice
 FILES_TAG = "bundle_files_sha256"  # the bundle's files as served: checked on every load
 TAG_LIMIT = 5000
+BUNDLE_ARTIFACT = "bundle"  # the pyfunc model's artifact holding the bundle (pyfunc_model.py reads it)
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+PACKAGE_DIR = Path(__file__).parent
+RUNTIME_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic", "pyyaml")
 
 
 class RegistryError(TabloopError):
@@ -74,6 +87,12 @@ class Registry:
                 f"{time.monotonic() - start:.1f} s ({type(e).__name__}: {reason}). Start it, or point "
                 "TABLOOP_TRACKING_URI at one that runs; nothing was registered."
             ) from e
+
+    @contextmanager
+    def run(self, name: str) -> Iterator[str]:
+        """A tracking run in the experiment, active inside the block; its id."""
+        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=name) as run:
+            yield str(run.info.run_id)
 
     def experiment_id(self) -> str:
         """The experiment's id, creating the experiment on first use."""
@@ -187,3 +206,80 @@ class Registry:
 def _tag(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text[:TAG_LIMIT]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run records: tags, flat parameters, metrics per step and final ones, and artifacts (directories by
+    the artifact path they go to, and files by theirs)."""
+
+    tags: dict[str, str]
+    params: dict[str, str]
+    steps: list[tuple[int, dict[str, float]]]
+    metrics: dict[str, float]
+    directories: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def log_run(record: RunRecord) -> None:
+    """``record`` into the active run (:meth:`Registry.run`)."""
+    mlflow.set_tags(record.tags)
+    mlflow.log_params(record.params)
+    for step, values in record.steps:
+        mlflow.log_metrics(values, step=step)
+    mlflow.log_metrics(record.metrics)
+    for artifact_path, directory in record.directories.items():
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+    for artifact_path, paths in record.files.items():
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+class LoggedModel(NamedTuple):
+    """A model logged to a run: its URI and the digest of its bundle's files."""
+
+    uri: str
+    files_sha256: str
+
+
+def log_pyfunc_model(
+    bundle_dir: Path, contract: FeatureContract, held_out: pl.DataFrame, *, files_sha256: str
+) -> LoggedModel:
+    """The bundle in ``bundle_dir`` logged to the active run as a pyfunc model "from code" (pyfunc_model.py), with
+    the contract's signature, an input example from ``held_out`` and the runtime's pinned requirements."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_CODE),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        code_paths=[str(PACKAGE_DIR)],
+        signature=model_signature(contract),
+        input_example=input_example(contract, held_out),
+        pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in RUNTIME_PACKAGES],
+    )
+    return LoggedModel(str(info.model_uri), files_sha256)
+
+
+def column_type(spec: FeatureSpec) -> str:
+    """The MLflow type of a feature's column: integers as long (MLflow refuses an int64 column where a double is
+    expected), except nullable numbers, which pandas holds as floats with NaN for the missing ones."""
+    if spec.dtype == "string":
+        return "string"
+    if spec.dtype in INTEGER_DTYPES and (spec.kind == "categorical" or not spec.nullable):
+        return "long"
+    return "double"
+
+
+def model_signature(contract: FeatureContract) -> ModelSignature:
+    """The MLflow signature of the contract: nullable features are optional columns."""
+    inputs = Schema([ColSpec(column_type(s), n, required=not s.nullable) for n, s in contract.features.items()])
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(contract: FeatureContract, frame: pl.DataFrame, rows: int = 3) -> pd.DataFrame:
+    """A few real rows of contract features, as a client would send them, in the signature's types."""
+    polars_type = {"string": pl.String, "long": pl.Int64, "double": pl.Float64}
+    head = frame.head(rows).select(list(contract.features))
+    return head.with_columns(
+        pl.col(n).cast(polars_type[column_type(s)]) for n, s in contract.features.items()
+    ).to_pandas()

@@ -24,8 +24,8 @@ from tabloop.features.preprocessing import frame_columns
 from tabloop.io import read_json
 from tabloop.model.bundle import LINEAGE_FILE, Bundle, Predictor
 from tabloop.model.network import TabularNet
-from tabloop.register import RegisterInputs, input_example, model_signature, register_candidate
-from tabloop.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from tabloop.register import RegisterInputs, register_candidate
+from tabloop.registry import CHALLENGER, CHAMPION, Registry, RegistryError, input_example, model_signature
 from tabloop.settings import Settings
 
 

@@ -13,10 +13,17 @@ from tabloop.contract import StrictModel
 from tabloop.layout import Layout
 
 
+def _default(section: str, key: str) -> Any:
+    """The default dataset's value of ``section.key`` (for a section built without :func:`load_monitor_config`)."""
+    return dataset_defaults(Layout.of(None))[section][key]
+
+
 class ReplayConfig(StrictModel):
     """How ``make replay`` sends the test split to the service."""
 
-    traffic: Path = Field(Path("data/features/test.parquet"), description="The rows to send (a features table).")
+    traffic: Path = Field(
+        default_factory=lambda: _default("replay", "traffic"), description="The rows to send (a features table)."
+    )
     speedup: float = Field(3600.0, gt=0, description="Virtual seconds per wall-clock second.")
     rate: float | None = Field(250.0, gt=0, description="Prediction requests per second at most (null: no limit).")
     concurrency: int = Field(8, ge=1, le=256)
@@ -39,7 +46,7 @@ class ReplayConfig(StrictModel):
     )
     retry_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
-    state: Path = Path("logs/replay/state.json")
+    state: Path = Field(default_factory=lambda: _default("replay", "state"), description="Where progress is saved.")
 
 
 class GateConfig(StrictModel):
@@ -53,7 +60,9 @@ class GateConfig(StrictModel):
 class ReportsConfig(StrictModel):
     """How the prediction log is cut into windows and compared with the reference."""
 
-    log_url: str = Field("sqlite:///logs/predictions.db", description="The service's prediction log.")
+    log_url: str = Field(
+        default_factory=lambda: _default("reports", "log_url"), description="The service's prediction log."
+    )
     window: Literal["day", "week"] = "week"
     min_rows: int = Field(200, ge=10, description="Windows with fewer predictions are not judged.")
     min_labels: int = Field(200, ge=10, description="Fewer labelled predictions: no quality report for the window.")
@@ -69,15 +78,19 @@ class ReportsConfig(StrictModel):
     workers: int = Field(1, ge=0, le=64, description="Processes that report windows beside this one (0: none).")
     drift_share: float = Field(0.5, gt=0, le=1, description="Evidently's dataset-drift share (for its own tests).")
     seed: int = 0
-    cache_dir: Path = Field(Path("models/cache"), description="Bundles of the versions found in the log.")
+    cache_dir: Path = Field(
+        default_factory=lambda: _default("reports", "cache_dir"), description="Bundles of the versions in the log."
+    )
     reference_dir: Path | None = Field(
         None,
         description="A features directory whose valid.parquet is the reference for every version; "
         "null: each version's own, found in the DVC cache through its lineage.",
     )
-    workspace: Path = Path("reports/monitoring/workspace")
-    project: str = "monitoring"
-    out_dir: Path = Field(Path("reports/monitoring"), description="verdict.json, summary.md, latest.html")
+    workspace: Path = Field(default_factory=lambda: _default("reports", "workspace"))
+    project: str = Field(default_factory=lambda: _default("reports", "project"))
+    out_dir: Path = Field(
+        default_factory=lambda: _default("reports", "out_dir"), description="verdict.json, summary.md, latest.html"
+    )
     dashboard_features: list[str] = Field(
         default_factory=list,
         description="Features whose drift scores the dashboard plots over time.",
@@ -101,8 +114,8 @@ class RetrainConfig(StrictModel):
 class MonitorConfig(StrictModel):
     """Everything ``configs/monitor.yaml`` holds."""
 
-    replay: ReplayConfig = ReplayConfig()
-    reports: ReportsConfig = ReportsConfig()
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     gate: GateConfig = GateConfig()
     retrain: RetrainConfig = RetrainConfig()
 
@@ -119,7 +132,8 @@ def load_monitor_config(path: Path, where: Layout | None = None) -> MonitorConfi
 
 
 def dataset_defaults(where: Layout) -> dict[str, dict[str, Any]]:
-    """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured."""
+    """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured:
+    declared here only (a section built without a layout takes the default dataset's)."""
     return {
         "replay": {"traffic": where.features / "test.parquet", "state": where.replay_state},
         "reports": {

@@ -56,7 +56,7 @@ class MonitoringWorkspace:
             self.workspace = Workspace(str(path))
             found = self.workspace.search_project(project)
             self.project = found[0] if found else self.workspace.create_project(project)
-        except Exception as e:
+        except Exception as e:  # Evidently raises assorted types for a damaged workspace
             raise WorkspaceError(
                 f"{path}: the Evidently workspace cannot be opened ({e}); it is rebuilt from the prediction log "
                 f"if you move it away"

@@ -95,7 +95,7 @@ class ModelStore:
         """Serve the alias's version from the registry, or else the cached one; neither is an error."""
         try:
             self.check()
-        except Exception as e:
+        except Exception as e:  # the service starts without its registry: whatever failed is logged, the cache serves
             logger.warning("registry unavailable at start: %s", e)
         if self.current is None:
             self._load_cached()
@@ -106,7 +106,7 @@ class ModelStore:
         try:
             self.registry.connect()
             version = self.registry.by_alias(self.alias)
-        except Exception as e:
+        except Exception as e:  # any failure of the client (network, auth, MLflow's own) means "unreachable"
             self.status.registry = (
                 f"unreachable: {redact(str(e).splitlines()[0][:300]) if str(e) else type(e).__name__}"
             )
@@ -136,7 +136,7 @@ class ModelStore:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
                 await asyncio.to_thread(self.check)
-            except Exception as e:
+            except Exception as e:  # the polling task must outlive any one failed check
                 logger.warning("checking @%s failed: %s", self.alias, e)
 
     def _prepare(self, version: str, expected: str | None) -> ServedModel:
@@ -175,7 +175,7 @@ class ModelStore:
             raise ModelRefusedError(f"its files do not match the digest recorded at registration ({found[:12]}...)")
         try:
             predictor = Predictor(Bundle.load(bundle_dir))
-        except Exception as e:
+        except Exception as e:  # loading files from outside may raise anything (torch, safetensors): never served
             raise ModelRefusedError(f"it does not load: {e}") from e
         self._smoke_test(predictor)
         return predictor
@@ -190,7 +190,7 @@ class ModelStore:
         example = example_row(predictor.bundle.preprocessor)
         try:
             proba = predictor.predict_proba({name: [value] for name, value in example.items()})
-        except Exception as e:
+        except Exception as e:  # whatever the candidate raises on a real row, it is refused
             raise ModelRefusedError(f"its smoke prediction failed: {e}") from e
         if proba.shape != (1,) or not np.isfinite(proba).all() or not 0.0 <= float(proba[0]) <= 1.0:
             raise ModelRefusedError(f"its smoke prediction is not a probability: {proba!r}")
@@ -210,7 +210,7 @@ class ModelStore:
         try:
             saved = read_json(pointer)
             version, expected = str(saved["version"]), str(saved[FILES_TAG])
-        except Exception as e:
+        except Exception as e:  # a damaged pointer (JSON, keys, types) is the same as none
             logger.error("the cache's pointer %s cannot be read (%s); not ready until the registry answers", pointer, e)
             return
         if not VERSION.fullmatch(version):
@@ -229,5 +229,5 @@ class ModelStore:
 def _files_digest(directory: Path) -> str:
     try:
         return files_digest(directory)
-    except Exception as e:
+    except Exception as e:  # files that cannot be read cannot be verified, whatever the reason
         raise ModelRefusedError(f"its files cannot be read: {e}") from e

@@ -318,7 +318,7 @@ class PredictionLog:
             end = self._journal.end
             try:
                 done = await self._in_writer(self._load, self._read_at, end)
-            except Exception as e:
+            except Exception as e:  # the database may fail in any way: the journal keeps the records, readiness tells
                 self._store_failed(e)
                 await asyncio.sleep(min(1.0, self.flush_interval_s * 5))
                 return total

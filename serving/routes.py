@@ -375,7 +375,7 @@ async def reload_model(service: Service) -> dict[str, Any]:
     """Whether checking the registry alias changed the served model, and the version served now."""
     try:
         changed = await asyncio.to_thread(service.store.check)
-    except Exception as e:
+    except Exception as e:  # any failure of the registry client is a 503 for the caller, not a 500
         raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {redact(str(e))}") from e
     served = service.store.current
     return {"changed": changed, "version": served.version if served else None}

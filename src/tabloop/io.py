@@ -7,10 +7,13 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml import YAML
+
+from tabloop.errors import FeatureError
 
 
 @contextmanager
@@ -63,6 +66,28 @@ def write_json(data: Any, path: Path) -> None:
     """``data`` as indented UTF-8 JSON with a trailing newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+class StageRecord(BaseModel):
+    """A JSON record one pipeline stage writes and later ones read back, through this same type."""
+
+    model_config = ConfigDict(frozen=True)
+    stage: ClassVar[str]  # the stage that writes it, named in the error when it is missing or stale
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """The record at ``path``; a FeatureError saying to run the stage if it is missing or from other code."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError as e:
+            raise FeatureError(f"{path}: not found; run the {cls.stage} stage first (dvc repro {cls.stage})") from e
+        except ValidationError as e:
+            problems = f"{e.error_count()} problems"
+            raise FeatureError(f"{path}: not what the {cls.stage} stage writes ({problems}); run it again") from e
+
+    def write(self, path: Path) -> None:
+        """The record as indented JSON (:func:`write_json`)."""
+        write_json(self.model_dump(mode="python"), path)
 
 
 def read_json(path: Path) -> Any:

@@ -1,9 +1,10 @@
 """MLflow glue: the tracking store, runs, logged models and the model registry (versions, aliases, tags, champion
 history).
 
-The only module that talks to MLflow (``pyfunc_model.py`` is the code MLflow itself runs to load a model). The registry decides what serves: the version behind the ``@champion`` alias.
-Every change of champion is recorded on the registered model (``champion_history``) and on the versions involved,
-so a rollback knows where to go and a person can read why.
+The only module that talks to MLflow (``pyfunc_model.py`` is the code MLflow itself runs to load a model). The
+registry decides what serves: the version behind the ``@champion`` alias. Every change of champion is recorded on the
+registered model (``champion_history``) and on the versions involved, so a rollback knows where to go and a person
+can read why.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from torch import nn
@@ -30,7 +29,7 @@ from torch import nn
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.features.preprocessing import PREPROCESSING_FILE, Preprocessor, frame_columns, load_preprocessor
-from tabloop.io import staged, write_json
+from tabloop.io import StageRecord, staged
 from tabloop.model.bundle import Bundle
 from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
 
@@ -79,27 +78,15 @@ class TrainResult:
     history: list[EpochRecord]
 
 
-class TrainMetrics(BaseModel):
+class TrainMetrics(StageRecord):
     """The train stage's ``metrics.json``: the epoch kept, how many ran, its validation ROC AUC and the threshold."""
 
-    model_config = ConfigDict(frozen=True)
+    stage = "train"
 
     best_epoch: int
     epochs_run: int
     valid_roc_auc: float
     threshold: float
-
-    @classmethod
-    def read(cls, path: Path) -> TrainMetrics:
-        """The train stage's metrics; a FeatureError saying to run the stage if they are missing or stale."""
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except FileNotFoundError as e:
-            raise FeatureError(f"{path}: not found; run the train stage first (dvc repro train)") from e
-        except ValidationError as e:
-            raise FeatureError(
-                f"{path}: not the train stage's metrics ({e.error_count()} problems); run it again"
-            ) from e
 
 
 EpochHook = Callable[[EpochRecord], None]
@@ -290,7 +277,7 @@ def _write_outputs(bundle: Bundle, result: TrainResult, bundle_dir: Path, report
             valid_roc_auc=result.valid_roc_auc,
             threshold=round(result.threshold, 6),
         )
-        write_json(metrics.model_dump(mode="python"), reports_staging / METRICS_FILE)
+        metrics.write(reports_staging / METRICS_FILE)
 
 
 @dataclass

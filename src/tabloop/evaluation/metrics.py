@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from tabloop.errors import FeatureError
+from tabloop.io import StageRecord
 
 Array = npt.NDArray[Any]
 EPS = 1e-7
@@ -104,27 +103,15 @@ class Decisions(BaseModel):
     accuracy: float
 
 
-class EvaluationResult(BaseModel):
+class EvaluationResult(StageRecord):
     """What the evaluate stage found: ``metrics.json``, read back by the register stage and ``tabloop summary``."""
 
-    model_config = ConfigDict(frozen=True)
+    stage = "evaluate"
 
     test: dict[str, ModelScores]  # pytorch, lightgbm, logistic
     pytorch_minus_lightgbm_roc_auc: float
     decision: Decisions
     baselines: dict[str, JsonValue]  # what each baseline chose (LightGBM's rounds, ...)
-
-    @classmethod
-    def read(cls, path: Path) -> EvaluationResult:
-        """The evaluate stage's ``metrics.json``; a FeatureError saying to run the stage if it is missing or stale."""
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except FileNotFoundError as e:
-            raise FeatureError(f"{path}: not found; run the evaluate stage first (dvc repro evaluate)") from e
-        except ValidationError as e:
-            raise FeatureError(
-                f"{path}: not the evaluate stage's metrics ({e.error_count()} problems); run it again"
-            ) from e
 
 
 MISSING = "(missing)"  # the slice of rows without a value

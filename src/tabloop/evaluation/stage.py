@@ -171,7 +171,7 @@ def _write(
     """The stage's outputs, each replaced whole or not at all."""
     outputs = (out_dir / METRICS_FILE, out_dir / SLICES_FILE, out_dir / PLOTS_DIR, out_dir / CARD_FILE)
     with staged(*outputs) as (metrics_path, slices_path, plots_dir, card_path):
-        write_json(metrics.model_dump(mode="python"), metrics_path)
+        metrics.write(metrics_path)
         write_json(slices, slices_path)
         for name, table in plots.items():
             path = plots_dir / name

@@ -389,7 +389,7 @@ class EvaluateConfig(StrictModel):
     curve_points: int = Field(200, ge=10, le=100_000)
 
 
-class GateConfig(StrictModel):
+class PromotionGateConfig(StrictModel):
     """When a challenger replaces the champion."""
 
     metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
@@ -405,7 +405,7 @@ class RegistryConfig(StrictModel):
 
     experiment: str = Field("model", min_length=1)
     model_name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    gate: GateConfig = GateConfig()
+    gate: PromotionGateConfig = PromotionGateConfig()
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -29,7 +29,7 @@ def staged(*targets: Path) -> Iterator[list[Path]]:
         _remove(path)
     try:
         yield staging
-    except BaseException:
+    except BaseException:  # an interrupt too: the staging paths go, the targets stay as they were; re-raised
         for path in staging:
             _remove(path)
         raise

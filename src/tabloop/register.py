@@ -22,10 +22,10 @@ from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.errors import FeatureError
 from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.evaluation.stage import CARD_FILE, METRICS_FILE, Scored, read_split, score
-from tabloop.gate import Decision, Scorecard, decide
 from tabloop.io import write_json
 from tabloop.lineage import Lineage, LineageMetrics, dvc_hashes, git_state
 from tabloop.model.bundle import Bundle, Predictor, files_digest
+from tabloop.promotion import Decision, Scorecard, decide
 from tabloop.registry import (
     BUNDLE_ARTIFACT,
     BUNDLE_TAG,
@@ -149,7 +149,7 @@ def _register(
             registry.tag(version, gate_tags(decision, candidate.champion, config.gate.metric))
             if decision.promote:
                 registry.promote(version, reason="; ".join(decision.reasons), decided_by="gate")
-        except Exception:
+        except Exception:  # whatever failed, no half-registered version stays behind; the error goes on
             registry.delete(version)
             raise
     return version

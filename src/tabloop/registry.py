@@ -81,7 +81,7 @@ class Registry:
         start = time.monotonic()
         try:
             self.client.search_experiments(max_results=1)
-        except Exception as e:
+        except Exception as e:  # an unreachable store raises many types (requests, SQLAlchemy, MLflow's own)
             reason = redact(str(e).splitlines()[0][:300]) if str(e) else ""
             raise RegistryError(
                 f"the MLflow tracking store at {redact(self.uri)} cannot be reached after "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tabloop.config import GateConfig
-from tabloop.gate import Scorecard, decide
+from tabloop.config import PromotionGateConfig
+from tabloop.promotion import Scorecard, decide
 
-POLICY = GateConfig(metric="roc_auc", min_improvement=0.002, max_slice_regression=0.02, min_slice_rows=100)
+POLICY = PromotionGateConfig(metric="roc_auc", min_improvement=0.002, max_slice_regression=0.02, min_slice_rows=100)
 
 
 def card(auc: float, **slices: tuple[float, int]) -> Scorecard:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from tabloop.config import GateConfig
+from tabloop.config import PromotionGateConfig
 
 SliceScores = dict[str, dict[str, dict[str, float]]]  # column -> value -> metrics
 
@@ -32,7 +32,7 @@ class Decision:
         return "promote" if self.promote else "reject"
 
 
-def decide(challenger: Scorecard, champion: Scorecard | None, policy: GateConfig) -> Decision:
+def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionGateConfig) -> Decision:
     """Never promote below the quality floor; above it, promote when there is no champion, or when the challenger
     is better by the margin and no large slice regresses beyond the tolerance. Both scorecards must come from the
     same data."""
@@ -62,7 +62,7 @@ def decide(challenger: Scorecard, champion: Scorecard | None, policy: GateConfig
     return Decision(better and not regressions, reasons, round(delta, 6))
 
 
-def slice_regressions(challenger: SliceScores, champion: SliceScores, policy: GateConfig) -> list[str]:
+def slice_regressions(challenger: SliceScores, champion: SliceScores, policy: PromotionGateConfig) -> list[str]:
     """One line per large slice whose metric drops by more than the tolerance."""
     found = []
     for column, values in champion.items():

@@ -10,7 +10,7 @@ import typer
 
 from monitoring.config import load_monitor_config
 from tabloop.cli import DatasetOption, console, entry_point
-from tabloop.config import TimeSplit, load_data_config, load_registry_config
+from tabloop.config import load_data_config, load_registry_config
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
@@ -71,17 +71,8 @@ def replay(
                 show_progress=progress,
             )
         )
-        state = summary.state
-        console.print(
-            f"replay {state.run}: {summary.sent:,} rows sent in {summary.seconds:.1f} s "
-            f"({summary.sent / max(summary.seconds, 1e-9):,.0f} req/s), {summary.rejected:,} rejected, "
-            f"{summary.feedback:,} outcomes sent; in all {state.next:,} of {state.rows:,} rows, "
-            f"{state.feedback_sent:,} outcomes; virtual time {state.virtual_time}"
-        )
-        if state.rejected_examples and summary.rejected:
-            console.print(f"rejected, e.g.: {state.rejected_examples[-1]}")
-        if not summary.finished:
-            console.print(f"stopped by {summary.stopped_by}; run it again to resume ({settings.state})")
+        for line in summary.describe(settings.state):
+            console.print(line)
 
 
 @app.command()
@@ -125,58 +116,21 @@ def retrain(
     """Run the pipeline again on a split moved to the outcomes in the prediction log; the gate decides whether the
     new model becomes the champion, and the running service loads it (exit 0 promoted, 3 champion kept, 4 nothing
     new to train on)."""
-    from monitoring.log import read_log
-    from monitoring.replay import SNAPSHOT_NAME
-    from monitoring.retrain import (
-        NOTHING_NEW,
-        NothingNewError,
-        announce,
-        arrived_rows,
-        current_champion,
-        gate_outcome,
-        labelled_horizon,
-        overrides,
-        plan,
-        plan_rows,
-        production_ids,
-        run_pipeline,
-        source_end,
-    )
+    from monitoring.retrain import retrain as run_retrain
 
     with entry_point("retrain") as settings:
         where = settings.layout(dataset)
-        loaded = load_monitor_config(config or where.monitor_config, where)
-        data = load_data_config(where.data_config)
-        registry = load_registry_config(where.registry_config)
-        log = read_log(loaded.reports.log_url, features=False)  # only ids, times and outcomes
-        try:
-            if isinstance(data.split, TimeSplit):
-                horizon = labelled_horizon(log, loaded.retrain.min_label_share, data.entity.time_zone)
-                moved = plan(loaded.retrain, data, horizon, source_end(features_metrics or where.features_metrics))
-                name, arguments = moved.name, overrides(moved.moved, where.data_config)
-            else:
-                snapshot = loaded.replay.state.with_name(SNAPSHOT_NAME)
-                arrived = arrived_rows(log, production_ids(snapshot), loaded.retrain.min_label_share)
-                moved_rows = plan_rows(loaded.retrain, data.split, arrived)
-                name, arguments = moved_rows.name, overrides(moved_rows.arrived, where.data_config)
-        except NothingNewError as e:
-            console.print(f"nothing to retrain: {e}")
-            raise typer.Exit(code=NOTHING_NEW) from None
-        console.print(moved.describe() if isinstance(data.split, TimeSplit) else moved_rows.describe())
-        if dry_run:
-            return
-        previous = current_champion(settings, registry)
-        run_pipeline(Path.cwd(), name, f"register@{where.dataset}", arguments)
-        outcome = gate_outcome(settings, registry, where.receipt, previous)
-        console.print(f"version {outcome.version}: gate {outcome.decision}")
-        for reason in outcome.reasons:
-            console.print(f"  {reason}")
-        if outcome.promoted:
-            console.print(f"version {outcome.version} is the new champion (was {previous or 'none'})")
-            console.print(announce(url, api_key))
-        else:
-            console.print(f"the champion stays version {outcome.champion or '-'}")
-    raise typer.Exit(code=outcome.exit_code)
+        result = run_retrain(
+            settings,
+            where,
+            load_monitor_config(config or where.monitor_config, where),
+            features_metrics=features_metrics,
+            url=url,
+            api_key=api_key,
+            dry_run=dry_run,
+            report=console.print,
+        )
+    raise typer.Exit(code=result.exit_code)
 
 
 @app.command()

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import queue
 import re
 import threading
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.config import MonitorConfig, ReportsConfig
@@ -35,6 +34,7 @@ from tabloop.settings import Settings
 if TYPE_CHECKING:
     from monitoring.reference import References
     from monitoring.report import ReportedJob, WindowJob
+    from monitoring.workspace import MonitoringWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +64,45 @@ def _monitor(
     config: MonitorConfig, settings: Settings, registry: RegistryConfig, pool: ProcessPoolExecutor | None
 ) -> MonitorResult:
     reports = config.reports
-    reading = pool.submit(read_log, reports.log_url, features=False) if pool is not None else None
-    warm = [pool.submit(warm_up) for _ in range(reports.workers)] if pool is not None else []
+    reading = None
+    if pool is not None:  # the workers start at once: one reads the log, then each imports Evidently
+        reading = pool.submit(read_log, reports.log_url, features=False)
+        for _ in range(reports.workers):
+            pool.submit(warm_up)
     # Seconds of imports (Evidently, PyTorch), made while a worker reads the log.
+    warm_up()
     from monitoring.reference import References
-    from monitoring.report import window_metadata
     from monitoring.workspace import MonitoringWorkspace
 
     workspace = MonitoringWorkspace(reports.workspace, reports.project)
     references = References(settings, registry, reports.cache_dir, reports.reference_dir)
     log = reading.result() if reading is not None else read_log(reports.log_url, features=False)
     found = windows(log, reports.window)
-    summaries_dir = reports.out_dir / "windows"
-    judged = [w for w in found if w.rows.height >= reports.min_rows]
-    latest = judged[-1] if judged else None
+    latest = _judged(found, reports.min_rows)
+    listed, todo = _plan(found, latest, workspace, reports)
+    jobs = _jobs([window for window, _ in todo], latest, references, reports)
+    latest_summary = _write_reports(todo, run_jobs(jobs, pool, reports.workers), latest, workspace, reports)
+    workspace.save_dashboard(sorted({w.model_version for w in found}, key=_version_order), reports.dashboard_features)
+    verdict = judge(latest.key if latest else None, latest_summary, config.gate)
+    write_json({**verdict.as_dict(), "windows": listed}, reports.out_dir / "verdict.json")
+    (reports.out_dir / "summary.md").write_text(describe(verdict), encoding="utf-8")
+    return MonitorResult(listed, verdict)
+
+
+def _judged(found: list[Window], min_rows: int) -> Window | None:
+    """The window the gate judges: the latest with at least ``min_rows`` predictions."""
+    judged = [w for w in found if w.rows.height >= min_rows]
+    return judged[-1] if judged else None
+
+
+def _plan(
+    found: list[Window], latest: Window | None, workspace: MonitoringWorkspace, reports: ReportsConfig
+) -> tuple[list[dict[str, Any]], list[tuple[Window, dict[str, Any]]]]:
+    """Every window's entry in the verdict, and the windows to report with their entries: not those too small to
+    judge, nor earlier ones the workspace holds for the same rows and outcomes; the judged window first, since it
+    is compared on every row and should not be the last to end."""
+    from monitoring.report import window_metadata
+
     listed: list[dict[str, Any]] = []
     todo: list[tuple[Window, dict[str, Any]]] = []
     for window in found:
@@ -85,32 +110,44 @@ def _monitor(
         listed.append(entry)
         if window.rows.height < reports.min_rows:
             entry["status"] = f"not judged: fewer than {reports.min_rows} predictions"
-            continue
-        summary_path = summaries_dir / f"{_safe(window.key)}.json"
-        metadata = window_metadata(window)
-        if window is not latest and workspace.is_current(window.key, "drift", metadata) and summary_path.is_file():
+        elif (
+            window is not latest
+            and workspace.is_current(window.key, "drift", window_metadata(window))
+            and _summary_path(reports, window).is_file()
+        ):
             entry["status"] = "up to date"
-            continue
-        todo.append((window, entry))
-    todo.sort(key=lambda item: item[0] is not latest)  # the judged window, on every row, first: not the last to end
-    jobs = _jobs([w for w, _ in todo], latest, references, reports)
+        else:
+            todo.append((window, entry))
+    todo.sort(key=lambda item: item[0] is not latest)
+    return listed, todo
+
+
+def _write_reports(
+    todo: list[tuple[Window, dict[str, Any]]],
+    results: Iterator[ReportedJob],
+    latest: Window | None,
+    workspace: MonitoringWorkspace,
+    reports: ReportsConfig,
+) -> dict[str, Any] | None:
+    """The judged window's numbers (None without one), once each window's result is written as it comes: its
+    snapshots into the workspace, its numbers beside the verdict and, for the judged window, its reports as
+    self-contained HTML, for sharing."""
     latest_summary: dict[str, Any] | None = None
     reports.out_dir.mkdir(parents=True, exist_ok=True)
-    for index, done in _in_order(run_jobs(jobs, pool, reports.workers, warm)):
-        window, entry = todo[index]
+    for (window, entry), done in zip(todo, results, strict=True):
         for kind, snapshot in done.snapshots.items():
             workspace.put(window.key, kind, snapshot)
-        for kind, html in done.html.items():  # the latest window's reports, self-contained, for sharing
+        for kind, html in done.html.items():
             (reports.out_dir / HTML_FILES[kind]).write_text(html, encoding="utf-8")
-        write_json(done.summary, summaries_dir / f"{_safe(window.key)}.json")
+        write_json(done.summary, _summary_path(reports, window))
         entry["status"] = "reported"
         if window is latest:
             latest_summary = done.summary
-    workspace.save_dashboard(sorted({w.model_version for w in found}, key=_version_order), reports.dashboard_features)
-    verdict = judge(latest.key if latest else None, latest_summary, config.gate)
-    write_json({**verdict.as_dict(), "windows": listed}, reports.out_dir / "verdict.json")
-    (reports.out_dir / "summary.md").write_text(describe(verdict), encoding="utf-8")
-    return MonitorResult(listed, verdict)
+    return latest_summary
+
+
+def _summary_path(reports: ReportsConfig, window: Window) -> Path:
+    return reports.out_dir / "windows" / f"{_safe(window.key)}.json"
 
 
 def _jobs(todo: list[Window], latest: Window | None, references: References, reports: ReportsConfig) -> list[WindowJob]:
@@ -149,67 +186,37 @@ def start_workers(workers: int) -> ProcessPoolExecutor | None:
 
 
 def warm_up() -> None:
-    """Import what reporting a window needs (Evidently, seconds of it) in a worker, before its first window."""
+    """Import what reporting a window needs (Evidently, seconds of it), here or in a worker, before its first
+    window."""
     import monitoring.report  # noqa: F401
 
 
-def run_jobs(
-    jobs: list[WindowJob], pool: ProcessPoolExecutor | None, workers: int, warm: Sequence[Future[None]] = ()
-) -> Iterator[tuple[int, ReportedJob]]:
-    """Each job's index and result as soon as it is done. This process and the ``workers`` of ``pool`` take the
-    jobs from the front of one queue, the workers once ``warm`` is done; their results are handed out before this
-    process takes another job."""
+def run_jobs(jobs: list[WindowJob], pool: ProcessPoolExecutor | None, workers: int) -> Iterator[ReportedJob]:
+    """Each job's result, in job order. The jobs are taken in order by ``workers + 1`` threads: the one that finds
+    this process free reports its job here, the others each hand theirs to a process of ``pool``; so the judged
+    window, the first job, starts here at once, while the workers finish importing Evidently. After a failed job,
+    no other starts."""
     from monitoring.report import run_job
 
-    pending = deque(range(len(jobs)))
-    feeders = min(workers, len(jobs) - 1)
-    if pool is None or feeders <= 0:
-        for index in pending:
-            yield index, run_job(jobs[index])
+    if pool is None or len(jobs) < 2:
+        yield from map(run_job, jobs)
         return
-    lock = threading.Lock()
-    done: queue.SimpleQueue[tuple[int, ReportedJob | BaseException]] = queue.SimpleQueue()
+    here = threading.Lock()  # held while this process reports a job
 
-    def take() -> int | None:
-        with lock:
-            return pending.popleft() if pending else None
-
-    def feed() -> None:  # one thread per worker process: a job for it whenever it is free
+    def report(job: WindowJob) -> ReportedJob:
         try:
-            for future in warm:
-                future.result()
-            while (index := take()) is not None:
-                done.put((index, pool.submit(run_job, jobs[index]).result()))
-        except BaseException as e:  # handed to this process, which raises it
-            done.put((-1, e))
+            if here.acquire(blocking=False):  # this process is free
+                try:
+                    return run_job(job)
+                finally:
+                    here.release()
+            return pool.submit(run_job, job).result()
+        except BaseException:
+            threads.shutdown(wait=False, cancel_futures=True)  # the jobs not yet taken
+            raise
 
-    with ThreadPoolExecutor(feeders) as threads:
-        for _ in range(feeders):
-            threads.submit(feed)
-        try:
-            for _ in jobs:
-                own = take() if done.empty() else None
-                if own is not None:
-                    yield own, run_job(jobs[own])
-                    continue
-                index, result = done.get()
-                if isinstance(result, BaseException):
-                    raise result
-                yield index, result
-        finally:
-            with lock:
-                pending.clear()  # after an error, the workers take no new job
-
-
-def _in_order(results: Iterator[tuple[int, ReportedJob]]) -> Iterator[tuple[int, ReportedJob]]:
-    """``results`` in the order of their indexes, each as soon as every one before it has come."""
-    waiting: dict[int, ReportedJob] = {}
-    following = 0
-    for index, result in results:
-        waiting[index] = result
-        while following in waiting:
-            yield following, waiting.pop(following)
-            following += 1
+    with ThreadPoolExecutor(workers + 1) as threads:
+        yield from threads.map(report, jobs)
 
 
 def _safe(key: str) -> str:

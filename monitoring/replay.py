@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import polars as pl
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from monitoring.config import ReplayConfig
 from tabloop.contract import FeatureContract
@@ -84,35 +84,14 @@ def load_traffic(
     outcome is due at the outcome time where the dataset has one, else ``config.outcome_delay_s`` after the event.
     """
     config = config or ReplayConfig()
-    if not path.is_file():
-        raise ReplayError(no_traffic(path))
-    needed = [ID, contract.target.name]
-    frame = pl.read_parquet(path)
-    missing = [c for c in [*needed, *contract.features] if c not in frame.columns]
-    if missing:
-        raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}")
-    if frame.is_empty():
-        raise ReplayError(f"{path}: nothing to replay")
-    if TIME in frame.columns:
-        event = pl.col(TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
-        event = event.dt.convert_time_zone("UTC")
-    else:
-        start = config.synthetic_start.astimezone(dt.UTC)
-        step = pl.int_range(pl.len(), dtype=pl.Int64) * int(config.synthetic_interval_s * 1e6)
-        event = pl.lit(start) + pl.duration(microseconds=step)
-    if OUTCOME_TIME in frame.columns:
-        due = pl.col(OUTCOME_TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
-        due = pl.max_horizontal(due.dt.convert_time_zone("UTC"), pl.col("event_time"))
-    else:
-        due = pl.col("event_time") + pl.duration(microseconds=int(config.outcome_delay_s * 1e6))
+    frame = _read_rows(path, contract)
     frame = (
-        frame.with_columns(event_time=event, key=pl.col(ID).cast(pl.String))
+        frame.with_columns(event_time=_event_time(frame, config, time_zone), key=pl.col(ID).cast(pl.String))
         .drop_nulls("event_time")
-        .with_columns(outcome_at=due.fill_null(pl.col("event_time")))
+        .with_columns(outcome_at=_outcome_time(frame, config, time_zone).fill_null(pl.col("event_time")))
         .sort("event_time", maintain_order=True)
     )
     features = list(contract.features)
-    bodies = [orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)]
     outcomes = frame[OUTCOME].to_list() if OUTCOME in frame.columns else [None] * frame.height
     return Traffic(
         source=source or str(path),
@@ -121,10 +100,44 @@ def load_traffic(
         keys=frame["key"].to_list(),
         event_time=frame["event_time"].to_list(),
         outcome_at=frame["outcome_at"].to_list(),
-        bodies=bodies,
+        bodies=[orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)],
         labels=frame[contract.target.name].to_list(),
         outcomes=[None if v is None else float(v) for v in outcomes],
     )
+
+
+def _read_rows(path: Path, contract: FeatureContract) -> pl.DataFrame:
+    """The features table at ``path``; a ReplayError if there is none, it lacks a column the requests need, or it
+    has no rows."""
+    if not path.is_file():
+        raise ReplayError(no_traffic(path))
+    frame = pl.read_parquet(path)
+    missing = [c for c in [ID, contract.target.name, *contract.features] if c not in frame.columns]
+    if missing:
+        raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.is_empty():
+        raise ReplayError(f"{path}: nothing to replay")
+    return frame
+
+
+def _event_time(frame: pl.DataFrame, config: ReplayConfig, time_zone: str) -> pl.Expr:
+    """When each row of ``frame`` is sent, in UTC: at its event time (naive, local to ``time_zone``) or, without
+    one, on the synthetic clock."""
+    if TIME in frame.columns:
+        event = pl.col(TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+        return event.dt.convert_time_zone("UTC")
+    start = config.synthetic_start.astimezone(dt.UTC)
+    step = pl.int_range(pl.len(), dtype=pl.Int64) * int(config.synthetic_interval_s * 1e6)
+    return pl.lit(start) + pl.duration(microseconds=step)
+
+
+def _outcome_time(frame: pl.DataFrame, config: ReplayConfig, time_zone: str) -> pl.Expr:
+    """When the outcome of each row of ``frame`` is due, in UTC: at its outcome time (never before its event
+    time, the ``event_time`` column) or, without one, ``config.outcome_delay_s`` after the event."""
+    if OUTCOME_TIME in frame.columns:
+        due = pl.col(OUTCOME_TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+        return pl.max_horizontal(due.dt.convert_time_zone("UTC"), pl.col("event_time"))
+    return pl.col("event_time") + pl.duration(microseconds=int(config.outcome_delay_s * 1e6))
 
 
 @dataclass
@@ -189,6 +202,22 @@ class ReplaySummary:
     stopped_by: str
     state: ReplayState
 
+    def describe(self, state_path: Path) -> list[str]:
+        """What the replay did and where it is, line by line; how to resume it (from ``state_path``) if it
+        stopped early."""
+        state = self.state
+        lines = [
+            f"replay {state.run}: {self.sent:,} rows sent in {self.seconds:.1f} s "
+            f"({self.sent / max(self.seconds, 1e-9):,.0f} req/s), {self.rejected:,} rejected, "
+            f"{self.feedback:,} outcomes sent; in all {state.next:,} of {state.rows:,} rows, "
+            f"{state.feedback_sent:,} outcomes; virtual time {state.virtual_time}"
+        ]
+        if state.rejected_examples and self.rejected:
+            lines.append(f"rejected, e.g.: {state.rejected_examples[-1]}")
+        if not self.finished:
+            lines.append(f"stopped by {self.stopped_by}; run it again to resume ({state_path})")
+        return lines
+
 
 class Replayer:
     """Sends ``traffic`` to the service at ``url`` as ``config`` says, recording progress in ``state``.
@@ -236,48 +265,61 @@ class Replayer:
         try:
             while state.next < len(traffic) or self.pending or self._tasks:  # rows or outcomes still to send
                 elapsed = time.monotonic() - start_wall
-                if config.max_seconds is not None and elapsed >= config.max_seconds:
-                    stopped_by = f"max_seconds ({config.max_seconds:g} s)"
-                    break
-                if config.max_requests is not None and self._counts["sent"] >= config.max_requests:
-                    stopped_by = f"max_requests ({config.max_requests:,})"
-                    break
                 now = start_virtual + dt.timedelta(seconds=elapsed * config.speedup)
-                if until is not None and now >= until:
-                    now = until  # what is due by then is still sent, nothing later
-                    if self._quiet_until(until):
-                        stopped_by = f"until ({config.until})"
-                        break
+                if until is not None:
+                    now = min(now, until)  # what is due by then is still sent, nothing later
+                if bound := self._bound_reached(elapsed, now, until):
+                    stopped_by = bound
+                    break
                 state.virtual_time = now.isoformat()
                 self._start_due(now)
-                if self._tasks:  # until one finishes, or (with a slot free) until the next row or outcome is due
-                    full = len(self._tasks) >= config.concurrency
-                    done, _ = await asyncio.wait(
-                        self._tasks, timeout=None if full else self._wait(now), return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        self._tasks.discard(task)
-                        task.result()  # a ReplayError stops the replay
-                    if rows_task is not None and self.progress:
-                        self.progress.update(rows_task, completed=state.next)
-                else:
-                    await asyncio.sleep(self._wait(now))
+                await self._step(now, rows_task)
                 self._maybe_save()
             await self._drain()  # a bound stops new requests; the ones already sent are seen through
         finally:
             await self._cancel()
             state.pending = sorted(self.pending)
             state.save(self.state_path)
+        return self._summary(stopped_by, time.monotonic() - start_wall)
+
+    def _bound_reached(self, elapsed: float, now: dt.datetime, until: dt.datetime | None) -> str | None:
+        """The bound that stops the replay ``elapsed`` seconds in, at virtual time ``now``, if one does."""
+        config = self.config
+        if config.max_seconds is not None and elapsed >= config.max_seconds:
+            return f"max_seconds ({config.max_seconds:g} s)"
+        if config.max_requests is not None and self._counts["sent"] >= config.max_requests:
+            return f"max_requests ({config.max_requests:,})"
+        if until is not None and now >= until and self._quiet_until(until):
+            return f"until ({config.until})"
+        return None
+
+    async def _step(self, now: dt.datetime, rows_task: TaskID | None) -> None:
+        """Wait until a request finishes (then show the progress on ``rows_task``) or, with a slot free, until the
+        next row or outcome is due."""
+        if not self._tasks:
+            await asyncio.sleep(self._wait(now))
+            return
+        full = len(self._tasks) >= self.config.concurrency
+        done, _ = await asyncio.wait(
+            self._tasks, timeout=None if full else self._wait(now), return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            self._tasks.discard(task)
+            task.result()  # a ReplayError stops the replay
+        if rows_task is not None and self.progress:
+            self.progress.update(rows_task, completed=self.state.next)
+
+    def _summary(self, stopped_by: str, seconds: float) -> ReplaySummary:
         counts = self._counts
         return ReplaySummary(
             sent=counts["sent"],
             answered=counts["answered"],
             rejected=counts["rejected"],
             feedback=counts["feedback"],
-            seconds=time.monotonic() - start_wall,
-            finished=state.done,
+            seconds=seconds,
+            finished=self.state.done,
             stopped_by=stopped_by,
-            state=state,
+            state=self.state,
         )
 
     def _start_due(self, now: dt.datetime) -> None:
@@ -429,7 +471,7 @@ class Replayer:
             self._saved_at = now
 
 
-class _UnavailableError(Exception):
+class _UnavailableError(TabloopError):
     """The service answered 503 (no model yet) or 5xx: worth retrying."""
 
 

@@ -178,29 +178,48 @@ def report_window(
     """Run the window's reports; ``quality`` only once ``min_labels`` outcomes have arrived. Each side is sampled
     down to ``max_rows`` (None: every row); rows without features have them fetched from ``log_url``. The
     reference's rows are used as given: ``Baseline.sampled`` samples them once for every window."""
-    contract = reference.contract
-    features = list(contract.features)
-    categorical = [n for n, s in contract.features.items() if s.kind == "categorical"]
-    numerical = [n for n in features if n not in categorical]
+    features = list(reference.contract.features)
+    current = current_rows(window, reference.contract, max_rows, seed, log_url)
+    drift = _drift_report(window, current, reference, drift_share)
+    summary = drift_summary(drift, features)
+    summary["rows"], summary["labelled"] = window.rows.height, window.labelled
+    summary["missing_share"] = summary.pop("missing_values", 0) / max(1, current.height * len(features))
+    quality = _quality_report(window, reference, max_rows=max_rows, min_labels=min_labels, seed=seed)
+    if quality is not None:
+        summary["quality"] = quality_summary(quality)
+        summary["quality"]["reference_roc_auc"] = reference.roc_auc
+    return WindowReport(window, drift, quality, summary)
+
+
+def current_rows(
+    window: Window, contract: FeatureContract, max_rows: int | None, seed: int, log_url: str | None
+) -> pl.DataFrame:
+    """The window's rows, sampled down to ``max_rows``, with their features decoded: fetched from ``log_url`` if
+    the rows come without them."""
     current = sample(window.rows, max_rows, seed)
     if "features" not in current.columns:
         if log_url is None:
             raise ValueError(f"window {window.key}: its rows have no features and no log to fetch them from")
         fetched = read_features(log_url, current["id"].to_list())
         current = current.join(fetched, on="id", how="left", maintain_order="left")
-    current = decode_features(current, contract)
-    tags = [f"model:{window.model_name}", f"version:{window.model_version}"]
-    metadata = {**window_metadata(window), "model_version": window.model_version, "window": f"{window.start:%Y-%m-%d}"}
+    return decode_features(current, contract)
+
+
+def _drift_report(window: Window, current: pl.DataFrame, reference: Baseline, drift_share: float) -> Snapshot:
+    """The drift of the features and of the predicted probability, their missing values and the out-of-vocabulary
+    rates of the categorical features, ``current`` against the reference."""
+    contract = reference.contract
+    features = list(contract.features)
+    categorical = [n for n, s in contract.features.items() if s.kind == "categorical"]
+    numerical = [n for n in features if n not in categorical]
     definition = DataDefinition(
         numerical_columns=[*numerical, PROBABILITY],
         categorical_columns=categorical,
         text_columns=[],
         datetime_columns=[],
     )
-    ref = _dataset(reference.rows, [*features, PROBABILITY], definition)
-    cur = _dataset(current, [*features, PROBABILITY], definition)
     vocabularies = reference.vocabularies
-    drift_metrics: list[Any] = [
+    metrics: list[Any] = [
         RowCount(),
         DriftedColumnsCount(columns=features, drift_share=drift_share),
         *[ValueDrift(column=name) for name in features],
@@ -209,44 +228,50 @@ def report_window(
         DatasetMissingValueCount(columns=features),
         *[OOVRate(column=name, vocabulary=vocabularies[name]) for name in categorical if name in vocabularies],
     ]
-    drift = Report(drift_metrics, include_tests=True, tags=[*tags, "kind:drift"], metadata=metadata).run(
-        current_data=cur, reference_data=ref, timestamp=window.start.replace(tzinfo=None), name=f"drift {window.key}"
-    )
-    summary = drift_summary(drift, features)
-    summary["rows"], summary["labelled"] = window.rows.height, window.labelled
-    summary["missing_share"] = summary.pop("missing_values", 0) / max(1, current.height * len(features))
-    quality = None
+    columns = [*features, PROBABILITY]
+    ref = _dataset(reference.rows, columns, definition)
+    return _run("drift", metrics, window, _dataset(current, columns, definition), ref)
+
+
+def _quality_report(
+    window: Window, reference: Baseline, *, max_rows: int | None, min_labels: int, seed: int
+) -> Snapshot | None:
+    """The quality of the predictions whose outcome has arrived, against the reference's; None with fewer than
+    ``min_labels`` outcomes or outcomes of one class only."""
     labelled = window.rows.filter(pl.col(TARGET).is_not_null())
-    if labelled.height >= min_labels and labelled[TARGET].n_unique() == 2:
-        classified = DataDefinition(
-            numerical_columns=[PROBABILITY],
-            categorical_columns=[TARGET],
-            text_columns=[],
-            datetime_columns=[],
-            classification=[BinaryClassification(target=TARGET, prediction_probas=PROBABILITY, pos_label=1)],
-        )
-        columns = [TARGET, PROBABILITY]
-        quality = Report(
-            [
-                RocAuc(),
-                Precision(probas_threshold=reference.threshold),
-                Recall(probas_threshold=reference.threshold),
-                CalibrationError(),
-                MeanValue(column=TARGET),
-                ValueDrift(column=TARGET),
-            ],
-            include_tests=True,
-            tags=[*tags, "kind:quality"],
-            metadata=metadata,
-        ).run(
-            current_data=_dataset(sample(labelled, max_rows, seed), columns, classified),
-            reference_data=_dataset(reference.rows, columns, classified),
-            timestamp=window.start.replace(tzinfo=None),
-            name=f"quality {window.key}",
-        )
-        summary["quality"] = quality_summary(quality)
-        summary["quality"]["reference_roc_auc"] = reference.roc_auc
-    return WindowReport(window, drift, quality, summary)
+    if labelled.height < min_labels or labelled[TARGET].n_unique() != 2:
+        return None
+    definition = DataDefinition(
+        numerical_columns=[PROBABILITY],
+        categorical_columns=[TARGET],
+        text_columns=[],
+        datetime_columns=[],
+        classification=[BinaryClassification(target=TARGET, prediction_probas=PROBABILITY, pos_label=1)],
+    )
+    metrics = [
+        RocAuc(),
+        Precision(probas_threshold=reference.threshold),
+        Recall(probas_threshold=reference.threshold),
+        CalibrationError(),
+        MeanValue(column=TARGET),
+        ValueDrift(column=TARGET),
+    ]
+    columns = [TARGET, PROBABILITY]
+    current = _dataset(sample(labelled, max_rows, seed), columns, definition)
+    return _run("quality", metrics, window, current, _dataset(reference.rows, columns, definition))
+
+
+def _run(kind: str, metrics: list[Any], window: Window, current: Dataset, reference: Dataset) -> Snapshot:
+    """The snapshot of the ``kind`` report of ``metrics`` on ``window``, tagged and dated for the workspace."""
+    tags = [f"model:{window.model_name}", f"version:{window.model_version}", f"kind:{kind}"]
+    metadata = {**window_metadata(window), "model_version": window.model_version, "window": f"{window.start:%Y-%m-%d}"}
+    report = Report(metrics, include_tests=True, tags=tags, metadata=metadata)
+    return report.run(
+        current_data=current,
+        reference_data=reference,
+        timestamp=window.start.replace(tzinfo=None),
+        name=f"{kind} {window.key}",
+    )
 
 
 def _dataset(frame: pl.DataFrame, columns: list[str], definition: DataDefinition) -> Dataset:

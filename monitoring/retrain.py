@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +27,31 @@ import httpx
 import numpy as np
 import polars as pl
 
-from monitoring.config import RetrainConfig
-from tabloop.config import Arrived, DataConfig, GroupSplit, Period, RandomSplit, RegistryConfig, TimeSplit
+from monitoring.config import MonitorConfig, RetrainConfig
+from monitoring.log import read_log
+from monitoring.replay import SNAPSHOT_NAME
+from tabloop.config import (
+    Arrived,
+    DataConfig,
+    GroupSplit,
+    Period,
+    RandomSplit,
+    RegistryConfig,
+    TimeSplit,
+    load_data_config,
+    load_registry_config,
+)
 from tabloop.errors import TabloopError
 from tabloop.features.build import ID
 from tabloop.io import read_json
+from tabloop.layout import Layout
 from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
 from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 PROMOTED, KEPT, NOTHING_NEW = 0, 3, 4  # exit codes of `make retrain` (1 is an error, 2 a usage error)
+PLANNED = 0  # the exit code of a dry run
 DAY = dt.timedelta(days=1)
 
 
@@ -79,6 +94,75 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         return PROMOTED if self.promoted else KEPT
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What ``make retrain`` planned and what came of it."""
+
+    exit_code: int  # NOTHING_NEW, PLANNED (a dry run), or the outcome's: PROMOTED or KEPT
+    planned: Plan | RowPlan | None  # None: nothing new to train on
+    outcome: Outcome | None = None  # None: the pipeline did not run
+    nothing_new: str | None = None  # why there is nothing to train on
+
+
+def retrain(
+    settings: Settings,
+    where: Layout,
+    config: MonitorConfig,
+    *,
+    features_metrics: Path | None = None,
+    url: str = "http://127.0.0.1:8000",
+    api_key: str | None = None,
+    dry_run: bool = False,
+    report: Callable[[str], object] = print,
+) -> RetrainResult:
+    """What retraining the dataset of ``where`` on the outcomes in the prediction log came to: the split moved to
+    them, the pipeline run on it as a DVC experiment (not in a ``dry_run``), the gate's decision, and the service at
+    ``url`` told about a new champion. Each step's findings go to ``report``, line by line."""
+    data = load_data_config(where.data_config)
+    registry = load_registry_config(where.registry_config)
+    log = read_log(config.reports.log_url, features=False)  # only ids, times and outcomes
+    try:
+        planned = plan_retraining(config, data, log, features_metrics or where.features_metrics)
+    except NothingNewError as e:
+        report(f"nothing to retrain: {e}")
+        return RetrainResult(NOTHING_NEW, None, nothing_new=str(e))
+    arguments = overrides(planned.moved if isinstance(planned, Plan) else planned.arrived, where.data_config)
+    report(planned.describe())
+    if dry_run:
+        return RetrainResult(PLANNED, planned)
+    previous = current_champion(settings, registry)
+    run_pipeline(Path.cwd(), planned.name, f"register@{where.dataset}", arguments)
+    outcome = gate_outcome(settings, registry, where.receipt, previous)
+    report_outcome(outcome, url, api_key, report)
+    return RetrainResult(outcome.exit_code, planned, outcome)
+
+
+def plan_retraining(
+    config: MonitorConfig, data: DataConfig, log: pl.DataFrame, features_metrics: Path
+) -> Plan | RowPlan:
+    """The split moved to the outcomes in ``log``: a time split to the newest labelled day (within the data the
+    features stage saw, as ``features_metrics`` records it), any other to the replayed rows that have their outcome;
+    a NothingNewError when that moves it too little."""
+    if isinstance(data.split, TimeSplit):
+        horizon = labelled_horizon(log, config.retrain.min_label_share, data.entity.time_zone)
+        return plan(config.retrain, data, horizon, source_end(features_metrics))
+    snapshot = config.replay.state.with_name(SNAPSHOT_NAME)
+    arrived = arrived_rows(log, production_ids(snapshot), config.retrain.min_label_share)
+    return plan_rows(config.retrain, data.split, arrived)
+
+
+def report_outcome(outcome: Outcome, url: str, api_key: str | None, report: Callable[[str], object]) -> None:
+    """Report the gate's decision and its reasons; a new champion is announced to the service at ``url``."""
+    report(f"version {outcome.version}: gate {outcome.decision}")
+    for reason in outcome.reasons:
+        report(f"  {reason}")
+    if outcome.promoted:
+        report(f"version {outcome.version} is the new champion (was {outcome.previous_champion or 'none'})")
+        report(announce(url, api_key))
+    else:
+        report(f"the champion stays version {outcome.champion or '-'}")
 
 
 def labelled_horizon(log: pl.DataFrame, min_share: float, time_zone: str) -> dt.date | None:

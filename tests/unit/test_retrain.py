@@ -15,8 +15,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from helpers import WHERE
 from monitoring.__main__ import app as monitoring_cli
-from monitoring.config import RetrainConfig
+from monitoring.config import RetrainConfig, load_monitor_config
+from monitoring.log import LogError
 from monitoring.retrain import (
     NOTHING_NEW,
     NothingNewError,
@@ -26,12 +28,14 @@ from monitoring.retrain import (
     labelled_horizon,
     overrides,
     plan_rows,
+    retrain,
     run_pipeline,
 )
 from serving.prediction_log import PredictionLog
 from tabloop.config import Arrived, RandomSplit
 from tabloop.errors import FeatureError
 from tabloop.features.build import arrived_split
+from tabloop.settings import Settings
 
 NEW_YORK = "America/New_York"
 
@@ -98,6 +102,33 @@ def test_a_missing_log_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(monitoring_cli, ["retrain", "--config", str(config), "--dry-run"])
     assert result.exit_code == 1
     assert "no prediction log yet" in result.output
+
+
+def test_retraining_on_a_log_without_outcomes_finds_nothing_new(tmp_path: Path, stage_outputs: dict[str, Path]) -> None:
+    log = tmp_path / "empty.db"
+    PredictionLog(f"sqlite:///{log}").engine.dispose()
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"reports:\n  log_url: sqlite:///{log}\n")
+    said: list[str] = []
+    result = retrain(
+        Settings(),
+        WHERE,
+        load_monitor_config(config, WHERE),
+        features_metrics=stage_outputs["features_metrics"],
+        report=said.append,
+    )  # not a dry run: with nothing new, the pipeline does not run
+    assert (result.exit_code, result.planned, result.outcome) == (NOTHING_NEW, None, None)
+    assert result.nothing_new
+    assert said == [f"nothing to retrain: {result.nothing_new}"]
+
+
+def test_retraining_without_a_log_fails_before_planning(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(f"reports:\n  log_url: sqlite:///{tmp_path}/nothing.db\n")
+    said: list[str] = []
+    with pytest.raises(LogError, match="no prediction log yet"):
+        retrain(Settings(), WHERE, load_monitor_config(config, WHERE), dry_run=True, report=said.append)
+    assert said == []
 
 
 def test_a_failed_experiment_leaves_the_configuration_and_the_lock_as_they_were(tmp_path: Path) -> None:

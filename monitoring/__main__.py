@@ -7,13 +7,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
-from monitoring.config import load_monitor_config
+from monitoring.config import ServiceClient, load_monitor_config
 from tabloop.cli import DatasetOption, console, entry_point
 from tabloop.config import load_data_config, load_registry_config
+from tabloop.settings import from_environment
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
+SERVICE_URL = Annotated[
+    str | None, typer.Option(help="The service; default: SERVICE_URL from the environment, else http://127.0.0.1:8000.")
+]
+SERVICE_API_KEY = Annotated[
+    str | None, typer.Option(help="The service's API key; default: SERVICE_API_KEY from the environment.")
+]
 CONFIG = Annotated[Path | None, typer.Option("--config", help="Monitoring configuration file; default: the dataset's.")]
 DATA_CONFIG = Annotated[Path | None, typer.Option(help="Data configuration (contract, split); default: the dataset's.")]
 REGISTRY_CONFIG = Annotated[
@@ -31,8 +39,8 @@ def replay(
     dataset: DatasetOption = None,
     config: CONFIG = None,
     data_config: DATA_CONFIG = None,
-    url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to send to.")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
+    url: SERVICE_URL = None,
+    api_key: SERVICE_API_KEY = None,
     max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many predictions.")] = None,
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
     until: Annotated[
@@ -49,6 +57,7 @@ def replay(
     from monitoring.replay import run_loop
 
     with entry_point("replay") as process:
+        service = service_client(url, api_key)
         where = process.layout(dataset)
         settings = load_monitor_config(config or where.monitor_config, where).replay
         overrides = {
@@ -64,9 +73,9 @@ def replay(
             run_replay(
                 settings,
                 data.contract,
-                url,
+                service.url,
                 time_zone=data.entity.time_zone,
-                api_key=api_key,
+                api_key=service.key(),
                 restart=restart,
                 show_progress=progress,
             )
@@ -109,8 +118,8 @@ def retrain(
         Path | None,
         typer.Option(help="The features stage's metrics (how far the data reaches); default: the dataset's."),
     ] = None,
-    url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service to tell.")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(envvar="SERVICE_API_KEY", help="The service's API key.")] = None,
+    url: SERVICE_URL = None,
+    api_key: SERVICE_API_KEY = None,
     dry_run: Annotated[bool, typer.Option(help="Show the moved split and stop.")] = False,
 ) -> None:
     """Run the pipeline again on a split moved to the outcomes in the prediction log; the gate decides whether the
@@ -119,14 +128,15 @@ def retrain(
     from monitoring.retrain import retrain as run_retrain
 
     with entry_point("retrain") as settings:
+        service = service_client(url, api_key)
         where = settings.layout(dataset)
         result = run_retrain(
             settings,
             where,
             load_monitor_config(config or where.monitor_config, where),
             features_metrics=features_metrics,
-            url=url,
-            api_key=api_key,
+            url=service.url,
+            api_key=service.key(),
             dry_run=dry_run,
             report=console.print,
         )
@@ -158,6 +168,16 @@ def dashboard(
             executable,
             [executable, "ui", "--workspace", str(reports.workspace), "--host", "127.0.0.1", "--port", str(port)],
         )
+
+
+def service_client(url: str | None, api_key: str | None) -> ServiceClient:
+    """The service from the environment (a ConfigError naming a bad variable), each option given replacing it."""
+    service = from_environment(ServiceClient)
+    if url is not None:
+        service = service.model_copy(update={"url": url})
+    if api_key is not None:
+        service = service.model_copy(update={"api_key": SecretStr(api_key)})
+    return service
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -43,7 +43,13 @@ SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
 MAX_REJECTED_KEPT = 50
 
 
-Outcome = tuple[float, str, bool, float | None]  # (due as a UNIX time, prediction id, label, numeric outcome)
+class PendingOutcome(NamedTuple):
+    """An answered row's observed outcome, to send once it is due (ordered by when: the replayer keeps a heap)."""
+
+    due: float  # a UNIX time
+    prediction_id: str
+    actual: bool
+    value: float | None  # the numeric outcome, where the dataset has one
 
 
 class ReplayError(TabloopError):
@@ -152,7 +158,7 @@ class ReplayState:
     answered: int = 0
     rejected: int = 0
     feedback_sent: int = 0
-    pending: list[Outcome] = field(default_factory=list)  # outcomes of answered rows not yet sent
+    pending: list[PendingOutcome] = field(default_factory=list)  # outcomes of answered rows not yet sent
     rejected_examples: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -169,7 +175,7 @@ class ReplayState:
             state = cls(**data)
         except (json.JSONDecodeError, TypeError) as e:
             raise ReplayError(f"{path}: not a replay state ({e}); delete it or pass --restart") from e
-        state.pending = [tuple(p) for p in state.pending]  # type: ignore[misc]
+        state.pending = [PendingOutcome(*p) for p in state.pending]
         if (state.source, state.rows) != (traffic.source, len(traffic)):
             raise ReplayError(
                 f"{path} belongs to a replay of {state.rows:,} rows from {state.source}, not of "
@@ -241,7 +247,7 @@ class Replayer:
         self.config, self.traffic, self.state, self.session = config, traffic, state, session
         self.url = url.rstrip("/")
         self.state_path, self.progress = state_path, progress
-        self.pending: list[Outcome] = [tuple(p) for p in state.pending]  # type: ignore[misc]
+        self.pending: list[PendingOutcome] = [PendingOutcome(*p) for p in state.pending]
         heapq.heapify(self.pending)
         self._next_slot = 0.0
         self._saved_at = 0.0
@@ -327,9 +333,9 @@ class Replayer:
         stream of due rows never holds outcomes back), then due rows."""
         config, traffic = self.config, self.traffic
         stamp = now.timestamp()
-        if config.feedback and not self._feedback_busy and self.pending and self.pending[0][0] <= stamp:
-            due: list[Outcome] = []
-            while self.pending and self.pending[0][0] <= stamp and len(due) < config.feedback_batch:
+        if config.feedback and not self._feedback_busy and self.pending and self.pending[0].due <= stamp:
+            due: list[PendingOutcome] = []
+            while self.pending and self.pending[0].due <= stamp and len(due) < config.feedback_batch:
                 due.append(heapq.heappop(self.pending))
             self._feedback_busy = True
             self._spawn(self._feedback(due))
@@ -372,7 +378,9 @@ class Replayer:
             self.state.answered += 1
             if self.config.feedback:
                 due = self.traffic.outcome_at[index].timestamp()
-                outcome = (due, self.request_id(index), self.traffic.labels[index], self.traffic.outcomes[index])
+                outcome = PendingOutcome(
+                    due, self.request_id(index), self.traffic.labels[index], self.traffic.outcomes[index]
+                )
                 heapq.heappush(self.pending, outcome)
         else:
             self.state.rejected += 1
@@ -382,7 +390,7 @@ class Replayer:
     def _quiet_until(self, until: dt.datetime) -> bool:
         """Whether every row and outcome due by ``until`` has been sent and answered."""
         row_due = self._cursor < len(self.traffic) and self.traffic.event_time[self._cursor] <= until
-        outcome_due = self.config.feedback and bool(self.pending) and self.pending[0][0] <= until.timestamp()
+        outcome_due = self.config.feedback and bool(self.pending) and self.pending[0].due <= until.timestamp()
         return not row_due and not outcome_due and not self._tasks
 
     def _wait(self, now: dt.datetime) -> float:
@@ -391,7 +399,7 @@ class Replayer:
         if self._cursor < len(self.traffic):
             upcoming.append(self.traffic.event_time[self._cursor])
         if self.pending:
-            upcoming.append(dt.datetime.fromtimestamp(self.pending[0][0], dt.UTC))
+            upcoming.append(dt.datetime.fromtimestamp(self.pending[0].due, dt.UTC))
         if not upcoming:
             return 0.5
         return max(0.0, min(0.5, (min(upcoming) - now).total_seconds() / self.config.speedup))
@@ -421,7 +429,7 @@ class Replayer:
             return None
         return {"status": r.status, "error": _error_text(body)}
 
-    async def _feedback(self, due: list[Outcome]) -> None:
+    async def _feedback(self, due: list[PendingOutcome]) -> None:
         target = self.traffic.target
         body = orjson.dumps([{"id": i, target: actual, "outcome": value} for _, i, actual, value in due])
 

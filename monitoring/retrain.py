@@ -78,7 +78,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class GateOutcome:
     """What the register stage's gate decided about the retrained model."""
 
     version: str
@@ -102,7 +102,7 @@ class RetrainResult:
 
     exit_code: int  # NOTHING_NEW, PLANNED (a dry run), or the outcome's: PROMOTED or KEPT
     planned: Plan | RowPlan | None  # None: nothing new to train on
-    outcome: Outcome | None = None  # None: the pipeline did not run
+    outcome: GateOutcome | None = None  # None: the pipeline did not run
     nothing_new: str | None = None  # why there is nothing to train on
 
 
@@ -153,7 +153,7 @@ def plan_retraining(
     return plan_rows(config.retrain, data.split, arrived)
 
 
-def report_outcome(outcome: Outcome, url: str, api_key: str | None, report: Callable[[str], object]) -> None:
+def report_outcome(outcome: GateOutcome, url: str, api_key: str | None, report: Callable[[str], object]) -> None:
     """Report the gate's decision and its reasons; a new champion is announced to the service at ``url``."""
     report(f"version {outcome.version}: gate {outcome.decision}")
     for reason in outcome.reasons:
@@ -370,7 +370,7 @@ def unused_name(root: Path, name: str) -> str:
     return candidate
 
 
-def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, previous: str | None) -> Outcome:
+def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, previous: str | None) -> GateOutcome:
     """The version holding the bundle the pipeline just registered, and the gate's decision on it."""
     registry = Registry(settings, config)
     registry.connect()
@@ -381,7 +381,7 @@ def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, prev
     champion = registry.by_alias(CHAMPION)
     tags = version.tags or {}
     reasons = [r for r in str(tags.get("gate.reasons", "")).splitlines() if r]
-    return Outcome(
+    return GateOutcome(
         version=Registry.number(version),
         decision=str(tags.get("gate.decision", "unknown")),
         reasons=reasons,

@@ -163,3 +163,17 @@ def test_categories_survive_dvc_rewriting_the_params_file(tmp_path: Path) -> Non
     assert '"Yes"' not in rewritten  # DVC dropped the quotes
     assert yaml.safe_load(rewritten)["categories"][:2] == [True, False]  # what YAML 1.1 would have read
     assert (tmp_path / "out.txt").read_text() == "['Yes', 'No', 'on', 'off']"
+
+
+def test_the_service_comes_from_the_environment_and_an_option_replaces_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitoring.__main__ import service_client
+
+    monkeypatch.setenv("SERVICE_URL", "http://127.0.0.1:8123")
+    monkeypatch.setenv("SERVICE_API_KEY", "from-the-environment")
+    service = service_client(None, None)
+    assert (service.url, service.key()) == ("http://127.0.0.1:8123", "from-the-environment")
+    service = service_client("http://127.0.0.1:9000", "from-the-option")
+    assert (service.url, service.key()) == ("http://127.0.0.1:9000", "from-the-option")
+    monkeypatch.setenv("SERVICE_URL", "")
+    with pytest.raises(ConfigError, match="SERVICE_URL: String should have at least 1 character"):
+        service_client(None, None)

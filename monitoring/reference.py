@@ -7,7 +7,6 @@ pipeline has moved on), and scored by the same bundle, which gives the reference
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import polars as pl
 
 from monitoring.log import feature_dtype
 from tabloop.config import RegistryConfig
+from tabloop.dvc_repo import cached_file
 from tabloop.errors import TabloopError
 from tabloop.features.preprocessing import frame_columns
 from tabloop.io import staged
@@ -99,25 +99,13 @@ class References:
         digest = bundle.lineage.data.get(FEATURES_DIR) if bundle.lineage else None
         if not digest:
             raise ReferenceError(f"version {version}: its lineage names no {FEATURES_DIR} hash")
-        listing = self._cache_path(digest)
-        if listing is None:
-            raise ReferenceError(
-                f"version {version}: its reference data ({FEATURES_DIR} {digest}) is not in the DVC cache; "
-                "run `make pull` to fetch it from the DVC remote"
-            )
-        entries = json.loads(listing.read_text(encoding="utf-8"))
-        md5 = next((e["md5"] for e in entries if e["relpath"] == REFERENCE_SPLIT), None)
-        cached = self._cache_path(md5) if md5 else None
+        cached = cached_file(self.repo, digest, REFERENCE_SPLIT)
         if cached is None:
-            raise ReferenceError(f"version {version}: {REFERENCE_SPLIT} of {FEATURES_DIR} {digest} is not cached")
+            raise ReferenceError(
+                f"version {version}: its reference data ({REFERENCE_SPLIT} of {FEATURES_DIR} {digest}) is not in the "
+                "DVC cache; run `make pull` to fetch it from the DVC remote"
+            )
         return cached
-
-    def _cache_path(self, oid: str) -> Path | None:
-        from dvc.repo import Repo  # DVC is slow to import; only here
-
-        with Repo(str(self.repo)) as repo:
-            path = Path(repo.cache.local.oid_to_path(oid))
-        return path if path.is_file() else None
 
 
 def reference_rows(predictor: Predictor, path: Path) -> pl.DataFrame:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from tabloop.config import (
     load_data_config,
     load_registry_config,
 )
+from tabloop.dvc_repo import run_experiment
 from tabloop.errors import TabloopError
 from tabloop.features.build import ID
 from tabloop.io import read_json
@@ -309,30 +308,18 @@ def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> No
             "retraining is recorded as a DVC experiment, which starts from a git commit, and this repository has "
             "none: commit your work first (git add -A && git commit -m ...)"
         )
-    dvc = Path(sys.executable).parent / "dvc"
-    command = [str(dvc), "exp", "run", target, "--name", unused_name(root, name)]
-    for argument in arguments:
-        command += ["-S", argument]
-    logger.info("running: dvc exp run %s", " ".join(command[3:]))
     kept = snapshot(root / "configs", root / "dvc.lock")
     try:
-        result = subprocess.run(command, cwd=root, env=stage_environment(), check=False)
-    except BaseException:
+        returncode = run_experiment(root, name, target, arguments)
+    except BaseException:  # an interrupt too: the configuration goes back to what it was; re-raised
         restore(kept, root / "configs")
         raise
-    if result.returncode != 0:
+    if returncode != 0:
         restore(kept, root / "configs")
         raise RetrainError(
-            f"the pipeline failed (dvc exp run exited {result.returncode}; its message is above); the previous "
+            f"the pipeline failed (dvc exp run exited {returncode}; its message is above); the previous "
             "outputs, the configuration, the registry and the served model are unchanged"
         )
-
-
-def stage_environment() -> dict[str, str]:
-    """This environment with this interpreter's directory first on PATH: the stages run ``python``, which must be
-    the one that has the project installed (also when this command was started as ``.venv/bin/python``)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
 
 
 def snapshot(*paths: Path) -> dict[Path, bytes]:
@@ -352,22 +339,6 @@ def restore(files: dict[Path, bytes], directory: Path) -> None:
     for path, content in files.items():
         if not path.is_file() or path.read_bytes() != content:
             path.write_bytes(content)
-
-
-def unused_name(root: Path, name: str) -> str:
-    """``name``, or ``name-2``, ``name-3``... if an experiment of that name exists already."""
-    refs = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname:lstrip=-1)", "refs/exps"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    candidate, n = name, 1
-    while candidate in refs:
-        n += 1
-        candidate = f"{name}-{n}"
-    return candidate
 
 
 def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, previous: str | None) -> GateOutcome:

@@ -1,4 +1,5 @@
-"""Where a model came from: the git commit of the code and the DVC hashes of the data it saw."""
+"""Where a model came from: the git commit of the code and the DVC hashes of the data it saw (``dvc_repo`` reads
+them)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, JsonValue
-
-from tabloop.io import parse_yaml
 
 UNKNOWN = "unknown"
 
@@ -61,16 +60,3 @@ def git_state(root: Path) -> GitState:
     except (OSError, subprocess.CalledProcessError):
         return GitState(commit=UNKNOWN, dirty=None)
     return GitState(commit=commit, dirty=bool(status.strip()))
-
-
-def dvc_hashes(lock_file: Path, paths: list[str]) -> dict[str, str]:
-    """The hash DVC recorded in ``dvc.lock`` for each output path (``unknown`` where it has none yet)."""
-    hashes = dict.fromkeys(paths, UNKNOWN)
-    if not lock_file.is_file():
-        return hashes
-    lock = parse_yaml(lock_file.read_text(encoding="utf-8")) or {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            if out.get("path") in hashes:
-                hashes[out["path"]] = str(out.get("md5") or out.get("hash") or UNKNOWN)
-    return hashes

@@ -19,11 +19,12 @@ import polars as pl
 from pydantic import JsonValue
 
 from tabloop.config import EvaluateConfig, RegistryConfig
+from tabloop.dvc_repo import lock_hashes
 from tabloop.errors import FeatureError
 from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.evaluation.stage import CARD_FILE, METRICS_FILE, Scored, read_split, score
 from tabloop.io import write_json
-from tabloop.lineage import Lineage, LineageMetrics, dvc_hashes, git_state
+from tabloop.lineage import Lineage, LineageMetrics, git_state
 from tabloop.model.bundle import Bundle, Predictor, files_digest
 from tabloop.promotion import Decision, Scorecard, decide
 from tabloop.registry import (
@@ -274,5 +275,5 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def data_hashes(lock_file: Path, outputs: dict[str, str]) -> dict[str, str]:
     """The hash ``dvc.lock`` holds for each data directory, by role (machine- and dataset-independent keys)."""
-    hashes = dvc_hashes(lock_file, list(outputs.values()))
+    hashes = lock_hashes(lock_file, list(outputs.values()))
     return {role: hashes[path] for role, path in outputs.items()}

@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 import yaml
 
-from helpers import CONFIG_PATH, MODEL_NAME, WHERE, shrink, with_source
+from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, with_source
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import load_traffic
-from profiles import REPO_ROOT, configured_config, profile, time_split_of
+from profiles import configured_config, profile, time_split_of
 from serving.prediction_log import PredictionBatch, PredictionLog
 from serving.settings import ServeSettings
 from tabloop.config import (
@@ -35,7 +35,7 @@ from tabloop.data.validate import validate
 from tabloop.evaluation.stage import evaluate
 from tabloop.features.build import build_features
 from tabloop.model.bundle import Predictor
-from tabloop.register import RegisterInputs, register_candidate
+from tabloop.register import register_candidate
 from tabloop.settings import Settings
 from tabloop.training import train
 
@@ -193,17 +193,7 @@ def registry_store(
     root = tmp_path_factory.mktemp("registry")
     settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
     config = RegistryConfig(experiment="serving-tests", model_name=MODEL_NAME)
-    inputs = RegisterInputs(
-        bundle_dir=trained["bundle"],
-        features_dir=stage_outputs["features"],
-        train_reports=trained["reports"],
-        evaluation_dir=evaluated,
-        lock_file=REPO_ROOT / "dvc.lock",
-        root=REPO_ROOT,
-        params={},
-        receipt=root / "registry.json",
-        data_outputs=WHERE.data_outputs,
-    )
+    inputs = register_inputs(trained["bundle"], stage_outputs["features"], trained, evaluated, root / "registry.json")
     register_candidate(settings, config, evaluate_config, inputs)
     config_path = root / "registry.yaml"
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))

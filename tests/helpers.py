@@ -125,18 +125,25 @@ def register(
     evaluate_config: EvaluateConfig,
     tmp_path: Path,
 ) -> str:
-    inputs = RegisterInputs(
+    inputs = register_inputs(bundle_dir, stage_outputs["features"], trained, evaluated, tmp_path / "receipt.json")
+    return register_candidate(store[0], store[1], evaluate_config, inputs).version
+
+
+def register_inputs(
+    bundle_dir: Path, features_dir: Path, trained: dict[str, Path], evaluated: Path, receipt: Path
+) -> RegisterInputs:
+    """What the register stage reads, for a bundle of the tests (the trained fixture's reports and evaluation)."""
+    return RegisterInputs(
         bundle_dir=bundle_dir,
-        features_dir=stage_outputs["features"],
+        features_dir=features_dir,
         train_reports=trained["reports"],
         evaluation_dir=evaluated,
         lock_file=REPO_ROOT / "dvc.lock",
         root=REPO_ROOT,
         params={},
-        receipt=tmp_path / "receipt.json",
+        receipt=receipt,
         data_outputs=WHERE.data_outputs,
     )
-    return register_candidate(store[0], store[1], evaluate_config, inputs).version
 
 
 def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) -> Path:

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from helpers import REPO_ROOT, SPLITS, WHERE, shrink
+from helpers import SPLITS, WHERE, register_inputs, shrink
 from synthetic import Probe
 from tabloop.config import DataConfig, EvaluateConfig, TrainConfig, load_registry_config
 from tabloop.features.preprocessing import frame_columns
 from tabloop.model.bundle import Predictor
-from tabloop.register import RegisterInputs, RegisterOutcome, register_candidate
+from tabloop.register import RegisterOutcome, register_candidate
 from tabloop.settings import Settings
 from tabloop.training import train
 
@@ -150,17 +150,8 @@ def test_the_gate_never_promotes_a_model_below_the_floor_but_promotes_one_above_
     _, planted_features, _ = planted
 
     def register(bundle: Path) -> RegisterOutcome:
-        inputs = RegisterInputs(
-            bundle_dir=bundle,
-            features_dir=planted_features,  # both scored on the planted truth
-            train_reports=trained["reports"],
-            evaluation_dir=evaluated,  # logged with the run only; the gate scores the bundle itself
-            lock_file=REPO_ROOT / "dvc.lock",
-            root=REPO_ROOT,
-            params={},
-            receipt=tmp_path / "receipt.json",
-            data_outputs=WHERE.data_outputs,
-        )
+        # both scored on the planted truth; the run logs the fixture's evaluation (the gate scores the bundle itself)
+        inputs = register_inputs(bundle, planted_features, trained, evaluated, tmp_path / "receipt.json")
         return register_candidate(settings, registry_config, evaluate_config, inputs)
 
     rejected = register(tmp_path / "inverted-model" / "bundle")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -15,7 +16,7 @@ import torch
 from mlflow.models import validate_schema
 from mlflow.tracking import MlflowClient
 
-from helpers import REPO_ROOT, WHERE
+from helpers import register_inputs
 from synthetic import Probe
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.contract import FeatureContract, FeatureSpec
@@ -44,17 +45,10 @@ def registry_config(request: pytest.FixtureRequest) -> RegistryConfig:
 
 @pytest.fixture
 def inputs(trained: dict[str, Path], evaluated: Path, stage_outputs: dict[str, Path], tmp_path: Path) -> RegisterInputs:
-    return RegisterInputs(
-        bundle_dir=trained["bundle"],
-        features_dir=stage_outputs["features"],
-        train_reports=trained["reports"],
-        evaluation_dir=evaluated,
-        lock_file=REPO_ROOT / "dvc.lock",
-        root=REPO_ROOT,
-        params={"train": {"seed": 42, "model": {"hidden": [64]}}},
-        receipt=tmp_path / "registry.json",
-        data_outputs=WHERE.data_outputs,
+    inputs = register_inputs(
+        trained["bundle"], stage_outputs["features"], trained, evaluated, tmp_path / "registry.json"
     )
+    return replace(inputs, params={"train": {"seed": 42, "model": {"hidden": [64]}}})
 
 
 @pytest.fixture

@@ -100,9 +100,7 @@ def monitor(
         loaded = load_monitor_config(config or where.monitor_config, where)
         result = run_monitor(loaded, settings, load_registry_config(registry_config or where.registry_config))
         for entry in result.windows:
-            console.print(
-                f"  {entry['window']}: {entry['rows']:,} predictions, {entry['labelled']:,} outcomes: {entry['status']}"
-            )
+            console.print(f"  {entry.window}: {entry.rows:,} predictions, {entry.labelled:,} outcomes: {entry.status}")
         console.print(describe(result.verdict))
         out = loaded.reports.out_dir
         report = f"; report of the latest window: {out / 'latest.html'}" if result.verdict.window else ""

@@ -1,102 +1,170 @@
-"""The drift gate: the latest judged window turned into a verdict, a summary for people, and an exit code."""
+"""The drift gate: the latest judged window turned into a verdict, a summary for people, and an exit code.
+
+A window's numbers (``WindowSummary``) are made by ``monitoring.report``, written beside the verdict and judged
+here; the models keep the JSON written today's shape: a part a window lacks (its quality report before enough
+outcomes) is left out, not written as null.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from monitoring.config import GateConfig
 
 HEALTHY, ALARM, UNJUDGED = 0, 3, 4  # exit codes of `make monitor` (1 is an error, 2 a usage error)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The gate's decision on one window."""
+class DriftScore(BaseModel):
+    """The drift test of one column: its statistic's value, the statistic, its threshold and the outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float
+    method: str
+    threshold: float
+    drifted: bool
+
+
+class LabelDrift(BaseModel):
+    """The drift of the observed outcomes against the reference's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float
+    method: str
+
+
+class WindowQuality(BaseModel):
+    """The quality of a window's predictions whose outcome has arrived; a score is None where it is undefined
+    (NaN: outcomes of one class, no positive prediction)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    roc_auc: float | None
+    precision: float | None
+    recall: float | None
+    calibration_error: float | None
+    label_rate: float  # the observed positive rate
+    label_drift: LabelDrift
+    reference_roc_auc: float | None  # the model's own, on its test split
+
+
+class WindowSummary(BaseModel):
+    """A window's numbers: the drift of each feature and of the prediction, data quality and, once enough outcomes
+    have arrived, the quality of the predictions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    columns: dict[str, DriftScore]  # feature: its drift
+    prediction_drift: DriftScore | None = None
+    mean_prediction: float
+    oov_rate: dict[str, float] = {}  # categorical feature: its share of values outside the training vocabulary
+    drifted_features: list[str]  # in the contract's order
+    drift_share: float  # of the features
+    rows: int
+    labelled: int  # rows whose outcome has arrived
+    missing_share: float  # of the feature values compared
+    quality: WindowQuality | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        absent = [k for k in ("prediction_drift", "quality", "oov_rate") if not data.get(k)]
+        return {k: v for k, v in data.items() if k not in absent}
+
+    def strongest_drift(self) -> list[str]:
+        """The drifted features, the strongest drift first."""
+        return sorted(self.drifted_features, key=lambda c: -self.columns[c].score)
+
+
+class Verdict(BaseModel):
+    """The gate's decision on one window; as JSON, its summary's numbers beside the decision."""
+
+    model_config = ConfigDict(frozen=True)
 
     status: str  # healthy, alarm, or not judged
     exit_code: int
     window: str | None
-    reasons: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = []
+    summary: WindowSummary | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "window": self.window,
-            "reasons": self.reasons,
-            **self.summary,
-        }
+    @model_serializer(mode="wrap")
+    def _summary_inline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {**{k: v for k, v in data.items() if k != "summary"}, **(data.get("summary") or {})}
 
 
-def judge(window: str | None, summary: dict[str, Any] | None, gate: GateConfig) -> Verdict:
+def judge(window: str | None, summary: WindowSummary | None, gate: GateConfig) -> Verdict:
     """Healthy unless drift or quality crosses a threshold; not judged without a large enough window."""
     if window is None or summary is None:
-        return Verdict("not judged", UNJUDGED, None, ["no window with enough predictions yet"])
+        return Verdict(
+            status="not judged", exit_code=UNJUDGED, window=None, reasons=["no window with enough predictions yet"]
+        )
     reasons = []
-    share = summary["drift_share"]
+    share = summary.drift_share
     if share >= gate.max_drift_share:
-        top = sorted(summary["drifted_features"], key=lambda c: -summary["columns"][c]["score"])[:5]
         reasons.append(
-            f"{len(summary['drifted_features'])} of {len(summary['columns'])} features drifted ({share:.0%}, "
-            f"limit {gate.max_drift_share:.0%}); most: {', '.join(top)}"
+            f"{len(summary.drifted_features)} of {len(summary.columns)} features drifted ({share:.0%}, "
+            f"limit {gate.max_drift_share:.0%}); most: {', '.join(summary.strongest_drift()[:5])}"
         )
-    prediction = summary.get("prediction_drift", {})
-    if gate.prediction_drift and prediction.get("drifted"):
+    prediction = summary.prediction_drift
+    if gate.prediction_drift and prediction is not None and prediction.drifted:
         reasons.append(
-            f"the predicted probability drifted ({prediction['method']} {prediction['score']:.3f}, "
-            f"threshold {prediction['threshold']})"
+            f"the predicted probability drifted ({prediction.method} {prediction.score:.3f}, "
+            f"threshold {prediction.threshold})"
         )
-    quality = summary.get("quality") or {}
-    auc, reference = quality.get("roc_auc"), quality.get("reference_roc_auc")
+    quality = summary.quality
+    auc, reference = (quality.roc_auc, quality.reference_roc_auc) if quality else (None, None)
     if auc is not None and reference is not None and reference - auc > gate.max_roc_auc_drop:
         reasons.append(
             f"ROC AUC {auc:.3f} is {reference - auc:.3f} below the reference's {reference:.3f} "
             f"(limit {gate.max_roc_auc_drop})"
         )
     if reasons:
-        return Verdict("alarm", ALARM, window, reasons, summary)
-    return Verdict("healthy", HEALTHY, window, [], summary)
+        return Verdict(status="alarm", exit_code=ALARM, window=window, reasons=reasons, summary=summary)
+    return Verdict(status="healthy", exit_code=HEALTHY, window=window, summary=summary)
 
 
 def describe(verdict: Verdict) -> str:
     """The verdict as a short Markdown summary."""
-    s = verdict.summary
     lines = [f"# Monitoring verdict: {verdict.status}", ""]
-    if verdict.window is None:
+    s = verdict.summary
+    if verdict.window is None or s is None:
         lines += [f"- {r}" for r in verdict.reasons]
         return "\n".join(lines) + "\n"
-    lines.append(f"Window **{verdict.window}**: {s['rows']:,} predictions, {s['labelled']:,} with outcomes.")
+    lines.append(f"Window **{verdict.window}**: {s.rows:,} predictions, {s.labelled:,} with outcomes.")
     lines.append("")
     lines += [f"- **{r}**" for r in verdict.reasons] or ["- no threshold crossed"]
     lines.append("")
-    drifted = sorted(s["drifted_features"], key=lambda c: -s["columns"][c]["score"])
-    lines.append(f"Drifted features ({len(drifted)} of {len(s['columns'])}, share {s['drift_share']:.0%}):")
-    lines += [f"- {c}: {s['columns'][c]['method']} {s['columns'][c]['score']:.3f}" for c in drifted] or ["- none"]
+    lines += _drift_lines(s)
     lines.append("")
-    lines.append(
-        f"Mean prediction {s.get('mean_prediction', float('nan')):.3f}; "
-        f"missing values {s.get('missing_share', 0):.1%} of feature values."
-    )
-    oov = {k: v for k, v in (s.get("oov_rate") or {}).items() if v > 0}
+    lines.append(_quality_line(s.quality))
+    return "\n".join(lines) + "\n"
+
+
+def _drift_lines(s: WindowSummary) -> list[str]:
+    drifted = s.strongest_drift()
+    lines = [f"Drifted features ({len(drifted)} of {len(s.columns)}, share {s.drift_share:.0%}):"]
+    lines += [f"- {c}: {s.columns[c].method} {s.columns[c].score:.3f}" for c in drifted] or ["- none"]
+    lines.append("")
+    lines.append(f"Mean prediction {s.mean_prediction:.3f}; missing values {s.missing_share:.1%} of feature values.")
+    oov = {k: v for k, v in s.oov_rate.items() if v > 0}
     if oov:
         lines.append("Out-of-vocabulary rates: " + ", ".join(f"{k} {v:.1%}" for k, v in oov.items()) + ".")
-    q = s.get("quality")
-    if q:
-        lines.append("")
-        nan = float("nan")
+    return lines
 
-        def num(key: str) -> float:
-            value = q.get(key)
-            return nan if value is None else float(value)
 
-        lines.append(
-            f"Quality on the outcomes so far: ROC AUC {num('roc_auc'):.3f} (reference {num('reference_roc_auc'):.3f}), "
-            f"precision {num('precision'):.3f}, recall {num('recall'):.3f}, "
-            f"calibration error {num('calibration_error'):.3f}, observed positive rate {num('label_rate'):.1%}."
-        )
-    else:
-        lines.append("")
-        lines.append("No quality report yet: too few outcomes have arrived for this window.")
-    return "\n".join(lines) + "\n"
+def _quality_line(q: WindowQuality | None) -> str:
+    if q is None:
+        return "No quality report yet: too few outcomes have arrived for this window."
+
+    def num(value: float | None) -> float:
+        return float("nan") if value is None else value
+
+    return (
+        f"Quality on the outcomes so far: ROC AUC {num(q.roc_auc):.3f} (reference {num(q.reference_roc_auc):.3f}), "
+        f"precision {num(q.precision):.3f}, recall {num(q.recall):.3f}, "
+        f"calibration error {num(q.calibration_error):.3f}, observed positive rate {q.label_rate:.1%}."
+    )

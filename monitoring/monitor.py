@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
 
 from monitoring.config import MonitorConfig, ReportsConfig
-from monitoring.gate import Verdict, describe, judge
+from monitoring.gate import Verdict, WindowSummary, describe, judge
 from monitoring.log import Window, check_log, read_log, windows
 from tabloop.config import RegistryConfig
 from tabloop.io import write_json
@@ -41,11 +43,22 @@ logger = logging.getLogger(__name__)
 HTML_FILES = {"drift": "latest.html", "quality": "latest_quality.html"}
 
 
+class WindowEntry(BaseModel):
+    """A window of the log as the verdict lists it: what it holds and what this run did with it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window: str  # its key
+    rows: int
+    labelled: int
+    status: str  # reported, up to date (its snapshots kept), or not judged (too small)
+
+
 @dataclass(frozen=True)
 class MonitorResult:
     """What a monitoring run found and decided."""
 
-    windows: list[dict[str, Any]]  # key, rows, labelled, judged, reported (or skipped as current)
+    windows: list[WindowEntry]  # every window of the log, in time order
     verdict: Verdict
 
 
@@ -79,12 +92,16 @@ def _monitor(
     log = reading.result() if reading is not None else read_log(reports.log_url, features=False)
     found = windows(log, reports.window)
     latest = _judged(found, reports.min_rows)
-    listed, todo = _plan(found, latest, workspace, reports)
-    jobs = _jobs([window for window, _ in todo], latest, references, reports)
+    settled, todo = _plan(found, latest, workspace, reports)
+    jobs = _jobs(todo, latest, references, reports)
     latest_summary = _write_reports(todo, run_jobs(jobs, pool, reports.workers), latest, workspace, reports)
     workspace.save_dashboard(sorted({w.model_version for w in found}, key=_version_order), reports.dashboard_features)
     verdict = judge(latest.key if latest else None, latest_summary, config.gate)
-    write_json({**verdict.as_dict(), "windows": listed}, reports.out_dir / "verdict.json")
+    listed = [
+        WindowEntry(window=w.key, rows=w.rows.height, labelled=w.labelled, status=settled.get(w.key, "reported"))
+        for w in found
+    ]
+    write_json({**verdict.model_dump(), "windows": [e.model_dump() for e in listed]}, reports.out_dir / "verdict.json")
     (reports.out_dir / "summary.md").write_text(describe(verdict), encoding="utf-8")
     return MonitorResult(listed, verdict)
 
@@ -97,50 +114,47 @@ def _judged(found: list[Window], min_rows: int) -> Window | None:
 
 def _plan(
     found: list[Window], latest: Window | None, workspace: MonitoringWorkspace, reports: ReportsConfig
-) -> tuple[list[dict[str, Any]], list[tuple[Window, dict[str, Any]]]]:
-    """Every window's entry in the verdict, and the windows to report with their entries: not those too small to
+) -> tuple[dict[str, str], list[Window]]:
+    """The status of each window not to report, by its key, and the windows to report: not those too small to
     judge, nor earlier ones the workspace holds for the same rows and outcomes; the judged window first, since it
     is compared on every row and should not be the last to end."""
     from monitoring.report import window_metadata
 
-    listed: list[dict[str, Any]] = []
-    todo: list[tuple[Window, dict[str, Any]]] = []
+    settled: dict[str, str] = {}
+    todo: list[Window] = []
     for window in found:
-        entry = {"window": window.key, "rows": window.rows.height, "labelled": window.labelled}
-        listed.append(entry)
         if window.rows.height < reports.min_rows:
-            entry["status"] = f"not judged: fewer than {reports.min_rows} predictions"
+            settled[window.key] = f"not judged: fewer than {reports.min_rows} predictions"
         elif (
             window is not latest
             and workspace.is_current(window.key, "drift", window_metadata(window))
             and _summary_path(reports, window).is_file()
         ):
-            entry["status"] = "up to date"
+            settled[window.key] = "up to date"
         else:
-            todo.append((window, entry))
-    todo.sort(key=lambda item: item[0] is not latest)
-    return listed, todo
+            todo.append(window)
+    todo.sort(key=lambda window: window is not latest)
+    return settled, todo
 
 
 def _write_reports(
-    todo: list[tuple[Window, dict[str, Any]]],
+    todo: list[Window],
     results: Iterator[ReportedJob],
     latest: Window | None,
     workspace: MonitoringWorkspace,
     reports: ReportsConfig,
-) -> dict[str, Any] | None:
+) -> WindowSummary | None:
     """The judged window's numbers (None without one), once each window's result is written as it comes: its
     snapshots into the workspace, its numbers beside the verdict and, for the judged window, its reports as
     self-contained HTML, for sharing."""
-    latest_summary: dict[str, Any] | None = None
+    latest_summary: WindowSummary | None = None
     reports.out_dir.mkdir(parents=True, exist_ok=True)
-    for (window, entry), done in zip(todo, results, strict=True):
+    for window, done in zip(todo, results, strict=True):
         for kind, snapshot in done.snapshots.items():
             workspace.put(window.key, kind, snapshot)
         for kind, html in done.html.items():
             (reports.out_dir / HTML_FILES[kind]).write_text(html, encoding="utf-8")
-        write_json(done.summary, _summary_path(reports, window))
-        entry["status"] = "reported"
+        write_json(done.summary.model_dump(), _summary_path(reports, window))
         if window is latest:
             latest_summary = done.summary
     return latest_summary

@@ -12,7 +12,6 @@ model), so that windows can be reported in worker processes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from evidently.metrics import (
     ValueDrift,
 )
 
+from monitoring.gate import DriftScore, LabelDrift, WindowQuality, WindowSummary
 from monitoring.log import Window, decode_features, read_features
 from monitoring.workspace import snapshot_json
 from tabloop.contract import FeatureContract
@@ -115,7 +115,7 @@ class WindowReport:
     window: Window
     drift: Snapshot | None
     quality: Snapshot | None
-    summary: dict[str, Any]
+    summary: WindowSummary
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ class WindowJob:
 
 @dataclass(frozen=True)
 class ReportedJob:
-    """A job's outcome as text, made where the report ran (a snapshot cannot be pickled): the window's numbers, its
-    snapshots as the workspace stores them, and their self-contained HTML if the job asked for it."""
+    """A job's outcome in picklable form, made where the report ran (a snapshot cannot be pickled): the window's
+    numbers, its snapshots as the workspace stores them, and their self-contained HTML if the job asked for it."""
 
-    summary: dict[str, Any]  # as JSON reads it back
+    summary: WindowSummary
     snapshots: dict[str, str]  # kind (drift, quality): JSON
     html: dict[str, str]  # kind: HTML
 
@@ -155,7 +155,7 @@ def run_job(job: WindowJob) -> ReportedJob:
     )
     made = {kind: s for kind, s in (("drift", result.drift), ("quality", result.quality)) if s is not None}
     return ReportedJob(
-        json.loads(json.dumps(result.summary, default=float)),
+        result.summary,
         {kind: snapshot_json(snapshot) for kind, snapshot in made.items()},
         {kind: snapshot.get_html_str(as_iframe=False) for kind, snapshot in made.items()} if job.html else {},
     )
@@ -181,13 +181,14 @@ def report_window(
     features = list(reference.contract.features)
     current = current_rows(window, reference.contract, max_rows, seed, log_url)
     drift = _drift_report(window, current, reference, drift_share)
-    summary = drift_summary(drift, features)
-    summary["rows"], summary["labelled"] = window.rows.height, window.labelled
-    summary["missing_share"] = summary.pop("missing_values", 0) / max(1, current.height * len(features))
     quality = _quality_report(window, reference, max_rows=max_rows, min_labels=min_labels, seed=seed)
-    if quality is not None:
-        summary["quality"] = quality_summary(quality)
-        summary["quality"]["reference_roc_auc"] = reference.roc_auc
+    summary = drift_summary(
+        drift,
+        features,
+        window=window,
+        compared=current.height,
+        quality=None if quality is None else quality_summary(quality, reference.roc_auc),
+    )
     return WindowReport(window, drift, quality, summary)
 
 
@@ -284,47 +285,64 @@ def _dataset(frame: pl.DataFrame, columns: list[str], definition: DataDefinition
     return Dataset.from_pandas(data, data_definition=definition)
 
 
-def _metrics(snapshot: Snapshot) -> list[tuple[str, dict[str, Any], Any]]:
-    return [(m["config"]["type"].split(":")[-1], m["config"], m["value"]) for m in snapshot.dict()["metrics"]]
+def _metrics(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], Any]]:
+    """Each metric of a snapshot's ``dict()``: its type, its configuration and its value."""
+    return [(m["config"]["type"].split(":")[-1], m["config"], m["value"]) for m in data["metrics"]]
 
 
-def drift_summary(snapshot: Snapshot, features: list[str]) -> dict[str, Any]:
-    """The drift snapshot's numbers: per-column scores and flags, the drifted share of features, the rest."""
+def drift_summary(
+    snapshot: Snapshot, features: list[str], *, window: Window, compared: int, quality: WindowQuality | None
+) -> WindowSummary:
+    """The window's numbers from its drift snapshot (per-column scores and flags, the drifted share of features,
+    the rest) on ``compared`` of its rows, with its ``quality`` if it has one."""
     data = snapshot.dict()
+    metrics = _metrics(data)
+    scores = _drift_scores(data, metrics)
+    columns = {c: score for c, score in scores.items() if c != PROBABILITY}
+    drifted = [c for c in features if c in columns and columns[c].drifted]
+    flags = [c for c in features if c in columns]
+    missing = next((int(v["count"]) for kind, _, v in metrics if kind == "DatasetMissingValueCount"), 0)
+    return WindowSummary(
+        columns=columns,
+        prediction_drift=scores.get(PROBABILITY),
+        mean_prediction=next((float(v) for kind, _, v in metrics if kind == "MeanValue"), float("nan")),
+        oov_rate={config["column"]: float(v) for kind, config, v in metrics if kind == "OOVRate"},
+        drifted_features=drifted,
+        drift_share=len(drifted) / len(flags) if flags else 0.0,
+        rows=window.rows.height,
+        labelled=window.labelled,
+        missing_share=missing / max(1, compared * len(features)),
+        quality=quality,
+    )
+
+
+def _drift_scores(data: dict[str, Any], metrics: list[tuple[str, dict[str, Any], Any]]) -> dict[str, DriftScore]:
+    """The drift of each column a ``ValueDrift`` metric tested, in the snapshot's order."""
     drifted = {
         t["metric_config"]["params"]["column"]: t["status"] == "FAIL" for t in data["tests"] if t["id"] == "drift"
     }
-    summary: dict[str, Any] = {"columns": {}}
-    for kind, config, value in _metrics(snapshot):
-        if kind == "ValueDrift":
-            column = config["column"]
-            entry = {"score": float(value), "method": config["method"], "threshold": config["threshold"]}
-            entry["drifted"] = bool(drifted.get(column))
-            if column == PROBABILITY:
-                summary["prediction_drift"] = entry
-            else:
-                summary["columns"][column] = entry
-        elif kind == "MeanValue":
-            summary["mean_prediction"] = float(value)
-        elif kind == "DatasetMissingValueCount":
-            summary["missing_values"] = int(value["count"])
-        elif kind == "OOVRate":
-            summary.setdefault("oov_rate", {})[config["column"]] = float(value)
-    flags = [summary["columns"][c]["drifted"] for c in features if c in summary["columns"]]
-    summary["drifted_features"] = [c for c in features if summary["columns"].get(c, {}).get("drifted")]
-    summary["drift_share"] = sum(flags) / len(flags) if flags else 0.0
-    return summary
+    return {
+        config["column"]: DriftScore(
+            score=float(value),
+            method=config["method"],
+            threshold=config["threshold"],
+            drifted=bool(drifted.get(config["column"])),
+        )
+        for kind, config, value in metrics
+        if kind == "ValueDrift"
+    }
 
 
-def quality_summary(snapshot: Snapshot) -> dict[str, Any]:
-    """ROC AUC, precision, recall, calibration error, observed label rate and label drift of a quality snapshot."""
-    out: dict[str, Any] = {}
+def quality_summary(snapshot: Snapshot, reference_roc_auc: float | None) -> WindowQuality:
+    """ROC AUC, precision, recall, calibration error, observed label rate and label drift of a quality snapshot,
+    beside the reference's ROC AUC."""
+    found: dict[str, Any] = {"reference_roc_auc": reference_roc_auc}
     names = {"RocAuc": "roc_auc", "Precision": "precision", "Recall": "recall", "CalibrationError": "calibration_error"}
-    for kind, config, value in _metrics(snapshot):
+    for kind, config, value in _metrics(snapshot.dict()):
         if kind in names:
-            out[names[kind]] = None if value is None or np.isnan(float(value)) else float(value)
+            found[names[kind]] = None if value is None or np.isnan(float(value)) else float(value)
         elif kind == "MeanValue" and config.get("column") == TARGET:
-            out["label_rate"] = float(value)
+            found["label_rate"] = float(value)
         elif kind == "ValueDrift" and config.get("column") == TARGET:
-            out["label_drift"] = {"score": float(value), "method": config["method"]}
-    return out
+            found["label_drift"] = LabelDrift(score=float(value), method=config["method"])
+    return WindowQuality.model_validate(found)

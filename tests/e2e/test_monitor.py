@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from helpers import monitor_config
-from monitoring.gate import ALARM, HEALTHY, UNJUDGED, judge
+from monitoring.gate import ALARM, HEALTHY, UNJUDGED, WindowSummary, judge
 from monitoring.log import read_log, windows
 from monitoring.monitor import run_monitor
 from monitoring.workspace import MonitoringWorkspace
@@ -32,21 +32,27 @@ def test_every_window_is_reported_and_the_latest_judged(
     result = run_monitor(settings, registry_store[0], registry_config(registry_store))
     log = read_log(settings.reports.log_url)
     found = windows(log, "week")
-    assert [w["window"] for w in result.windows] == [w.key for w in found]
-    assert sum(w["rows"] for w in result.windows) == log.height
-    judged = [w for w in result.windows if w["rows"] >= 50]
+    assert [w.window for w in result.windows] == [w.key for w in found]
+    assert sum(w.rows for w in result.windows) == log.height
+    judged = [w for w in result.windows if w.rows >= 50]
     assert judged
-    assert all(w["status"] == "reported" for w in judged)
+    assert all(w.status == "reported" for w in judged)
     verdict = result.verdict
-    assert verdict.window == judged[-1]["window"]
+    assert verdict.window == judged[-1].window
     assert verdict == judge(verdict.window, verdict.summary, settings.gate)  # the gate's decision on that window
     assert verdict.exit_code in (HEALTHY, ALARM)  # which one depends on the data: tests/unit/test_drift_gate.py
     summary = verdict.summary
-    assert set(summary["columns"]) == set(config.contract.features)
-    assert 0 <= summary["drift_share"] <= 1
-    assert summary["quality"]["roc_auc"] is not None  # every outcome has arrived
+    assert summary is not None
+    assert set(summary.columns) == set(config.contract.features)
+    assert 0 <= summary.drift_share <= 1
+    assert summary.quality is not None
+    assert summary.quality.roc_auc is not None  # every outcome has arrived
     saved = json.loads((tmp_path / "out" / "verdict.json").read_text())
     assert saved["status"] == verdict.status
+    assert {k: v for k, v in saved.items() if k != "windows"} == json.loads(json.dumps(verdict.model_dump()))
+    assert saved["windows"] == [w.model_dump() for w in result.windows]
+    written = tmp_path / "out" / "windows" / f"{verdict.window.replace('/', '_')}.json"
+    assert WindowSummary.model_validate_json(written.read_text()) == summary  # the window's numbers read back
     assert "# Monitoring verdict" in (tmp_path / "out" / "summary.md").read_text()
     html = (tmp_path / "out" / "latest.html").read_text()
     assert "<script src=" not in html  # self-contained, for sharing
@@ -61,7 +67,7 @@ def test_every_window_is_reported_and_the_latest_judged(
     assert len(titles) == 5 + keyed
 
     again = run_monitor(settings, registry_store[0], registry_config(registry_store))
-    statuses = [w["status"] for w in again.windows if w["rows"] >= 50]
+    statuses = [w.status for w in again.windows if w.rows >= 50]
     assert statuses == ["up to date"] * (len(judged) - 1) + ["reported"]  # only the latest is reported again
     assert again.verdict.status == verdict.status
 
@@ -75,7 +81,8 @@ def test_windows_without_outcomes_get_no_quality_report(
         conn.execute("DELETE FROM feedback")
     config = monitor_config(log, tmp_path, replayed_log[1])
     result = run_monitor(config, registry_store[0], registry_config(registry_store))
-    assert "quality" not in result.verdict.summary
+    assert result.verdict.summary is not None
+    assert result.verdict.summary.quality is None
     assert "No quality report yet" in (tmp_path / "out" / "summary.md").read_text()
     workspace = MonitoringWorkspace(tmp_path / "workspace", config.reports.project)
     assert {kind for (_, kind) in workspace.existing} == {"drift"}

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 import pytest
 
 from monitoring.config import GateConfig
-from monitoring.gate import ALARM, HEALTHY, UNJUDGED, describe, judge
+from monitoring.gate import (
+    ALARM,
+    HEALTHY,
+    UNJUDGED,
+    DriftScore,
+    LabelDrift,
+    WindowQuality,
+    WindowSummary,
+    describe,
+    judge,
+)
 
 GATE = GateConfig(max_drift_share=0.5, max_roc_auc_drop=0.05, prediction_drift=True)
 
@@ -18,22 +28,35 @@ def summary(
     prediction_drifted: bool = False,
     roc_auc: float | None = 0.70,
     reference_roc_auc: float | None = 0.70,
-) -> dict[str, Any]:
+) -> WindowSummary:
     """A window's summary: ``drifted`` features with their scores, ``steady`` features that did not drift."""
     drifted = drifted or {}
-    columns = {name: {"method": "psi", "score": score, "drifted": True} for name, score in drifted.items()}
-    columns |= {f"steady_{i}": {"method": "psi", "score": 0.01, "drifted": False} for i in range(steady)}
-    return {
-        "rows": 1200,
-        "labelled": 900,
-        "columns": columns,
-        "drifted_features": list(drifted),
-        "drift_share": len(drifted) / len(columns),
-        "prediction_drift": {"drifted": prediction_drifted, "method": "wasserstein", "score": 0.2, "threshold": 0.1},
-        "mean_prediction": 0.21,
-        "missing_share": 0.02,
-        "quality": {"roc_auc": roc_auc, "reference_roc_auc": reference_roc_auc},
+    columns = {
+        name: DriftScore(method="psi", score=score, threshold=0.1, drifted=True) for name, score in drifted.items()
     }
+    columns |= {
+        f"steady_{i}": DriftScore(method="psi", score=0.01, threshold=0.1, drifted=False) for i in range(steady)
+    }
+    quality = WindowQuality(
+        roc_auc=roc_auc,
+        precision=0.5,
+        recall=0.5,
+        calibration_error=0.02,
+        label_rate=0.2,
+        label_drift=LabelDrift(method="jensenshannon", score=0.01),
+        reference_roc_auc=reference_roc_auc,
+    )
+    return WindowSummary(
+        rows=1200,
+        labelled=900,
+        columns=columns,
+        drifted_features=list(drifted),
+        drift_share=len(drifted) / len(columns),
+        prediction_drift=DriftScore(drifted=prediction_drifted, method="wasserstein", score=0.2, threshold=0.1),
+        mean_prediction=0.21,
+        missing_share=0.02,
+        quality=quality,
+    )
 
 
 def test_a_quiet_window_is_healthy() -> None:
@@ -92,3 +115,28 @@ def test_every_crossed_threshold_is_a_reason() -> None:
     text = describe(verdict)
     assert text.index("- a: psi 0.900") < text.index("- d: psi 0.600")  # drifted features, strongest first
     assert all(f"**{reason}**" in text for reason in verdict.reasons)
+
+
+def test_the_verdict_as_json_holds_the_summary_beside_the_decision() -> None:
+    verdict = judge("w", summary(roc_auc=None), GATE)
+    data = verdict.model_dump()
+    assert list(data)[:5] == ["status", "exit_code", "window", "reasons", "columns"]  # the summary inline
+    assert data["columns"]["steady_0"] == {"score": 0.01, "method": "psi", "threshold": 0.1, "drifted": False}
+    assert data["quality"]["roc_auc"] is None  # an undefined score is written as null
+    assert "oov_rate" not in data  # no categorical feature: left out, not written empty
+    assert WindowSummary.model_validate_json(json.dumps(verdict.summary.model_dump())) == verdict.summary
+
+
+def test_a_summary_without_outcomes_leaves_quality_out() -> None:
+    window = summary().model_copy(update={"quality": None})
+    assert "quality" not in window.model_dump()
+    assert "No quality report yet" in describe(judge("w", window, GATE))
+
+
+def test_an_unjudged_verdict_holds_no_numbers() -> None:
+    assert judge(None, None, GATE).model_dump() == {
+        "status": "not judged",
+        "exit_code": UNJUDGED,
+        "window": None,
+        "reasons": ["no window with enough predictions yet"],
+    }

@@ -55,6 +55,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path) -> Path:
     edit_config(
         repo, "data", source={"dir": str(slice_dir), "package": None}, split=FLIGHTS_SPLIT.model_dump(mode="json")
     )
+    # the full data's quality floor is no bar for a model of 337 flights: these tests are about the pipeline itself
+    edit_config(repo, "registry", gate={"min_score": None})
     result = dvc(repo, "repro")
     assert result.returncode == 0, result.stdout + result.stderr
     assert ran(result.stdout) == ALL_STAGES

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -41,6 +41,9 @@ import yaml
 
 from benchmarks.measure import GIB, Run, run_command, where
 from benchmarks.workspace import REPO_ROOT, environment
+
+if TYPE_CHECKING:
+    from monitoring.gate import Verdict
 
 WALL_GOAL_S = 60.0
 MEMORY_GOAL_BYTES = 2 * GIB
@@ -94,7 +97,7 @@ def run(repeat: int = 1) -> dict[str, Any]:
     return {
         "rows": LOG_ROWS,
         "model": f"{champion.name}/{champion.version}",
-        "windows": len(fast["verdict"]["windows"]),
+        "windows": len(fast["result"].windows),
         "setup_s": round(setup_s, 1),
         "anchor": {
             "what": f"Evidently DataDriftPreset, {ANCHOR_ROWS:,} rows a side (validation vs test months, resampled)",
@@ -142,6 +145,8 @@ def monitor(root: Path, log: Path, shipped: dict[str, Any], env: dict[str, str],
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "monitoring", "monitor", "--config", str(path)]
     measured = run_command(command, REPO_ROOT, env, SAMPLE_S)
+    from monitoring.monitor import MonitorResult  # not at the top: the anchor runs this module on its own
+
     verdict_file = root / "out" / "verdict.json"
     if measured.returncode not in (0, 3, 4) or not verdict_file.is_file():
         raise BenchmarkError(f"monitoring failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
@@ -149,20 +154,21 @@ def monitor(root: Path, log: Path, shipped: dict[str, Any], env: dict[str, str],
         "wall_s": measured.wall_s,
         "peak_bytes": measured.peak_tree_bytes,
         "exit_code": measured.returncode,
-        "verdict": json.loads(verdict_file.read_text()),
+        "result": MonitorResult.read(verdict_file),
     }
 
 
 def verdict_of(result: dict[str, Any]) -> dict[str, Any]:
     """What the gate decided, and on what: compared between the sampled and the full-data runs."""
-    verdict = result["verdict"]
+    verdict: Verdict = result["result"].verdict
+    summary = verdict.summary
     return {
-        "status": verdict["status"],
+        "status": verdict.status,
         "exit_code": result["exit_code"],
-        "window": verdict["window"],
-        "drifted_features": sorted(verdict.get("drifted_features", [])),
-        "prediction_drift": bool(verdict.get("prediction_drift", {}).get("drifted")),
-        "reasons": len(verdict["reasons"]),
+        "window": verdict.window,
+        "drifted_features": sorted(summary.drifted_features) if summary else [],
+        "prediction_drift": bool(summary and summary.prediction_drift and summary.prediction_drift.drifted),
+        "reasons": len(verdict.reasons),
     }
 
 

@@ -151,7 +151,7 @@ def dashboard(
     import os
     import sys
 
-    from monitoring.workspace import MonitoringWorkspace
+    from monitoring.snapshots import MonitoringWorkspace
 
     with entry_point("dashboard") as settings:
         where = settings.layout(dataset)

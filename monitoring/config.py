@@ -132,7 +132,7 @@ def load_monitor_config(path: Path, where: Layout | None = None) -> MonitorConfi
     return parse_config(MonitorConfig, data, str(path))
 
 
-def dataset_defaults(where: Layout) -> dict[str, dict[str, Any]]:
+def dataset_defaults(where: Layout) -> dict[str, dict[str, Path | str]]:
     """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured:
     declared here only (a section built without a layout takes the default dataset's)."""
     return {

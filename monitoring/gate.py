@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from monitoring.config import GateConfig
 
@@ -94,6 +94,15 @@ class Verdict(BaseModel):
     def _summary_inline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {**{k: v for k, v in data.items() if k != "summary"}, **(data.get("summary") or {})}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _summary_nested(cls, data: Any) -> Any:
+        """The serialised shape read back: the summary's numbers, written beside the decision, nested again."""
+        if not isinstance(data, dict) or "summary" in data or "columns" not in data:
+            return data
+        inline = {k: v for k, v in data.items() if k in WindowSummary.model_fields}
+        return {**{k: v for k, v in data.items() if k not in inline}, "summary": inline}
 
 
 def judge(window: str | None, summary: WindowSummary | None, gate: GateConfig) -> Verdict:

@@ -20,23 +20,30 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from monitoring.config import MonitorConfig, ReportsConfig
 from monitoring.gate import Verdict, WindowSummary, describe, judge
 from monitoring.log import Window, check_log, read_log, windows
 from tabloop.config import RegistryConfig
+from tabloop.errors import TabloopError
 from tabloop.io import write_json
 from tabloop.settings import Settings
 
 if TYPE_CHECKING:
     from monitoring.reference import References
     from monitoring.report import ReportedJob, WindowJob
-    from monitoring.workspace import MonitoringWorkspace
+    from monitoring.snapshots import MonitoringWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +61,43 @@ class WindowEntry(BaseModel):
     status: str  # reported, up to date (its snapshots kept), or not judged (too small)
 
 
-@dataclass(frozen=True)
-class MonitorResult:
-    """What a monitoring run found and decided."""
+class MonitorError(TabloopError):
+    """A monitoring run's output cannot be read."""
+
+
+class MonitorResult(BaseModel):
+    """What a monitoring run found and decided; ``verdict.json`` is its serialisation (the verdict's fields, then
+    the windows), read back through this type."""
+
+    model_config = ConfigDict(frozen=True)
 
     windows: list[WindowEntry]  # every window of the log, in time order
     verdict: Verdict
+
+    @model_serializer(mode="wrap")
+    def _verdict_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {**data["verdict"], "windows": data["windows"]}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verdict_nested(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "verdict" in data:
+            return data
+        return {"windows": data.get("windows", []), "verdict": {k: v for k, v in data.items() if k != "windows"}}
+
+    def write(self, path: Path) -> None:
+        write_json(self.model_dump(), path)
+
+    @classmethod
+    def read(cls, path: Path) -> MonitorResult:
+        """The ``verdict.json`` at ``path``; a MonitorError naming the file if it is missing or not one."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError as e:
+            raise MonitorError(f"{path}: not found; run the monitor first (make monitor)") from e
+        except ValidationError as e:
+            raise MonitorError(f"{path}: not a verdict the monitor writes ({e.error_count()} problems)") from e
 
 
 def run_monitor(config: MonitorConfig, settings: Settings, registry: RegistryConfig) -> MonitorResult:
@@ -85,7 +123,7 @@ def _monitor(
     # Seconds of imports (Evidently, PyTorch), made while a worker reads the log.
     warm_up()
     from monitoring.reference import References
-    from monitoring.workspace import MonitoringWorkspace
+    from monitoring.snapshots import MonitoringWorkspace
 
     workspace = MonitoringWorkspace(reports.workspace, reports.project)
     references = References(settings, registry, reports.cache_dir, reports.reference_dir)
@@ -101,9 +139,10 @@ def _monitor(
         WindowEntry(window=w.key, rows=w.rows.height, labelled=w.labelled, status=settled.get(w.key, "reported"))
         for w in found
     ]
-    write_json({**verdict.model_dump(), "windows": [e.model_dump() for e in listed]}, reports.out_dir / "verdict.json")
+    result = MonitorResult(windows=listed, verdict=verdict)
+    result.write(reports.out_dir / "verdict.json")
     (reports.out_dir / "summary.md").write_text(describe(verdict), encoding="utf-8")
-    return MonitorResult(listed, verdict)
+    return result
 
 
 def _judged(found: list[Window], min_rows: int) -> Window | None:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -41,6 +41,14 @@ from tabloop.features.build import ID, OUTCOME, OUTCOME_TIME, TIME
 T = TypeVar("T")
 SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
 MAX_REJECTED_KEPT = 50
+
+
+class Rejection(TypedDict):
+    """A row the service refused, as the replay state keeps the first few."""
+
+    id: str  # the example's
+    status: int
+    error: str
 
 
 class PendingOutcome(NamedTuple):
@@ -159,7 +167,7 @@ class ReplayState:
     rejected: int = 0
     feedback_sent: int = 0
     pending: list[PendingOutcome] = field(default_factory=list)  # outcomes of answered rows not yet sent
-    rejected_examples: list[dict[str, Any]] = field(default_factory=list)
+    rejected_examples: list[Rejection] = field(default_factory=list)
 
     @classmethod
     def start(cls, traffic: Traffic) -> ReplayState:
@@ -252,7 +260,7 @@ class Replayer:
         self._next_slot = 0.0
         self._saved_at = 0.0
         self._cursor = state.next  # the next row to send
-        self._finished: dict[int, dict[str, Any] | None] = {}  # rows past state.next: None answered, else rejected
+        self._finished: dict[int, Rejection | None] = {}  # rows past state.next: None answered, else rejected
         self._tasks: set[asyncio.Task[None]] = set()
         self._feedback_busy = False  # a batch of outcomes is outstanding
         self._counts = {"sent": 0, "answered": 0, "rejected": 0, "feedback": 0}
@@ -372,7 +380,7 @@ class Replayer:
             self._settle(self.state.next, self._finished.pop(self.state.next))
             self.state.next += 1
 
-    def _settle(self, index: int, result: dict[str, Any] | None) -> None:
+    def _settle(self, index: int, result: Rejection | None) -> None:
         """Record a row of the answered prefix: its count, and its outcome to send when due."""
         if result is None:
             self.state.answered += 1
@@ -385,7 +393,7 @@ class Replayer:
         else:
             self.state.rejected += 1
             if len(self.state.rejected_examples) < MAX_REJECTED_KEPT:
-                self.state.rejected_examples.append({"id": self.traffic.keys[index], **result})
+                self.state.rejected_examples.append(result)
 
     def _quiet_until(self, until: dt.datetime) -> bool:
         """Whether every row and outcome due by ``until`` has been sent and answered."""
@@ -414,8 +422,8 @@ class Replayer:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _predict(self, index: int) -> dict[str, Any] | None:
-        """None when answered; the rejection (status and error) when the service refused the row."""
+    async def _predict(self, index: int) -> Rejection | None:
+        """None when answered; the rejection when the service refused the row."""
         await self._paced()
         headers = {
             "Content-Type": "application/json",
@@ -427,7 +435,7 @@ class Replayer:
         _raise_for_service(r.status, body)
         if r.status == 200:
             return None
-        return {"status": r.status, "error": _error_text(body)}
+        return Rejection(id=self.traffic.keys[index], status=r.status, error=_error_text(body))
 
     async def _feedback(self, due: list[PendingOutcome]) -> None:
         target = self.traffic.target

@@ -23,7 +23,7 @@ from helpers import REPO_ROOT, free_port, monitor_config
 from monitoring.config import MonitorConfig
 from monitoring.log import read_log
 from monitoring.monitor import run_monitor
-from monitoring.workspace import MonitoringWorkspace
+from monitoring.snapshots import MonitoringWorkspace
 from tabloop.config import load_registry_config
 from tabloop.settings import Settings
 

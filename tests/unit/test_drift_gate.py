@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from monitoring.gate import (
     describe,
     judge,
 )
+from monitoring.monitor import MonitorError, MonitorResult, WindowEntry
 
 GATE = GateConfig(max_drift_share=0.5, max_roc_auc_drop=0.05, prediction_drift=True)
 
@@ -140,3 +142,23 @@ def test_an_unjudged_verdict_holds_no_numbers() -> None:
         "window": None,
         "reasons": ["no window with enough predictions yet"],
     }
+
+
+@pytest.mark.parametrize("judged", [True, False])
+def test_verdict_json_reads_back_into_the_result_it_was_written_from(judged: bool, tmp_path: Path) -> None:
+    verdict = judge("w", summary(drifted={"a": 0.4}), GATE) if judged else judge(None, None, GATE)
+    entries = [WindowEntry(window="w", rows=1200, labelled=900, status="reported")]
+    written = MonitorResult(windows=entries, verdict=verdict)
+    written.write(tmp_path / "verdict.json")
+    data = json.loads((tmp_path / "verdict.json").read_text())
+    assert list(data)[:3] == ["status", "exit_code", "window"]
+    assert list(data)[-1] == "windows"
+    assert MonitorResult.read(tmp_path / "verdict.json") == written
+
+
+def test_a_damaged_verdict_json_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(MonitorError, match="run the monitor first"):
+        MonitorResult.read(tmp_path / "verdict.json")
+    (tmp_path / "verdict.json").write_text('{"status": "healthy"}')
+    with pytest.raises(MonitorError, match=r"verdict.json: not a verdict the monitor writes \(\d+ problems\)"):
+        MonitorResult.read(tmp_path / "verdict.json")

@@ -41,7 +41,7 @@ from tabloop.config import (
 )
 from tabloop.dvc_repo import run_experiment
 from tabloop.errors import TabloopError
-from tabloop.features.build import ID
+from tabloop.features.build import ID, FeatureMetrics
 from tabloop.io import read_json
 from tabloop.layout import Layout
 from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
@@ -182,7 +182,7 @@ def source_end(features_metrics: Path) -> dt.date:
     """The last day of the event time among the labelled examples, as the features stage recorded it."""
     if not features_metrics.is_file():
         raise RetrainError(f"{features_metrics}: not found; run `make train` first")
-    end = read_json(features_metrics).get("examples", {}).get("end")
+    end = FeatureMetrics.read(features_metrics).examples.end
     if end is None:
         raise RetrainError(f"{features_metrics}: the examples have no event time; retraining moves a time split")
     return dt.date.fromisoformat(end)

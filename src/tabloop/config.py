@@ -8,8 +8,9 @@ the environment live in :mod:`tabloop.settings`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -411,7 +412,7 @@ class RegistryConfig(StrictModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> dict[str, object]:
     """The mapping at the top of a YAML file, or a ConfigError saying why there is none."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -426,7 +427,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_config(model: type[M], data: dict[str, Any], origin: str) -> M:
+def parse_config(model: type[M], data: Mapping[str, object], origin: str) -> M:
     """``data`` validated as ``model``; errors name each offending key as a dotted path."""
     try:
         return model.model_validate(data)

@@ -305,10 +305,19 @@ def fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def draft_split(frame: pl.DataFrame, request: DraftRequest) -> dict[str, Any]:
-    """A time split at the 70% and 85% points of the days, or a stratified one without a time column."""
+@dataclass(frozen=True)
+class DraftedTimeSplit:
+    """The inclusive first and last day of each split."""
+
+    train: tuple[dt.date, dt.date]
+    valid: tuple[dt.date, dt.date]
+    test: tuple[dt.date, dt.date]
+
+
+def draft_split(frame: pl.DataFrame, request: DraftRequest) -> DraftedTimeSplit | None:
+    """A time split at the 70% and 85% points of the days, or None (a stratified one) without a time column."""
     if request.time is None:
-        return {"kind": "stratified"}
+        return None
     days = parse_time(frame[request.time]).cast(pl.Datetime("us")).dt.date().sort()
     unique = days.unique().sort()
     if unique.len() < 3:
@@ -321,12 +330,9 @@ def draft_split(frame: pl.DataFrame, request: DraftRequest) -> dict[str, Any]:
     if not unique[0] < valid_start < test_start:
         raise DraftError(f"TIME: {request.time!r} has too few distinct days to split in three")
     day = dt.timedelta(days=1)
-    return {
-        "kind": "time",
-        "train": (unique[0], valid_start - day),
-        "valid": (valid_start, test_start - day),
-        "test": (test_start, unique[-1]),
-    }
+    return DraftedTimeSplit(
+        train=(unique[0], valid_start - day), valid=(valid_start, test_start - day), test=(test_start, unique[-1])
+    )
 
 
 def q(value: Any) -> str:
@@ -348,7 +354,7 @@ def data_yaml(
     frame: pl.DataFrame,
     columns: list[Column],
     positive: Any,
-    split: dict[str, Any],
+    split: DraftedTimeSplit | None,
 ) -> str:
     """The drafted ``data.yaml``, with a comment on everything that was inferred."""
     draft = _Draft(request, source, table, frame, columns, positive, split)
@@ -366,7 +372,7 @@ class _Draft:
     frame: pl.DataFrame
     columns: list[Column]
     positive: Any
-    split: dict[str, Any]
+    split: DraftedTimeSplit | None  # None: stratified
 
 
 def _header(d: _Draft) -> list[str]:
@@ -482,8 +488,8 @@ def _preprocessing_and_card(d: _Draft) -> list[str]:
     ]
 
 
-def split_lines(split: dict[str, Any]) -> list[str]:
-    if split["kind"] == "stratified":
+def split_lines(split: DraftedTimeSplit | None) -> list[str]:
+    if split is None:
         return [
             "  kind: stratified             # no time column: a seeded shuffle keeping the class shares in each split",
             "  fractions: {train: 0.7, valid: 0.15, test: 0.15}",
@@ -491,7 +497,10 @@ def split_lines(split: dict[str, Any]) -> list[str]:
         ]
     return [
         "  kind: time                   # inclusive days: the oldest 70% of rows train, the newest 15% test",
-        *(f'  {name}: {{start: "{split[name][0]}", end: "{split[name][1]}"}}' for name in ("train", "valid", "test")),
+        *(
+            f'  {name}: {{start: "{start}", end: "{end}"}}'
+            for name, (start, end) in (("train", split.train), ("valid", split.valid), ("test", split.test))
+        ),
     ]
 
 

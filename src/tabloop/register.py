@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from pydantic import JsonValue
@@ -261,9 +260,9 @@ def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel
         return log_pyfunc_model(bundle_dir, bundle.contract, held_out, files_sha256=files_digest(bundle_dir))
 
 
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(params: dict[str, JsonValue], prefix: str = "") -> dict[str, str]:
     """Nested parameters as ``a.b.c`` keys, lists as text (MLflow params are flat)."""
-    flat: dict[str, Any] = {}
+    flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):

@@ -147,7 +147,7 @@ class Registry:
         version = mlflow.register_model(model_uri, self.name, tags={k: _tag(v) for k, v in tags.items()})
         return str(version.version)
 
-    def tag(self, version: str, tags: dict[str, Any]) -> None:
+    def tag(self, version: str, tags: dict[str, str]) -> None:
         """Set tags on a version."""
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, _tag(value))

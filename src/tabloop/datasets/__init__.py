@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import polars as pl
+from pydantic import JsonValue
 
 from tabloop.config import DataConfig
 from tabloop.errors import ConfigError
@@ -26,7 +27,7 @@ class Built:
     """An adapter's result: one row per example, and what it wants reported in the features stage's metrics."""
 
     frame: pl.DataFrame
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, JsonValue] = field(default_factory=dict)  # free-form: the adapter's own numbers
 
 
 class Adapter(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
+from pydantic import JsonValue
 
 from tabloop.config import DataConfig
 from tabloop.datasets import Built
@@ -28,7 +29,7 @@ def build(tables: Mapping[str, pl.DataFrame], config: DataConfig) -> Built:
     joined = join_tables(flights, tables["weather"], tables["planes"])
     derived = derive_features(joined)
     delay = pl.col(config.label.column)
-    metrics = {
+    metrics: dict[str, JsonValue] = {
         "flights": flights.height,
         "no_arrival_delay": {
             "cancelled": int(flights.select((delay.is_null() & pl.col("dep_time").is_null()).sum()).item()),

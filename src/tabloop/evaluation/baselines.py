@@ -8,7 +8,6 @@ the validation split. They are yardsticks, not straw men: neither is weakened to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -34,7 +33,7 @@ class BaselineResult:
     """Test probabilities of a fitted baseline, and what fitting it decided."""
 
     proba: npt.NDArray[np.float64]
-    details: dict[str, Any]
+    details: dict[str, int]  # what fitting it chose: its boosting rounds or solver iterations
 
 
 def _dense(inputs: EncodedBatch) -> npt.NDArray[np.float64]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from tabloop.io import StageRecord
@@ -111,7 +111,7 @@ class EvaluationResult(StageRecord):
     test: dict[str, ModelScores]  # pytorch, lightgbm, logistic
     pytorch_minus_lightgbm_roc_auc: float
     decision: Decisions
-    baselines: dict[str, JsonValue]  # what each baseline chose (LightGBM's rounds, ...)
+    baselines: dict[str, dict[str, int]]  # what each baseline chose: LightGBM its rounds, logistic its iterations
 
 
 MISSING = "(missing)"  # the slice of rows without a value

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import JsonValue
 
 from tabloop.config import SPLITS, DataConfig, EvaluateConfig
 from tabloop.contract import FeatureContract
@@ -134,7 +133,7 @@ def baselines(
     frames: dict[str, pl.DataFrame],
     targets: dict[str, npt.NDArray[np.float64]],
     config: EvaluateConfig,
-) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, JsonValue]]:
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, dict[str, int]]]:
     """LightGBM and logistic regression trained on the model's own encoded inputs: their test probabilities, and
     what each one chose."""
     contract, preprocessor = predictor.bundle.contract, predictor.bundle.preprocessor

@@ -8,13 +8,13 @@ feature contract and fits the preprocessing on the training split.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandera.errors
 import polars as pl
+from pydantic import BaseModel, ConfigDict, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
 from tabloop.config import SPLITS, Arrived, DataConfig, GroupSplit, RandomSplit, TimeSplit
 from tabloop.contract import FeatureContract
@@ -24,7 +24,7 @@ from tabloop.data.validate import read_raw_table
 from tabloop.datasets import load_adapter
 from tabloop.errors import FeatureError
 from tabloop.features.preprocessing import FIRST_INDEX, PREPROCESSING_FILE, FittedOn, Preprocessor, frame_columns
-from tabloop.io import staged, write_json, write_parquet
+from tabloop.io import StageRecord, staged, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,50 @@ ID, TIME, OUTCOME_TIME, OUTCOME = "_id", "_time", "_outcome_time", "_outcome"
 META_COLUMNS = (ID, TIME, OUTCOME_TIME, OUTCOME)
 
 
-@dataclass(frozen=True)
-class FeatureReport:
-    """What the features stage produced, as DVC metrics."""
+class _Dated(BaseModel):
+    """Counts over an event time, ending with its first and last day (``start``, ``end``): those are left out of
+    the JSON where there is no event time."""
 
-    metrics: dict[str, Any]
+    model_config = ConfigDict(frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent_days(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k not in ("start", "end") or v is not None}
 
 
-def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Path) -> FeatureReport:
+class ExampleCounts(_Dated):
+    """The examples the adapter built, and those left out of the splits."""
+
+    built: int
+    unlabelled: int
+    unlabelled_policy: str
+    outside_split: int  # labelled, but in none of the splits (after a time split's test end)
+    start: str | None = None
+    end: str | None = None
+
+
+class SplitCounts(_Dated):
+    """One split's rows and positive rate."""
+
+    rows: int
+    positive_rate: float
+    start: str | None = None
+    end: str | None = None
+
+
+class FeatureMetrics(StageRecord):
+    """What the features stage produced (``reports/features.json``, DVC metrics), read back by retraining."""
+
+    stage: ClassVar[str] = "features"
+
+    examples: ExampleCounts
+    adapter: dict[str, JsonValue]  # whatever the dataset's adapter chose to report
+    splits: dict[str, SplitCounts]
+    vocabulary: dict[str, int]  # categorical feature: the number of values it learnt
+
+
+def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Path) -> FeatureMetrics:
     """Make the examples, label and split them; fit preprocessing on train; write it all."""
     tables = {name: read_raw_table(validated_dir, name) for name in config.tables}
     built = load_adapter(config.adapter).build(tables, config)
@@ -70,32 +106,32 @@ def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metri
     )
 
     target = config.contract.target.name
-    metrics: dict[str, Any] = {
-        "examples": {
-            "built": examples.height,
-            "unlabelled": unlabelled,
-            "unlabelled_policy": config.label.unlabelled,
-            "outside_split": outside,
+    metrics = FeatureMetrics(
+        examples=ExampleCounts(
+            built=examples.height,
+            unlabelled=unlabelled,
+            unlabelled_policy=config.label.unlabelled,
+            outside_split=outside,
             **time_range(labelled),
-        },
-        "adapter": built.metrics,
-        "splits": {
-            name: {"rows": part.height, "positive_rate": round(share(part[target]), 6), **time_range(part)}
+        ),
+        adapter=built.metrics,
+        splits={
+            name: SplitCounts(rows=part.height, positive_rate=round(share(part[target]), 6), **time_range(part))
             for name, part in splits.items()
         },
-        "vocabulary": {
+        vocabulary={
             name: size - FIRST_INDEX
             for name, size in zip(preprocessor.categorical_names, preprocessor.cardinalities, strict=True)
         },
-    }
+    )
     with staged(out_dir, metrics_path) as (staging, metrics_staging):
         for name, part in splits.items():
             write_parquet(part, staging / f"{name}.parquet")
         preprocessor.save(staging / PREPROCESSING_FILE)
-        write_json(metrics, metrics_staging)
+        metrics.write(metrics_staging)
     for name, part in splits.items():
         logger.info("features %-5s %7d rows, %.1f%% positive", name, part.height, 100 * share(part[target]))
-    return FeatureReport(metrics=metrics)
+    return metrics
 
 
 def entity_rows(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:

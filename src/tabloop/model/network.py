@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +29,7 @@ class ModelArgs:
     dropout: float = 0.3
     members: int = 3
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | float | list[int]]:
         """A JSON-ready copy."""
         return asdict(self)
 

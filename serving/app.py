@@ -22,10 +22,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.deps import guarded
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
-from serving.routes import api_key_guard, build_ops_router, build_router, without_tags
+from serving.routes import build_ops_router, build_router, without_tags
 from serving.schemas import api_models, example_row
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
@@ -69,10 +70,10 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         redoc_url=None,
     )
     app.state.service = service
-    guard = api_key_guard(settings.api_key.get_secret_value()) if settings.api_key is not None else None
-    app.include_router(build_router(service, guard))
-    app.include_router(build_ops_router(service, guard))
-    app.include_router(build_v2_router(service, guard))
+    secured = guarded(settings)
+    app.include_router(build_router(service, secured))
+    app.include_router(build_ops_router(secured))
+    app.include_router(build_v2_router(secured))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every response, 413s included
     add_error_handlers(app)

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
-from tabloop.errors import TabloopError, redact
+from tabloop.errors import ConfigError, TabloopError, redact
 from tabloop.log_schema import feedback, metadata, predictions
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 PROBE_BYTES = 4096
 READ_BYTES = 1 << 20  # journal bytes the loader takes per transaction, at most about
 ROW_SUFFIX = re.compile(r"-(\d+)$")
+LOG_DIALECTS = ("sqlite", "postgresql")
 
 
 class LogUnavailableError(TabloopError):
@@ -158,15 +159,19 @@ class PredictionLog:
         loader_nice: int = 10,
         **engine_options: Any,
     ) -> None:
+        backend = log_dialect(url)
         database = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-        if database is not None and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
         if journal_dir is None:
             if database is None or database == ":memory:":
-                raise ValueError("a prediction log in a server database needs a journal directory on local disk")
+                raise ConfigError(
+                    f"a prediction log in {'memory' if backend == 'sqlite' else 'a server database'} needs a journal "
+                    "directory on local disk: set one (TABLOOP_SERVE_LOG_JOURNAL_DIR for the service)"
+                )
             journal_dir = Path(f"{database}.journal")
+        if database is not None and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.journal_dir = journal_dir
-        self.engine = sa.create_engine(url, **engine_options)
+        self.engine = _engine(url, backend, engine_options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
@@ -454,13 +459,35 @@ class PredictionLog:
         return total
 
 
+def log_dialect(url: str) -> str:
+    """The database a prediction log URL names; a ConfigError unless it is a URL of SQLite or PostgreSQL."""
+    try:
+        dialect = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError as e:  # not quoted: the URL may hold a password
+        raise ConfigError(
+            "the prediction log's URL is not a database URL; e.g. sqlite:///logs/predictions.db or "
+            "postgresql+psycopg://db-host/predictions"
+        ) from e
+    if dialect not in LOG_DIALECTS:
+        raise ConfigError(f"the prediction log supports SQLite and PostgreSQL, not {dialect}")
+    return dialect
+
+
+def _engine(url: str, dialect: str, options: dict[str, Any]) -> sa.Engine:
+    """The log's database engine; a ConfigError if the URL's driver is not installed."""
+    try:
+        return sa.create_engine(url, **options)
+    except (ImportError, sa.exc.NoSuchModuleError) as e:
+        raise ConfigError(f"the prediction log's {dialect} driver cannot be loaded ({e}): install it") from e
+
+
 def _insert_new(dialect: str) -> Any:
     """An insert into ``predictions`` that skips ids already there."""
     if dialect == "sqlite":
         return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=[predictions.c.id])
     if dialect == "postgresql":
         return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=[predictions.c.id])
-    raise ValueError(f"the prediction log supports SQLite and PostgreSQL, not {dialect}")
+    raise ConfigError(f"the prediction log supports SQLite and PostgreSQL, not {dialect}")
 
 
 def _add_event_time(engine: sa.Engine) -> None:
@@ -486,7 +513,7 @@ def _lower_priority(nice: int) -> None:
 def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
     insert: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if insert is None:
-        raise ValueError(f"feedback upserts are implemented for SQLite and PostgreSQL, not {dialect}")
+        raise ConfigError(f"feedback upserts are implemented for SQLite and PostgreSQL, not {dialect}")
     statement = insert(feedback).values(rows)
     return statement.on_conflict_do_update(
         index_elements=[feedback.c.prediction_id],

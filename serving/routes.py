@@ -5,18 +5,21 @@ start-up, which FastAPI must see as types, not as strings.
 """
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response, params
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+from serving.deps import ServiceDep
 from serving.model_store import ServedModel
 from serving.prediction_log import LogUnavailableError, now
-from serving.schemas import ErrorResponse, FeedbackResponse
+from serving.schemas import ApiModels, ErrorResponse, FeedbackResponse
 from serving.service import Predicted, RequestContext, Service, ServiceError, error_path, require_json
+from tabloop.contract import FeatureContract
 from tabloop.errors import redact
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -117,31 +120,35 @@ CONTEXT_HEADERS = [
 ]
 
 
-def build_router(service: Service, guard: Any) -> APIRouter:
-    """The routes, bound to the service's contract-shaped models and limits."""
+def build_router(service: Service, secured: Sequence[params.Depends]) -> APIRouter:
+    """The prediction and feedback routes, typed by the service's contract-shaped models and limits.
+
+    The handlers get the service itself from ``current_service`` on each request, so a test can replace it.
+    """
     router = APIRouter()
-    secured = [guard] if guard is not None else []
-    add_predict_route(router, service, secured)
-    add_invocations_route(router, service, secured)
-    add_feedback_route(router, service, secured)
+    add_predict_route(router, service.contract, service.models, service.settings.max_batch, secured)
+    add_invocations_route(router, service.models, secured)
+    add_feedback_route(router, service.models, service.settings.max_batch, secured)
     return router
 
 
-def add_predict_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+def add_predict_route(
+    router: APIRouter, contract: FeatureContract, models: ApiModels, max_batch: int, secured: Sequence[params.Depends]
+) -> None:
     """``POST /predict``: one row or a list of rows in the contract's shape."""
-    target, entity = service.contract.target.name, service.contract.entity
-    body = PredictBody(service.models.row, service.settings.max_batch)
+    target, entity = contract.target.name, contract.entity
+    body = PredictBody(models.row, max_batch)
 
     @router.post(
         "/predict",
-        response_model=service.models.response,
+        response_model=models.response,
         dependencies=secured,
         responses=ERRORS,
         tags=["predictions"],
         summary=f"Predict {target} for one {entity.lower()} or a list of {entity.lower()}s",
-        openapi_extra=predict_openapi(service.models.row, entity, service.settings.max_batch),
+        openapi_extra=predict_openapi(models.row, entity, max_batch),
     )
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, service: ServiceDep) -> Response:
         # The hot path: pydantic validates the raw bytes (in Rust) and orjson writes the answer; FastAPI's
         # generic body handling would cost more than the prediction itself.
         require_json(request.headers)
@@ -151,7 +158,7 @@ def add_predict_route(router: APIRouter, service: Service, secured: list[Any]) -
         return Response(orjson.dumps(predictions(done, target)), media_type="application/json")
 
 
-def add_invocations_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+def add_invocations_route(router: APIRouter, models: ApiModels, secured: Sequence[params.Depends]) -> None:
     """``POST /invocations``: MLflow's scoring protocol."""
 
     @router.post(
@@ -160,9 +167,9 @@ def add_invocations_route(router: APIRouter, service: Service, secured: list[Any
         responses=ERRORS,
         tags=["MLflow scoring protocol"],
         summary="Score like `mlflow models serve`: dataframe_split, dataframe_records, instances or inputs",
-        openapi_extra=invocations_openapi(service.models.row),
+        openapi_extra=invocations_openapi(models.row),
     )
-    async def invocations(request: Request) -> Response:
+    async def invocations(request: Request, service: ServiceDep) -> Response:
         require_json(request.headers)
         rows = invocation_rows(service, await request.body())
         context = RequestContext.from_headers(request.headers)
@@ -170,10 +177,10 @@ def add_invocations_route(router: APIRouter, service: Service, secured: list[Any
         return Response(orjson.dumps({"predictions": mlflow_predictions(done)}), media_type="application/json")
 
 
-def add_feedback_route(router: APIRouter, service: Service, secured: list[Any]) -> None:
+def add_feedback_route(router: APIRouter, models: ApiModels, max_batch: int, secured: Sequence[params.Depends]) -> None:
     """``POST /feedback``: the observed outcome of one earlier prediction or of a list of them."""
-    item = service.models.feedback
-    limit = Field(min_length=1, max_length=service.settings.max_batch)
+    item = models.feedback
+    limit = Field(min_length=1, max_length=max_batch)
     feedback_body = Annotated[
         Annotated[item, Tag(ONE)] | Annotated[Annotated[list[item], limit], Tag(MANY)],  # type: ignore[valid-type]
         Discriminator(one_or_many),
@@ -187,7 +194,7 @@ def add_feedback_route(router: APIRouter, service: Service, secured: list[Any]) 
         tags=["predictions"],
         summary="Record the observed outcome of earlier predictions (recording it again replaces it)",
     )
-    async def feedback(body: Annotated[feedback_body, Body()]) -> FeedbackResponse:
+    async def feedback(body: Annotated[feedback_body, Body()], service: ServiceDep) -> FeedbackResponse:
         return await record_feedback(service, body)
 
 
@@ -305,30 +312,29 @@ def json_body_openapi(schema: dict[str, Any], examples: dict[str, Any]) -> dict[
     }
 
 
-def build_ops_router(service: Service, guard: Any) -> APIRouter:
+def build_ops_router(secured: Sequence[params.Depends]) -> APIRouter:
     """Health, model information, reload and metrics."""
     router = APIRouter()
-    secured = [guard] if guard is not None else []
 
     @router.get("/health/live", tags=["health"], summary="The process is up")
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
     @router.get("/health/ready", tags=["health"], summary="A model is loaded and the service can predict")
-    async def ready() -> JSONResponse:
+    async def ready(service: ServiceDep) -> JSONResponse:
         ok, details = readiness(service)
         return JSONResponse(details, status_code=200 if ok else 503)
 
     @router.get("/model", dependencies=secured, responses=ERRORS, tags=["model"], summary="The model being served")
-    async def model() -> dict[str, Any]:
+    async def model(service: ServiceDep) -> dict[str, Any]:
         return model_info(service.served())
 
     @router.post("/admin/reload", dependencies=secured, responses=ERRORS, tags=["model"], summary="Check the alias now")
-    async def reload() -> dict[str, Any]:
+    async def reload(service: ServiceDep) -> dict[str, Any]:
         return await reload_model(service)
 
     @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
-    async def metrics() -> Response:
+    async def metrics(service: ServiceDep) -> Response:
         return Response(metrics_text(service), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -390,7 +396,7 @@ def metrics_text(service: Service) -> bytes:
     return generate_latest(service.metrics.registry)
 
 
-def json_body(request: Request) -> None:
+async def json_body(request: Request) -> None:
     """A 415 unless the request declares a JSON body."""
     require_json(request.headers)
 
@@ -400,21 +406,3 @@ def row_example(row: type) -> dict[str, Any]:
     extra = row.model_config.get("json_schema_extra") or {}  # type: ignore[attr-defined]
     examples = extra.get("examples") if isinstance(extra, dict) else None
     return dict(examples[0]) if examples else {}
-
-
-def api_key_guard(key: str) -> Any:
-    """A dependency that requires ``key`` in the X-API-Key header (or as a bearer token)."""
-    import hmac
-
-    from fastapi.security import APIKeyHeader
-
-    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The service's API key.")
-
-    async def check(request: Request, supplied: Annotated[str | None, Depends(header)]) -> None:
-        if supplied is None:
-            authorization = request.headers.get("authorization", "")
-            supplied = authorization[7:] if authorization.lower().startswith("bearer ") else None
-        if supplied is None or not hmac.compare_digest(supplied.encode(), key.encode()):
-            raise ServiceError(401, "unauthorized", "a valid API key is required in the X-API-Key header")
-
-    return Depends(check)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.prediction_log import log_dialect
+from tabloop.errors import ConfigError
 from tabloop.layout import Layout
 
 MIN_KEY_LENGTH = 32
@@ -20,6 +23,8 @@ COMMON_WORDS = (
     "api-key", "api_key", "token", "example", "default", "welcome", "12345", "abcde",
 )  # fmt: skip
 _COMMON = re.compile("|".join(map(re.escape, COMMON_WORDS)), re.IGNORECASE)
+# The dataset layouts read while one ServeSettings is built: its path defaults share one read of datasets.yaml.
+_LAYOUTS: ContextVar[dict[str | None, Layout] | None] = ContextVar("serve_settings_layouts", default=None)
 
 
 class ServeSettings(BaseSettings):
@@ -90,6 +95,24 @@ class ServeSettings(BaseSettings):
             return self.log_journal_dir
         return Layout.of(self.dataset).logs / "journal"
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_layout_read(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        token = _LAYOUTS.set({})
+        try:
+            return handler(data)
+        finally:
+            _LAYOUTS.reset(token)
+
+    @field_validator("prediction_log_url")
+    @classmethod
+    def _supported_log(cls, url: str) -> str:
+        try:
+            log_dialect(url)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return url
+
     @field_validator("api_key")
     @classmethod
     def _strong_key(cls, key: SecretStr | None) -> SecretStr | None:
@@ -104,7 +127,14 @@ class ServeSettings(BaseSettings):
 
 
 def _layout(data: dict[str, Any]) -> Layout:
-    return Layout.of(data.get("dataset"))
+    """The layout of the dataset being configured, read once per ServeSettings however many defaults need it."""
+    dataset = data.get("dataset")
+    layouts = _LAYOUTS.get()
+    if layouts is None:
+        return Layout.of(dataset)
+    if dataset not in layouts:
+        layouts[dataset] = Layout.of(dataset)
+    return layouts[dataset]
 
 
 def key_weakness(key: str) -> str | None:

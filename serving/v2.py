@@ -14,14 +14,16 @@ as a 4-byte length and the bytes). Outputs come back the same way when the reque
 
 import math
 import struct
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, params
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers
 
+from serving.deps import ServiceDep
 from serving.service import Predicted, RequestContext, Service, ServiceError, validation_details
 from tabloop import __version__
 from tabloop.contract import FeatureSpec
@@ -296,10 +298,9 @@ def infer_response(name: str, parsed: InferRequest, done: Predicted, wanted: lis
     )
 
 
-def build_v2_router(service: Service, guard: Any) -> APIRouter:
+def build_v2_router(secured: Sequence[params.Depends]) -> APIRouter:
     """The protocol's routes for the served model."""
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-    secured = [guard] if guard is not None else []
 
     @router.get("", summary="Server metadata")
     async def server() -> dict[str, Any]:
@@ -310,17 +311,17 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
         return {"live": True}
 
     @router.get("/health/ready", summary="Server readiness")
-    async def ready() -> Response:
+    async def ready(service: ServiceDep) -> Response:
         ok = service.store.current is not None
         return Response(orjson.dumps({"ready": ok}), status_code=200 if ok else 503, media_type="application/json")
 
     @router.get("/models/{name}", summary="Model metadata")
-    async def metadata(name: str) -> dict[str, Any]:
+    async def metadata(name: str, service: ServiceDep) -> dict[str, Any]:
         check_name(service, name)
         return model_metadata(service, name)
 
     @router.get("/models/{name}/ready", summary="Model readiness")
-    async def model_ready(name: str) -> Response:
+    async def model_ready(name: str, service: ServiceDep) -> Response:
         check_name(service, name)
         ok = service.store.current is not None
         body = orjson.dumps({"name": name, "ready": ok})
@@ -338,7 +339,7 @@ def build_v2_router(service: Service, guard: Any) -> APIRouter:
             }
         },
     )
-    async def infer(name: str, request: Request) -> Response:
+    async def infer(name: str, request: Request, service: ServiceDep) -> Response:
         check_name(service, name)
         return await run_infer(service, name, request)
 

@@ -21,9 +21,11 @@ from helpers import MODEL_NAME as MODEL
 from helpers import REPO_ROOT, log_rows
 from profiles import configured_config
 from serving.app import create_app
+from serving.prediction_log import PredictionLog
 from serving.settings import ServeSettings
 from serving.v2 import datatype_of
 from synthetic import Probe
+from tabloop.errors import ConfigError
 from tabloop.model.bundle import Predictor
 
 Rows = list[dict[str, Any]]
@@ -412,6 +414,16 @@ def test_a_random_key_is_not_refused_for_a_common_word_it_contains_by_chance(wor
         ("TABLOOP_SERVE_API_KEY", "password12345678password12345678", "the API key is too weak"),
         ("TABLOOP_LOG_LEVEL", "LOUD", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("TABLOOP_SERVE_PORT", "eighty", "Input should be a valid integer"),
+        (
+            "TABLOOP_SERVE_PREDICTION_LOG_URL",
+            "mysql://root:hunter2@db-host/predictions",
+            "the prediction log supports SQLite and PostgreSQL, not mysql",
+        ),
+        (
+            "TABLOOP_SERVE_PREDICTION_LOG_URL",
+            "db-host:5432/predictions",
+            "the prediction log's URL is not a database URL",
+        ),
     ],
 )
 def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, value: str, says: str) -> None:
@@ -429,6 +441,22 @@ def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, 
     assert "Traceback" not in done.stderr + done.stdout
     assert f"{variable}: {says}" in " ".join(done.stderr.split())
     assert value not in done.stderr + done.stdout  # a secret is never echoed, nor any other value
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://root:hunter2@db-host/predictions", "the prediction log supports SQLite and PostgreSQL, not mysql"),
+        ("db-host:5432/predictions", "the prediction log's URL is not a database URL"),
+        ("postgresql+nodriver://root:hunter2@db-host/predictions", "the prediction log's postgresql driver cannot be"),
+        ("sqlite:///:memory:", "a prediction log in memory needs a journal directory"),
+    ],
+)
+def test_a_prediction_log_that_cannot_be_kept_is_a_configuration_error(url: str, says: str, tmp_path: Path) -> None:
+    """What the entry point reports as one line (tabloop.cli.entry_point), with no password in it."""
+    with pytest.raises(ConfigError, match=says) as refused:
+        PredictionLog(url, None if url.startswith("sqlite") else tmp_path / "journal")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_without_any_model_the_service_is_live_but_not_ready(

@@ -27,7 +27,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     SerializerFunctionWrapHandler,
-    ValidationError,
     model_serializer,
     model_validator,
 )
@@ -37,7 +36,7 @@ from monitoring.gate import Verdict, WindowSummary, describe, judge
 from monitoring.log import Window, check_log, read_log, windows
 from tabloop.config import RegistryConfig
 from tabloop.errors import TabloopError
-from tabloop.io import write_json
+from tabloop.io import JsonRecord, write_json
 from tabloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,11 +64,9 @@ class MonitorError(TabloopError):
     """A monitoring run's output cannot be read."""
 
 
-class MonitorResult(BaseModel):
+class MonitorResult(JsonRecord):
     """What a monitoring run found and decided; ``verdict.json`` is its serialisation (the verdict's fields, then
     the windows), read back through this type."""
-
-    model_config = ConfigDict(frozen=True)
 
     windows: list[WindowEntry]  # every window of the log, in time order
     verdict: Verdict
@@ -86,18 +83,13 @@ class MonitorResult(BaseModel):
             return data
         return {"windows": data.get("windows", []), "verdict": {k: v for k, v in data.items() if k != "windows"}}
 
-    def write(self, path: Path) -> None:
-        write_json(self.model_dump(), path)
+    @classmethod
+    def missing(cls, path: Path) -> TabloopError:
+        return MonitorError(f"{path}: not found; run the monitor first (make monitor)")
 
     @classmethod
-    def read(cls, path: Path) -> MonitorResult:
-        """The ``verdict.json`` at ``path``; a MonitorError naming the file if it is missing or not one."""
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except FileNotFoundError as e:
-            raise MonitorError(f"{path}: not found; run the monitor first (make monitor)") from e
-        except ValidationError as e:
-            raise MonitorError(f"{path}: not a verdict the monitor writes ({e.error_count()} problems)") from e
+    def malformed(cls, path: Path, problems: str) -> TabloopError:
+        return MonitorError(f"{path}: not a verdict the monitor writes ({problems})")
 
 
 def run_monitor(config: MonitorConfig, settings: Settings, registry: RegistryConfig) -> MonitorResult:

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 
-from tabloop.errors import FeatureError
+from tabloop.errors import FeatureError, TabloopError
 
 
 @contextmanager
@@ -68,26 +68,48 @@ def write_json(data: Any, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
-class StageRecord(BaseModel):
-    """A JSON record one pipeline stage writes and later ones read back, through this same type."""
+class JsonRecord(BaseModel):
+    """A JSON file written and read back through this same type; subclasses say what to do when it is missing or
+    not what they write (:meth:`missing`, :meth:`malformed`)."""
 
     model_config = ConfigDict(frozen=True)
-    stage: ClassVar[str]  # the stage that writes it, named in the error when it is missing or stale
 
     @classmethod
     def read(cls, path: Path) -> Self:
-        """The record at ``path``; a FeatureError saying to run the stage if it is missing or from other code."""
+        """The record at ``path``; the subclass's error if the file is missing or not one of its records."""
         try:
             return cls.model_validate_json(path.read_bytes())
         except FileNotFoundError as e:
-            raise FeatureError(f"{path}: not found; run the {cls.stage} stage first (dvc repro {cls.stage})") from e
+            raise cls.missing(path) from e
         except ValidationError as e:
-            problems = f"{e.error_count()} problems"
-            raise FeatureError(f"{path}: not what the {cls.stage} stage writes ({problems}); run it again") from e
+            raise cls.malformed(path, f"{e.error_count()} problems") from e
 
     def write(self, path: Path) -> None:
         """The record as indented JSON (:func:`write_json`)."""
         write_json(self.model_dump(mode="python"), path)
+
+    @classmethod
+    def missing(cls, path: Path) -> TabloopError:
+        return TabloopError(f"{path}: not found")
+
+    @classmethod
+    def malformed(cls, path: Path, problems: str) -> TabloopError:
+        return TabloopError(f"{path}: not a {cls.__name__} ({problems})")
+
+
+class StageRecord(JsonRecord):
+    """A JSON record one pipeline stage writes and later ones read back; a FeatureError saying to run the stage if
+    it is missing or from other code."""
+
+    stage: ClassVar[str]  # the stage that writes it, named in the error when it is missing or stale
+
+    @classmethod
+    def missing(cls, path: Path) -> TabloopError:
+        return FeatureError(f"{path}: not found; run the {cls.stage} stage first (dvc repro {cls.stage})")
+
+    @classmethod
+    def malformed(cls, path: Path, problems: str) -> TabloopError:
+        return FeatureError(f"{path}: not what the {cls.stage} stage writes ({problems}); run it again")
 
 
 def read_json(path: Path) -> Any:

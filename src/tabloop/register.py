@@ -139,6 +139,7 @@ def _register(
                 FILES_TAG: logged.files_sha256,
                 "git_commit": lineage.git.commit,
                 "git_dirty": str(lineage.git.dirty),
+                "dvc_lock_committed": str(lineage.git.lock_committed),
                 "data_features_md5": lineage.data["features"],
                 "test_roc_auc": str(candidate.scored.metrics["roc_auc"]),
                 "registered_at": now(),
@@ -161,7 +162,7 @@ def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> Lineage
     evaluation_metrics = EvaluationResult.read(inputs.evaluation_dir / METRICS_FILE)
     return Lineage(
         bundle_sha256=digest,
-        git=git_state(inputs.root),
+        git=git_state(inputs.root, inputs.lock_file),
         data=data_hashes(inputs.lock_file, inputs.data_outputs),
         params=inputs.params,
         metrics=LineageMetrics(
@@ -229,6 +230,8 @@ def run_record(inputs: RegisterInputs, lineage: Lineage) -> RunRecord:
     tags = {
         "git_commit": lineage.git.commit,
         "git_dirty": str(lineage.git.dirty),
+        "dvc_lock_committed": str(lineage.git.lock_committed),
+        "dvc_lock_sha256": str(lineage.git.lock_sha256),
         BUNDLE_TAG: lineage.bundle_sha256,
         **{f"dvc.{path}": md5 for path, md5 in lineage.data.items()},
         **({"dvc.experiment": lineage.dvc_experiment} if lineage.dvc_experiment else {}),

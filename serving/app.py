@@ -27,7 +27,7 @@ from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
 from serving.routes import build_ops_router, build_router, without_tags
-from serving.schemas import api_models, example_row
+from serving.schemas import JsonObject, api_models, example_row
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
@@ -82,7 +82,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     return app
 
 
-def load_store(settings: ServeSettings, process: Settings) -> tuple[ModelStore, FeatureContract, dict[str, Any] | None]:
+def load_store(settings: ServeSettings, process: Settings) -> tuple[ModelStore, FeatureContract, JsonObject | None]:
     """The model store with its first model loaded if it can be, the contract to serve and an example row.
 
     Without a model the contract comes from the data config and there is no example.
@@ -178,7 +178,7 @@ def add_schemas(app: FastAPI, models: dict[str, type[BaseModel]]) -> None:
     """Put models that routes reference by hand (one example, the V2 request) into the OpenAPI document's
     components, with the models they nest (pydantic's ``$defs``, which ReDoc cannot resolve in place)."""
 
-    def openapi() -> dict[str, Any]:
+    def openapi() -> JsonObject:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})

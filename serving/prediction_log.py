@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 import sqlalchemy as sa
+from pydantic import JsonValue
 from sqlalchemy.dialects import postgresql, sqlite
 
 from serving.journal import FsyncPolicy, Journal, Position, orphans, read_lines
@@ -48,6 +49,40 @@ LOG_DIALECTS = ("sqlite", "postgresql")
 
 class LogUnavailableError(TabloopError):
     """The log cannot record a prediction now: the journal is not writable, or the loader is too far behind."""
+
+
+class LogStatus(TypedDict):
+    """The log's state, for readiness: ok, degraded (the database is failing) or refusing, and why."""
+
+    status: Literal["ok", "degraded", "refusing"]
+    queue: int  # records in the journal that are not in the database yet
+    max_queue: int  # the queue at which predictions are refused
+    reason: NotRequired[str]  # only when not ok
+
+
+class FeedbackRecord(TypedDict):
+    """One observed outcome of a logged prediction, as the feedback table holds it."""
+
+    prediction_id: str
+    actual: bool
+    outcome: float | None
+    received_at: dt.datetime
+
+
+class BatchLine(TypedDict):
+    """A journal line of a request's predictions, as parsed back (times as ISO 8601 text)."""
+
+    k: Literal["p"]  # a prediction batch; an outcomes line has "f"
+    r: str  # request id
+    ids: list[str]
+    c: str  # created at
+    e: str | None  # event time
+    route: str
+    m: str  # model name
+    v: str  # model version
+    f: dict[str, list[JsonValue]]  # feature columns
+    p: list[float]  # probabilities
+    l: list[bool]  # noqa: E741 - labels: the journal's key since its first version
 
 
 def features_digest(columns: dict[str, list[Any]]) -> str:
@@ -90,7 +125,7 @@ class PredictionBatch:
         )
 
     @classmethod
-    def from_line(cls, item: dict[str, Any]) -> PredictionBatch:
+    def from_line(cls, item: BatchLine) -> PredictionBatch:
         """The batch of a parsed journal line."""
         created = dt.datetime.fromisoformat(item["c"])
         return cls(
@@ -220,11 +255,13 @@ class PredictionLog:
             return reason
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LogStatus:
         """The log's state for readiness: ok, degraded (the database is failing) or refusing, and why."""
         refusing = self.accepting()
-        state = "refusing" if refusing else "degraded" if self.health.store_error else "ok"
-        details: dict[str, Any] = {"status": state, "queue": self.depth, "max_queue": self.max_lag_rows}
+        state: Literal["ok", "degraded", "refusing"] = (
+            "refusing" if refusing else "degraded" if self.health.store_error else "ok"
+        )
+        details: LogStatus = {"status": state, "queue": self.depth, "max_queue": self.max_lag_rows}
         if refusing:
             details["reason"] = refusing
         elif self.health.store_error:
@@ -255,7 +292,7 @@ class PredictionLog:
             )
         return None
 
-    def record_feedback(self, rows: Iterable[dict[str, Any]]) -> None:
+    def record_feedback(self, rows: Iterable[FeedbackRecord]) -> None:
         """Append outcomes to the journal; recording the same prediction's outcome again replaces it."""
         outcomes = list(rows)
         if outcomes:

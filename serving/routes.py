@@ -10,14 +10,27 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Request, Response, params
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import Discriminator, Field, JsonValue, Tag, TypeAdapter, ValidationError
 
 from serving.deps import ServiceDep
 from serving.model_store import ServedModel
 from serving.prediction_log import LogUnavailableError, now
-from serving.schemas import ApiModels, ErrorResponse, FeedbackResponse
+from serving.schemas import (
+    ApiModels,
+    ErrorResponse,
+    FeedbackResponse,
+    JsonObject,
+    LogReadiness,
+    MlflowPrediction,
+    ModelInfo,
+    PredictAnswer,
+    Readiness,
+    ReloadResult,
+    ServedLineage,
+    ServedModelRef,
+    Unregistered,
+)
 from serving.service import Predicted, RequestContext, Service, ServiceError, error_path, require_json
 from tabloop.contract import FeatureContract
 from tabloop.errors import redact
@@ -102,7 +115,7 @@ def without_tags(location: tuple[Any, ...]) -> tuple[Any, ...]:
     return location[1:] if location and location[0] in (ONE, MANY) else location
 
 
-CONTEXT_HEADERS = [
+CONTEXT_HEADERS: list[JsonValue] = [
     {
         "name": "X-Request-Id",
         "in": "header",
@@ -219,7 +232,7 @@ class PredictBody:
             raise ServiceError(*body_error(e)) from e
 
 
-def predictions(done: Predicted, target: str) -> dict[str, Any]:
+def predictions(done: Predicted, target: str) -> PredictAnswer:
     """The /predict answer: the model that gave it, its threshold and one prediction per row."""
     return {
         "request_id": done.request_id,
@@ -245,7 +258,7 @@ def invocation_rows(service: Service, raw: bytes) -> list[Any]:
     return rows
 
 
-def mlflow_predictions(done: Predicted) -> list[dict[str, Any]]:
+def mlflow_predictions(done: Predicted) -> list[MlflowPrediction]:
     """The predictions in the /invocations answer: a probability and a label per row."""
     return [
         {"probability": float(p), "label": bool(label)} for p, label in zip(done.probability, done.label, strict=True)
@@ -282,26 +295,31 @@ async def require_known(service: Service, ids: list[str], listed: bool) -> None:
         )
 
 
-def predict_openapi(row: type, entity: str, max_batch: int) -> dict[str, Any]:
+def predict_openapi(row: type, entity: str, max_batch: int) -> JsonObject:
     """The OpenAPI request body of /predict: one row or a list of rows, with an example of each."""
     example = row_example(row)
     ref = f"#/components/schemas/{entity}"
-    schema = {"oneOf": [{"$ref": ref}, {"type": "array", "items": {"$ref": ref}, "minItems": 1, "maxItems": max_batch}]}
-    examples = {f"one {entity.lower()}": {"value": example}, f"two {entity.lower()}s": {"value": [example] * 2}}
+    schema: JsonObject = {
+        "oneOf": [{"$ref": ref}, {"type": "array", "items": {"$ref": ref}, "minItems": 1, "maxItems": max_batch}]
+    }
+    examples: JsonObject = {
+        f"one {entity.lower()}": {"value": example},
+        f"two {entity.lower()}s": {"value": [example] * 2},
+    }
     return json_body_openapi(schema, examples)
 
 
-def invocations_openapi(row: type) -> dict[str, Any]:
+def invocations_openapi(row: type) -> JsonObject:
     """The OpenAPI request body of /invocations: any object, with the example row as records and as a split."""
     example = row_example(row)
-    examples = {
+    examples: JsonObject = {
         "dataframe_records": {"value": {"dataframe_records": [example]}},
         "dataframe_split": {"value": {"dataframe_split": {"columns": list(example), "data": [list(example.values())]}}},
     }
     return json_body_openapi({"type": "object", "additionalProperties": True}, examples)
 
 
-def json_body_openapi(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
+def json_body_openapi(schema: JsonObject, examples: JsonObject) -> JsonObject:
     """The ``openapi_extra`` of a route that reads its JSON body itself: the context headers and the body."""
     return {
         "parameters": CONTEXT_HEADERS,
@@ -320,17 +338,23 @@ def build_ops_router(secured: Sequence[params.Depends]) -> APIRouter:
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @router.get("/health/ready", tags=["health"], summary="A model is loaded and the service can predict")
-    async def ready(service: ServiceDep) -> JSONResponse:
-        ok, details = readiness(service)
-        return JSONResponse(details, status_code=200 if ok else 503)
+    @router.get(
+        "/health/ready",
+        responses={503: {"model": Readiness, "description": "No model is loaded, or the prediction log refuses."}},
+        tags=["health"],
+        summary="A model is loaded and the service can predict",
+    )
+    async def ready(service: ServiceDep, response: Response) -> Readiness:
+        details = readiness(service)
+        response.status_code = 200 if details.status == "ready" else 503
+        return details
 
     @router.get("/model", dependencies=secured, responses=ERRORS, tags=["model"], summary="The model being served")
-    async def model(service: ServiceDep) -> dict[str, Any]:
+    async def model(service: ServiceDep) -> ModelInfo:
         return model_info(service.served())
 
     @router.post("/admin/reload", dependencies=secured, responses=ERRORS, tags=["model"], summary="Check the alias now")
-    async def reload(service: ServiceDep) -> dict[str, Any]:
+    async def reload(service: ServiceDep) -> ReloadResult:
         return await reload_model(service)
 
     @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
@@ -340,51 +364,51 @@ def build_ops_router(secured: Sequence[params.Depends]) -> APIRouter:
     return router
 
 
-def readiness(service: Service) -> tuple[bool, dict[str, Any]]:
+def readiness(service: Service) -> Readiness:
     """Whether the service can predict (a model is loaded and the log records), and the details of why."""
     served = service.store.current
     status = service.store.status
     log = service.log.status()
     ok = served is not None and log["status"] != "refusing"
-    details = {
-        "status": "ready" if ok else "not ready",
-        "model": None
+    return Readiness(
+        status="ready" if ok else "not ready",
+        model=None
         if served is None
-        else {"name": served.name, "version": served.version, "alias": served.alias, "source": served.source},
-        "registry": status.registry,
-        "last_check": status.last_check,
-        "refused_versions": status.refused,
-        "prediction_log": log,
-    }
-    if served is not None and served.source == "cache":
-        details["note"] = "serving the cached model: the registry could not be reached"
-    return ok, details
+        else ServedModelRef(name=served.name, version=served.version, alias=served.alias, source=served.source),
+        registry=status.registry,
+        last_check=status.last_check,
+        refused_versions=status.refused,
+        prediction_log=LogReadiness(**log),
+        note="serving the cached model: the registry could not be reached"
+        if served is not None and served.source == "cache"
+        else None,
+    )
 
 
-def model_info(served: ServedModel) -> dict[str, Any]:
+def model_info(served: ServedModel) -> ModelInfo:
     """What /model says about the served model: where it came from, its threshold, lineage, metrics and contract."""
     lineage = served.lineage
-    return {
-        "name": served.name,
-        "version": served.version,
-        "alias": served.alias,
-        "source": served.source,
-        "loaded_at": served.loaded_at,
-        "threshold": served.predictor.threshold,
-        "lineage": lineage.model_dump(mode="json", exclude={"metrics"}) if lineage else {},
-        "metrics": lineage.metrics.model_dump(mode="json") if lineage else {},
-        "contract": served.contract.model_dump(mode="json"),
-    }
+    return ModelInfo(
+        name=served.name,
+        version=served.version,
+        alias=served.alias,
+        source=served.source,
+        loaded_at=served.loaded_at,
+        threshold=served.predictor.threshold,
+        lineage=ServedLineage.model_validate(lineage, from_attributes=True) if lineage else Unregistered(),
+        metrics=lineage.metrics if lineage else Unregistered(),
+        contract=served.contract,
+    )
 
 
-async def reload_model(service: Service) -> dict[str, Any]:
+async def reload_model(service: Service) -> ReloadResult:
     """Whether checking the registry alias changed the served model, and the version served now."""
     try:
         changed = await asyncio.to_thread(service.store.check)
     except Exception as e:  # any failure of the registry client is a 503 for the caller, not a 500
         raise ServiceError(503, "registry_unavailable", f"the registry cannot be reached: {redact(str(e))}") from e
     served = service.store.current
-    return {"changed": changed, "version": served.version if served else None}
+    return ReloadResult(changed=changed, version=served.version if served else None)
 
 
 def metrics_text(service: Service) -> bytes:
@@ -401,7 +425,7 @@ async def json_body(request: Request) -> None:
     require_json(request.headers)
 
 
-def row_example(row: type) -> dict[str, Any]:
+def row_example(row: type) -> JsonObject:
     """The example of the generated row model's JSON schema, if any."""
     extra = row.model_config.get("json_schema_extra") or {}  # type: ignore[attr-defined]
     examples = extra.get("examples") if isinstance(extra, dict) else None

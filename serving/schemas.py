@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from tabloop.contract import FeatureContract, FeatureSpec
 from tabloop.features.preprocessing import Preprocessor
+from tabloop.lineage import GitState, LineageMetrics
 
 MAX_TEXT = 64
+
+# A JSON object whose keys the code does not fix: one example's features (keyed by the names the contract declares
+# at start-up), an OpenAPI fragment, or a V2 ``parameters`` object (any JSON object, by the protocol).
+JsonObject = dict[str, JsonValue]
 
 
 def _feature_type(spec: FeatureSpec) -> Any:
@@ -35,12 +41,12 @@ class ApiModels:
     feedback: type[BaseModel]  # one observed outcome, for POST /feedback
 
 
-def api_models(contract: FeatureContract, example: dict[str, Any] | None = None) -> ApiModels:
+def api_models(contract: FeatureContract, example: JsonObject | None = None) -> ApiModels:
     """The request, response and feedback models of ``contract``; ``example`` shows in the OpenAPI document."""
     return ApiModels(row_model(contract, example), response_model(contract), feedback_model(contract))
 
 
-def row_model(contract: FeatureContract, example: dict[str, Any] | None = None) -> type[BaseModel]:
+def row_model(contract: FeatureContract, example: JsonObject | None = None) -> type[BaseModel]:
     """A pydantic model of one example's features: types, ranges, allowed values, nullability from the contract.
 
     A category outside the training vocabulary but within the contract (e.g. a new destination code) is valid and
@@ -58,10 +64,10 @@ def row_model(contract: FeatureContract, example: dict[str, Any] | None = None) 
     return model
 
 
-def example_row(preprocessor: Preprocessor) -> dict[str, Any]:
+def example_row(preprocessor: Preprocessor) -> JsonObject:
     """A realistic example from the fitted preprocessing: the most frequent categories and the mean numbers."""
     contract = preprocessor.contract
-    example: dict[str, Any] = {}
+    example: JsonObject = {}
     for encoding in preprocessor.categorical:
         spec = contract.features[encoding.name]
         example[encoding.name] = encoding.vocabulary[0] if encoding.vocabulary else (spec.values or [None])[0]
@@ -154,3 +160,91 @@ class ErrorResponse(BaseModel):
     """Every error the service returns has this shape."""
 
     error: ErrorBody
+
+
+class PredictAnswer(TypedDict):
+    """The /predict answer as the hot path builds it for orjson; the generated ``PredictResponse`` documents it."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    threshold: float | None
+    predictions: list[JsonObject]  # "id", "probability" and the contract's target name
+
+
+class MlflowPrediction(TypedDict):
+    """One row's prediction in the /invocations answer, built on the hot path for orjson."""
+
+    probability: float
+    label: bool
+
+
+def absent(value: object) -> bool:
+    """Whether an optional field has no value: such a field is left out of the answer rather than null."""
+    return value is None
+
+
+class ServedModelRef(BaseModel):
+    """The model being served: its registered name, version and alias, and where it was loaded from."""
+
+    name: str
+    version: str
+    alias: str
+    source: Literal["registry", "cache"] = Field(
+        description="registry, or cache when the registry could not be reached"
+    )
+
+
+class LogReadiness(BaseModel):
+    """Whether the prediction log records: ok, degraded (the database is failing) or refusing, and why."""
+
+    status: Literal["ok", "degraded", "refusing"]
+    queue: int = Field(description="Records in the journal that are not in the database yet.")
+    max_queue: int = Field(description="The queue at which predictions are refused.")
+    reason: str | SkipJsonSchema[None] = Field(None, exclude_if=absent, description="Why not ok (absent when ok).")
+
+
+class Readiness(BaseModel):
+    """Whether the service can predict (a model is loaded and the prediction log records), and the details."""
+
+    status: Literal["ready", "not ready"]
+    model: ServedModelRef | None
+    registry: str = Field(description="reachable, unreachable (and why) or not checked yet")
+    last_check: str | None
+    refused_versions: dict[str, str] = Field(description="Why each refused version was not served, by version.")
+    prediction_log: LogReadiness
+    note: str | SkipJsonSchema[None] = Field(None, exclude_if=absent, description="Present when serving from cache.")
+
+
+class Unregistered(BaseModel):
+    """An empty object: the model's bundle records no lineage, as it was never registered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServedLineage(BaseModel):
+    """Where the served model came from: its ``lineage.json`` without the metrics, which /model shows apart."""
+
+    bundle_sha256: str
+    git: GitState
+    data: dict[str, str] = Field(description="The DVC hash of each data directory, by its role.")
+    params: JsonObject = Field(description="The pipeline's parameters as DVC recorded them.")
+    dvc_experiment: str | None = None
+    mlflow_run_id: str | None = None
+
+
+class ModelInfo(ServedModelRef):
+    """The served model: where it came from, its decision threshold, lineage, metrics and feature contract."""
+
+    loaded_at: str
+    threshold: float
+    lineage: ServedLineage | Unregistered
+    metrics: LineageMetrics | Unregistered
+    contract: FeatureContract
+
+
+class ReloadResult(BaseModel):
+    """Whether checking the registry alias changed the served model, and the version served now."""
+
+    changed: bool
+    version: str | None

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers
 
 from serving.deps import ServiceDep
+from serving.schemas import JsonObject
 from serving.service import Predicted, RequestContext, Service, ServiceError, validation_details
 from tabloop import __version__
 from tabloop.contract import FeatureSpec
@@ -63,21 +64,21 @@ class InputTensor(BaseModel):
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
     datatype: Datatype
     data: list[Any] | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None  # the protocol's parameters: any JSON object
 
 
 class RequestedOutput(BaseModel):
     """An output the client wants back."""
 
     name: str
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
 
 
 class InferRequest(BaseModel):
     """An inference request."""
 
     id: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     inputs: Annotated[list[InputTensor], Field(min_length=1)]
     outputs: list[RequestedOutput] | None = None
 
@@ -89,7 +90,7 @@ class OutputTensor(BaseModel):
     shape: list[int]
     datatype: Datatype
     data: list[Any] | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
 
 
 class InferResponse(BaseModel):
@@ -101,7 +102,33 @@ class InferResponse(BaseModel):
     outputs: list[OutputTensor]
 
 
-def datatype_of(spec: FeatureSpec) -> str:
+class ServerMetadataResponse(BaseModel):
+    """The server's name, version and the protocol extensions it supports."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class MetadataTensor(BaseModel):
+    """One input or output tensor of the model: its name, datatype and shape (-1: any size)."""
+
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ModelMetadataResponse(BaseModel):
+    """The model's versions, platform, and input and output tensors."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+
+
+def datatype_of(spec: FeatureSpec) -> Datatype:
     """The tensor datatype a feature is sent as."""
     if spec.kind == "categorical":
         return "BYTES" if spec.dtype == "string" else "INT64"
@@ -201,7 +228,7 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def tensors_to_rows(request: InferRequest, service: Service) -> list[dict[str, Any]]:
+def tensors_to_rows(request: InferRequest, service: Service) -> list[JsonObject]:
     """One record per row from the request's tensors; a V2Error naming the first problem otherwise."""
     features = service.store.expected_contract.features if service.store.expected_contract else {}
     tensors = named_tensors(request, features)
@@ -303,8 +330,8 @@ def build_v2_router(secured: Sequence[params.Depends]) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 
     @router.get("", summary="Server metadata")
-    async def server() -> dict[str, Any]:
-        return {"name": "tabloop", "version": __version__, "extensions": ["binary_tensor_data"]}
+    async def server() -> ServerMetadataResponse:
+        return ServerMetadataResponse(name="tabloop", version=__version__, extensions=["binary_tensor_data"])
 
     @router.get("/health/live", summary="Server liveness")
     async def live() -> dict[str, bool]:
@@ -316,7 +343,7 @@ def build_v2_router(secured: Sequence[params.Depends]) -> APIRouter:
         return Response(orjson.dumps({"ready": ok}), status_code=200 if ok else 503, media_type="application/json")
 
     @router.get("/models/{name}", summary="Model metadata")
-    async def metadata(name: str, service: ServiceDep) -> dict[str, Any]:
+    async def metadata(name: str, service: ServiceDep) -> ModelMetadataResponse:
         check_name(service, name)
         return model_metadata(service, name)
 
@@ -352,20 +379,20 @@ def check_name(service: Service, name: str) -> None:
         raise V2Error(404, "unknown_model", f"unknown model '{name}'; this server serves '{service.store.name}'")
 
 
-def model_metadata(service: Service, name: str) -> dict[str, Any]:
+def model_metadata(service: Service, name: str) -> ModelMetadataResponse:
     """The model's metadata: its versions and its input and output tensors."""
     served = service.store.current
     features = service.store.expected_contract.features if service.store.expected_contract else {}
-    return {
-        "name": name,
-        "versions": [served.version] if served else [],
-        "platform": "tabloop",
-        "inputs": [{"name": f, "datatype": datatype_of(s), "shape": [-1]} for f, s in features.items()],
-        "outputs": [
-            {"name": "probability", "datatype": "FP64", "shape": [-1]},
-            {"name": "label", "datatype": "BOOL", "shape": [-1]},
+    return ModelMetadataResponse(
+        name=name,
+        versions=[served.version] if served else [],
+        platform="tabloop",
+        inputs=[MetadataTensor(name=f, datatype=datatype_of(s), shape=[-1]) for f, s in features.items()],
+        outputs=[
+            MetadataTensor(name="probability", datatype="FP64", shape=[-1]),
+            MetadataTensor(name="label", datatype="BOOL", shape=[-1]),
         ],
-    }
+    )
 
 
 async def run_infer(service: Service, name: str, request: Request) -> Response:

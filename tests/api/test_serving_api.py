@@ -22,8 +22,9 @@ from helpers import REPO_ROOT, log_rows
 from profiles import configured_config
 from serving.app import create_app
 from serving.prediction_log import PredictionLog
+from serving.schemas import ModelInfo, Readiness, ReloadResult
 from serving.settings import ServeSettings
-from serving.v2 import datatype_of
+from serving.v2 import ModelMetadataResponse, ServerMetadataResponse, datatype_of
 from synthetic import Probe
 from tabloop.errors import ConfigError
 from tabloop.model.bundle import Predictor
@@ -352,6 +353,24 @@ def test_health_model_and_metrics(client: TestClient, test_rows: Rows) -> None:
     spec = client.get("/openapi.json").json()
     assert CONTRACT.entity in spec["components"]["schemas"]
     assert spec["components"]["schemas"][CONTRACT.entity]["examples"]
+
+
+def test_the_openapi_document_describes_each_health_model_and_metadata_answer(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    answers = {
+        ("GET", "/health/ready"): Readiness,
+        ("GET", "/model"): ModelInfo,
+        ("POST", "/admin/reload"): ReloadResult,
+        ("GET", "/v2"): ServerMetadataResponse,
+        ("GET", "/v2/models/{name}"): ModelMetadataResponse,
+    }
+    for (method, path), model in answers.items():
+        documented = spec["paths"][path][method.lower()]["responses"]["200"]["content"]["application/json"]
+        assert documented["schema"] == {"$ref": f"#/components/schemas/{model.__name__}"}, path
+        assert model.__name__ in spec["components"]["schemas"]
+        response = client.request(method, path.replace("{name}", MODEL))
+        assert response.status_code == 200, path
+        assert model.model_validate_json(response.content).model_dump(mode="json") == response.json(), path
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:

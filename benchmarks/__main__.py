@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import data_stages, monitoring, replay, serving, training
+from benchmarks import data_stages, distributed, monitoring, replay, serving, training
 from tabloop.settings import Settings, apply_process_defaults
 
-BENCHMARKS = ("data_stages", "training", "serving", "replay", "monitoring")
+BENCHMARKS = ("data_stages", "training", "distributed", "serving", "replay", "monitoring")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
@@ -66,6 +67,25 @@ def show_training(result: dict[str, Any]) -> bool:
         )
     console.print(table)
     return bool(result["met"])
+
+
+def show_distributed(result: dict[str, Any]) -> bool:
+    table = Table(title=f"Training in processes under torchrun ({result['train_rows']:,} training rows, full run)")
+    for column in ("processes", "wall", "rows/s", "speed-up", "epochs (best)", "valid ROC AUC", "test ROC AUC"):
+        table.add_column(column)
+    for n, r in result["runs"].items():
+        anchor = " (anchor)" if f"nproc {n}" == result["anchor"] else ""
+        table.add_row(
+            f"{n}{anchor}",
+            f"{r['wall_s']} s",
+            f"{r['rows_per_s']:,}",
+            f"{r['speedup']:.2f}x",
+            f"{r['epochs_run']} ({r['best_epoch']})",
+            f"{r['valid_roc_auc']:.4f}",
+            f"{r['test_roc_auc']:.4f}",
+        )
+    console.print(table)
+    return True  # no goal: the figures are reported side by side
 
 
 def show_serving(result: dict[str, Any]) -> bool:
@@ -338,6 +358,17 @@ def _yes(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
 
+RUNS: dict[str, tuple[Callable[[int], dict[str, Any]], Callable[[dict[str, Any]], bool]]] = {
+    "data_stages": (lambda repeat: data_stages.run(repeat=repeat), show_data_stages),
+    "training": (lambda _: training.run(), show_training),
+    "distributed": (lambda _: distributed.run(), show_distributed),
+    "serving": (lambda _: serving.run(), show_serving),
+    "replay": (lambda _: replay.run(), show_replay),
+    "monitoring": (lambda repeat: monitoring.run(repeat=repeat), show_monitoring),
+}
+FAILURES = (serving.BenchmarkError, monitoring.BenchmarkError, distributed.BenchmarkError)
+
+
 @app.command()
 def main(
     out: Annotated[Path, typer.Option(help="Where to save the results as JSON.")] = Path("reports/benchmarks"),
@@ -352,36 +383,15 @@ def main(
         raise typer.BadParameter(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     results: dict[str, Any] = {}
     met = True
-    if "data_stages" in chosen:
-        results["data_stages"] = data_stages.run(repeat=repeat)
-        met = show_data_stages(results["data_stages"]) and met
-    if "training" in chosen:
-        results["training"] = training.run()
-        met = show_training(results["training"]) and met
-    if "serving" in chosen:
+    for name in (b for b in BENCHMARKS if b in chosen):
+        measure, show = RUNS[name]
         try:
-            results["serving"] = serving.run()
-        except serving.BenchmarkError as e:
-            console.print(f"[red]serving not measured:[/] {e}")
+            results[name] = measure(repeat)
+        except FAILURES as e:
+            console.print(f"[red]{name} not measured:[/] {e}")
             met = False
         else:
-            met = show_serving(results["serving"]) and met
-    if "replay" in chosen:
-        try:
-            results["replay"] = replay.run()
-        except serving.BenchmarkError as e:
-            console.print(f"[red]replay not measured:[/] {e}")
-            met = False
-        else:
-            met = show_replay(results["replay"]) and met
-    if "monitoring" in chosen:
-        try:
-            results["monitoring"] = monitoring.run(repeat=repeat)
-        except monitoring.BenchmarkError as e:
-            console.print(f"[red]monitoring not measured:[/] {e}")
-            met = False
-        else:
-            met = show_monitoring(results["monitoring"]) and met
+            met = show(results[name]) and met
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results saved to {out / 'results.json'}")

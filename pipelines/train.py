@@ -1,15 +1,24 @@
-"""DVC stage ``train``: fit the PyTorch model, keep the best epoch, choose the decision threshold."""
+"""DVC stage ``train``: fit the PyTorch model, keep the best epoch, choose the decision threshold.
+
+With ``distributed.nproc`` > 1 in the training configuration, the stage starts itself again under ``torchrun``.
+"""
+
+import subprocess
+import sys
 
 import typer
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from tabloop.cli import DatasetOption, PathOption, entry_point
 from tabloop.config import load_train_config
+from tabloop.distributed import launched_by_torchrun, torchrun_command
 from tabloop.training import train
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
+@record  # under torchrun: a failing rank's error reaches torchrun's summary
 def main(
     dataset: DatasetOption = None,
     config: PathOption = None,
@@ -21,8 +30,13 @@ def main(
     """Train the network on the training split with early stopping on the validation split."""
     with entry_point("train") as settings:
         where = settings.layout(dataset)
+        train_config = load_train_config(config or where.train_config)
+        nproc = train_config.distributed.nproc
+        if nproc > 1 and not launched_by_torchrun():
+            command = torchrun_command(nproc, "pipelines.train", sys.argv[1:])
+            raise typer.Exit(subprocess.run(command, check=False).returncode)
         train(
-            load_train_config(config or where.train_config),
+            train_config,
             features or where.features,
             out or where.bundle,
             reports or where.train_reports,

@@ -352,6 +352,12 @@ class LoopConfig(StrictModel):
     eval_batch_size: int = Field(65536, ge=1)
 
 
+class DistributedConfig(StrictModel):
+    """Data-parallel training: ``nproc`` processes on this machine, started by ``torchrun`` (1: one process)."""
+
+    nproc: int = Field(1, ge=1, le=256)
+
+
 class TrainConfig(StrictModel):
     """Everything the train stage needs: ``configs/train.yaml``."""
 
@@ -361,6 +367,7 @@ class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     training: LoopConfig = LoopConfig()
+    distributed: DistributedConfig = DistributedConfig()
     threshold: Literal["f1"] | Annotated[float, Field(gt=0, lt=1)] = "f1"
 
 

@@ -597,6 +597,8 @@ training:
   max_epochs: 60
   patience: 6                # epochs without a better validation ROC AUC before stopping; the best is kept
   eval_batch_size: 65536
+distributed:
+  nproc: 1                   # processes training data-parallel replicas under torchrun; a step sees nproc x batch_size
 threshold: f1                # the threshold maximising F1 on the validation split, or a number
 """
 

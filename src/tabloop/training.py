@@ -4,6 +4,11 @@ Batches are slices of tensors built once per split (no per-row ``Dataset``). Run
 deterministic: the same data, parameters and seed give the same weights. Every epoch ends with a checkpoint written
 atomically; a run that was interrupted resumes from it exactly, and a checkpoint that does not load or belongs to
 other data or parameters is discarded.
+
+Under ``torchrun`` (``distributed.nproc`` > 1) each process trains a DistributedDataParallel replica on its shard
+of every epoch (a ``DistributedSampler``, moved on each epoch), so an epoch takes ``nproc`` times the batch size per
+step; the training loss is added up over the ranks, rank 0 scores the validation split and its numbers decide the
+best epoch and early stopping on every rank, and only rank 0 writes checkpoints, the bundle and the reports.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from tabloop.config import TrainConfig
-from tabloop.errors import ConfigError, FeatureError
+from tabloop.distributed import World, from_main, gathered, process_group, state_digest, sum_over_ranks, sync_buffers
+from tabloop.errors import ConfigError, FeatureError, TabloopError
 from tabloop.features.preprocessing import PREPROCESSING_FILE, Preprocessor, frame_columns, load_preprocessor
 from tabloop.io import StageRecord, staged
 from tabloop.model.bundle import Bundle
@@ -36,6 +44,12 @@ from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "last.pt"
+
+
+class TrainingError(TabloopError):
+    """Training went wrong in a way the data and parameters do not explain (replicas that disagree)."""
+
+
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 
@@ -76,6 +90,7 @@ class TrainResult:
     epochs_run: int
     resumed_from_epoch: int | None
     history: list[EpochRecord]
+    weights_sha256: str  # of the kept weights and buffers, the same on every rank
 
 
 class TrainMetrics(StageRecord):
@@ -151,21 +166,23 @@ def train(
     *,
     on_epoch_end: EpochHook | None = None,
 ) -> TrainResult:
-    """Train, keep the best epoch, choose the threshold on validation; write the bundle and the reports."""
-    device = _prepare(config)
-    preprocessor = load_preprocessor(features_dir)
-    train_split = load_split(features_dir, "train", preprocessor).to(device)
-    valid_split = load_split(features_dir, "valid", preprocessor).to(device)
-    checkpoint = _Checkpoint(checkpoint_dir / CHECKPOINT_FILE, run_fingerprint(config, features_dir))
-    run, resumed = _start(config, model_args(config, preprocessor), device, checkpoint)
-    _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
+    """Train, keep the best epoch, choose the threshold on validation; write the bundle and the reports (rank 0)."""
+    world = World.from_environment()
+    device = _prepare(config, world)
+    with process_group(world, device):
+        preprocessor = load_preprocessor(features_dir)
+        train_split = load_split(features_dir, "train", preprocessor).to(device)
+        valid_split = load_split(features_dir, "valid", preprocessor).to(device)
+        checkpoint = _Checkpoint(checkpoint_dir / CHECKPOINT_FILE, run_fingerprint(config, features_dir, world))
+        run, resumed = _start(config, model_args(config, preprocessor), device, checkpoint, world)
+        _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
 
-    state = run.state
-    run.model.load_state_dict(state.best_state)
-    proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
-    valid_target = valid_split.target.cpu().numpy()
-    threshold = choose_threshold(valid_target, proba) if config.threshold == "f1" else float(config.threshold)
-    bundle = Bundle(run.args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
+        state = run.state
+        run.model.load_state_dict(state.best_state)
+        digest = _replica_digest(run)
+        proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
+        valid_target = valid_split.target.cpu().numpy()
+        threshold = choose_threshold(valid_target, proba) if config.threshold == "f1" else float(config.threshold)
     result = TrainResult(
         best_epoch=state.best_epoch,
         valid_roc_auc=state.best_score,
@@ -173,22 +190,29 @@ def train(
         epochs_run=state.epoch,
         resumed_from_epoch=resumed,
         history=state.history,
+        weights_sha256=digest,
     )
-    _write_outputs(bundle, result, bundle_dir, reports_dir)
-    checkpoint.path.unlink(missing_ok=True)
-    logger.info(
-        "best epoch %d of %d: valid ROC AUC %.4f, threshold %.3f",
-        result.best_epoch,
-        result.epochs_run,
-        result.valid_roc_auc,
-        threshold,
-    )
+    if world.is_main:
+        bundle = Bundle(run.args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
+        _write_outputs(bundle, result, bundle_dir, reports_dir)
+        checkpoint.path.unlink(missing_ok=True)
+        logger.info(
+            "best epoch %d of %d: valid ROC AUC %.4f, threshold %.3f",
+            result.best_epoch,
+            result.epochs_run,
+            result.valid_roc_auc,
+            threshold,
+        )
     return result
 
 
-def _prepare(config: TrainConfig) -> torch.device:
-    """The device to train on, with the thread count and (on the CPU) deterministic algorithms set."""
+def _prepare(config: TrainConfig, world: World) -> torch.device:
+    """The device to train on (this rank's GPU under torchrun), with the thread count and (on the CPU)
+    deterministic algorithms set."""
     device = resolve_device(config.device)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
     if device.type == "cpu":
@@ -196,15 +220,26 @@ def _prepare(config: TrainConfig) -> torch.device:
     return device
 
 
+def _replica_digest(run: _Run) -> str:
+    """The digest of the kept weights, checked to be the same on every rank."""
+    digest = state_digest(run.model.state_dict())
+    found = gathered(run.world, digest)
+    if len(set(found)) > 1:
+        raise TrainingError(f"the {run.world.size} training processes ended with different weights: {found}")
+    if run.world.distributed and run.world.is_main:
+        logger.info("the %d replicas hold the same weights (sha256 %s)", run.world.size, digest[:12])
+    return digest
+
+
 def _start(
-    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: _Checkpoint
+    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: _Checkpoint, world: World
 ) -> tuple[_Run, int | None]:
     """The run to continue: resumed from the checkpoint if it belongs to this run, else fresh; the epoch resumed."""
-    run = _fresh_start(config, args, device)
+    run = _fresh_start(config, args, device, world)
     resumed = checkpoint.restore(run)
     if resumed is None:  # a checkpoint that failed half-way may have touched the objects: start clean
-        run = _fresh_start(config, args, device)
-    else:
+        run = _fresh_start(config, args, device, world)
+    elif world.is_main:
         logger.info("resuming after epoch %d from %s", resumed, checkpoint.path)
     return run, resumed
 
@@ -222,7 +257,7 @@ def _fit(
     each."""
     state = run.state
     batches = len(batch_bounds(len(train_split), config.training.batch_size))
-    with _progress() as progress:
+    with _progress(enabled=run.world.is_main) as progress:
         task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
         while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
             progress.reset(task, total=batches, description=f"epoch {state.epoch + 1}")
@@ -231,17 +266,22 @@ def _fit(
             )
             state.record(record, run.model)
             progress.update(task, auc=state.best_score)
-            logger.info(
-                "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
-                record.epoch,
-                record.train_loss,
-                record.valid_loss,
-                record.valid_roc_auc,
-                "  (best)" if state.best_epoch == record.epoch else "",
-            )
+            _log_epoch(run, record)
             checkpoint.save(run)
             if on_epoch_end is not None:
                 on_epoch_end(record)
+
+
+def _log_epoch(run: _Run, record: EpochRecord) -> None:
+    if run.world.is_main:
+        logger.info(
+            "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
+            record.epoch,
+            record.train_loss,
+            record.valid_loss,
+            record.valid_roc_auc,
+            "  (best)" if run.state.best_epoch == record.epoch else "",
+        )
 
 
 def _epoch(
@@ -252,18 +292,39 @@ def _epoch(
     *,
     on_batch: Callable[[float], object],
 ) -> EpochRecord:
-    """One epoch over the training split in a fresh shuffled order, scored on the validation split."""
+    """One epoch over the training split (this rank's shard of it) in a fresh shuffled order, scored on the
+    validation split by rank 0."""
     device = train_split.target.device
-    order = torch.randperm(len(train_split), generator=run.shuffle).to(device)
-    train_loss = _run_epoch(run.model, run.optimizer, train_split, order, config.training.batch_size, on_batch=on_batch)
-    proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
-    valid_target = valid_split.target.cpu().numpy()
+    order = _epoch_order(run, len(train_split), config.seed).to(device)
+    loss, rows = _run_epoch(
+        run.trainer, run.optimizer, train_split, order, config.training.batch_size, on_batch=on_batch
+    )
+    loss_sum, row_count = sum_over_ranks(run.world, [loss, float(rows)])
+    sync_buffers(run.world, run.model)
+    valid_loss = valid_roc_auc = 0.0
+    if run.world.is_main:
+        proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
+        valid_target = valid_split.target.cpu().numpy()
+        valid_loss, valid_roc_auc = log_loss(valid_target, proba), float(roc_auc_score(valid_target, proba))
+    valid_loss, valid_roc_auc = from_main(run.world, [valid_loss, valid_roc_auc])
     return EpochRecord(
         epoch=run.state.epoch + 1,
-        train_loss=round(train_loss, 6),
-        valid_loss=round(log_loss(valid_target, proba), 6),
-        valid_roc_auc=round(float(roc_auc_score(valid_target, proba)), 6),
+        train_loss=round(loss_sum / row_count, 6),
+        valid_loss=round(valid_loss, 6),
+        valid_roc_auc=round(valid_roc_auc, 6),
     )
+
+
+def _epoch_order(run: _Run, rows: int, seed: int) -> torch.Tensor:
+    """The rows of the next epoch, in order: a permutation of all of them, or under torchrun this rank's shard of
+    the epoch's permutation (padded so that every rank takes as many steps)."""
+    if not run.world.distributed:
+        return torch.randperm(rows, generator=run.shuffle)
+    sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
+        TensorDataset(torch.arange(rows)), num_replicas=run.world.size, rank=run.world.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(run.state.epoch)
+    return torch.tensor(list(sampler), dtype=torch.int64)
 
 
 def _write_outputs(bundle: Bundle, result: TrainResult, bundle_dir: Path, reports_dir: Path) -> None:
@@ -303,25 +364,33 @@ class _TrainingState:
 
 @dataclass
 class _Run:
-    """What a run trains and carries from epoch to epoch: the network, its optimiser, the shuffling generator and
-    the state."""
+    """What a run trains and carries from epoch to epoch: the network (and what steps it: itself, or its
+    DistributedDataParallel wrapper under torchrun), its optimiser, the shuffling generator and the state."""
 
     args: ModelArgs
     model: TabularNet
+    trainer: nn.Module
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator
     state: _TrainingState
+    world: World
 
 
-def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device) -> _Run:
-    """A seeded network, its optimiser, the shuffling generator and an empty state."""
+def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, world: World) -> _Run:
+    """A seeded network, its optimiser, the shuffling generator and an empty state; under torchrun, the network
+    wrapped for data parallelism and each rank's dropout seeded apart."""
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
     model = TabularNet(args).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
     )
-    return _Run(args, model, optimizer, shuffle, _TrainingState(best_state=copy.deepcopy(model.state_dict())))
+    trainer: nn.Module = model
+    if world.distributed:
+        trainer = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        torch.manual_seed(config.seed + world.rank)
+    state = _TrainingState(best_state=copy.deepcopy(model.state_dict()))
+    return _Run(args, model, trainer, optimizer, shuffle, state, world)
 
 
 def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
@@ -334,19 +403,20 @@ def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def _run_epoch(
-    model: TabularNet,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     split: SplitTensors,
     order: torch.Tensor,
     batch_size: int,
     *,
     on_batch: Callable[[float], object],
-) -> float:
-    """One pass over ``split`` in ``order``, sliced into batches; the mean training loss."""
+) -> tuple[float, int]:
+    """One pass over the rows of ``split`` in ``order``, sliced into batches; the training loss summed over the
+    rows, and their number."""
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total = 0.0
-    for start, end in batch_bounds(len(split), batch_size):
+    for start, end in batch_bounds(len(order), batch_size):
         rows = order[start:end]
         logits = model(split.categorical[rows], split.numeric[rows])
         loss = loss_fn(logits, split.target[rows].unsqueeze(1).expand_as(logits))
@@ -356,7 +426,7 @@ def _run_epoch(
         value = loss.detach().item()
         total += value * len(rows)
         on_batch(value)
-    return total / len(split)
+    return total, len(order)
 
 
 def predict_proba(model: TabularNet, split: SplitTensors, batch_size: int) -> npt.NDArray[np.float64]:
@@ -384,9 +454,12 @@ def choose_threshold(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def run_fingerprint(config: TrainConfig, features_dir: Path) -> str:
-    """Identity of a training run's inputs; a checkpoint resumes only a run with the same fingerprint."""
+def run_fingerprint(config: TrainConfig, features_dir: Path, world: World | None = None) -> str:
+    """Identity of a training run's inputs (and of its number of processes); a checkpoint resumes only a run with
+    the same fingerprint."""
     digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
+    if world is not None and world.distributed:
+        digest.update(f"world size {world.size}".encode())
     for name in (PREPROCESSING_FILE, "train.parquet", "valid.parquet"):
         digest.update((features_dir / name).read_bytes())
     return digest.hexdigest()
@@ -407,7 +480,11 @@ class _Checkpoint:
     fingerprint: str
 
     def save(self, run: _Run) -> None:
-        """Everything a resumed run needs to continue exactly, written to a temporary file and renamed over."""
+        """Everything a resumed run needs to continue exactly, written to a temporary file and renamed over, by
+        rank 0 (every rank calls it: each one's random state goes in too)."""
+        rng = gathered(run.world, torch.get_rng_state())
+        if not run.world.is_main:
+            return
         state = run.state
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -420,8 +497,9 @@ class _Checkpoint:
             "best_score": state.best_score,
             "stale": state.stale,
             "history": [asdict(r) for r in state.history],
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": rng[0],
             "shuffle_rng": run.shuffle.get_state(),
+            **({"torch_rng_ranks": rng} if run.world.distributed else {}),
         }
         partial = self.path.with_suffix(".partial")
         torch.save(payload, partial)
@@ -439,7 +517,9 @@ class _Checkpoint:
                 return None
             run.model.load_state_dict(payload["model"])
             run.optimizer.load_state_dict(payload["optimizer"])
-            torch.set_rng_state(payload["torch_rng"])
+            torch.set_rng_state(
+                payload["torch_rng_ranks"][run.world.rank] if run.world.distributed else payload["torch_rng"]
+            )
             run.shuffle.set_state(payload["shuffle_rng"])
             state = run.state
             state.best_state = payload["best_state"]
@@ -455,7 +535,7 @@ class _Checkpoint:
         return state.epoch
 
 
-def _progress() -> Progress:
+def _progress(*, enabled: bool = True) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -463,5 +543,5 @@ def _progress() -> Progress:
         TextColumn("loss {task.fields[loss]:.4f}  best valid AUC {task.fields[auc]:.4f}"),
         TimeElapsedColumn(),
         transient=True,
-        disable=not sys.stderr.isatty(),
+        disable=not (enabled and sys.stderr.isatty()),
     )

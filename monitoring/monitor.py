@@ -84,12 +84,8 @@ class MonitorResult(JsonRecord):
         return {"windows": data.get("windows", []), "verdict": {k: v for k, v in data.items() if k != "windows"}}
 
     @classmethod
-    def missing(cls, path: Path) -> TabloopError:
-        return MonitorError(f"{path}: not found; run the monitor first (make monitor)")
-
-    @classmethod
-    def malformed(cls, path: Path, problems: str) -> TabloopError:
-        return MonitorError(f"{path}: not a verdict the monitor writes ({problems})")
+    def origin(cls) -> tuple[str, str, type[TabloopError]]:
+        return "the monitor", "make monitor", MonitorError
 
 
 def run_monitor(config: MonitorConfig, settings: Settings, registry: RegistryConfig) -> MonitorResult:

@@ -69,47 +69,40 @@ def write_json(data: Any, path: Path) -> None:
 
 
 class JsonRecord(BaseModel):
-    """A JSON file written and read back through this same type; subclasses say what to do when it is missing or
-    not what they write (:meth:`missing`, :meth:`malformed`)."""
+    """A JSON file written and read back through this same type; :meth:`origin` says what writes it."""
 
     model_config = ConfigDict(frozen=True)
 
     @classmethod
+    def origin(cls) -> tuple[str, str, type[TabloopError]]:
+        """What writes the record, the command that does, and the error to raise when it is missing or wrong."""
+        return f"a {cls.__name__}", "what writes it", TabloopError
+
+    @classmethod
     def read(cls, path: Path) -> Self:
-        """The record at ``path``; the subclass's error if the file is missing or not one of its records."""
+        """The record at ``path``; the origin's error, saying what to run, if it is missing or not one."""
+        writer, command, error = cls.origin()
         try:
             return cls.model_validate_json(path.read_bytes())
         except FileNotFoundError as e:
-            raise cls.missing(path) from e
+            raise error(f"{path}: not found; run {writer} first ({command})") from e
         except ValidationError as e:
-            raise cls.malformed(path, f"{e.error_count()} problems") from e
+            problems = f"{e.error_count()} problems"
+            raise error(f"{path}: not what {writer} writes ({problems}); run it again") from e
 
     def write(self, path: Path) -> None:
         """The record as indented JSON (:func:`write_json`)."""
         write_json(self.model_dump(mode="python"), path)
 
-    @classmethod
-    def missing(cls, path: Path) -> TabloopError:
-        return TabloopError(f"{path}: not found")
-
-    @classmethod
-    def malformed(cls, path: Path, problems: str) -> TabloopError:
-        return TabloopError(f"{path}: not a {cls.__name__} ({problems})")
-
 
 class StageRecord(JsonRecord):
-    """A JSON record one pipeline stage writes and later ones read back; a FeatureError saying to run the stage if
-    it is missing or from other code."""
+    """A JSON record one pipeline stage writes and later ones read back."""
 
     stage: ClassVar[str]  # the stage that writes it, named in the error when it is missing or stale
 
     @classmethod
-    def missing(cls, path: Path) -> TabloopError:
-        return FeatureError(f"{path}: not found; run the {cls.stage} stage first (dvc repro {cls.stage})")
-
-    @classmethod
-    def malformed(cls, path: Path, problems: str) -> TabloopError:
-        return FeatureError(f"{path}: not what the {cls.stage} stage writes ({problems}); run it again")
+    def origin(cls) -> tuple[str, str, type[TabloopError]]:
+        return f"the {cls.stage} stage", f"dvc repro {cls.stage}", FeatureError
 
 
 def read_json(path: Path) -> Any:

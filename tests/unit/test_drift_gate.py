@@ -160,5 +160,5 @@ def test_a_damaged_verdict_json_is_refused_naming_the_file(tmp_path: Path) -> No
     with pytest.raises(MonitorError, match="run the monitor first"):
         MonitorResult.read(tmp_path / "verdict.json")
     (tmp_path / "verdict.json").write_text('{"status": "healthy"}')
-    with pytest.raises(MonitorError, match=r"verdict.json: not a verdict the monitor writes \(\d+ problems\)"):
+    with pytest.raises(MonitorError, match=r"verdict.json: not what the monitor writes \(\d+ problems\); run it again"):
         MonitorResult.read(tmp_path / "verdict.json")

@@ -84,8 +84,8 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
 	$(BIN)/mlflow ui --backend-store-uri "$${TABLOOP_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
-serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; Ctrl-C stops)
-	PORT=$(SERVE_PORT) $(BIN)/python -m serving
+serve: $(STAMP) ## Serve the @champion model on 127.0.0.1:8000 (PORT=8080 to change; WORKERS=n processes; Ctrl-C stops)
+	$(if $(WORKERS),TABLOOP_SERVE_WORKERS=$(WORKERS) )PORT=$(SERVE_PORT) $(BIN)/python -m serving
 
 replay: $(STAMP) ## Replay the test split against the running service (SERVICE_URL; resumes; ARGS="--restart")
 	$(BIN)/python -m monitoring replay $(ARGS)

@@ -26,20 +26,22 @@ from serving.deps import guarded
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
-from serving.routes import build_ops_router, build_router, without_tags
+from serving.routes import build_ops_router, build_router, update_gauges, without_tags
 from serving.schemas import JsonObject, api_models, example_row
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
 from tabloop import __version__
+from tabloop.cli import entry_point
 from tabloop.config import load_data_config, load_registry_config
 from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
-from tabloop.settings import Settings, apply_process_defaults
+from tabloop.settings import Settings, apply_process_defaults, from_environment
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs-assets"
 REDOC_BADGE = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+GAUGES_INTERVAL_S = 1.0
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -57,7 +59,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     process = process or Settings()
     apply_process_defaults(process)  # an unreachable registry must fail in seconds, not minutes of retries
     store, contract, example = load_store(settings, process)
-    metrics = Metrics()
+    metrics = Metrics(multiprocess=settings.workers > 1, directory=settings.metrics_dir)
     log = open_log(settings)
     metrics.watch_queue(lambda: log.depth)
     service = Service(settings, store, log, metrics, contract=contract, models=api_models(contract, example))
@@ -65,7 +67,7 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
         title=contract.title,
         version=__version__,
         description=f"{contract.description}\n{HOW_TO}".strip(),
-        lifespan=lifespan_of(settings, store, log),
+        lifespan=lifespan_of(settings, store, log, service),
         docs_url=None,  # served below from packaged assets: the default pages load them from a CDN
         redoc_url=None,
     )
@@ -80,6 +82,13 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     add_schemas(app, {contract.entity: service.models.row, "InferRequest": InferRequest})
     add_docs(app)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The service of one worker process (``uvicorn.run("serving.app:create_worker_app", factory=True, ...)``),
+    from the settings in the environment, with the logging of ``python -m serving``."""
+    with entry_point("serve") as process:
+        return create_app(from_environment(ServeSettings), process)
 
 
 def load_store(settings: ServeSettings, process: Settings) -> tuple[ModelStore, FeatureContract, JsonObject | None]:
@@ -111,8 +120,9 @@ def open_log(settings: ServeSettings) -> PredictionLog:
     )
 
 
-def lifespan_of(settings: ServeSettings, store: ModelStore, log: PredictionLog) -> Lifespan:
-    """The app's lifespan: the log's writer, and the alias watcher if the settings poll, run while the app does."""
+def lifespan_of(settings: ServeSettings, store: ModelStore, log: PredictionLog, service: Service) -> Lifespan:
+    """The app's lifespan: the log's writer, the alias watcher if the settings poll, and with workers the gauges'
+    refresher, run while the app does."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -123,17 +133,34 @@ def lifespan_of(settings: ServeSettings, store: ModelStore, log: PredictionLog) 
         gc.set_threshold(100_000, 50, 100)
         writer = asyncio.create_task(log.run())
         watcher = asyncio.create_task(store.watch()) if settings.poll_interval_s > 0 else None
+        # With workers a scrape reads every worker's gauges, so each keeps its own up to date between scrapes.
+        gauges = None
+        if settings.workers > 1:
+            gauges = asyncio.create_task(_every(GAUGES_INTERVAL_S, update_gauges, service))
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            await _cancel(watcher)
+            await _cancel(gauges)
             await log.close()  # writes everything still queued
             await writer  # returns within one flush interval once the log is closed
+            service.metrics.close()
 
     return lifespan
+
+
+async def _every(seconds: float, function: Callable[[Service], None], service: Service) -> None:
+    """Call ``function(service)`` every ``seconds`` until cancelled."""
+    while True:
+        function(service)
+        await asyncio.sleep(seconds)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def add_docs(app: FastAPI) -> None:

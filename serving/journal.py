@@ -52,8 +52,12 @@ class Journal:
         self.segment_bytes = segment_bytes
         directory.mkdir(parents=True, exist_ok=True)
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._lock_fd = os.open(directory / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        # Locked under another name, then renamed: another process (a worker starting) never sees the lock free
+        # between its creation and its locking, and never takes this live journal for a dead one's.
+        unlocked = directory / f".{self.owner}.lock.new"
+        self._lock_fd = os.open(unlocked, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        unlocked.rename(directory / f"{self.owner}.lock")
         self.segment = 0
         self.size = 0  # bytes appended to the current segment
         self._fd = -1
@@ -195,7 +199,11 @@ def orphans(directory: Path) -> list[Orphan]:
     live: set[str] = set()
     for lock in sorted(directory.glob("*.lock")):
         owner = lock.name.removesuffix(".lock")
-        fd = os.open(lock, os.O_RDWR)
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # another process has just loaded and forgotten it
+            live.add(owner)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,29 +1,45 @@
-"""Prometheus metrics of the service, in a registry of its own (one per app, so tests can build many)."""
+"""Prometheus metrics of the service, in a registry of its own (one per app, so tests can build many).
+
+With several worker processes (``multiprocess``), prometheus_client's multiprocess mode: every worker writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by ``python -m serving`` before the workers start), and
+whichever worker answers a scrape reads all of them, so counters and histograms are the totals of every worker.
+Gauges say how workers combine: the queue depth is the sum over live workers, the model served is 1 for each
+version some live worker serves.
+"""
 
 from __future__ import annotations
 
 import bisect
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
+LIVE_FILE = re.compile(r"_(\d+)\.db$")
 
 
 class Metrics:
     """What /metrics exposes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess: bool = False, directory: Path | None = None) -> None:
+        self.multiprocess = multiprocess
+        if multiprocess and directory is not None:
+            forget_dead_workers(directory)
         self.registry = CollectorRegistry()
+        self._served: tuple[str, str, str] | None = None
+        self._depth: Callable[[], float] | None = None
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests by route, method and status.",
@@ -37,7 +53,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.scores = BatchHistogram(
+        histogram = SharedBatchHistogram if multiprocess else BatchHistogram
+        self.scores = histogram(
             "prediction_probability", "Predicted probability of the positive class.", SCORE_BUCKETS, self.registry
         )
         self.predictions = Counter(
@@ -48,27 +65,71 @@ class Metrics:
             "The model being served (value 1).",
             ["name", "version", "source"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.queue = Gauge(
             "prediction_log_queue_depth",
             "Records in the prediction log's journal not yet in its database.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.unrecorded = Counter(
             "predictions_refused_unrecorded_total",
             "Rows refused with 503 because the prediction log could not record them.",
             registry=self.registry,
         )
-        self.refused = Gauge("model_versions_refused", "Versions refused by the hot reload.", registry=self.registry)
+        self.refused = Gauge(
+            "model_versions_refused",
+            "Versions refused by the hot reload.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
 
     def serving(self, name: str, version: str, source: str) -> None:
-        """Record which model is served (exactly one series is 1)."""
-        self.model.clear()
+        """Record which model is served (exactly one series of this process is 1)."""
+        if (name, version, source) == self._served:
+            return
+        if self.multiprocess:  # clear() would leave the old series at 1 in this worker's file: set it to 0
+            if self._served is not None:
+                self.model.labels(*self._served).set(0)
+        else:
+            self.model.clear()
         self.model.labels(name, version, source).set(1)
+        self._served = (name, version, source)
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
-        """Read the prediction log's queue depth at every scrape."""
-        self.queue.set_function(depth)
+        """Read the prediction log's queue depth at every scrape (with workers: at every :meth:`sample`)."""
+        self._depth = depth
+        if not self.multiprocess:
+            self.queue.set_function(depth)
+
+    def sample(self) -> None:
+        """Write the values read by function into this worker's file (multiprocess mode has no set_function)."""
+        if self.multiprocess and self._depth is not None:
+            self.queue.set(self._depth())
+
+    def exposition(self) -> bytes:
+        """The text /metrics answers: this registry's, or with workers every worker's values combined."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+    def close(self) -> None:
+        """With workers, drop this worker's live gauges: a worker that stopped serves nothing and queues nothing."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that are gone (killed: they could not drop their own); their counters stay."""
+    pids = {int(m.group(1)) for f in directory.glob("gauge_live*.db") if (m := LIVE_FILE.search(f.name))}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's process
+            multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 class BatchHistogram(Collector):
@@ -105,6 +166,28 @@ class BatchHistogram(Collector):
         yield HistogramMetricFamily(
             self.name, self.documentation, buckets=list(zip(labels, cumulative.tolist(), strict=True)), sum_value=total
         )
+
+
+class SharedBatchHistogram:
+    """:class:`BatchHistogram` for multiprocess mode: a Prometheus histogram whose buckets take a batch's counts in
+    one addition each (its values live in the worker's file, where a custom collector's would not be seen)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry) -> None:
+        self.histogram = Histogram(name, documentation, buckets=buckets, registry=registry)
+        self.buckets = list(buckets)
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        """Add every value of ``values``."""
+        if len(values) == 1:
+            self.histogram.observe(float(values[0]))
+            return
+        added = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.buckets) + 1)
+        cells = self.histogram._buckets  # per-bucket (not cumulative) values, the last one +Inf
+        for cell, count in zip(cells, added.tolist(), strict=True):
+            if count:
+                cell.inc(count)
+        self.histogram._sum.inc(float(values.sum()))
 
 
 class MetricsMiddleware:

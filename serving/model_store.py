@@ -13,11 +13,15 @@ request half-way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -36,6 +40,7 @@ from tabloop.registry import FILES_TAG, Registry
 from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)
+LOCK_FILE = ".lock"
 VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a registry version number: the only thing the cache's pointer may name
 
 
@@ -146,6 +151,14 @@ class ModelStore:
             raise ModelRefusedError(
                 f"it carries no {FILES_TAG} tag, so its bundle cannot be verified; register it with 'make train'"
             )
+        with cache_lock(self.cache):  # workers share the cache: one at a time fetches, checks and points
+            predictor = self._fetch_and_load(version, expected)
+            pointer = {"version": version, "alias": self.alias, FILES_TAG: expected, "saved_at": _now()}
+            write_json(pointer, self.cache / f"{self.alias}.json")
+        return ServedModel(self.name, version, self.alias, "registry", predictor, _now())
+
+    def _fetch_and_load(self, version: str, expected: str) -> Predictor:
+        """The predictor of ``version`` from the cache, fetched into it first if missing or not matching."""
         bundle_dir = self.cache / version
         if bundle_dir.is_dir() and (found := _files_digest(bundle_dir)) != expected:
             logger.warning(
@@ -163,10 +176,7 @@ class ModelStore:
                     )
                 with staged(bundle_dir) as (staging,):
                     shutil.copytree(downloaded, staging)
-        predictor = self._load(bundle_dir, expected)
-        pointer = {"version": version, "alias": self.alias, FILES_TAG: expected, "saved_at": _now()}
-        write_json(pointer, self.cache / f"{self.alias}.json")
-        return ServedModel(self.name, version, self.alias, "registry", predictor, _now())
+        return self._load(bundle_dir, expected)
 
     def _load(self, bundle_dir: Path, expected: str) -> Predictor:
         """The predictor of a bundle whose files match ``expected``, after its smoke test."""
@@ -203,6 +213,13 @@ class ModelStore:
         )
 
     def _load_cached(self) -> None:
+        if not self.cache.is_dir():
+            logger.warning("no cached @%s for %s: not ready until the registry has one", self.alias, self.name)
+            return
+        with cache_lock(self.cache):
+            self._load_pointed()
+
+    def _load_pointed(self) -> None:
         pointer = self.cache / f"{self.alias}.json"
         if not pointer.is_file():
             logger.warning("no cached @%s for %s: not ready until the registry has one", self.alias, self.name)
@@ -224,6 +241,23 @@ class ModelStore:
             )
             return
         self._swap(ServedModel(self.name, version, self.alias, "cache", predictor, _now()))
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """An exclusive lock on a model's cache, held while one process (of the workers sharing it) writes or reads it."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as e:  # a read-only cache (an image's): nothing writes it, there is nothing to serialise
+        logger.debug("the cache %s cannot be locked (%s); reading it unlocked", cache, e)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _files_digest(directory: Path) -> str:

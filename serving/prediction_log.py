@@ -484,16 +484,23 @@ class PredictionLog:
         total = 0
         for orphan in orphans(self.journal_dir):
             for path in orphan.segments:
-                offset = 0
-                while True:
-                    lines, offset = read_lines(path, offset, READ_BYTES)
-                    if not lines:
-                        break
-                    total += self._store(lines)[0]
+                total += self._recover_segment(path)
             orphan.forget()
         if total:
             logger.info("loaded %d records from the journal of a process that stopped before loading them", total)
         return total
+
+    def _recover_segment(self, path: Path) -> int:
+        """Load one segment of a dead process's journal; the records loaded."""
+        total, offset = 0, 0
+        while True:
+            try:
+                lines, offset = read_lines(path, offset, READ_BYTES)
+            except FileNotFoundError:  # a journal without a lock that another worker starting has just loaded
+                return total
+            if not lines:
+                return total
+            total += self._store(lines)[0]
 
 
 def log_dialect(url: str) -> str:
@@ -560,7 +567,7 @@ def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")  # first: with workers, other processes write the same file
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()

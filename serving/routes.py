@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Request, Response, params
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Discriminator, Field, JsonValue, Tag, TypeAdapter, ValidationError
 
 from serving.deps import ServiceDep
@@ -36,6 +36,7 @@ from tabloop.contract import FeatureContract
 from tabloop.errors import redact
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+LOADER_ROUNDS = 10  # flush intervals a feedback waits, with workers, for ids another worker answered
 ONE, MANY = "one", "many"  # tags of the two shapes of a body (not part of error paths)
 
 
@@ -285,6 +286,12 @@ async def record_feedback(service: Service, body: Any) -> FeedbackResponse:
 async def require_known(service: Service, ids: list[str], listed: bool) -> None:
     """Nothing if every id names a logged prediction; a 404 naming each one that does not otherwise."""
     known = await asyncio.to_thread(service.log.known, ids)
+    # With workers, a prediction answered by another one reaches the database within its loader's next rounds.
+    for _ in range(LOADER_ROUNDS if service.settings.workers > 1 else 0):
+        if known.issuperset(ids):
+            break
+        await asyncio.sleep(service.settings.log_flush_interval_s)
+        known = await asyncio.to_thread(service.log.known, ids)
     unknown = [(k, i) for k, i in enumerate(ids) if i not in known]
     if unknown:
         raise ServiceError(
@@ -413,11 +420,17 @@ async def reload_model(service: Service) -> ReloadResult:
 
 def metrics_text(service: Service) -> bytes:
     """The Prometheus metrics, with the served model and the count of refused versions brought up to date."""
+    update_gauges(service)
+    return service.metrics.exposition()
+
+
+def update_gauges(service: Service) -> None:
+    """Set the gauges read from the service's state: the served model, the refused versions, the log's queue."""
     served = service.store.current
     if served is not None:
         service.metrics.serving(served.name, served.version, served.source)
     service.metrics.refused.set(len(service.store.status.refused))
-    return generate_latest(service.metrics.registry)
+    service.metrics.sample()
 
 
 async def json_body(request: Request) -> None:

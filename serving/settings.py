@@ -34,6 +34,18 @@ class ServeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("TABLOOP_SERVE_PORT", "PORT"))
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes answering on the one port (uvicorn's workers), sharing the prediction log; 1: one "
+        "process, as before.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="With workers: the directory of their metrics, made by python -m serving for each start.",
+    )
     # Declared before the fields whose defaults are that dataset's paths (a default factory sees earlier fields).
     dataset: str | None = Field(
         None,

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 import torch
 import uvicorn
+import yaml
 
 from monitoring.config import MonitorConfig, ReportsConfig, load_monitor_config
 from profiles import CONFIGURED, REPO_ROOT
@@ -25,6 +27,7 @@ from tabloop.config import DataConfig, EvaluateConfig, RegistryConfig, TrainConf
 from tabloop.features.build import build_features
 from tabloop.model.bundle import Bundle
 from tabloop.register import RegisterInputs, register_candidate
+from tabloop.registry import CHAMPION, Registry
 from tabloop.settings import Settings
 
 __all__ = ["REPO_ROOT"]
@@ -165,3 +168,38 @@ def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) ->
     path = tmp_path / name
     Bundle(bundle.args, weights, preprocessor, bundle.threshold).save(path)
     return path
+
+
+@dataclass(frozen=True)
+class TwoVersions:
+    """A registry holding two versions of the model, ``@champion`` on the first."""
+
+    settings: Settings
+    config_path: Path
+    registry: Registry
+    first: str
+    second: str
+    second_bundle: Path
+
+
+def two_versions(
+    experiment: str,
+    trained: dict[str, Path],
+    evaluated: Path,
+    stage_outputs: dict[str, Path],
+    evaluate_config: EvaluateConfig,
+    tmp_path: Path,
+) -> TwoVersions:
+    """A registry in ``tmp_path`` with the trained bundle and a nudged copy of it as two versions."""
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
+    config = RegistryConfig(experiment=experiment, model_name=MODEL_NAME)
+    config_path = tmp_path / "registry.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    store = (settings, config, config_path)
+    first = register(store, trained["bundle"], trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    second_bundle = variant(trained, tmp_path, "second", "nudged")
+    second = register(store, second_bundle, trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    registry = Registry(settings, config)
+    registry.connect()
+    registry.set_alias(CHAMPION, first)
+    return TwoVersions(settings, config_path, registry, first, second, second_bundle)

@@ -17,11 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from helpers import REPO_ROOT, free_port, register, variant
+from helpers import REPO_ROOT, free_port, two_versions
 from tabloop.model.bundle import Bundle
-from tabloop.registry import CHAMPION, Registry
+from tabloop.registry import CHAMPION
 from tabloop.settings import Settings
 
 POLL_S = 0.1
@@ -163,22 +162,11 @@ def test_champion_moving_under_load_fails_nothing(
     tmp_path: Path,
     test_rows: list,
 ) -> None:
-    from tabloop.config import RegistryConfig
+    store = two_versions("moving", trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    registry, first, second = store.registry, store.first, store.second
+    assert Bundle.load(store.second_bundle).digest() != Bundle.load(trained["bundle"]).digest()
 
-    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
-    config = RegistryConfig(experiment="moving", model_name="flight-delay")
-    config_path = tmp_path / "registry.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    store = (settings, config, config_path)
-    first = register(store, trained["bundle"], trained, evaluated, stage_outputs, evaluate_config, tmp_path)
-    second_bundle = variant(trained, tmp_path, "second", "nudged")
-    second = register(store, second_bundle, trained, evaluated, stage_outputs, evaluate_config, tmp_path)
-    assert Bundle.load(second_bundle).digest() != Bundle.load(trained["bundle"]).digest()
-    registry = Registry(settings, config)
-    registry.connect()
-    registry.set_alias(CHAMPION, first)
-
-    process, url, log_url = start(tmp_path, settings, config_path)
+    process, url, log_url = start(tmp_path, store.settings, store.config_path)
     timeline = [(0.0, first)]
 
     def flip() -> None:

@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from test_serving_process import answered_ids, logged_ids, run_load_then, start
 
-from helpers import register, variant
-from tabloop.registry import CHAMPION, Registry
+from helpers import two_versions
+from tabloop.registry import CHAMPION
 from tabloop.settings import Settings
 
 WORKERS = 2
@@ -181,21 +180,10 @@ def test_each_worker_follows_the_champion_on_its_own(
     tmp_path: Path,
     test_rows: list,
 ) -> None:
-    from tabloop.config import RegistryConfig
+    store = two_versions("workers", trained, evaluated, stage_outputs, evaluate_config, tmp_path)
+    registry, first, second = store.registry, store.first, store.second
 
-    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
-    config = RegistryConfig(experiment="workers", model_name="flight-delay")
-    config_path = tmp_path / "registry.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    store = (settings, config, config_path)
-    first = register(store, trained["bundle"], trained, evaluated, stage_outputs, evaluate_config, tmp_path)
-    second_bundle = variant(trained, tmp_path, "second", "nudged")
-    second = register(store, second_bundle, trained, evaluated, stage_outputs, evaluate_config, tmp_path)
-    registry = Registry(settings, config)
-    registry.connect()
-    registry.set_alias(CHAMPION, first)
-
-    process, url, _ = start(tmp_path, settings, config_path, TABLOOP_SERVE_WORKERS=str(WORKERS))
+    process, url, _ = start(tmp_path, store.settings, store.config_path, TABLOOP_SERVE_WORKERS=str(WORKERS))
     try:
         registry.set_alias(CHAMPION, second)
         deadline = time.monotonic() + TIMEOUT_S

@@ -97,7 +97,7 @@ def monitor(
 
     with entry_point("monitor") as settings:
         where = settings.layout(dataset)
-        loaded = load_monitor_config(config or where.monitor_config, where)
+        loaded = load_monitor_config(config or where.monitor_config, where, settings.prediction_log_url)
         result = run_monitor(loaded, settings, load_registry_config(registry_config or where.registry_config))
         for entry in result.windows:
             console.print(f"  {entry.window}: {entry.rows:,} predictions, {entry.labelled:,} outcomes: {entry.status}")
@@ -131,7 +131,7 @@ def retrain(
         result = run_retrain(
             settings,
             where,
-            load_monitor_config(config or where.monitor_config, where),
+            load_monitor_config(config or where.monitor_config, where, settings.prediction_log_url),
             features_metrics=features_metrics,
             url=service.url,
             api_key=service.key(),
@@ -155,7 +155,7 @@ def dashboard(
 
     with entry_point("dashboard") as settings:
         where = settings.layout(dataset)
-        reports = load_monitor_config(config or where.monitor_config, where).reports
+        reports = load_monitor_config(config or where.monitor_config, where, settings.prediction_log_url).reports
         if not reports.workspace.is_dir():
             console.print(f"no monitoring workspace at {reports.workspace} yet: run `make monitor` first")
             raise typer.Exit(code=1)

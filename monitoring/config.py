@@ -121,11 +121,14 @@ class MonitorConfig(StrictModel):
     retrain: RetrainConfig = RetrainConfig()
 
 
-def load_monitor_config(path: Path, where: Layout | None = None) -> MonitorConfig:
-    """The monitoring configuration at ``path``, validated; paths it leaves out are ``where``'s (the dataset's)."""
+def load_monitor_config(path: Path, where: Layout | None = None, log_url: str | None = None) -> MonitorConfig:
+    """The monitoring configuration at ``path``, validated; paths it leaves out are ``where``'s (the dataset's), and
+    the prediction log it leaves out is ``log_url`` where given (the service's, from the environment)."""
     data = load_yaml(path)
     if where is not None:
         for section, defaults in dataset_defaults(where).items():
+            if section == "reports" and log_url is not None:
+                defaults["log_url"] = log_url
             given = data.get(section)
             if given is None or isinstance(given, dict):
                 data[section] = {**defaults, **(given or {})}

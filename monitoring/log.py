@@ -152,6 +152,8 @@ def _scan(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(str(query.compile(dialect=dialect)))
+        # The driver's type of each column (PostgreSQL's type OID; None from SQLite), which some processors need.
+        coltypes = [column[1] for column in cursor.description]
         parts = []
         while chunk := cursor.fetchmany(FETCH_ROWS):
             columns = zip(schema, zip(*chunk, strict=True), strict=True)
@@ -162,8 +164,8 @@ def _scan(
         return pl.DataFrame(schema=schema)
     raw = pl.concat(parts, how="vertical_relaxed")
     typed = []
-    for (name, dtype), column in zip(schema.items(), query.selected_columns, strict=True):
-        processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    for (name, dtype), column, coltype in zip(schema.items(), query.selected_columns, coltypes, strict=True):
+        processor = column.type.dialect_impl(dialect).result_processor(dialect, coltype)
         values = raw[name]
         if processor is not None and values.dtype != pl.Null:
             distinct = values.drop_nulls().unique()

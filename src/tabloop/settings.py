@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     artifact_root: str = Field(
         "mlruns/artifacts", description="Where new experiments store artifacts, for a local tracking store."
     )
+    prediction_log_url: str | None = Field(
+        None,
+        validation_alias="TABLOOP_SERVE_PREDICTION_LOG_URL",
+        description="The service's prediction log, which monitoring reads too; default: the dataset's SQLite file.",
+    )
     registry_timeout_s: float = Field(5.0, gt=0, description="How long one call to the tracking server may take.")
     dvc_exp_name: str | None = Field(
         None, validation_alias="DVC_EXP_NAME", description="Set by DVC when a stage runs inside `dvc exp run`."

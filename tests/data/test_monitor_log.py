@@ -64,3 +64,29 @@ def test_a_log_from_before_event_times_is_read_on_the_time_of_the_answer(tmp_pat
         )
     frame = read_log(f"sqlite:///{log}")
     assert frame["event_time"].to_list() == [dt.datetime(2026, 11, 2, 10, tzinfo=dt.UTC)]
+
+
+def test_monitoring_reads_the_log_the_service_writes_unless_its_config_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitoring.config import load_monitor_config
+    from serving.settings import ServeSettings
+    from tabloop.layout import Layout
+    from tabloop.settings import Settings
+
+    where = Layout.of("credit")
+    elsewhere = f"sqlite:///{tmp_path}/served.db"
+    monkeypatch.setenv("TABLOOP_SERVE_PREDICTION_LOG_URL", elsewhere)
+    settings = Settings()
+    assert settings.prediction_log_url == ServeSettings(dataset="credit").prediction_log_url == elsewhere
+    loaded = load_monitor_config(where.monitor_config, where, settings.prediction_log_url)
+    assert loaded.reports.log_url == elsewhere
+    assert loaded.reports.cache_dir == where.cache  # the other defaults stay the dataset's
+
+    monkeypatch.delenv("TABLOOP_SERVE_PREDICTION_LOG_URL")
+    assert load_monitor_config(where.monitor_config, where, Settings().prediction_log_url).reports.log_url == (
+        where.prediction_log_url
+    )
+    configured = tmp_path / "monitor.yaml"
+    configured.write_text(f"reports:\n  log_url: sqlite:///{tmp_path}/configured.db\n")
+    assert load_monitor_config(configured, where, elsewhere).reports.log_url == f"sqlite:///{tmp_path}/configured.db"

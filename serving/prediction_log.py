@@ -299,13 +299,21 @@ class PredictionLog:
             self._append(orjson.dumps({"k": "f", "rows": outcomes}, option=orjson.OPT_APPEND_NEWLINE), len(outcomes))
 
     def known(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are predictions in the log or on their way to it."""
+        """Which of ``ids`` are predictions in the log or on their way to it; a LogUnavailableError if that
+        depends on a database that cannot be reached."""
         found = {i for i in ids if i in self._pending_ids}
         missing = [i for i in ids if i not in found]
         if missing:
-            with self.engine.connect() as conn:
-                query = sa.select(predictions.c.id).where(predictions.c.id.in_(missing))
-                found |= set(conn.execute(query).scalars())
+            try:
+                with self.engine.connect() as conn:
+                    query = sa.select(predictions.c.id).where(predictions.c.id.in_(missing))
+                    found |= set(conn.execute(query).scalars())
+            except sa.exc.SQLAlchemyError as e:
+                self._store_failed(e)
+                raise LogUnavailableError(
+                    f"whether the predictions exist cannot be checked: the database cannot be read "
+                    f"({self.health.store_error})"
+                ) from e
         return found
 
     def pending(self, request_id: str) -> Logged | None:
@@ -313,7 +321,12 @@ class PredictionLog:
         return self._pending.get(request_id)
 
     def lookup(self, request_id: str) -> Logged | None:
-        """The request of this id in the database, if any (blocking: call it in a thread)."""
+        """The request of this id in the database, if any (blocking: call it in a thread).
+
+        None too while the database cannot be read: the request is then answered as new, and recorded under ids
+        that the loader's insert skips if the database already holds them, so that nothing is lost or doubled;
+        only a different request reusing an id already in the database goes without its 409 meanwhile.
+        """
         query = sa.select(
             predictions.c.id,
             predictions.c.features,
@@ -322,8 +335,12 @@ class PredictionLog:
             predictions.c.model_name,
             predictions.c.model_version,
         ).where(predictions.c.request_id == request_id)
-        with self.engine.connect() as conn:
-            found = list(conn.execute(query).all())
+        try:
+            with self.engine.connect() as conn:
+                found = list(conn.execute(query).all())
+        except sa.exc.SQLAlchemyError as e:
+            self._store_failed(e)
+            return None
         if not found:
             return None
         found.sort(key=lambda r: int(m.group(1)) if (m := ROW_SUFFIX.search(r.id[len(request_id) :])) else -1)

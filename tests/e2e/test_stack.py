@@ -13,23 +13,31 @@ import os
 import random
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import sqlalchemy as sa
+from polars.testing import assert_frame_equal
 
-from helpers import REPO_ROOT, free_port
-from tabloop.stack.credentials import MLFLOW, PREDICTIONS, Credentials, postgres_url
+from helpers import REPO_ROOT, free_port, running_service
+from monitoring.log import read_features, read_log
+from serving.settings import ServeSettings
+from tabloop.config import DataConfig
+from tabloop.layout import load_datasets
+from tabloop.log_schema import feedback, metadata, predictions
+from tabloop.stack.credentials import MLFLOW, PREDICTIONS, Credentials, log_database, postgres_url
 from tabloop.stack.processes import (
     PidRecord,
     Verdict,
@@ -243,14 +251,17 @@ def _mlflow_round_trip(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.
 
 
 def _check_databases(stack: Stack, env: dict[str, str], run_id: str) -> None:
-    """The run is in MLflow's PostgreSQL database; the prediction log's role reaches its own database only."""
+    """The run is in MLflow's PostgreSQL database; the prediction logs' role reaches their databases only."""
     credentials = Credentials.load(stack.settings.paths().credentials)
     assert credentials is not None
     mlflow_db = postgres_url(stack.settings, MLFLOW, credentials.mlflow_db_password, MLFLOW)
     with sa.create_engine(mlflow_db, poolclass=sa.NullPool).connect() as db:
         assert db.execute(sa.text("SELECT count(*) FROM runs WHERE run_uuid = :r"), {"r": run_id}).scalar() == 1
-    with sa.create_engine(env["TABLOOP_SERVE_PREDICTION_LOG_URL"], poolclass=sa.NullPool).connect() as db:
-        assert db.execute(sa.text("SELECT current_user, current_database()")).one() == (PREDICTIONS, PREDICTIONS)
+    for dataset in load_datasets().datasets:  # a log of its own per dataset, as a SQLite file per dataset is
+        url = f"{env['TABLOOP_STACK_LOG_SERVER']}/{log_database(dataset)}"
+        with sa.create_engine(url, poolclass=sa.NullPool).connect() as db:
+            row = db.execute(sa.text("SELECT current_user, current_database()")).one()
+            assert tuple(row) == (PREDICTIONS, f"predictions_{dataset}")
     elsewhere = postgres_url(stack.settings, PREDICTIONS, credentials.predictions_db_password, MLFLOW)
     with pytest.raises(sa.exc.OperationalError, match="permission denied"):
         sa.create_engine(elsewhere, poolclass=sa.NullPool).connect()
@@ -369,3 +380,160 @@ def test_a_second_command_at_the_same_time_is_refused(stopped_after: Stack) -> N
             assert result.returncode == 1
             assert f"another `tabloop stack` command is running (PID {os.getpid()}" in result.stderr
     _check_stopped(stack, [])
+
+
+def test_the_prediction_log_on_postgresql_reads_like_sqlite_and_outlives_a_killed_database(
+    stopped_after: Stack,
+    serve_settings: ServeSettings,
+    registry_store: tuple[Any, Path],
+    test_rows: list[dict[str, Any]],
+    replayed_log: tuple[Path, Path],
+    config: DataConfig,
+    tmp_path: Path,
+) -> None:
+    stack = stopped_after
+    up = stack.make("stack-up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    server = _read_env(stack.settings.paths().env_file)["TABLOOP_STACK_LOG_SERVER"]
+
+    # The fast reader (the driver's rows, typed once per distinct value) reads PostgreSQL's log as SQLite's.
+    sqlite_log, pg_log = f"sqlite:///{replayed_log[0]}", f"{server}/{log_database('credit')}"
+    _copy_log(sqlite_log, pg_log)
+    expected, got = read_log(sqlite_log), read_log(pg_log)
+    assert got.height == expected.height > 100
+    assert_frame_equal(got, expected)
+    ids = expected["id"].sample(50, seed=0).to_list()
+    assert_frame_equal(read_features(pg_log, ids).sort("id"), read_features(sqlite_log, ids).sort("id"))
+
+    # The service writes to PostgreSQL; PostgreSQL is killed (every process, SIGKILL); the service answers from its
+    # journal, says so in readiness, refuses once the queue is full, and loads the queue when the database is back.
+    settings = serve_settings.model_copy(
+        update={
+            "prediction_log_url": f"{server}/{log_database('flights')}",
+            "log_journal_dir": tmp_path / "journal",
+            "log_max_queue": 40,
+            "log_flush_interval_s": 0.05,
+        }
+    )
+    with running_service(settings, registry_store[0]) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(10):
+            assert client.post("/predict", json=test_rows[i], headers={"X-Request-Id": f"before-{i}"}).is_success
+        _wait(lambda: client.get("/health/ready").json()["prediction_log"]["queue"] == 0)
+        _kill_postgres(stack)
+        answered = 0
+        for i in range(30):
+            if client.post("/predict", json=test_rows[i], headers={"X-Request-Id": f"during-{i}"}).is_success:
+                answered += 1
+        assert answered == 30
+        _wait(lambda: client.get("/health/ready").json()["prediction_log"]["status"] == "degraded")
+        ready = client.get("/health/ready").json()
+        assert ready["status"] == "ready"
+        assert ready["prediction_log"]["queue"] == 30
+        assert "writing to the database failed" in ready["prediction_log"]["reason"]
+        # An outcome of a queued prediction is queued too; one of a prediction only the database knows cannot be
+        # checked now: 503, not a 500 or a 404.
+        outcome = {"id": "during-0", config.contract.target.name: True}
+        assert client.post("/feedback", json=outcome).is_success
+        unchecked = client.post("/feedback", json={**outcome, "id": "before-0"})
+        assert unchecked.status_code == 503
+        assert "cannot be checked" in unchecked.json()["error"]["message"]
+        for i in range(9):  # 30 + 1 queued + 9 = 40, the bound: the next is refused, not answered without a record
+            assert client.post("/predict", json=test_rows[i], headers={"X-Request-Id": f"more-{i}"}).is_success
+        refused = client.post("/predict", json=test_rows[0], headers={"X-Request-Id": "over"})
+        assert refused.status_code == 503
+        assert "behind the journal (at most 40)" in refused.text
+        assert client.get("/health/ready").status_code == 503
+
+        again = stack.cli("up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "PostgreSQL: started" in again.stdout
+        drained = {"status": "ok", "queue": 0, "max_queue": 40}
+        _wait(lambda: client.get("/health/ready").json()["prediction_log"] == drained)
+    with sa.create_engine(settings.prediction_log_url, poolclass=sa.NullPool).connect() as db:
+        stored = db.execute(sa.text("SELECT request_id FROM predictions")).scalars().all()
+        outcomes = db.execute(sa.text("SELECT prediction_id FROM feedback")).scalars().all()
+    assert sorted(stored) == sorted(
+        [f"before-{i}" for i in range(10)] + [f"during-{i}" for i in range(30)] + [f"more-{i}" for i in range(9)]
+    )
+    assert outcomes == ["during-0"]
+
+
+def test_a_push_to_an_object_store_that_is_down_fails_clearly_and_resumes(stopped_after: Stack, tmp_path: Path) -> None:
+    stack = stopped_after
+    up = stack.make("stack-up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = {**stack.env, **_read_env(stack.settings.paths().env_file)}
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "data").mkdir()
+    contents = {f"part-{i}.bin": os.urandom(200_000) for i in range(5)}
+    for name, body in contents.items():
+        (repo / "data" / name).write_bytes(body)
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    for command in (
+        ("git", "init", "-q"),
+        (dvc, "init", "-q"),
+        (dvc, "remote", "add", "-d", "stack", env["TABLOOP_DVC_REMOTE_URL"] + "/" + tmp_path.name),
+        (dvc, "remote", "modify", "stack", "endpointurl", env["AWS_ENDPOINT_URL_S3"]),
+        (dvc, "add", "-q", "data"),
+    ):
+        assert run(*command).returncode == 0, command
+
+    verdict, record = read_pid_file(stack.settings.paths().pid_file("seaweedfs"))
+    assert verdict is Verdict.RUNNING
+    assert record is not None
+    stop_group(record, 10)
+    start = time.monotonic()
+    failed = run(dvc, "push")
+    assert failed.returncode != 0
+    assert "Could not connect to the endpoint URL" in failed.stderr
+    assert time.monotonic() - start < 60  # an error in seconds, not a wait on retries
+
+    again = stack.cli("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    pushed = run(dvc, "push")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "in sync" in run(dvc, "status", "--cloud").stdout
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / "data")
+    assert run(dvc, "pull").returncode == 0
+    assert {path.name: path.read_bytes() for path in (repo / "data").iterdir()} == contents
+
+
+def _copy_log(source: str, target: str) -> None:
+    """Every prediction and outcome of the log at ``source`` into an empty log at ``target``."""
+    reading, writing = sa.create_engine(source), sa.create_engine(target, poolclass=sa.NullPool)
+    metadata.drop_all(writing)
+    metadata.create_all(writing)
+    with reading.connect() as src, writing.begin() as dst:
+        for table in (predictions, feedback):
+            rows = [dict(row) for row in src.execute(sa.select(table)).mappings()]
+            dst.execute(sa.insert(table), rows)
+    reading.dispose()
+
+
+def _kill_postgres(stack: Stack) -> None:
+    """SIGKILL to the postmaster and every process of its group: a crash, not a shutdown."""
+    verdict, record = read_pid_file(stack.settings.paths().pid_file("postgres"))
+    assert verdict is Verdict.RUNNING
+    assert record is not None
+    group = os.getpgid(record.pid)
+    os.killpg(group, signal.SIGKILL)
+    _wait(lambda: not any(p.info["pid"] for p in psutil.process_iter(["pid"]) if _in_group(p, group)))
+
+
+def _in_group(process: psutil.Process, group: int) -> bool:
+    with contextlib.suppress(psutil.Error, ProcessLookupError):
+        return os.getpgid(process.pid) == group
+    return False
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from helpers import REPO_ROOT
 from tabloop.stack.credentials import Credentials, connection_settings, render_env
 from tabloop.stack.errors import StackBusyError, StackError
 from tabloop.stack.postgres import unreachable
@@ -129,17 +130,18 @@ def test_the_settings_refuse_a_port_given_twice_and_a_block_that_does_not_fit() 
         StackSettings(s3_port=60000)
 
 
-def test_the_env_file_points_everything_at_the_stack_and_reads_back_in_a_shell(tmp_path: Path) -> None:
+def test_the_env_file_points_everything_at_the_stack_and_reads_back_in_a_shell_and_in_make(tmp_path: Path) -> None:
     settings = StackSettings(postgres_port=20000, s3_port=21000, mlflow_port=22000)
     credentials = Credentials.generate()
     variables = connection_settings(settings, credentials)
     assert variables["TABLOOP_TRACKING_URI"] == "http://127.0.0.1:22000"
     assert variables["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:21000"
-    assert variables["TABLOOP_SERVE_PREDICTION_LOG_URL"] == (
-        f"postgresql+psycopg://predictions:{credentials.predictions_db_password}@127.0.0.1:20000/predictions"
-    )
+    server = f"postgresql+psycopg://predictions:{credentials.predictions_db_password}@127.0.0.1:20000"
+    assert variables["TABLOOP_STACK_LOG_SERVER"] == server
     assert credentials.postgres_superuser_password not in render_env(variables)  # the superuser stays in the stack
-    env_file = tmp_path / "env"
+    stack_dir = tmp_path / "stack"
+    env_file = stack_dir / "env"
+    stack_dir.mkdir()
     env_file.write_text(render_env(variables))
     shell = subprocess.run(
         ["bash", "-c", f"set -a; . {shlex.quote(str(env_file))}; env"],
@@ -149,6 +151,51 @@ def test_the_env_file_points_everything_at_the_stack_and_reads_back_in_a_shell(t
         env={"PATH": os.defpath},
     )
     assert {f"{name}={value}" for name, value in variables.items()} <= set(shell.stdout.splitlines())
+
+    # `make stack-env` for a shell, and what every target sees with STACK=1: the same values, and the prediction
+    # log of the dataset the command works on.
+    make = {**os.environ, "TABLOOP_STACK_DIR": str(stack_dir)}
+    exports = subprocess.run(
+        ["make", "-s", "stack-env", "DATASET=credit"],
+        cwd=REPO_ROOT,
+        env=make,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert exports.returncode == 0, exports.stderr
+    given = {f"export {name}={value}" for name, value in variables.items()}
+    assert set(exports.stdout.splitlines()) == given | {
+        f"export TABLOOP_SERVE_PREDICTION_LOG_URL={server}/predictions_credit"
+    }
+    planned = subprocess.run(
+        ["make", "-n", "push", "STACK=1", "DATASET=flights"],
+        cwd=REPO_ROOT,
+        env=make,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "dvc push --remote stack" in planned.stdout
+    assert "tabloop stack up" in planned.stdout  # the stack is started first if it is not running
+    seen = subprocess.run(
+        ["make", "-s", "--eval=show-env: ; @env", "show-env", "STACK=1", "DATASET=flights"],
+        cwd=REPO_ROOT,
+        env=make,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert seen.returncode == 0, seen.stderr
+    assert {f"{name}={value}" for name, value in variables.items()} <= set(seen.stdout.splitlines())
+    assert f"TABLOOP_SERVE_PREDICTION_LOG_URL={server}/predictions_flights" in seen.stdout.splitlines()
+
+
+def test_a_value_that_would_need_quoting_never_reaches_the_env_file() -> None:
+    for value in ("two words", "it's", "$HOME", "a;b"):
+        with pytest.raises(StackError, match="would need quoting in the env file"):
+            render_env({"NAME": value})
 
 
 def test_credentials_are_new_each_time_private_on_disk_and_refused_when_not_ours(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from tabloop.stack.settings import HOST, StackSettings
 
 # Generated secrets are URL- and SQL-safe: no quoting anywhere they are put.
 SECRET_PATTERN = r"^[A-Za-z0-9_-]{16,}$"
-PREDICTIONS = "predictions"  # the prediction log's database and role
+PREDICTIONS = "predictions"  # the prediction logs' role; each dataset's log is its database predictions_<dataset>
 MLFLOW = "mlflow"  # the tracking server's database and role
 SUPERUSER = "postgres"
 REGION = "us-east-1"  # SeaweedFS accepts any; clients need one
@@ -75,9 +75,16 @@ def write_private(path: Path, text: str) -> None:
     staging.replace(path)
 
 
-def postgres_url(settings: StackSettings, role: str, password: str, database: str) -> str:
-    """A SQLAlchemy URL of a database of the stack's PostgreSQL (psycopg 3)."""
-    return f"postgresql+psycopg://{role}:{password}@{HOST}:{settings.postgres_port}/{database}"
+def postgres_url(settings: StackSettings, role: str, password: str, database: str | None) -> str:
+    """A SQLAlchemy URL of a database of the stack's PostgreSQL (psycopg 3); of the server for ``None``."""
+    server = f"postgresql+psycopg://{role}:{password}@{HOST}:{settings.postgres_port}"
+    return server if database is None else f"{server}/{database}"
+
+
+def log_database(dataset: str) -> str:
+    """The database of a dataset's prediction log: one per dataset, as each dataset's SQLite log is its own file
+    (request ids are only unique within a dataset)."""
+    return f"{PREDICTIONS}_{dataset}"
 
 
 def s3_endpoint(settings: StackSettings) -> str:
@@ -93,9 +100,9 @@ def connection_settings(settings: StackSettings, credentials: Credentials) -> di
     return {
         "MLFLOW_TRACKING_URI": mlflow_url(settings),
         "TABLOOP_TRACKING_URI": mlflow_url(settings),
-        "TABLOOP_SERVE_PREDICTION_LOG_URL": postgres_url(
-            settings, PREDICTIONS, credentials.predictions_db_password, PREDICTIONS
-        ),
+        # The prediction log of dataset <name> is the database predictions_<name> on this server: `make ... STACK=1`
+        # and `make stack-env` set TABLOOP_SERVE_PREDICTION_LOG_URL to it.
+        "TABLOOP_STACK_LOG_SERVER": postgres_url(settings, PREDICTIONS, credentials.predictions_db_password, None),
         "TABLOOP_DVC_REMOTE_URL": f"s3://{settings.dvc_bucket}",
         "AWS_ENDPOINT_URL_S3": s3_endpoint(settings),
         "AWS_ACCESS_KEY_ID": credentials.s3_access_key,
@@ -105,9 +112,13 @@ def connection_settings(settings: StackSettings, credentials: Credentials) -> di
 
 
 def render_env(variables: dict[str, str]) -> str:
-    """``variables`` as an env file that both a shell (``set -a; . .stack/env``) and python-dotenv read."""
+    """``variables`` as an env file that a shell (``set -a; . .stack/env``), python-dotenv and make's ``include``
+    all read: nothing in it needs quoting (the stack writes no such value), and anything that would is refused."""
+    for name, value in variables.items():
+        if shlex.quote(value) != value or "$" in value:
+            raise StackError(f"{name}: {value!r} would need quoting in the env file")
     lines = [
         "# Written by `tabloop stack up`: how to reach the local stack. It holds secrets: never commit or share it.",
-        *(f"{name}={shlex.quote(value)}" for name, value in variables.items()),
+        *(f"{name}={value}" for name, value in variables.items()),
     ]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
-"""PostgreSQL for the stack: a cluster of its own (``initdb`` once, ``pg_ctl``), a database and role for MLflow and
-one for the prediction log.
+"""PostgreSQL for the stack: a cluster of its own (``initdb`` once, ``pg_ctl``), a database and role for MLflow, and a
+role for the prediction logs with a database per dataset.
 
 PostgreSQL refuses to run as root. Started by root, the stack runs ``initdb`` and ``pg_ctl`` as an unprivileged
 system user (``TABLOOP_STACK_POSTGRES_USER``, default ``postgres``, which Debian's package creates; the stack
@@ -20,11 +20,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 
-from tabloop.stack.credentials import MLFLOW, PREDICTIONS, SUPERUSER, postgres_url, write_private
+from tabloop.errors import ConfigError
+from tabloop.layout import load_datasets
+from tabloop.stack.credentials import MLFLOW, PREDICTIONS, SUPERUSER, log_database, postgres_url, write_private
 from tabloop.stack.errors import NotReadyError, StackError
 from tabloop.stack.part import Launched, Part
 from tabloop.stack.processes import PidRecord, log_tail, process_facts, record_of, wait_for
@@ -103,7 +105,6 @@ class Postgres(Part):
     key = "postgres"
     name = "PostgreSQL"
     port_setting = "TABLOOP_STACK_POSTGRES_PORT"
-    databases: ClassVar[tuple[str, ...]] = (MLFLOW, PREDICTIONS)
 
     @property
     def timeout_s(self) -> float:
@@ -161,19 +162,31 @@ class Postgres(Part):
             return False
 
     def bootstrap(self) -> None:
-        """A role and a database of its own for MLflow and for the prediction log; passwords from the credentials."""
+        """A role for MLflow with its database, and one for the prediction logs with a database per dataset of
+        ``configs/datasets.yaml`` (each ``stack-up`` adds those of datasets added since); passwords from the
+        credentials."""
         passwords = {MLFLOW: self.credentials.mlflow_db_password, PREDICTIONS: self.credentials.predictions_db_password}
+        databases = {MLFLOW: MLFLOW, **{log_database(name): PREDICTIONS for name in self.datasets()}}
         engine = self._engine(SUPERUSER, self.credentials.postgres_superuser_password, "postgres")
         with engine.connect() as db:
-            for name in self.databases:
+            for name in [*passwords, *databases]:
                 if not IDENTIFIER.match(name):  # identifiers and generated passwords are safe to put in SQL
                     raise StackError(f"{name!r} is not a plain PostgreSQL identifier")
-                exists = db.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}).first()
-                verb = "ALTER" if exists else "CREATE"
-                db.execute(sa.text(f"{verb} ROLE {name} LOGIN PASSWORD '{passwords[name]}'"))
-                if not db.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
-                    db.execute(sa.text(f"CREATE DATABASE {name} OWNER {name} ENCODING 'UTF8'"))
-                    db.execute(sa.text(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC"))
+            for role, password in passwords.items():
+                exists = db.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": role}).first()
+                db.execute(sa.text(f"{'ALTER' if exists else 'CREATE'} ROLE {role} LOGIN PASSWORD '{password}'"))
+            for database, owner in databases.items():
+                if not db.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": database}).first():
+                    db.execute(sa.text(f"CREATE DATABASE {database} OWNER {owner} ENCODING 'UTF8'"))
+                    db.execute(sa.text(f"REVOKE ALL ON DATABASE {database} FROM PUBLIC"))
+
+    @staticmethod
+    def datasets() -> list[str]:
+        """The datasets of the repository the stack is started from; none outside one."""
+        try:
+            return load_datasets().datasets
+        except ConfigError:
+            return []
 
     def stop(self, record: PidRecord) -> None:
         self._pg_ctl_stop(record, "fast")

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import data_stages, distributed, monitoring, replay, serving, training
+from benchmarks import data_stages, distributed, monitoring, replay, serving, stack, training
 from tabloop.settings import Settings, apply_process_defaults
 
-BENCHMARKS = ("data_stages", "training", "distributed", "serving", "replay", "monitoring")
+BENCHMARKS = ("data_stages", "training", "distributed", "serving", "replay", "monitoring", "stack")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
@@ -358,6 +358,32 @@ def _yes(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
 
+def show_stack(result: dict[str, Any]) -> bool:
+    table = Table(title=f"Embedded stores against the stack's servers ({result['dataset']})")
+    for column in ("measurement", "embedded (anchor)", "stack", "ratio"):
+        table.add_column(column)
+    local, server = result["registry"]["sqlite (anchor)"], result["registry"]["tracking server"]
+    for key, label in (
+        ("register_s", "register a version (run, model, gate)"),
+        ("resolve_s", "resolve @champion, download"),
+    ):
+        table.add_row(
+            f"{label}: SQLite vs MLflow server",
+            f"{local[key]:.2f} s",
+            f"{server[key]:.2f} s",
+            f"{server[key] / local[key]:.2f}x the time",
+        )
+    sqlite, postgres = result["log"]["sqlite (anchor)"], result["log"]["postgresql"]
+    table.add_row(
+        f"prediction log, {result['log_rows']:,} single-row requests loaded: SQLite vs PostgreSQL",
+        f"{sqlite['rows_per_s']:,} rows/s",
+        f"{postgres['rows_per_s']:,} rows/s",
+        f"{postgres['rows_per_s'] / sqlite['rows_per_s']:.2f}x the rate",
+    )
+    console.print(table)
+    return True  # no goal: the figures are reported side by side
+
+
 RUNS: dict[str, tuple[Callable[[int], dict[str, Any]], Callable[[dict[str, Any]], bool]]] = {
     "data_stages": (lambda repeat: data_stages.run(repeat=repeat), show_data_stages),
     "training": (lambda _: training.run(), show_training),
@@ -365,8 +391,9 @@ RUNS: dict[str, tuple[Callable[[int], dict[str, Any]], Callable[[dict[str, Any]]
     "serving": (lambda _: serving.run(), show_serving),
     "replay": (lambda _: replay.run(), show_replay),
     "monitoring": (lambda repeat: monitoring.run(repeat=repeat), show_monitoring),
+    "stack": (lambda _: stack.run(), show_stack),
 }
-FAILURES = (serving.BenchmarkError, monitoring.BenchmarkError, distributed.BenchmarkError)
+FAILURES = (serving.BenchmarkError, monitoring.BenchmarkError, distributed.BenchmarkError, stack.BenchmarkError)
 
 
 @app.command()

@@ -110,6 +110,15 @@ def show_serving(result: dict[str, Any]) -> bool:
             f"p99 goal <= {goals['p99_ms']:.0f} ms" if key == "predict" else "",
             _yes(met["p99"]) if key == "predict" else "",
         )
+    two = result["predict_2_workers"]
+    table.add_row(
+        f"POST /predict, 1 row, concurrency {c}, 2 workers on both cores (wrk on the second): req/s",
+        f"{two['rps']:,.0f}",
+        "",
+        f"{two['vs_1_worker']:.2f}x one worker (no goal)",
+        "",
+    )
+    table.add_row("  latency p50 / p99", f"{two['p50_ms']:.1f} / {two['p99_ms']:.1f} ms", "", "", "")
     v2, other = result["v2"], result["mlserver"]
     if "error" in other:
         table.add_row("MLServer, the same V2 requests", "", f"not measured: {other['error'][:200]}", "", _yes(False))

@@ -147,6 +147,11 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
             time.sleep(1.0)  # one flush interval and more
             results["after_load"] = {"predicted": predicted, "logged": logged_rows(root / "predictions.db")}
 
+        # Two workers on both cores, wrk still pinned to the second: what a second worker buys on this machine.
+        workers = {**env, "TABLOOP_SERVE_WORKERS": "2", "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{root}/w2.db"}
+        with server(service_command(), workers, "/health/ready", frozenset({SERVER_CORE, CLIENT_CORE})) as url:
+            results["predict_2_workers"] = wrk.run(url, "/predict", single, duration_s)
+
         v2_bodies = v2_requests(flights[:500])
         v2_path = V2_PATH.format(name=load_registry_config(where().registry_config).model_name)
         with server(service_command(), env, "/health/ready") as url:
@@ -169,6 +174,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     anchor_rps = results["anchor"]["rps"]
     for key in ("predict", "invocations", "v2"):
         results[key]["ratio"] = results[key]["rps"] / anchor_rps
+    results["predict_2_workers"]["vs_1_worker"] = results["predict_2_workers"]["rps"] / results["predict"]["rps"]
     mlserver_rps = results["mlserver"].get("rps")
     after, sigterm = results["after_load"], results["sigterm"]
     results["goals"] = {
@@ -183,7 +189,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "no_loss_after_load": after["predicted"] == after["logged"],
         # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so -15 is a clean exit
         "no_loss_after_sigterm": sigterm["answered"] == sigterm["logged"] and sigterm["exit_code"] in (0, -15),
-        "no_errors": all(results[k]["failed"] == 0 for k in ("anchor", "predict", "invocations", "v2")),
+        "no_errors": all(
+            results[k]["failed"] == 0 for k in ("anchor", "predict", "invocations", "v2", "predict_2_workers")
+        ),
         "ahead_of_mlserver": mlserver_rps is not None
         and results["v2"]["rps"] > mlserver_rps
         and results["predict"]["rps"] > mlserver_rps,
@@ -240,7 +248,7 @@ def server_environment(root: Path, tracking_uri: str) -> dict[str, str]:
 
 
 def anchor_command() -> list[str]:
-    model = f"models:/{load_registry_config(Path('configs/registry.yaml')).model_name}@champion"
+    model = f"models:/{load_registry_config(where().registry_config).model_name}@champion"
     mlflow = str(Path(sys.executable).parent / "mlflow")
     return [mlflow, "models", "serve", "-m", model, "--env-manager", "local", "--workers", "1", "-h", "127.0.0.1"]
 
@@ -256,10 +264,16 @@ def free_port() -> int:
 
 
 def start(
-    command: list[str], env: dict[str, str], ready_path: str, log: Path, port: int | None = None
+    command: list[str],
+    env: dict[str, str],
+    ready_path: str,
+    log: Path,
+    port: int | None = None,
+    *,
+    cores: frozenset[int] = frozenset({SERVER_CORE}),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a server on a free port (or ``port``, set by its own configuration), pinned to the server core; wait
-    until ``ready_path`` answers 200."""
+    """Start a server on a free port (or ``port``, set by its own configuration), pinned to ``cores`` (the server
+    core); wait until ``ready_path`` answers 200."""
     port = port or free_port()
     if command[0].endswith("mlflow"):
         command = [*command, "-p", str(port)]
@@ -271,7 +285,7 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: mlflow's server is a child of the mlflow command
-            preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}),  # noqa: PLW1509 (no threads started yet)
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),  # noqa: PLW1509 (no threads started yet)
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -299,9 +313,11 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
+def server(
+    command: list[str], env: dict[str, str], ready_path: str, cores: frozenset[int] = frozenset({SERVER_CORE})
+) -> Iterator[str]:
     log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
-    process, url = start(command, env, ready_path, log)
+    process, url = start(command, env, ready_path, log, cores=cores)
     try:
         warm(url, ready_path)
         yield url

@@ -8,8 +8,8 @@
   and then loaded into SQLite (the anchor) and into the stack's PostgreSQL by the log's own loader; rows per second
   of the load (the journal append is the same for both and is not counted).
 
-The stack is the one of ``make stack-up`` (``TABLOOP_STACK_*``); it is started if it is not running, and stopped
-again afterwards if this benchmark started it.
+The stack is the one of ``make stack-up`` (``TABLOOP_STACK_*``): the parts that are not running are started, and
+stopped again afterwards only if no part was running before (a part that was running is never stopped).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def run() -> dict[str, Any]:
         env_file = up(stack, said.append)
     except Exception as e:
         raise BenchmarkError(f"the stack did not start: {e}") from e
-    started = any(": started" in line for line in said)
+    started = [line.split(":")[0] for line in said if ": started (PID" in line]
+    # Stopped again only if none of it ran before: `tabloop stack down` stops every part, and what ran before stays.
+    stop_after = bool(started) and not any(": already running" in line for line in said)
     try:
         env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
         with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
@@ -68,11 +70,12 @@ def run() -> dict[str, Any]:
                 ),
             }
     finally:
-        if started:
+        if stop_after:
             down(stack, said.append)
     return {
         "dataset": where().dataset,
-        "started_stack": started,
+        "started": started,
+        "stopped_after": stop_after,
         "log_rows": LOG_ROWS,
         "registry": registry,
         "log": log,

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import shlex
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +27,10 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from helpers import REPO_ROOT, free_port, running_service
+from helpers import running_service
 from monitoring.log import read_features, read_log
 from serving.settings import ServeSettings
+from stack_helpers import PARTS, Stack, read_env
 from tabloop.config import DataConfig
 from tabloop.layout import load_datasets
 from tabloop.log_schema import feedback, metadata, predictions
@@ -42,116 +39,11 @@ from tabloop.stack.processes import (
     PidRecord,
     Verdict,
     exclusive,
-    port_is_free,
     process_facts,
     read_pid_file,
     stop_group,
 )
 from tabloop.stack.settings import StackSettings
-
-PARTS = ("postgres", "seaweedfs", "mlflow")
-COMMAND_TIMEOUT_S = 300
-
-
-@dataclass
-class Stack:
-    """A stack of this test module's own: a directory and free ports, passed to every command as variables."""
-
-    root: Path
-    settings: StackSettings
-    env: dict[str, str]
-
-    def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        """``tabloop stack <args>``."""
-        return self._run([sys.executable, "-m", "tabloop.commands", "stack", *args], extra)
-
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
-        return self._run(["make", target], {})
-
-    def _run(self, command: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env={**self.env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-        )
-
-    def pid_files(self) -> list[Path]:
-        run = self.settings.paths().root / "run"
-        return sorted(run.glob("*.pid")) if run.is_dir() else []
-
-    def taken(self) -> list[tuple[str, int]]:
-        return [(owner, port) for owner, port in self.settings.ports() if not port_is_free(port)]
-
-    def leftovers(self) -> list[psutil.Process]:
-        """Processes working in the stack's directory: every server of the stack does, nothing else does."""
-        found = []
-        for process in psutil.process_iter(["cwd", "cmdline"]):
-            where = process.info["cwd"] or ""
-            if where.startswith(str(self.root)) or str(self.root) in " ".join(process.info["cmdline"] or ()):
-                found.append(process)
-        return found
-
-    def stop(self) -> None:
-        """``tabloop stack down``; if that fails, stop what the PID files still prove to be the stack's."""
-        if self.cli("down").returncode == 0:
-            return
-        for path in self.pid_files():
-            verdict, record = read_pid_file(path)
-            if verdict is Verdict.RUNNING and record is not None:
-                stop_group(record, 10)
-
-
-def _free_block() -> int:
-    """A base port whose SeaweedFS block (base..base+4, and each + 10000) is free."""
-    for _ in range(200):
-        base = random.randrange(20_000, 40_000)
-        if all(port_is_free(port) for i in range(5) for port in (base + i, base + i + 10_000)):
-            return base
-    raise AssertionError("no free block of ports for SeaweedFS")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    setup = subprocess.run(["make", "stack-setup"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    assert setup.returncode == 0, f"make stack-setup failed:\n{setup.stdout}\n{setup.stderr}"
-    root = Path(tempfile.mkdtemp(prefix="tabloop-stack-e2e-"))  # not under pytest's 0700 tmp: postgres enters it
-    root.chmod(0o711)
-    postgres_port, mlflow_port = free_port(), free_port()
-    s3_port = _free_block()
-    variables = {
-        "TABLOOP_STACK_DIR": str(root / ".stack"),
-        "TABLOOP_STACK_POSTGRES_PORT": str(postgres_port),
-        "TABLOOP_STACK_S3_PORT": str(s3_port),
-        "TABLOOP_STACK_MLFLOW_PORT": str(mlflow_port),
-    }
-    settings = StackSettings(dir=root / ".stack", postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port)
-    env = {**os.environ, **variables, "COLUMNS": "200"}  # a wide table: addresses are never cut
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI"):
-        env.pop(name, None)
-    made = Stack(root, settings, env)
-    try:
-        yield made
-    finally:
-        made.stop()
-        left = made.leftovers()
-        for process in left:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        shutil.rmtree(root, ignore_errors=True)
-        assert not left, f"left running: {[p.info['cmdline'] for p in left]}"
-
-
-@pytest.fixture
-def stopped_after(stack: Stack) -> Iterator[Stack]:
-    """The stack, stopped when the test ends whatever happened in it."""
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
@@ -176,12 +68,6 @@ def _plant_stale_pid_files(stack: Stack, other: subprocess.Popen[bytes]) -> None
         paths.pid_file(key).parent.mkdir(parents=True, exist_ok=True)
         paths.pid_file(key).write_text(record.model_dump_json())
     paths.pid_file("postgres").write_text("4242\n")
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
-    return {name: shlex.split(value)[0] for name, value in pairs}
 
 
 def _listening_addresses(pids: list[int]) -> set[str]:
@@ -309,7 +195,7 @@ def test_up_status_up_again_then_store_and_track_then_down(
     assert [read_pid_file(settings.paths().pid_file(key))[1] for key in PARTS] == [r for _, r in pids.values()]
     assert _listening_addresses(leaders) == {"127.0.0.1"}
 
-    env = _read_env(settings.paths().env_file)
+    env = read_env(settings.paths().env_file)
     assert stat.S_IMODE(settings.paths().credentials.stat().st_mode) == 0o600
     s3 = _s3_round_trip(env, settings)
     run_id = _mlflow_round_trip(env, tmp_path, monkeypatch)
@@ -384,6 +270,7 @@ def test_a_second_command_at_the_same_time_is_refused(stopped_after: Stack) -> N
 
 def test_the_prediction_log_on_postgresql_reads_like_sqlite_and_outlives_a_killed_database(
     stopped_after: Stack,
+    started: dict[str, str],
     serve_settings: ServeSettings,
     registry_store: tuple[Any, Path],
     test_rows: list[dict[str, Any]],
@@ -392,9 +279,7 @@ def test_the_prediction_log_on_postgresql_reads_like_sqlite_and_outlives_a_kille
     tmp_path: Path,
 ) -> None:
     stack = stopped_after
-    up = stack.make("stack-up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    server = _read_env(stack.settings.paths().env_file)["TABLOOP_STACK_LOG_SERVER"]
+    server = started["TABLOOP_STACK_LOG_SERVER"]
 
     # The fast reader (the driver's rows, typed once per distinct value) reads PostgreSQL's log as SQLite's.
     sqlite_log, pg_log = f"sqlite:///{replayed_log[0]}", f"{server}/{log_database('credit')}"
@@ -458,11 +343,11 @@ def test_the_prediction_log_on_postgresql_reads_like_sqlite_and_outlives_a_kille
     assert outcomes == ["during-0"]
 
 
-def test_a_push_to_an_object_store_that_is_down_fails_clearly_and_resumes(stopped_after: Stack, tmp_path: Path) -> None:
+def test_a_push_to_an_object_store_that_is_down_fails_clearly_and_resumes(
+    stopped_after: Stack, started: dict[str, str], tmp_path: Path
+) -> None:
     stack = stopped_after
-    up = stack.make("stack-up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    env = {**stack.env, **_read_env(stack.settings.paths().env_file)}
+    env = {**stack.env, **started}
     repo = tmp_path / "project"
     repo.mkdir()
     (repo / "data").mkdir()

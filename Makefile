@@ -131,10 +131,11 @@ test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panel
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/pytest -m ui $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Check style, formatting and types (ruff, mypy)
+lint: $(STAMP) ## Check style, formatting and types (ruff, mypy) and the Dockerfiles (hadolint)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint $(DOCKERFILES)
 
 format: $(STAMP) ## Format the code and fix what ruff can
 	$(BIN)/ruff check --fix .
@@ -186,6 +187,31 @@ stack-env: ## Print the stack's settings for DATASET as shell exports: eval "$(m
 	@test -f $(STACK_ENV) || { echo "error: $(STACK_ENV) not found; run make stack-up first" >&2; exit 1; }
 	@sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*=\)/export \1/p' $(STACK_ENV)
 	@echo "export TABLOOP_SERVE_PREDICTION_LOG_URL=$$(sed -n 's/^TABLOOP_STACK_LOG_SERVER=//p' $(STACK_ENV))/predictions_$(DATASET)"
+
+# The service's image, built with podman (Debian's podman package; installed if missing) from a wheelhouse that
+# pip fills here (build/wheels/: the locked versions, from this machine's package indexes; build/project/: this
+# project), so the build downloads nothing. BASE=debian (default): on a Debian base made here with debootstrap
+# (deploy/base-image.sh; sudo if not root); BASE=<image>, e.g. BASE=docker.io/library/python:3.11-slim-bookworm,
+# on that image instead.
+IMAGE ?= localhost/tabloop-serve
+BASE ?= debian
+BASE_IMAGE := $(if $(filter debian,$(BASE)),localhost/tabloop-base:bookworm,$(BASE))
+DOCKERFILES := serving/Dockerfile deploy/mlflow/Dockerfile
+.PHONY: image
+
+image: $(STAMP) ## Build the service's image with podman (IMAGE=localhost/tabloop-serve; BASE=debian, made here, or an image)
+	@missing=$$(for tool in podman $(if $(filter debian,$(BASE)),debootstrap); do command -v $$tool >/dev/null || echo $$tool; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: $$missing not found; install Debian's packages (apt-get install podman runc debootstrap) as root" >&2; exit 1; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc debootstrap; fi
+	$(BIN)/hadolint $(DOCKERFILES)
+	rm -rf build/wheels build/project
+	$(BIN)/python -m pip wheel --quiet -w build/wheels -c requirements.lock .
+	mkdir -p build/project && mv build/wheels/tabloop-*.whl build/project/
+	$(if $(filter debian,$(BASE)),podman image exists $(BASE_IMAGE) || deploy/base-image.sh $(BASE_IMAGE))
+	podman build --isolation=chroot --format docker -f serving/Dockerfile --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
+		--build-arg INSTALL_FROM=wheels -t $(IMAGE) .
 
 lock: ## Re-resolve requirements.lock from pyproject.toml in a scratch environment
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

@@ -121,7 +121,7 @@ dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.
 test: $(STAMP) ## Run the tests of every change: unit, data, model, api, adapter (about two minutes); PYTEST_ARGS="-k ..."
 	$(BIN)/pytest -m "not e2e and not ui" $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## Run the whole suite, end-to-end tests included (what CI runs after make test; about ten minutes)
+test-all: $(STAMP) ## Run the whole suite, end-to-end tests included (what CI runs after make test; about half an hour: the image is built, the stack started)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panels (installs Debian's chromium if missing)

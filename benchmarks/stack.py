@@ -32,7 +32,7 @@ from tabloop.register import RegisterInputs, register_candidate
 from tabloop.registry import Registry
 from tabloop.settings import Settings, from_environment
 from tabloop.stack.control import down, up
-from tabloop.stack.credentials import log_database
+from tabloop.stack.credentials import Credentials, connection_settings, log_database
 from tabloop.stack.settings import StackSettings
 
 LOG_ROWS = 20_000
@@ -54,7 +54,10 @@ def run() -> dict[str, Any]:
     # Stopped again only if none of it ran before: `tabloop stack down` stops every part, and what ran before stays.
     stop_after = bool(started) and not any(": already running" in line for line in said)
     try:
-        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
+        credentials = Credentials.load(stack.paths().credentials)
+        if credentials is None:
+            raise BenchmarkError(f"{env_file.parent}: the stack has no credentials")
+        env = connection_settings(stack, credentials)  # what the env file says, from the stack's own records
         with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
             root = Path(tmp)
             sqlite = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))

@@ -85,8 +85,8 @@ def test_the_image_builds_here_and_serves_the_stacks_champion(
 
         stopped = subprocess.run(["podman", "stop", "-t", "30", name], capture_output=True, text=True, check=False)
         assert stopped.returncode == 0, stopped.stderr
-        logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True, check=False).stdout
-        assert "Application shutdown complete" in logs + _stderr_logs(name)
+        logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True, check=False)
+        assert "Application shutdown complete" in logs.stdout + logs.stderr  # uvicorn logs to stderr
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
         subprocess.run(["podman", "rmi", "-f", image], capture_output=True, check=False)
@@ -132,7 +132,3 @@ def _user(name: str) -> str:
     command = ["podman", "inspect", "--format", "{{.Config.User}}", name]
     found = subprocess.run(command, capture_output=True, text=True, check=False)
     return found.stdout.strip().split(":")[0]
-
-
-def _stderr_logs(name: str) -> str:
-    return subprocess.run(["podman", "logs", name], capture_output=True, text=True, check=False).stderr

@@ -154,42 +154,26 @@ def test_the_env_file_points_everything_at_the_stack_and_reads_back_in_a_shell_a
 
     # `make stack-env` for a shell, and what every target sees with STACK=1: the same values, and the prediction
     # log of the dataset the command works on.
-    make = {**os.environ, "TABLOOP_STACK_DIR": str(stack_dir)}
-    exports = subprocess.run(
-        ["make", "-s", "stack-env", "DATASET=credit"],
-        cwd=REPO_ROOT,
-        env=make,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    exports = _make(stack_dir, "-s", "stack-env", "DATASET=credit")
     assert exports.returncode == 0, exports.stderr
     given = {f"export {name}={value}" for name, value in variables.items()}
     assert set(exports.stdout.splitlines()) == given | {
         f"export TABLOOP_SERVE_PREDICTION_LOG_URL={server}/predictions_credit"
     }
-    planned = subprocess.run(
-        ["make", "-n", "push", "STACK=1", "DATASET=flights"],
-        cwd=REPO_ROOT,
-        env=make,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    planned = _make(stack_dir, "-n", "push", "STACK=1", "DATASET=flights")
     assert planned.returncode == 0, planned.stderr
     assert "dvc push --remote stack" in planned.stdout
     assert "tabloop stack up" in planned.stdout  # the stack is started first if it is not running
-    seen = subprocess.run(
-        ["make", "-s", "--eval=show-env: ; @env", "show-env", "STACK=1", "DATASET=flights"],
-        cwd=REPO_ROOT,
-        env=make,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    seen = _make(stack_dir, "-s", "--eval=show-env: ; @env", "show-env", "STACK=1", "DATASET=flights")
     assert seen.returncode == 0, seen.stderr
     assert {f"{name}={value}" for name, value in variables.items()} <= set(seen.stdout.splitlines())
     assert f"TABLOOP_SERVE_PREDICTION_LOG_URL={server}/predictions_flights" in seen.stdout.splitlines()
+
+
+def _make(stack_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``make args`` in the repository with the stack's directory at ``stack_dir``."""
+    env = {**os.environ, "TABLOOP_STACK_DIR": str(stack_dir)}
+    return subprocess.run(["make", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
 
 
 def test_a_value_that_would_need_quoting_never_reaches_the_env_file() -> None:

@@ -131,10 +131,11 @@ test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panel
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/pytest -m ui $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Check style, formatting and types (ruff, mypy) and the Dockerfiles (hadolint)
+lint: $(STAMP) ## Check style, formatting, types, the layer contracts (ruff, mypy, lint-imports) and the Dockerfiles (hadolint)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint $(DOCKERFILES)
 
 format: $(STAMP) ## Format the code and fix what ruff can
@@ -145,7 +146,7 @@ typecheck: $(STAMP) ## Run mypy only
 	$(BIN)/mypy
 
 bench: $(STACK_STAMP) ## Run the benchmarks against their anchors, after make train (minutes); ONLY=serving for one
-	$(BIN)/python -m benchmarks $(foreach b,$(ONLY),--only $(b))
+	$(BIN)/python -m tools.benchmarks $(foreach b,$(ONLY),--only $(b))
 
 push: $(STAMP) $(if $(ON_STACK),dvc-remote) ## Push DVC-tracked data and models to the default remote (STACK=1: the stack's bucket)
 	$(BIN)/dvc push $(if $(ON_STACK),--remote stack)
@@ -175,13 +176,13 @@ stack-up: $(STACK_STAMP) ## Start PostgreSQL, S3 (SeaweedFS) and MLflow on 127.0
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
 	  else echo "error: PostgreSQL's initdb not found; install Debian's postgresql package (apt-get install postgresql) as root" >&2; exit 1; fi; \
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
-	@$(BIN)/tabloop stack up
+	@$(BIN)/python -m tools.stack up
 
 stack-down: $(STAMP) ## Stop what make stack-up started (its PID files say what); the data stays in .stack/
-	@$(BIN)/tabloop stack down
+	@$(BIN)/python -m tools.stack down
 
 stack-status: $(STACK_STAMP) ## Show each part of the stack, its address and whether it answers (exit 0: all answer)
-	@$(BIN)/tabloop stack status
+	@$(BIN)/python -m tools.stack status
 
 stack-env: ## Print the stack's settings for DATASET as shell exports: eval "$(make -s stack-env)"
 	@test -f $(STACK_ENV) || { echo "error: $(STACK_ENV) not found; run make stack-up first" >&2; exit 1; }

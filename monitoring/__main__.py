@@ -10,7 +10,7 @@ import typer
 from pydantic import SecretStr
 
 from monitoring.config import ServiceClient, load_monitor_config
-from tabloop.cli import DatasetOption, console, entry_point
+from tabloop.commands.boundary import DatasetOption, console, entry_point
 from tabloop.config import load_data_config, load_registry_config
 from tabloop.settings import from_environment
 

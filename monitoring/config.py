@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tabloop.config import load_yaml, parse_config
-from tabloop.contract import StrictModel
 from tabloop.layout import Layout
+from tabloop.runtime.contract import StrictModel
 
 
 def _default(section: str, key: str) -> Any:

@@ -10,9 +10,9 @@ from typing import Any, Literal
 import polars as pl
 import sqlalchemy as sa
 
-from tabloop.contract import FeatureContract, FeatureSpec
 from tabloop.errors import TabloopError
 from tabloop.log_schema import feedback, predictions
+from tabloop.runtime.contract import FeatureContract, FeatureSpec
 
 FETCH_ROWS = 200_000
 ID_BATCH = 5000  # ids per query: within every database's limit on bound parameters

@@ -17,15 +17,15 @@ import polars as pl
 
 from monitoring.log import feature_dtype
 from tabloop.config import RegistryConfig
-from tabloop.dvc_repo import cached_file
 from tabloop.errors import TabloopError
-from tabloop.features.preprocessing import frame_columns
+from tabloop.features.fitting import frame_columns
 from tabloop.io import staged
-from tabloop.model.bundle import Bundle, Predictor
+from tabloop.registry.dvc_repo import cached_file
+from tabloop.runtime.bundle import Bundle, Predictor
 from tabloop.settings import Settings
 
 if TYPE_CHECKING:
-    from tabloop.registry import Registry
+    from tabloop.registry.mlflow import Registry
 
 FEATURES_DIR = "features"  # the role of the features directory in a bundle's lineage
 REFERENCE_SPLIT = "valid.parquet"
@@ -80,7 +80,7 @@ class References:
         if directory.is_dir():
             return directory
         if self._registry is None:
-            from tabloop.registry import Registry  # MLflow is slow to import; only for a version not cached
+            from tabloop.registry.mlflow import Registry  # MLflow is slow to import; only for a version not cached
 
             self._registry = Registry(self.settings, self.registry_config.model_copy(update={"model_name": name}))
             self._registry.connect()

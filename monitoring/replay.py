@@ -34,9 +34,9 @@ import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from monitoring.config import ReplayConfig
-from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
-from tabloop.features.build import ID, OUTCOME, OUTCOME_TIME, TIME
+from tabloop.records import ID, OUTCOME, OUTCOME_TIME, TIME
+from tabloop.runtime.contract import FeatureContract
 
 T = TypeVar("T")
 SNAPSHOT_NAME = "traffic.parquet"  # beside the state file

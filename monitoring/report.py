@@ -31,7 +31,7 @@ from monitoring.snapshots import (
     snapshot_html,
     snapshot_json,
 )
-from tabloop.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract
 
 if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
     from monitoring.reference import Reference

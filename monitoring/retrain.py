@@ -39,12 +39,12 @@ from tabloop.config import (
     load_data_config,
     load_registry_config,
 )
-from tabloop.dvc_repo import run_experiment
 from tabloop.errors import TabloopError
-from tabloop.features.build import ID, FeatureMetrics
 from tabloop.io import read_json
 from tabloop.layout import Layout
-from tabloop.registry import BUNDLE_TAG, CHAMPION, Registry
+from tabloop.records import ID, FeatureMetrics
+from tabloop.registry.dvc_repo import run_experiment
+from tabloop.registry.mlflow import BUNDLE_TAG, CHAMPION, Registry
 from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -40,10 +40,10 @@ from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 from evidently.ui.workspace import Workspace
 
 from monitoring.gate import DriftScore, LabelDrift, WindowQuality, WindowSummary
-from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
 from tabloop.evaluation.metrics import expected_calibration_error
 from tabloop.io import staged
+from tabloop.runtime.contract import FeatureContract
 
 __all__ = [
     "PROBABILITY",

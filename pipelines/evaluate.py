@@ -2,9 +2,9 @@
 
 import typer
 
-from tabloop.cli import DatasetOption, PathOption, entry_point
+from tabloop.commands.boundary import DatasetOption, PathOption, entry_point
 from tabloop.config import load_data_config, load_evaluate_config
-from tabloop.evaluation.stage import evaluate
+from tabloop.stages.evaluate import run as evaluate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

@@ -2,9 +2,9 @@
 
 import typer
 
-from tabloop.cli import DatasetOption, PathOption, entry_point
+from tabloop.commands.boundary import DatasetOption, PathOption, entry_point
 from tabloop.config import load_data_config
-from tabloop.features.build import build_features
+from tabloop.stages.features import run as build_features
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

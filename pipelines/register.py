@@ -6,9 +6,10 @@ from typing import Annotated
 import typer
 from pydantic import JsonValue
 
-from tabloop.cli import DatasetOption, console, entry_point
+from tabloop.commands.boundary import DatasetOption, console, entry_point
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
-from tabloop.register import RegisterInputs, register_candidate
+from tabloop.registry.candidate import RegisterInputs
+from tabloop.stages.register import run as register_candidate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

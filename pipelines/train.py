@@ -9,10 +9,10 @@ import sys
 import typer
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from tabloop.cli import DatasetOption, PathOption, entry_point
+from tabloop.commands.boundary import DatasetOption, PathOption, entry_point
 from tabloop.config import load_train_config
-from tabloop.distributed import launched_by_torchrun, torchrun_command
-from tabloop.training import train
+from tabloop.stages.train import run as train
+from tabloop.training.distributed import launched_by_torchrun, torchrun_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

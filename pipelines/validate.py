@@ -3,9 +3,9 @@
 import typer
 from rich.markdown import Markdown
 
-from tabloop.cli import DatasetOption, PathOption, console, entry_point
+from tabloop.commands.boundary import DatasetOption, PathOption, console, entry_point
 from tabloop.config import load_data_config
-from tabloop.data.validate import validate
+from tabloop.stages.validate import run as validate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

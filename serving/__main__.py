@@ -20,7 +20,7 @@ import uvicorn
 from serving.app import create_app, open_log
 from serving.http import PROTOCOL
 from serving.settings import ServeSettings
-from tabloop.cli import entry_point
+from tabloop.commands.boundary import entry_point
 from tabloop.settings import from_environment
 
 

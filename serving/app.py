@@ -32,10 +32,10 @@ from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
 from serving.v2 import InferRequest, V2Error, build_v2_router
 from tabloop import __version__
-from tabloop.cli import entry_point
+from tabloop.commands.boundary import entry_point
 from tabloop.config import load_data_config, load_registry_config
-from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
+from tabloop.runtime.contract import FeatureContract
 from tabloop.settings import Settings, apply_process_defaults, from_environment
 
 logger = logging.getLogger(__name__)

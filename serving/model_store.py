@@ -31,12 +31,12 @@ import numpy as np
 from serving.schemas import example_row
 from serving.settings import ServeSettings
 from tabloop.config import RegistryConfig
-from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError, redact
 from tabloop.io import read_json, staged, write_json
-from tabloop.lineage import Lineage
-from tabloop.model.bundle import Bundle, Predictor, files_digest
-from tabloop.registry import FILES_TAG, Registry
+from tabloop.registry.mlflow import FILES_TAG, Registry
+from tabloop.runtime.bundle import Bundle, Predictor, files_digest
+from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.lineage import Lineage
 from tabloop.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from serving.schemas import (
     Unregistered,
 )
 from serving.service import Predicted, RequestContext, Service, ServiceError, error_path, require_json
-from tabloop.contract import FeatureContract
 from tabloop.errors import redact
+from tabloop.runtime.contract import FeatureContract
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 LOADER_ROUNDS = 10  # flush intervals a feedback waits, with workers, for ids another worker answered

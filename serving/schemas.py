@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, create_model
 from pydantic.json_schema import SkipJsonSchema
 
-from tabloop.contract import FeatureContract, FeatureSpec
-from tabloop.features.preprocessing import Preprocessor
-from tabloop.lineage import GitState, LineageMetrics
+from tabloop.runtime.contract import FeatureContract, FeatureSpec
+from tabloop.runtime.lineage import GitState, LineageMetrics
+from tabloop.runtime.preprocessing import Preprocessor
 
 MAX_TEXT = 64
 

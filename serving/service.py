@@ -27,8 +27,8 @@ from serving.prediction_log import (
 )
 from serving.schemas import ApiModels
 from serving.settings import ServeSettings
-from tabloop.contract import FeatureContract
 from tabloop.errors import TabloopError
+from tabloop.runtime.contract import FeatureContract
 
 
 class ServiceError(TabloopError):

@@ -27,7 +27,7 @@ from serving.deps import ServiceDep
 from serving.schemas import JsonObject
 from serving.service import Predicted, RequestContext, Service, ServiceError, validation_details
 from tabloop import __version__
-from tabloop.contract import FeatureSpec
+from tabloop.runtime.contract import FeatureSpec
 
 INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 NUMBER_TYPES = INTEGER_TYPES | {"FP16", "FP32", "FP64"}

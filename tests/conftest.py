@@ -30,14 +30,14 @@ from tabloop.config import (
     load_evaluate_config,
     load_train_config,
 )
-from tabloop.data.ingest import ingest
-from tabloop.data.validate import validate
-from tabloop.evaluation.stage import evaluate
-from tabloop.features.build import build_features
-from tabloop.model.bundle import Predictor
-from tabloop.register import register_candidate
+from tabloop.runtime.bundle import Predictor
 from tabloop.settings import Settings
-from tabloop.training import train
+from tabloop.stages.evaluate import run as evaluate
+from tabloop.stages.features import run as build_features
+from tabloop.stages.ingest import run as ingest
+from tabloop.stages.register import run as register_candidate
+from tabloop.stages.train import run as train
+from tabloop.stages.validate import run as validate
 
 pytest_plugins = ["chromium"]  # the browser fixture of the ui tests
 

@@ -24,11 +24,12 @@ from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
 from tabloop.config import DataConfig, EvaluateConfig, RegistryConfig, TrainConfig
-from tabloop.features.build import build_features
-from tabloop.model.bundle import Bundle
-from tabloop.register import RegisterInputs, register_candidate
-from tabloop.registry import CHAMPION, Registry
+from tabloop.registry.candidate import RegisterInputs
+from tabloop.registry.mlflow import CHAMPION, Registry
+from tabloop.runtime.bundle import Bundle
 from tabloop.settings import Settings
+from tabloop.stages.features import run as build_features
+from tabloop.stages.register import run as register_candidate
 
 __all__ = ["REPO_ROOT"]
 

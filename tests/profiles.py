@@ -24,9 +24,9 @@ import polars as pl
 
 from synthetic import single_table, write_source
 from tabloop.config import DataConfig, Period, ShuffledSplit, SplitConfig, TimeSplit, load_data_config
-from tabloop.data.ingest import ingest
 from tabloop.errors import TabloopError
 from tabloop.layout import Layout
+from tabloop.stages.ingest import run as ingest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGURED = Layout.of(os.environ.get("TABLOOP_DATASET") or None, REPO_ROOT)  # the configured dataset's paths

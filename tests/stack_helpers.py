@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 
 from helpers import REPO_ROOT
-from tabloop.stack.processes import Verdict, port_is_free, read_pid_file, stop_group
-from tabloop.stack.settings import StackSettings
+from tools.stack.processes import Verdict, port_is_free, read_pid_file, stop_group
+from tools.stack.settings import StackSettings
 
 PARTS = ("postgres", "seaweedfs", "mlflow")
 COMMAND_TIMEOUT_S = 300
@@ -30,8 +30,8 @@ class Stack:
     env: dict[str, str]
 
     def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        """``tabloop stack <args>``."""
-        return self._run([sys.executable, "-m", "tabloop.commands", "stack", *args], extra)
+        """``python -m tools.stack <args>``."""
+        return self._run([sys.executable, "-m", "tools.stack", *args], extra)
 
     def make(self, target: str) -> subprocess.CompletedProcess[str]:
         return self._run(["make", target], {})
@@ -64,7 +64,7 @@ class Stack:
         return found
 
     def stop(self) -> None:
-        """``tabloop stack down``; if that fails, stop what the PID files still prove to be the stack's."""
+        """``python -m tools.stack down``; if that fails, stop what the PID files still prove to be the stack's."""
         if self.cli("down").returncode == 0:
             return
         for path in self.pid_files():

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 
 from tabloop.config import DataConfig
-from tabloop.contract import INTEGER_DTYPES, ColumnSpec, FeatureContract
 from tabloop.data.dtypes import polars_dtype
+from tabloop.runtime.contract import INTEGER_DTYPES, ColumnSpec, FeatureContract
 
 MISSING_SHARE = 0.05  # of a nullable column's values
 

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from ruamel.yaml.error import YAMLError
 
-from tabloop.contract import FeatureContract, StrictModel, TableSpec
 from tabloop.errors import ConfigError
 from tabloop.io import parse_yaml
+from tabloop.runtime.contract import FeatureContract, StrictModel, TableSpec
 
 SPLITS = ("train", "valid", "test")
 

@@ -15,8 +15,8 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from tabloop.config import load_yaml, parse_config
-from tabloop.contract import StrictModel
 from tabloop.errors import ConfigError
+from tabloop.runtime.contract import StrictModel
 
 DATASETS_FILE = Path("configs") / "datasets.yaml"
 # Lower case letters, digits and underscores: a name that is safe in paths, DVC stage names and MLflow names.

@@ -15,7 +15,7 @@ from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
 from serving.settings import ServeSettings
-from tabloop.cli import entry_point
+from tabloop.commands.boundary import entry_point
 from tabloop.config import DataConfig
 
 

@@ -27,7 +27,7 @@ from serving.settings import ServeSettings, key_weakness
 from serving.v2 import ModelMetadataResponse, ServerMetadataResponse, datatype_of
 from synthetic import Probe
 from tabloop.errors import ConfigError
-from tabloop.model.bundle import Predictor
+from tabloop.runtime.bundle import Predictor
 
 Rows = list[dict[str, Any]]
 CONTRACT = configured_config().contract
@@ -474,7 +474,7 @@ def test_a_bad_environment_value_stops_the_service_with_one_line(variable: str, 
     ],
 )
 def test_a_prediction_log_that_cannot_be_kept_is_a_configuration_error(url: str, says: str, tmp_path: Path) -> None:
-    """What the entry point reports as one line (tabloop.cli.entry_point), with no password in it."""
+    """What the entry point reports as one line (tabloop.commands.boundary.entry_point), with no password in it."""
     with pytest.raises(ConfigError, match=says) as refused:
         PredictionLog(url, None if url.startswith("sqlite") else tmp_path / "journal")
     assert "hunter2" not in str(refused.value)

@@ -21,7 +21,7 @@ from serving.app import create_app
 from serving.settings import ServeSettings
 from serving.v2 import datatype_of
 from synthetic import Probe
-from tabloop.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract
 
 Rows = list[dict[str, Any]]
 PROBE = Probe.of(configured_config().contract)

@@ -14,10 +14,10 @@ from helpers import register, variant
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tabloop.config import RegistryConfig
-from tabloop.model.bundle import Bundle
-from tabloop.register import log_model
-from tabloop.registry import FILES_TAG, Registry
+from tabloop.registry.mlflow import FILES_TAG, Registry
+from tabloop.runtime.bundle import Bundle
 from tabloop.settings import Settings
+from tabloop.stages.register import log_model
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_a_model_with_non_finite_predictions_is_not_registered(
     trained: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    from tabloop.model.bundle import BundleError
+    from tabloop.runtime.bundle import BundleError
 
     with pytest.raises(BundleError, match="probabilities are not finite for"):
         reg(variant(trained, tmp_path, "nan", "nan"))

@@ -10,8 +10,9 @@ import pytest
 
 from helpers import read_splits, rebuild
 from tabloop.config import DataConfig, TimeSplit
-from tabloop.features.build import ID, TIME
-from tabloop.features.preprocessing import FIRST_INDEX, frame_columns, load_preprocessor
+from tabloop.features.fitting import frame_columns
+from tabloop.records import ID, TIME
+from tabloop.runtime.preprocessing import FIRST_INDEX, load_preprocessor
 
 
 def test_split_boundaries_are_exact(stage_outputs: dict[str, Path], config: DataConfig) -> None:

@@ -12,13 +12,14 @@ from helpers import REPO_ROOT, shrink, with_source
 from profiles import fixture_config, time_split_of
 from synthetic import single_table, write_source
 from tabloop.config import load_data_config, load_evaluate_config, load_train_config
-from tabloop.data.ingest import ingest
-from tabloop.data.validate import validate
-from tabloop.evaluation.stage import evaluate
-from tabloop.features.build import ID, build_features
 from tabloop.io import read_json
 from tabloop.layout import Layout, load_datasets
-from tabloop.training import train
+from tabloop.records import ID
+from tabloop.stages.evaluate import run as evaluate
+from tabloop.stages.features import run as build_features
+from tabloop.stages.ingest import run as ingest
+from tabloop.stages.train import run as train
+from tabloop.stages.validate import run as validate
 
 SINGLE_TABLE = [
     name

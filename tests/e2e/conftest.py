@@ -15,7 +15,7 @@ import pytest
 
 from helpers import REPO_ROOT, free_port
 from stack_helpers import Stack, free_block, read_env
-from tabloop.stack.settings import StackSettings
+from tools.stack.settings import StackSettings
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from tabloop.config import TrainConfig
-from tabloop.distributed import World
-from tabloop.training import EpochRecord, train
+from tabloop.stages.train import run as train
+from tabloop.training.distributed import World
+from tabloop.training.loop import EpochRecord
 
 
 def main() -> None:

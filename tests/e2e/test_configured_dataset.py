@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.workspace import environment
 from helpers import REPO_ROOT, WHERE
 from tabloop.config import load_data_config
 from tabloop.layout import Layout, load_datasets
+from tools.benchmarks.workspace import environment
 
 OTHERS = [name for name in load_datasets(REPO_ROOT).datasets if name != WHERE.dataset]
 

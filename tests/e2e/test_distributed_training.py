@@ -18,10 +18,10 @@ import yaml
 
 from helpers import REPO_ROOT
 from tabloop.config import DistributedConfig, TrainConfig
-from tabloop.features.preprocessing import frame_columns
+from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
-from tabloop.model.bundle import Bundle, Predictor
-from tabloop.training import CHECKPOINT_FILE
+from tabloop.runtime.bundle import Bundle, Predictor
+from tabloop.training.loop import CHECKPOINT_FILE
 
 HERE = Path(__file__).parent
 

@@ -16,7 +16,6 @@ import httpx
 import pytest
 import yaml
 
-from benchmarks.workspace import copy_repository, dvc, edit_config, environment
 from flights.slices import write_slice
 from helpers import free_port
 from monitoring.gate import ALARM
@@ -24,6 +23,7 @@ from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.snapshots import MonitoringWorkspace
 from profiles import FLIGHTS_SPLIT
 from tabloop.layout import Layout
+from tools.benchmarks.workspace import copy_repository, dvc, edit_config, environment
 
 pytestmark = pytest.mark.adapter("flights")
 FIRST_MONTH_END = "2013-11-30"

@@ -17,11 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from benchmarks.workspace import copy_repository, dvc, edit_config
 from flights.slices import write_table
 from helpers import WHERE
 from profiles import FLIGHTS_SPLIT
 from tabloop.io import read_json
+from tools.benchmarks.workspace import copy_repository, dvc, edit_config
 
 pytestmark = pytest.mark.adapter("flights")
 D = WHERE.dataset

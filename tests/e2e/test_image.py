@@ -23,8 +23,8 @@ import pytest
 
 from helpers import REPO_ROOT, WHERE, free_port, register_inputs
 from tabloop.config import EvaluateConfig, RegistryConfig, load_registry_config
-from tabloop.register import register_candidate
 from tabloop.settings import Settings
+from tabloop.stages.register import run as register_candidate
 
 pytestmark = pytest.mark.image
 BUILD_TIMEOUT_S = 1800

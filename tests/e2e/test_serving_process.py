@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from helpers import REPO_ROOT, free_port, two_versions
-from tabloop.model.bundle import Bundle
-from tabloop.registry import CHAMPION
+from tabloop.registry.mlflow import CHAMPION
+from tabloop.runtime.bundle import Bundle
 from tabloop.settings import Settings
 
 POLL_S = 0.1

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_serving_process import answered_ids, logged_ids, run_load_then, start
 
 from helpers import two_versions
-from tabloop.registry import CHAMPION
+from tabloop.registry.mlflow import CHAMPION
 from tabloop.settings import Settings
 
 WORKERS = 2

@@ -1,6 +1,6 @@
 """The production-like stack for real: PostgreSQL, SeaweedFS and an MLflow server started, used, reported and
-stopped through `make stack-*` and `tabloop stack`, on ports of this test's own, and the faults they must survive:
-a taken port, stale PID files, a part that never answers, two commands at once.
+stopped through `make stack-*` and `python -m tools.stack`, on ports of this test's own, and the faults they must
+survive: a taken port, stale PID files, a part that never answers, two commands at once.
 
 The servers are always stopped: each test that may start them stops the stack when it ends, pass or fail, and the
 module's teardown stops what any PID file still names and checks that nothing of the stack is left running.
@@ -34,8 +34,8 @@ from stack_helpers import PARTS, Stack, read_env
 from tabloop.config import DataConfig
 from tabloop.layout import load_datasets
 from tabloop.log_schema import feedback, metadata, predictions
-from tabloop.stack.credentials import MLFLOW, PREDICTIONS, Credentials, log_database, postgres_url
-from tabloop.stack.processes import (
+from tools.stack.credentials import MLFLOW, PREDICTIONS, Credentials, log_database, postgres_url
+from tools.stack.processes import (
     PidRecord,
     Verdict,
     exclusive,
@@ -43,7 +43,7 @@ from tabloop.stack.processes import (
     read_pid_file,
     stop_group,
 )
-from tabloop.stack.settings import StackSettings
+from tools.stack.settings import StackSettings
 
 
 @pytest.fixture
@@ -264,7 +264,7 @@ def test_a_second_command_at_the_same_time_is_refused(stopped_after: Stack) -> N
         for command in ("up", "down"):
             result = stack.cli(command)
             assert result.returncode == 1
-            assert f"another `tabloop stack` command is running (PID {os.getpid()}" in result.stderr
+            assert f"another `python -m tools.stack` command is running (PID {os.getpid()}" in result.stderr
     _check_stopped(stack, [])
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.workspace import copy_repository, environment
 from helpers import WHERE
+from tools.benchmarks.workspace import copy_repository, environment
 
 
 def test_the_projects_dvc_runs_a_stage_without_the_environment_on_path(tmp_path: Path) -> None:

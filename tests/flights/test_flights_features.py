@@ -14,12 +14,12 @@ import pytest
 
 from helpers import read_splits, rebuild
 from tabloop.config import DataConfig
-from tabloop.contract import FeatureSpec
+from tabloop.datasets.flights.calendar import days_to_nearest, federal_holidays
 from tabloop.errors import FeatureError
-from tabloop.features.build import ID, TIME
-from tabloop.features.calendar import days_to_nearest, federal_holidays
-from tabloop.features.preprocessing import load_preprocessor
 from tabloop.io import read_json
+from tabloop.records import ID, TIME
+from tabloop.runtime.contract import FeatureSpec
+from tabloop.runtime.preprocessing import load_preprocessor
 
 pytestmark = pytest.mark.adapter("flights")
 

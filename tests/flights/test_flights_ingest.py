@@ -12,10 +12,10 @@ from flights.slices import write_table
 from helpers import with_source
 from tabloop.config import DataConfig
 from tabloop.data.dtypes import polars_dtype
-from tabloop.data.ingest import ingest
 from tabloop.data.sources import package_data_dir
 from tabloop.errors import ContractError, SourceError
 from tabloop.io import read_json
+from tabloop.stages.ingest import run as ingest
 
 pytestmark = pytest.mark.adapter("flights")
 

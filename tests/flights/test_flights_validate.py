@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 
 from tabloop.config import DataConfig
-from tabloop.contract import ColumnSpec, Reference, TableSpec
-from tabloop.data.validate import validate, validation_order
+from tabloop.data.validate import validation_order
 from tabloop.errors import ConfigError, ContractError, RejectionLimitError
 from tabloop.io import read_json
+from tabloop.runtime.contract import ColumnSpec, Reference, TableSpec
+from tabloop.stages.validate import run as validate
 
 pytestmark = pytest.mark.adapter("flights")
 

@@ -15,11 +15,12 @@ from sklearn.metrics import roc_auc_score
 from helpers import SPLITS, WHERE, register_inputs, shrink
 from synthetic import Probe
 from tabloop.config import DataConfig, EvaluateConfig, TrainConfig, load_registry_config
-from tabloop.features.preprocessing import frame_columns
-from tabloop.model.bundle import Predictor
-from tabloop.register import RegisterOutcome, register_candidate
+from tabloop.features.fitting import frame_columns
+from tabloop.runtime.bundle import Predictor
 from tabloop.settings import Settings
-from tabloop.training import train
+from tabloop.stages.register import RegisterOutcome
+from tabloop.stages.register import run as register_candidate
+from tabloop.stages.train import run as train
 
 
 def relabelled(features: Path, out: Path, label: pl.Expr) -> Path:

@@ -19,8 +19,8 @@ from tabloop.evaluation.metrics import (
     probability_metrics,
     slice_metrics,
 )
-from tabloop.evaluation.stage import evaluate
 from tabloop.io import read_json
+from tabloop.stages.evaluate import run as evaluate
 
 
 def test_perfect_and_inverted_rankings() -> None:

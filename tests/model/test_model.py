@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from synthetic import Probe
-from tabloop.features.preprocessing import frame_columns
-from tabloop.lineage import GitState, Lineage, LineageMetrics
-from tabloop.model.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
-from tabloop.model.inference import FoldedNetwork
-from tabloop.model.network import ModelArgs, TabularNet, embedding_dim
+from tabloop.features.fitting import frame_columns
+from tabloop.runtime.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from tabloop.runtime.inference import FoldedNetwork
+from tabloop.runtime.lineage import GitState, Lineage, LineageMetrics
+from tabloop.runtime.network import ModelArgs, TabularNet, embedding_dim
 
 ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
 
@@ -145,7 +145,7 @@ def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: P
 
 def test_network_module_imports_no_serving_or_tracking_code() -> None:
     code = (
-        "import sys, tabloop.model.network, tabloop.model.bundle\n"
+        "import sys, tabloop.runtime.network, tabloop.runtime.bundle\n"
         "bad = [m for m in ('mlflow', 'fastapi', 'evidently') if m in sys.modules]\n"
         "assert not bad, bad"
     )

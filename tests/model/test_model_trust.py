@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from helpers import MODEL_NAME
 from serving.app import create_app
 from serving.settings import ServeSettings
-from tabloop.model.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError
-from tabloop.registry import FILES_TAG, Registry
+from tabloop.registry.mlflow import FILES_TAG, Registry
+from tabloop.runtime.bundle import MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError
 from tabloop.settings import Settings
 
 DOWN = Settings(tracking_uri="http://127.0.0.1:9")  # nothing listens there: the registry is unreachable

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,16 +21,18 @@ from mlflow.tracking import MlflowClient
 
 from helpers import register_inputs
 from synthetic import Probe
+from tabloop import runtime
 from tabloop.config import EvaluateConfig, RegistryConfig
-from tabloop.contract import FeatureContract, FeatureSpec
 from tabloop.data.dtypes import polars_dtype
-from tabloop.features.preprocessing import frame_columns
+from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
-from tabloop.model.bundle import LINEAGE_FILE, Bundle, Predictor
-from tabloop.model.network import TabularNet
-from tabloop.register import RegisterInputs, register_candidate
-from tabloop.registry import CHALLENGER, CHAMPION, Registry, RegistryError, input_example, model_signature
+from tabloop.registry.candidate import RegisterInputs
+from tabloop.registry.mlflow import CHALLENGER, CHAMPION, Registry, RegistryError, input_example, model_signature
+from tabloop.runtime.bundle import LINEAGE_FILE, Bundle, Predictor
+from tabloop.runtime.contract import FeatureContract, FeatureSpec
+from tabloop.runtime.network import TabularNet
 from tabloop.settings import Settings
+from tabloop.stages.register import run as register_candidate
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +272,47 @@ def test_the_input_example_satisfies_the_signature_whatever_the_number_dtype(dty
     signature = model_signature(contract).inputs
     validate_schema(input_example(contract, frame), signature)  # raises if MLflow refuses it
     validate_schema(frame.to_pandas(), signature)  # as a client holds the rows: integers as integers
+
+
+RUNTIME_PY = {"__init__.py", "errors.py"} | {f"runtime/{p.name}" for p in Path(runtime.__file__).parent.glob("*.py")}
+
+
+def test_a_registered_model_ships_the_runtime_alone_and_loads_from_it(
+    settings: Settings,
+    registry_config: RegistryConfig,
+    evaluate_config: EvaluateConfig,
+    inputs: RegisterInputs,
+    stage_outputs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    register_candidate(settings, registry_config, evaluate_config, inputs)
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{registry_config.model_name}/1", dst_path=str(tmp_path))
+    )
+    shipped = model_dir / "code" / "tabloop"
+    files = {p.relative_to(shipped).as_posix() for p in shipped.rglob("*.py")}
+    assert files == RUNTIME_PY
+    assert len(files) <= 15
+
+    # In a process of its own (as `mlflow models serve` loads it), the model imports the runtime from its own copy.
+    rows = pl.read_parquet(stage_outputs["features"] / "test.parquet").head(5)
+    rows.write_parquet(tmp_path / "rows.parquet")
+    script = (
+        "import sys, json, mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "import tabloop.runtime.bundle as b\n"
+        "served = model.predict(pd.read_parquet(sys.argv[2]))\n"
+        "print(json.dumps({'module': b.__file__, 'proba': served['probability'].tolist()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir), str(tmp_path / "rows.parquet")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(answer["module"]).is_relative_to(shipped)
+    predictor = Predictor.from_directory(inputs.bundle_dir)
+    expected, _ = predictor.predict(frame_columns(rows, predictor.bundle.contract))
+    assert np.allclose(answer["proba"], expected, atol=1e-7)

@@ -15,15 +15,15 @@ from profiles import configured_config
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.io import read_json
-from tabloop.model.bundle import Bundle
-from tabloop.training import (
+from tabloop.runtime.bundle import Bundle
+from tabloop.stages.train import run as train
+from tabloop.training.loop import (
     CHECKPOINT_FILE,
     EpochRecord,
     TrainResult,
     batch_bounds,
     choose_threshold,
     resolve_device,
-    train,
 )
 
 CONTRACT = configured_config().contract

@@ -149,7 +149,7 @@ def test_the_make_target_drafts_and_explains_a_bad_request(root: Path) -> None:
 
     data = write(customers().with_columns(Churn=pl.lit("No")), root)
     result = subprocess.run(
-        [sys.executable, "-m", "tabloop.commands", "init", "churn", data, "--target", "Churn"],
+        [sys.executable, "-m", "tabloop.commands.app", "init", "churn", data, "--target", "Churn"],
         cwd=root,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tabloop.lineage import UNKNOWN, git_state
+from tabloop.runtime.lineage import UNKNOWN, git_state
 
 
 def git(root: Path, *args: str) -> None:

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tabloop.config import PreprocessingConfig
-from tabloop.contract import FeatureContract, FeatureSpec
-from tabloop.features.preprocessing import FIRST_INDEX, MISSING, OOV, FittedOn, Preprocessor
+from tabloop.features.fitting import fit_preprocessor
+from tabloop.runtime.contract import FeatureContract, FeatureSpec
+from tabloop.runtime.preprocessing import FIRST_INDEX, MISSING, OOV, FittedOn, Preprocessor
 
 CONTRACT = FeatureContract(
     features={
@@ -38,7 +39,7 @@ FITTED_ON = FittedOn(split="train", rows=10, start="2013-01-01", end="2013-08-31
 @pytest.fixture(scope="module")
 def pre() -> Preprocessor:
     config = PreprocessingConfig(min_category_count=2, transforms={"distance": "log1p"}, crosses=[("carrier", "dest")])
-    return Preprocessor.fit(TRAIN, CONTRACT, config, FITTED_ON)
+    return fit_preprocessor(TRAIN, CONTRACT, config, FITTED_ON)
 
 
 def test_vocabulary_orders_by_frequency_and_drops_rare(pre: Preprocessor) -> None:
@@ -101,7 +102,7 @@ def test_json_round_trip_is_lossless(pre: Preprocessor, tmp_path: Path) -> None:
 
 def test_all_null_and_constant_columns_fit_safely() -> None:
     data = {**TRAIN, "temp": [None] * 10, "distance": [5.0] * 10}
-    fitted = Preprocessor.fit(data, CONTRACT, PreprocessingConfig(min_category_count=1), FITTED_ON)
+    fitted = fit_preprocessor(data, CONTRACT, PreprocessingConfig(min_category_count=1), FITTED_ON)
     encoded = fitted.transform(data).numeric
     assert np.isfinite(encoded).all()
     assert (encoded[:, fitted.numeric_names.index("distance")] == 0).all()

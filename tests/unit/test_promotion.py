@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tabloop.config import PromotionGateConfig
-from tabloop.promotion import Scorecard, decide
+from tabloop.registry.promotion import Scorecard, decide
 
 POLICY = PromotionGateConfig(metric="roc_auc", min_improvement=0.002, max_slice_regression=0.02, min_slice_rows=100)
 

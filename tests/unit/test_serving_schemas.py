@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from serving.prediction_log import LogStatus
 from serving.schemas import LogReadiness, Readiness, ServedLineage
-from tabloop.lineage import Lineage
+from tabloop.runtime.lineage import Lineage
 
 
 def test_served_lineage_is_the_registered_lineage_without_its_metrics() -> None:

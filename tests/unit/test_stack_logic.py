@@ -15,10 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import REPO_ROOT
-from tabloop.stack.credentials import Credentials, connection_settings, render_env
-from tabloop.stack.errors import StackBusyError, StackError
-from tabloop.stack.postgres import unreachable
-from tabloop.stack.processes import (
+from tools.stack.credentials import Credentials, connection_settings, render_env
+from tools.stack.errors import StackBusyError, StackError
+from tools.stack.postgres import unreachable
+from tools.stack.processes import (
     LOG_MARK,
     PidRecord,
     ProcessFacts,
@@ -34,7 +34,7 @@ from tabloop.stack.processes import (
     wait_for,
     write_pid_file,
 )
-from tabloop.stack.settings import StackSettings
+from tools.stack.settings import StackSettings
 
 RECORD = PidRecord(pid=4242, create_time=1000.0, cmdline=("/usr/bin/weed", "mini", "-dir=/x"))
 
@@ -163,7 +163,7 @@ def test_the_env_file_points_everything_at_the_stack_and_reads_back_in_a_shell_a
     planned = _make(stack_dir, "-n", "push", "STACK=1", "DATASET=flights")
     assert planned.returncode == 0, planned.stderr
     assert "dvc push --remote stack" in planned.stdout
-    assert "tabloop stack up" in planned.stdout  # the stack is started first if it is not running
+    assert "python -m tools.stack up" in planned.stdout  # the stack is started first if it is not running
     seen = _make(stack_dir, "-s", "--eval=show-env: ; @env", "show-env", "STACK=1", "DATASET=flights")
     assert seen.returncode == 0, seen.stderr
     assert {f"{name}={value}" for name, value in variables.items()} <= set(seen.stdout.splitlines())
@@ -197,7 +197,7 @@ def test_credentials_are_new_each_time_private_on_disk_and_refused_when_not_ours
 
 def test_a_second_command_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
-    busy = f"another `tabloop stack` command is running \\(PID {os.getpid()}"
+    busy = f"another `python -m tools.stack` command is running \\(PID {os.getpid()}"
     with exclusive(lock), pytest.raises(StackBusyError, match=busy), exclusive(lock):
         pass
     with exclusive(lock):  # released with the first holder

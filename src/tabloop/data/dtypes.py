@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tabloop.contract import DType
+from tabloop.runtime.contract import DType
 
 POLARS_DTYPES: dict[DType, pl.DataType] = {
     "int8": pl.Int8(),

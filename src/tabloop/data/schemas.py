@@ -7,8 +7,8 @@ from collections.abc import Collection, Mapping, Sequence
 import pandera.polars as pa
 import polars as pl
 
-from tabloop.contract import FeatureContract, TableSpec, ValueRules
 from tabloop.data.dtypes import polars_dtype
+from tabloop.runtime.contract import FeatureContract, TableSpec, ValueRules
 
 NOT_NULL = "not null"
 

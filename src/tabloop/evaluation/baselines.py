@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
 from tabloop.config import LightGBMConfig, LogisticConfig
-from tabloop.features.preprocessing import EncodedBatch
+from tabloop.runtime.preprocessing import EncodedBatch
 
 
 @dataclass(frozen=True)

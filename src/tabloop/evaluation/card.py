@@ -8,9 +8,8 @@ import polars as pl
 
 from tabloop.config import CardConfig, LabelConfig
 from tabloop.evaluation.metrics import EvaluationResult
-from tabloop.features.build import TIME
-from tabloop.model.bundle import Bundle
-from tabloop.training import TrainMetrics
+from tabloop.records import TIME, TrainMetrics
+from tabloop.runtime.bundle import Bundle
 
 MODEL_NAMES = {
     "pytorch": "PyTorch network (this model)",

@@ -1,137 +1,23 @@
-"""The ``features`` stage: validated tables → ``data/<dataset>/features/{train,valid,test}.parquet`` + preprocessing.
+"""From the adapter's rows to the splits: entity rows, the label, the split, the feature selection and its checks.
 
-The dataset's adapter (or none, for a single table) makes one row per example; this module does the rest the same
-way for every dataset: checks the adapter's columns against the configuration, adds the label, splits, checks the
-feature contract and fits the preprocessing on the training split.
+The dataset's adapter (or none, for a single table) makes one row per example; the features stage
+(:mod:`tabloop.stages.features`) calls these the same way for every dataset, then fits the preprocessing.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandera.errors
 import polars as pl
-from pydantic import BaseModel, ConfigDict, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
 from tabloop.config import SPLITS, Arrived, DataConfig, GroupSplit, RandomSplit, TimeSplit
-from tabloop.contract import FeatureContract
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.schemas import feature_schema
-from tabloop.data.validate import read_raw_table
-from tabloop.datasets import load_adapter
 from tabloop.errors import FeatureError
-from tabloop.features.preprocessing import FIRST_INDEX, PREPROCESSING_FILE, FittedOn, Preprocessor, frame_columns
-from tabloop.io import StageRecord, staged, write_parquet
-
-logger = logging.getLogger(__name__)
-
-# Columns kept beside the features, never model inputs: the example's id, its event time (naive, local to
-# entity.time_zone), when its outcome is known, and the label column's raw value where it is a number.
-ID, TIME, OUTCOME_TIME, OUTCOME = "_id", "_time", "_outcome_time", "_outcome"
-META_COLUMNS = (ID, TIME, OUTCOME_TIME, OUTCOME)
-
-
-class _Dated(BaseModel):
-    """Counts over an event time, ending with its first and last day (``start``, ``end``): those are left out of
-    the JSON where there is no event time."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @model_serializer(mode="wrap")
-    def _leave_out_absent_days(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if k not in ("start", "end") or v is not None}
-
-
-class ExampleCounts(_Dated):
-    """The examples the adapter built, and those left out of the splits."""
-
-    built: int
-    unlabelled: int
-    unlabelled_policy: str
-    outside_split: int  # labelled, but in none of the splits (after a time split's test end)
-    start: str | None = None
-    end: str | None = None
-
-
-class SplitCounts(_Dated):
-    """One split's rows and positive rate."""
-
-    rows: int
-    positive_rate: float
-    start: str | None = None
-    end: str | None = None
-
-
-class FeatureMetrics(StageRecord):
-    """What the features stage produced (``reports/features.json``, DVC metrics), read back by retraining."""
-
-    stage: ClassVar[str] = "features"
-
-    examples: ExampleCounts
-    adapter: dict[str, JsonValue]  # whatever the dataset's adapter chose to report
-    splits: dict[str, SplitCounts]
-    vocabulary: dict[str, int]  # categorical feature: the number of values it learnt
-
-
-def build_features(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Path) -> FeatureMetrics:
-    """Make the examples, label and split them; fit preprocessing on train; write it all."""
-    tables = {name: read_raw_table(validated_dir, name) for name in config.tables}
-    built = load_adapter(config.adapter).build(tables, config)
-    examples = entity_rows(built.frame, config)
-    labelled, unlabelled = add_label(examples, config)
-    frame = assign_split(labelled, config)
-    outside = labelled.height - frame.height
-    table = select_features(frame, config)
-    check_contract(table, config.contract)
-
-    splits = {name: table.filter(pl.col("split") == name).drop("split") for name in SPLITS}
-    for name, part in splits.items():
-        check_split(name, part, config)
-    train = splits["train"]
-    times = train[TIME] if TIME in train.columns else None
-    preprocessor = Preprocessor.fit(
-        frame_columns(train, config.contract),
-        config.contract,
-        config.preprocessing,
-        FittedOn(
-            split="train",
-            rows=train.height,
-            start=None if times is None else str(times.min().date()),  # type: ignore[union-attr]
-            end=None if times is None else str(times.max().date()),  # type: ignore[union-attr]
-        ),
-    )
-
-    target = config.contract.target.name
-    metrics = FeatureMetrics(
-        examples=ExampleCounts(
-            built=examples.height,
-            unlabelled=unlabelled,
-            unlabelled_policy=config.label.unlabelled,
-            outside_split=outside,
-            **time_range(labelled),
-        ),
-        adapter=built.metrics,
-        splits={
-            name: SplitCounts(rows=part.height, positive_rate=round(share(part[target]), 6), **time_range(part))
-            for name, part in splits.items()
-        },
-        vocabulary={
-            name: size - FIRST_INDEX
-            for name, size in zip(preprocessor.categorical_names, preprocessor.cardinalities, strict=True)
-        },
-    )
-    with staged(out_dir, metrics_path) as (staging, metrics_staging):
-        for name, part in splits.items():
-            write_parquet(part, staging / f"{name}.parquet")
-        preprocessor.save(staging / PREPROCESSING_FILE)
-        metrics.write(metrics_staging)
-    for name, part in splits.items():
-        logger.info("features %-5s %7d rows, %.1f%% positive", name, part.height, 100 * share(part[target]))
-    return metrics
+from tabloop.records import ID, META_COLUMNS, OUTCOME, OUTCOME_TIME, TIME
+from tabloop.runtime.contract import FeatureContract
 
 
 def entity_rows(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:

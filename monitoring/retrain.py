@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from monitoring.config import MonitorConfig, RetrainConfig
-from monitoring.log import read_log
+from monitoring.log_reader import read_log
 from monitoring.replay import SNAPSHOT_NAME
 from tabloop.config import (
     Arrived,

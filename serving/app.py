@@ -23,14 +23,17 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.deps import guarded
+from serving.log import PredictionLog
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.model_store import ModelStore
-from serving.prediction_log import PredictionLog
-from serving.routes import build_ops_router, build_router, update_gauges, without_tags
+from serving.routes import build_router
+from serving.routes.common import without_tags
+from serving.routes.operations import build_ops_router, update_gauges
+from serving.routes.v2 import build_v2_router
 from serving.schemas import JsonObject, api_models, example_row
 from serving.service import Service, ServiceError, error_path
 from serving.settings import ServeSettings
-from serving.v2 import InferRequest, V2Error, build_v2_router
+from serving.v2_protocol import InferRequest, V2Error
 from tabloop import __version__
 from tabloop.commands.boundary import entry_point
 from tabloop.config import load_data_config, load_registry_config

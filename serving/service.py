@@ -15,16 +15,10 @@ import numpy.typing as npt
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 
+from serving.log import LogUnavailableError, PredictionLog
+from serving.log.lines import Logged, PredictionBatch, features_digest, now
 from serving.metrics import Metrics
 from serving.model_store import ModelStore, ServedModel
-from serving.prediction_log import (
-    Logged,
-    LogUnavailableError,
-    PredictionBatch,
-    PredictionLog,
-    features_digest,
-    now,
-)
 from serving.schemas import ApiModels
 from serving.settings import ServeSettings
 from tabloop.errors import TabloopError

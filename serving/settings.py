@@ -12,9 +12,9 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.prediction_log import log_dialect
 from tabloop.errors import ConfigError
 from tabloop.layout import Layout
+from tabloop.prediction_tables import log_dialect
 
 MIN_KEY_LENGTH = 32
 MIN_KEY_BITS = 85

@@ -20,7 +20,8 @@ from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, wit
 from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import load_traffic
 from profiles import configured_config, profile, time_split_of
-from serving.prediction_log import PredictionBatch, PredictionLog
+from serving.log import PredictionLog
+from serving.log.lines import PredictionBatch
 from serving.settings import ServeSettings
 from tabloop.config import (
     DataConfig,

@@ -21,10 +21,11 @@ from helpers import MODEL_NAME as MODEL
 from helpers import REPO_ROOT, log_rows
 from profiles import configured_config
 from serving.app import create_app
-from serving.prediction_log import PredictionLog
+from serving.log import PredictionLog
+from serving.routes.v2 import datatype_of
 from serving.schemas import ModelInfo, Readiness, ReloadResult
 from serving.settings import ServeSettings, key_weakness
-from serving.v2 import ModelMetadataResponse, ServerMetadataResponse, datatype_of
+from serving.v2_protocol import ModelMetadataResponse, ServerMetadataResponse
 from synthetic import Probe
 from tabloop.errors import ConfigError
 from tabloop.runtime.bundle import Predictor

@@ -18,10 +18,11 @@ from pydantic import SecretStr
 from helpers import MODEL_NAME as MODEL
 from serving.app import create_app
 from serving.deps import current_service, guarded, require_api_key
-from serving.routes import build_ops_router, build_router
+from serving.routes import build_router
+from serving.routes.operations import build_ops_router
+from serving.routes.v2 import build_v2_router
 from serving.service import Service
 from serving.settings import ServeSettings
-from serving.v2 import build_v2_router
 
 Rows = list[dict[str, Any]]
 KEY = "Zq4tV9xLr2Wm8KpB3nYc6HsJ1dGf7TaE"

@@ -18,8 +18,8 @@ from helpers import MODEL_NAME as MODEL
 from helpers import running_service
 from profiles import configured_config
 from serving.app import create_app
+from serving.routes.v2 import datatype_of
 from serving.settings import ServeSettings
-from serving.v2 import datatype_of
 from synthetic import Probe
 from tabloop.runtime.contract import FeatureContract
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitoring.__main__ import app as monitoring_cli
-from monitoring.log import LogError, decode_features, read_log
+from monitoring.log_reader import LogError, decode_features, read_log
 from tabloop.config import DataConfig
 
 

@@ -17,15 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from helpers import REPO_ROOT
-from serving import journal
-from serving.prediction_log import (
-    LogUnavailableError,
-    PredictionBatch,
-    PredictionLog,
-    features_digest,
-    feedback,
-    predictions,
-)
+from serving.log import LogUnavailableError, PredictionLog, journal
+from serving.log.lines import PredictionBatch, features_digest, parse_line
+from tabloop.prediction_tables import feedback, predictions
 
 ANSWERED = dt.datetime(2026, 11, 5, 14, 30, tzinfo=dt.UTC)
 
@@ -90,7 +84,7 @@ def test_a_failed_database_write_keeps_the_records_in_the_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = PredictionLog(f"sqlite:///{tmp_path}/log.db", flush_interval_s=0.01)
-    original = log._store
+    original = log.store.write
     failures = iter([True])
 
     def flaky(lines: list[bytes]) -> Any:
@@ -98,7 +92,7 @@ def test_a_failed_database_write_keeps_the_records_in_the_journal(
             raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
         return original(lines)
 
-    monkeypatch.setattr(log, "_store", flaky)
+    monkeypatch.setattr(log.store, "write", flaky)
 
     async def scenario() -> None:
         log.record_batch(batch("a"))
@@ -166,7 +160,8 @@ def test_records_of_a_process_that_died_are_loaded_by_the_next(tmp_path: Path) -
     url = f"sqlite:///{tmp_path}/log.db"
     script = f"""
 import datetime as dt, os
-from serving.prediction_log import PredictionBatch, PredictionLog
+from serving.log import PredictionLog
+from serving.log.lines import PredictionBatch
 log = PredictionLog({url!r})
 for k in range(50):
     log.record_batch(PredictionBatch(
@@ -264,3 +259,39 @@ def test_a_named_request_is_found_pending_and_in_the_database(tmp_path: Path) ->
     assert stored.digest == digest  # the logged features hash like the request's
     assert log.lookup("client-8") is None
     asyncio.run(log.close())
+
+
+def test_a_journal_written_before_the_keys_were_spelled_out_is_loaded_after_the_upgrade(tmp_path: Path) -> None:
+    """The lines of a journal a service of the earlier release left behind (one-letter keys), loaded by this one."""
+    journal_dir = tmp_path / "log.db.journal"
+    journal_dir.mkdir()
+    created = "2026-11-05T14:30:00+00:00"
+    old_lines = [
+        {"k": "p", "r": "old", "ids": ["old-0", "old-1"], "c": created, "e": None, "route": "/predict",
+         "m": "model", "v": "3", "f": {"x": [1.5, None], "kind": ["a", "b"]}, "p": [0.2, 0.7], "l": [False, True]},
+        {"k": "f", "rows": [{"prediction_id": "old-1", "actual": True, "outcome": 12.0, "received_at": created}]},
+    ]  # fmt: skip
+    segment = journal_dir / "0123456789abcdef.0.jsonl"  # a dead process's segment: no live lock beside it
+    segment.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in old_lines))
+
+    log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
+    assert log.recovered == 3
+    stored = rows(log, predictions)
+    assert [(r["id"], r["request_id"], r["model_version"], r["label"]) for r in stored] == [
+        ("old-0", "old", "3", False),
+        ("old-1", "old", "3", True),
+    ]
+    assert orjson.loads(stored[1]["features"]) == {"x": None, "kind": "b"}
+    assert stored[0]["event_time"] == stored[0]["created_at"]
+    assert [(r["prediction_id"], r["actual"], r["outcome"]) for r in rows(log, feedback)] == [("old-1", True, 12.0)]
+    assert not segment.exists()
+    asyncio.run(log.close())
+
+
+def test_a_journal_line_spells_out_its_keys() -> None:
+    line = orjson.loads(batch("r", 1).line())
+    assert set(line) == {
+        "kind", "request_id", "ids", "created_at", "event_time", "route", "model_name", "model_version", "features",
+        "probability", "label",
+    }  # fmt: skip
+    assert parse_line(batch("r", 1).line()) == line

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from helpers import monitor_config
 from monitoring.gate import ALARM, HEALTHY, UNJUDGED, WindowSummary, judge
-from monitoring.log import read_log, windows
+from monitoring.log_reader import read_log, windows
 from monitoring.monitor import run_monitor
 from monitoring.snapshots import MonitoringWorkspace
-from serving.prediction_log import PredictionLog
+from serving.log import PredictionLog
 from tabloop.config import DataConfig, RegistryConfig, load_registry_config
 from tabloop.settings import Settings
 

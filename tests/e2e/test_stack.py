@@ -28,12 +28,12 @@ import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
 from helpers import running_service
-from monitoring.log import read_features, read_log
+from monitoring.log_reader import read_features, read_log
 from serving.settings import ServeSettings
 from stack_helpers import PARTS, Stack, read_env
 from tabloop.config import DataConfig
 from tabloop.layout import load_datasets
-from tabloop.log_schema import feedback, metadata, predictions
+from tabloop.prediction_tables import feedback, metadata, predictions
 from tools.stack.credentials import MLFLOW, PREDICTIONS, Credentials, log_database, postgres_url
 from tools.stack.processes import (
     PidRecord,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from helpers import WHERE
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import RetrainConfig, load_monitor_config
-from monitoring.log import LogError
+from monitoring.log_reader import LogError
 from monitoring.retrain import (
     NOTHING_NEW,
     NothingNewError,
@@ -31,7 +31,7 @@ from monitoring.retrain import (
     retrain,
     run_pipeline,
 )
-from serving.prediction_log import PredictionLog
+from serving.log import PredictionLog
 from tabloop.config import Arrived, RandomSplit
 from tabloop.errors import FeatureError
 from tabloop.features.build import arrived_split

@@ -13,7 +13,7 @@ from uvicorn.importer import import_from_string
 
 from helpers import REPO_ROOT
 from serving.http import PROTOCOL, BoundedHeadProtocol, bounded_head_protocol
-from serving.journal import Journal, orphans
+from serving.log.journal import Journal, orphans
 from serving.metrics import forget_dead_workers
 from serving.model_store import LOCK_FILE, cache_lock
 from serving.settings import ServeSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.prediction_log import LogStatus
+from serving.log import LogStatus
 from serving.schemas import LogReadiness, Readiness, ServedLineage
 from tabloop.runtime.lineage import Lineage
 

@@ -219,8 +219,9 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     """``rows`` test-month flights drawn with replacement, predicted and logged at their departure times, one
     request per departure time, as the service writes them; outcomes for every flight landed by the last one."""
     from monitoring.replay import load_traffic
-    from serving.prediction_log import PredictionBatch, PredictionLog
-    from tabloop.log_schema import feedback, predictions
+    from serving.log import PredictionLog
+    from serving.log.lines import PredictionBatch
+    from tabloop.prediction_tables import feedback, predictions
     from tabloop.runtime.bundle import Predictor
 
     predictor = Predictor.from_directory(champion.directory)

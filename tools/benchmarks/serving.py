@@ -542,7 +542,7 @@ def queue_depth(url: str) -> int:
 
 def v2_requests(flights: list[dict[str, Any]]) -> list[str]:
     """Open Inference Protocol requests, one flight each as JSON tensors, for flights without missing values."""
-    from serving.v2 import datatype_of
+    from serving.routes.v2 import datatype_of
 
     contract = load_data_config(where().data_config).contract
     complete = [f for f in flights if None not in f.values()]

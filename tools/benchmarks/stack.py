@@ -25,7 +25,8 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from serving.prediction_log import PredictionBatch, PredictionLog
+from serving.log import PredictionLog
+from serving.log.lines import PredictionBatch
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import Registry

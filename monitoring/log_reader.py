@@ -11,7 +11,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from tabloop.errors import TabloopError
-from tabloop.log_schema import feedback, predictions
+from tabloop.prediction_tables import feedback, predictions
 from tabloop.runtime.contract import FeatureContract, FeatureSpec
 
 FETCH_ROWS = 200_000

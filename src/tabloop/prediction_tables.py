@@ -1,4 +1,4 @@
-"""The prediction log's tables: written by the service, read by monitoring and retraining.
+"""The prediction log's tables and the databases it runs on: written by the service, read by monitoring and retraining.
 
 Domain-free on purpose: a prediction holds its features as JSON, its probability and the predicted class; an outcome
 holds the observed class (``actual``) and, where the dataset has one, the number it was derived from (``outcome``,
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tabloop.errors import ConfigError
+
+LOG_DIALECTS = ("sqlite", "postgresql")
 metadata = sa.MetaData()
 predictions = sa.Table(
     "predictions",
@@ -34,3 +37,17 @@ feedback = sa.Table(
     sa.Column("outcome", sa.Float, nullable=True),  # the observed number behind it, if any
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def log_dialect(url: str) -> str:
+    """The database a prediction log URL names; a ConfigError unless it is a URL of SQLite or PostgreSQL."""
+    try:
+        dialect = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError as e:  # not quoted: the URL may hold a password
+        raise ConfigError(
+            "the prediction log's URL is not a database URL; e.g. sqlite:///logs/predictions.db or "
+            "postgresql+psycopg://db-host/predictions"
+        ) from e
+    if dialect not in LOG_DIALECTS:
+        raise ConfigError(f"the prediction log supports SQLite and PostgreSQL, not {dialect}")
+    return dialect

@@ -18,219 +18,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import heapq
-import json
-import shutil
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
-import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from monitoring.config import ReplayConfig
+from monitoring.replay_state import MAX_REJECTED_KEPT, PendingOutcome, Rejection, ReplayState, ReplaySummary
+from monitoring.traffic import ReplayError, Traffic, end_of_day, load_traffic, traffic_snapshot
 from tabloop.errors import TabloopError
-from tabloop.records import ID, OUTCOME, OUTCOME_TIME, TIME
 from tabloop.runtime.contract import FeatureContract
 
 T = TypeVar("T")
-SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
-MAX_REJECTED_KEPT = 50
-
-
-class Rejection(TypedDict):
-    """A row the service refused, as the replay state keeps the first few."""
-
-    id: str  # the example's
-    status: int
-    error: str
-
-
-class PendingOutcome(NamedTuple):
-    """An answered row's observed outcome, to send once it is due (ordered by when: the replayer keeps a heap)."""
-
-    due: float  # a UNIX time
-    prediction_id: str
-    actual: bool
-    value: float | None  # the numeric outcome, where the dataset has one
-
-
-class ReplayError(TabloopError):
-    """The replay cannot start or go on (no traffic, a state from another replay, the service unreachable)."""
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """The rows to replay, in time order: bodies, times and outcomes."""
-
-    source: str
-    target: str  # the contract's name of the observed class, as /feedback takes it
-    time_zone: str  # of the days named by `until`
-    keys: list[str]  # the example's id: unique per row
-    event_time: list[dt.datetime]  # when the prediction is wanted, UTC
-    outcome_at: list[dt.datetime]  # when the outcome is known, UTC
-    bodies: list[bytes]  # the request body: the contract's features as JSON
-    labels: list[bool]
-    outcomes: list[float | None]  # the label column's value, where it is a number
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-def load_traffic(
-    path: Path,
-    contract: FeatureContract,
-    config: ReplayConfig | None = None,
-    *,
-    time_zone: str = "UTC",
-    source: str | None = None,
-) -> Traffic:
-    """The rows of ``path`` (a features table) as requests, in time order; ``source`` names where they came from
-    (default ``path``).
-
-    Rows with an event time (naive, local to ``time_zone``) are sent at it; a dataset without one is sent in row
-    order on a synthetic clock (``config.synthetic_start``, one row every ``config.synthetic_interval_s``). The
-    outcome is due at the outcome time where the dataset has one, else ``config.outcome_delay_s`` after the event.
-    """
-    config = config or ReplayConfig()
-    frame = _read_rows(path, contract)
-    frame = (
-        frame.with_columns(event_time=_event_time(frame, config, time_zone), key=pl.col(ID).cast(pl.String))
-        .drop_nulls("event_time")
-        .with_columns(outcome_at=_outcome_time(frame, config, time_zone).fill_null(pl.col("event_time")))
-        .sort("event_time", maintain_order=True)
-    )
-    features = list(contract.features)
-    outcomes = frame[OUTCOME].to_list() if OUTCOME in frame.columns else [None] * frame.height
-    return Traffic(
-        source=source or str(path),
-        target=contract.target.name,
-        time_zone=time_zone,
-        keys=frame["key"].to_list(),
-        event_time=frame["event_time"].to_list(),
-        outcome_at=frame["outcome_at"].to_list(),
-        bodies=[orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)],
-        labels=frame[contract.target.name].to_list(),
-        outcomes=[None if v is None else float(v) for v in outcomes],
-    )
-
-
-def _read_rows(path: Path, contract: FeatureContract) -> pl.DataFrame:
-    """The features table at ``path``; a ReplayError if there is none, it lacks a column the requests need, or it
-    has no rows."""
-    if not path.is_file():
-        raise ReplayError(no_traffic(path))
-    frame = pl.read_parquet(path)
-    missing = [c for c in [ID, contract.target.name, *contract.features] if c not in frame.columns]
-    if missing:
-        raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}")
-    if frame.is_empty():
-        raise ReplayError(f"{path}: nothing to replay")
-    return frame
-
-
-def _event_time(frame: pl.DataFrame, config: ReplayConfig, time_zone: str) -> pl.Expr:
-    """When each row of ``frame`` is sent, in UTC: at its event time (naive, local to ``time_zone``) or, without
-    one, on the synthetic clock."""
-    if TIME in frame.columns:
-        event = pl.col(TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
-        return event.dt.convert_time_zone("UTC")
-    start = config.synthetic_start.astimezone(dt.UTC)
-    step = pl.int_range(pl.len(), dtype=pl.Int64) * int(config.synthetic_interval_s * 1e6)
-    return pl.lit(start) + pl.duration(microseconds=step)
-
-
-def _outcome_time(frame: pl.DataFrame, config: ReplayConfig, time_zone: str) -> pl.Expr:
-    """When the outcome of each row of ``frame`` is due, in UTC: at its outcome time (never before its event
-    time, the ``event_time`` column) or, without one, ``config.outcome_delay_s`` after the event."""
-    if OUTCOME_TIME in frame.columns:
-        due = pl.col(OUTCOME_TIME).dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
-        return pl.max_horizontal(due.dt.convert_time_zone("UTC"), pl.col("event_time"))
-    return pl.col("event_time") + pl.duration(microseconds=int(config.outcome_delay_s * 1e6))
-
-
-@dataclass
-class ReplayState:
-    """Where a replay is: saved as JSON after every step, so that it can resume."""
-
-    run: str
-    source: str
-    rows: int
-    next: int = 0  # rows[:next] have been answered (or rejected)
-    virtual_time: str | None = None
-    answered: int = 0
-    rejected: int = 0
-    feedback_sent: int = 0
-    pending: list[PendingOutcome] = field(default_factory=list)  # outcomes of answered rows not yet sent
-    rejected_examples: list[Rejection] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, traffic: Traffic) -> ReplayState:
-        return cls(run=uuid.uuid4().hex[:8], source=traffic.source, rows=len(traffic))
-
-    @classmethod
-    def load(cls, path: Path, traffic: Traffic) -> ReplayState:
-        """The saved state at ``path``, or a fresh one if there is none."""
-        if not path.is_file():
-            return cls.start(traffic)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            state = cls(**data)
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ReplayError(f"{path}: not a replay state ({e}); delete it or pass --restart") from e
-        state.pending = [PendingOutcome(*p) for p in state.pending]
-        if (state.source, state.rows) != (traffic.source, len(traffic)):
-            raise ReplayError(
-                f"{path} belongs to a replay of {state.rows:,} rows from {state.source}, not of "
-                f"{len(traffic):,} from {traffic.source}; pass --restart to start over"
-            )
-        return state
-
-    def save(self, path: Path) -> None:
-        """Write atomically: a crash leaves the previous state, never half of one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self)), encoding="utf-8")
-        temporary.replace(path)
-
-    @property
-    def done(self) -> bool:
-        return self.next >= self.rows and not self.pending
-
-
-@dataclass(frozen=True)
-class ReplaySummary:
-    """What one invocation of the replay did."""
-
-    sent: int
-    answered: int
-    rejected: int
-    feedback: int
-    seconds: float
-    finished: bool
-    stopped_by: str
-    state: ReplayState
-
-    def describe(self, state_path: Path) -> list[str]:
-        """What the replay did and where it is, line by line; how to resume it (from ``state_path``) if it
-        stopped early."""
-        state = self.state
-        lines = [
-            f"replay {state.run}: {self.sent:,} rows sent in {self.seconds:.1f} s "
-            f"({self.sent / max(self.seconds, 1e-9):,.0f} req/s), {self.rejected:,} rejected, "
-            f"{self.feedback:,} outcomes sent; in all {state.next:,} of {state.rows:,} rows, "
-            f"{state.feedback_sent:,} outcomes; virtual time {state.virtual_time}"
-        ]
-        if state.rejected_examples and self.rejected:
-            lines.append(f"rejected, e.g.: {state.rejected_examples[-1]}")
-        if not self.finished:
-            lines.append(f"stopped by {self.stopped_by}; run it again to resume ({state_path})")
-        return lines
 
 
 class Replayer:
@@ -510,29 +313,6 @@ def _error_text(body: bytes) -> str:
 
 def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
-
-
-def no_traffic(path: Path) -> str:
-    return f"{path}: nothing to replay; run `make train` first (it builds the features)"
-
-
-def end_of_day(day: dt.date, time_zone: str) -> dt.datetime:
-    """The first instant after the local ``day``, in UTC."""
-    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(time_zone))
-    return local.astimezone(dt.UTC)
-
-
-def traffic_snapshot(config: ReplayConfig, *, fresh: bool) -> Path:
-    """The replay's own copy of ``config.traffic``, taken when a replay starts and kept while it resumes."""
-    snapshot = config.state.with_name(SNAPSHOT_NAME)
-    if fresh or not snapshot.is_file():
-        if not config.traffic.is_file():
-            raise ReplayError(no_traffic(config.traffic))
-        snapshot.parent.mkdir(parents=True, exist_ok=True)
-        temporary = snapshot.with_suffix(".tmp")
-        shutil.copyfile(config.traffic, temporary)
-        temporary.replace(snapshot)
-    return snapshot
 
 
 def progress_bar() -> Progress:

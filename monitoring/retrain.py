@@ -27,7 +27,7 @@ import polars as pl
 
 from monitoring.config import MonitorConfig, RetrainConfig
 from monitoring.log_reader import read_log
-from monitoring.replay import SNAPSHOT_NAME
+from monitoring.traffic import SNAPSHOT_NAME
 from tabloop.config import (
     Arrived,
     DataConfig,

@@ -18,7 +18,7 @@ import yaml
 
 from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, with_source
 from monitoring.config import ReplayConfig, load_monitor_config
-from monitoring.replay import load_traffic
+from monitoring.traffic import load_traffic
 from profiles import configured_config, profile, time_split_of
 from serving.log import PredictionLog
 from serving.log.lines import PredictionBatch

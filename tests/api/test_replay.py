@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from helpers import log_rows, running_service
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.config import ReplayConfig, load_monitor_config
-from monitoring.replay import ReplayError, ReplayState, load_traffic, replay
+from monitoring.replay import replay
+from monitoring.replay_state import ReplayState
+from monitoring.traffic import ReplayError, load_traffic
 from serving.settings import ServeSettings
 from tabloop.commands.boundary import entry_point
 from tabloop.config import DataConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tabloop.config import TrainConfig
 from tabloop.stages.train import run as train
+from tabloop.training.checkpoint import EpochRecord
 from tabloop.training.distributed import World
-from tabloop.training.loop import EpochRecord
 
 
 def main() -> None:

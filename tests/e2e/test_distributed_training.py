@@ -21,7 +21,7 @@ from tabloop.config import DistributedConfig, TrainConfig
 from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
 from tabloop.runtime.bundle import Bundle, Predictor
-from tabloop.training.loop import CHECKPOINT_FILE
+from tabloop.training.checkpoint import CHECKPOINT_FILE
 
 HERE = Path(__file__).parent
 

@@ -11,7 +11,8 @@ import pytest
 
 from helpers import log_rows, running_service
 from monitoring.config import ReplayConfig
-from monitoring.replay import end_of_day, load_traffic, replay
+from monitoring.replay import replay
+from monitoring.traffic import end_of_day, load_traffic
 from serving.settings import ServeSettings
 from tabloop.config import DataConfig
 

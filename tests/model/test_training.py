@@ -17,14 +17,9 @@ from tabloop.errors import ConfigError, FeatureError
 from tabloop.io import read_json
 from tabloop.runtime.bundle import Bundle
 from tabloop.stages.train import run as train
-from tabloop.training.loop import (
-    CHECKPOINT_FILE,
-    EpochRecord,
-    TrainResult,
-    batch_bounds,
-    choose_threshold,
-    resolve_device,
-)
+from tabloop.training.checkpoint import CHECKPOINT_FILE, EpochRecord
+from tabloop.training.loop import TrainResult, resolve_device
+from tabloop.training.tensors import batch_bounds, choose_threshold
 
 CONTRACT = configured_config().contract
 TARGET, FEATURE = CONTRACT.target.name, next(iter(CONTRACT.features))

@@ -218,7 +218,7 @@ def prepare_log(scratch: Path, champion: Champion, rows: int = LOG_ROWS, seed: i
 def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     """``rows`` test-month flights drawn with replacement, predicted and logged at their departure times, one
     request per departure time, as the service writes them; outcomes for every flight landed by the last one."""
-    from monitoring.replay import load_traffic
+    from monitoring.traffic import load_traffic
     from serving.log import PredictionLog
     from serving.log.lines import PredictionBatch
     from tabloop.prediction_tables import feedback, predictions

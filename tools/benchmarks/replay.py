@@ -41,7 +41,9 @@ import httpx
 import psutil
 
 from monitoring.config import ReplayConfig, load_monitor_config
-from monitoring.replay import Replayer, ReplayError, ReplayState, ReplaySummary, Traffic, load_traffic, run_loop
+from monitoring.replay import Replayer, run_loop
+from monitoring.replay_state import ReplayState, ReplaySummary
+from monitoring.traffic import ReplayError, Traffic, load_traffic
 from tabloop.config import load_data_config
 from tools.benchmarks import serving
 from tools.benchmarks.measure import where

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from tabloop.config import TrainConfig, load_train_config
 from tabloop.runtime.network import TabularNet
 from tabloop.runtime.preprocessing import Preprocessor, load_preprocessor
-from tabloop.training.loop import SplitTensors, load_split, model_args
+from tabloop.training.loop import model_args
+from tabloop.training.tensors import SplitTensors, load_split
 from tools.benchmarks.measure import where
 
 GOAL_RATIO = 3.0

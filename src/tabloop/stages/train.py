@@ -12,8 +12,9 @@ from tabloop.config import TrainConfig
 from tabloop.io import staged
 from tabloop.records import TRAIN_HISTORY_FILE, TRAIN_METRICS_FILE, TrainMetrics
 from tabloop.runtime.bundle import Bundle
+from tabloop.training.checkpoint import CHECKPOINT_FILE, EpochRecord
 from tabloop.training.distributed import World
-from tabloop.training.loop import CHECKPOINT_FILE, EpochHook, EpochRecord, TrainResult, fit_model
+from tabloop.training.loop import EpochHook, TrainResult, fit_model
 
 logger = logging.getLogger(__name__)
 

@@ -15,31 +15,25 @@ best epoch and early stopping on every rank, and only rank 0 writes checkpoints.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-import polars as pl
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from tabloop.config import TrainConfig
-from tabloop.errors import ConfigError, FeatureError, TabloopError
-from tabloop.features.fitting import frame_columns
+from tabloop.errors import ConfigError, TabloopError
 from tabloop.runtime.bundle import Bundle
 from tabloop.runtime.network import ModelArgs, TabularNet, embedding_dim
-from tabloop.runtime.preprocessing import PREPROCESSING_FILE, Preprocessor, load_preprocessor
+from tabloop.runtime.preprocessing import Preprocessor, load_preprocessor
+from tabloop.training.checkpoint import Checkpoint, EpochRecord, Run, TrainingState, run_fingerprint
 from tabloop.training.distributed import (
     World,
     from_main,
@@ -49,40 +43,13 @@ from tabloop.training.distributed import (
     sum_over_ranks,
     sync_buffers,
 )
+from tabloop.training.tensors import SplitTensors, batch_bounds, choose_threshold, load_split, log_loss, predict_proba
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "last.pt"
 
 
 class TrainingError(TabloopError):
     """Training went wrong in a way the data and parameters do not explain (replicas that disagree)."""
-
-
-@dataclass(frozen=True)
-class SplitTensors:
-    """One split, encoded once: category indices, numbers and the target."""
-
-    categorical: torch.Tensor
-    numeric: torch.Tensor
-    target: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.target.shape[0])
-
-    def to(self, device: torch.device) -> SplitTensors:
-        """The same tensors on ``device``."""
-        return SplitTensors(self.categorical.to(device), self.numeric.to(device), self.target.to(device))
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What one epoch achieved."""
-
-    epoch: int
-    train_loss: float
-    valid_loss: float
-    valid_roc_auc: float
 
 
 @dataclass(frozen=True)
@@ -99,28 +66,6 @@ class TrainResult:
 
 
 EpochHook = Callable[[EpochRecord], None]
-
-
-def load_split(features_dir: Path, split: str, preprocessor: Preprocessor) -> SplitTensors:
-    """The split's features encoded by the fitted preprocessing, as tensors."""
-    path = features_dir / f"{split}.parquet"
-    if not path.is_file():
-        raise FeatureError(f"{path}: not found; run the features stage first (dvc repro features)")
-    frame = pl.read_parquet(path)
-    target_name = preprocessor.contract.target.name
-    if frame.height == 0:
-        raise FeatureError(f"{path}: the {split} split is empty")
-    if frame[target_name].n_unique() < 2:
-        raise FeatureError(f"{path}: every row of the {split} split has the same label; nothing to learn or score")
-    missing = [name for name in preprocessor.contract.features if name not in frame.columns]
-    if missing:
-        raise FeatureError(f"{path}: columns {missing} of the contract are missing; rebuild the features")
-    encoded = preprocessor.transform(frame_columns(frame, preprocessor.contract))
-    return SplitTensors(
-        categorical=torch.from_numpy(encoded.categorical),
-        numeric=torch.from_numpy(encoded.numeric),
-        target=torch.from_numpy(frame[target_name].to_numpy().astype(np.float32)),
-    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -173,7 +118,7 @@ def fit_model(
         preprocessor = load_preprocessor(features_dir)
         train_split = load_split(features_dir, "train", preprocessor).to(device)
         valid_split = load_split(features_dir, "valid", preprocessor).to(device)
-        checkpoint = _Checkpoint(checkpoint_path, run_fingerprint(config, features_dir, world))
+        checkpoint = Checkpoint(checkpoint_path, run_fingerprint(config, features_dir, world))
         run, resumed = _start(config, model_args(config, preprocessor), device, checkpoint, world)
         _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
 
@@ -210,7 +155,7 @@ def _prepare(config: TrainConfig, world: World) -> torch.device:
     return device
 
 
-def _replica_digest(run: _Run) -> str:
+def _replica_digest(run: Run) -> str:
     """The digest of the kept weights, checked to be the same on every rank."""
     digest = state_digest(run.model.state_dict())
     found = gathered(run.world, digest)
@@ -222,8 +167,8 @@ def _replica_digest(run: _Run) -> str:
 
 
 def _start(
-    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: _Checkpoint, world: World
-) -> tuple[_Run, int | None]:
+    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: Checkpoint, world: World
+) -> tuple[Run, int | None]:
     """The run to continue: resumed from the checkpoint if it belongs to this run, else fresh; the epoch resumed."""
     run = _fresh_start(config, args, device, world)
     resumed = checkpoint.restore(run)
@@ -236,10 +181,10 @@ def _start(
 
 def _fit(
     config: TrainConfig,
-    run: _Run,
+    run: Run,
     train_split: SplitTensors,
     valid_split: SplitTensors,
-    checkpoint: _Checkpoint,
+    checkpoint: Checkpoint,
     *,
     on_epoch_end: EpochHook | None,
 ) -> None:
@@ -262,7 +207,7 @@ def _fit(
                 on_epoch_end(record)
 
 
-def _log_epoch(run: _Run, record: EpochRecord) -> None:
+def _log_epoch(run: Run, record: EpochRecord) -> None:
     if run.world.is_main:
         logger.info(
             "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
@@ -276,7 +221,7 @@ def _log_epoch(run: _Run, record: EpochRecord) -> None:
 
 def _epoch(
     config: TrainConfig,
-    run: _Run,
+    run: Run,
     train_split: SplitTensors,
     valid_split: SplitTensors,
     *,
@@ -305,7 +250,7 @@ def _epoch(
     )
 
 
-def _epoch_order(run: _Run, rows: int, seed: int) -> torch.Tensor:
+def _epoch_order(run: Run, rows: int, seed: int) -> torch.Tensor:
     """The rows of the next epoch, in order: a permutation of all of them, or under torchrun this rank's shard of
     the epoch's permutation (padded so that every rank takes as many steps)."""
     if not run.world.distributed:
@@ -317,42 +262,7 @@ def _epoch_order(run: _Run, rows: int, seed: int) -> torch.Tensor:
     return torch.tensor(list(sampler), dtype=torch.int64)
 
 
-@dataclass
-class _TrainingState:
-    best_state: dict[str, torch.Tensor]
-    epoch: int = 0
-    best_epoch: int = 0
-    best_score: float = float("-inf")
-    stale: int = 0
-    history: list[EpochRecord] = field(default_factory=list)
-
-    def record(self, record: EpochRecord, model: nn.Module) -> None:
-        self.history.append(record)
-        self.epoch = record.epoch
-        if record.valid_roc_auc > self.best_score:
-            self.best_score = record.valid_roc_auc
-            self.best_epoch = record.epoch
-            self.best_state = copy.deepcopy(model.state_dict())
-            self.stale = 0
-        else:
-            self.stale += 1
-
-
-@dataclass
-class _Run:
-    """What a run trains and carries from epoch to epoch: the network (and what steps it: itself, or its
-    DistributedDataParallel wrapper under torchrun), its optimiser, the shuffling generator and the state."""
-
-    args: ModelArgs
-    model: TabularNet
-    trainer: nn.Module
-    optimizer: torch.optim.Optimizer
-    shuffle: torch.Generator
-    state: _TrainingState
-    world: World
-
-
-def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, world: World) -> _Run:
+def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, world: World) -> Run:
     """A seeded network, its optimiser, the shuffling generator and an empty state; under torchrun, the network
     wrapped for data parallelism and each rank's dropout seeded apart."""
     torch.manual_seed(config.seed)
@@ -365,17 +275,8 @@ def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, wor
     if world.distributed:
         trainer = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         torch.manual_seed(config.seed + world.rank)
-    state = _TrainingState(best_state=copy.deepcopy(model.state_dict()))
-    return _Run(args, model, trainer, optimizer, shuffle, state, world)
-
-
-def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
-    """``[start, end)`` of each batch of an epoch; a lone last row joins the batch before it, because batch
-    normalisation cannot train on a batch of one."""
-    bounds = [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], rows)]
-    return bounds
+    state = TrainingState(best_state=copy.deepcopy(model.state_dict()))
+    return Run(args, model, trainer, optimizer, shuffle, state, world)
 
 
 def _run_epoch(
@@ -403,106 +304,6 @@ def _run_epoch(
         total += value * len(rows)
         on_batch(value)
     return total, len(order)
-
-
-def predict_proba(model: TabularNet, split: SplitTensors, batch_size: int) -> npt.NDArray[np.float64]:
-    """Averaged member probabilities for every row of ``split``, in evaluation mode."""
-    was_training = model.training
-    model.eval()
-    parts = [
-        model.predict_proba(split.categorical[i : i + batch_size], split.numeric[i : i + batch_size])
-        for i in range(0, len(split), batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(parts).cpu().numpy().astype(np.float64)
-
-
-def log_loss(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -> float:
-    """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
-    p = np.clip(proba, 1e-7, 1 - 1e-7)
-    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
-
-
-def choose_threshold(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -> float:
-    """The probability threshold that maximises F1 on ``target``."""
-    precision, recall, thresholds = precision_recall_curve(target, proba)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
-
-
-def run_fingerprint(config: TrainConfig, features_dir: Path, world: World | None = None) -> str:
-    """Identity of a training run's inputs (and of its number of processes); a checkpoint resumes only a run with
-    the same fingerprint."""
-    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
-    if world is not None and world.distributed:
-        digest.update(f"world size {world.size}".encode())
-    for name in (PREPROCESSING_FILE, "train.parquet", "valid.parquet"):
-        digest.update((features_dir / name).read_bytes())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    """The run's checkpoint file, written atomically after each epoch; it resumes only the run whose inputs have
-    its fingerprint."""
-
-    path: Path
-    fingerprint: str
-
-    def save(self, run: _Run) -> None:
-        """Everything a resumed run needs to continue exactly, written to a temporary file and renamed over, by
-        rank 0 (every rank calls it: each one's random state goes in too)."""
-        rng = gathered(run.world, torch.get_rng_state())
-        if not run.world.is_main:
-            return
-        state = run.state
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "fingerprint": self.fingerprint,
-            "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "best_state": state.best_state,
-            "epoch": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_score": state.best_score,
-            "stale": state.stale,
-            "history": [asdict(r) for r in state.history],
-            "torch_rng": rng[0],
-            "shuffle_rng": run.shuffle.get_state(),
-            **({"torch_rng_ranks": rng} if run.world.distributed else {}),
-        }
-        partial = self.path.with_suffix(".partial")
-        torch.save(payload, partial)
-        partial.replace(self.path)
-
-    def restore(self, run: _Run) -> int | None:
-        """Restore ``run`` from the checkpoint if it belongs to this run; its epoch, or None."""
-        if not self.path.exists():
-            return None
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-            if payload["fingerprint"] != self.fingerprint:
-                logger.warning("discarding %s: it belongs to other data or parameters", self.path)
-                self.path.unlink()
-                return None
-            run.model.load_state_dict(payload["model"])
-            run.optimizer.load_state_dict(payload["optimizer"])
-            torch.set_rng_state(
-                payload["torch_rng_ranks"][run.world.rank] if run.world.distributed else payload["torch_rng"]
-            )
-            run.shuffle.set_state(payload["shuffle_rng"])
-            state = run.state
-            state.best_state = payload["best_state"]
-            state.epoch = int(payload["epoch"])
-            state.best_epoch = int(payload["best_epoch"])
-            state.best_score = float(payload["best_score"])
-            state.stale = int(payload["stale"])
-            state.history = [EpochRecord(**r) for r in payload["history"]]
-        except Exception as e:  # any unreadable checkpoint means: start again
-            logger.warning("discarding %s: it cannot be loaded (%s); training starts from scratch", self.path, e)
-            self.path.unlink(missing_ok=True)
-            return None
-        return state.epoch
 
 
 def _progress(*, enabled: bool = True) -> Progress:

@@ -1,23 +1,14 @@
-"""Typed pipeline configuration, loaded once from ``configs/*.yaml`` at an entry point and passed down.
-
-Pipeline parameters live in YAML files that DVC tracks (``params`` of each stage), so they are deliberately not
-overridable from the environment: a run is reproducible from the files alone. Process settings that may come from
-the environment live in :mod:`tabloop.settings`.
-"""
+"""The data configuration (``data.yaml``): source, entity, label, split, validation, contract, preprocessing, card."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
-from ruamel.yaml.error import YAMLError
+from pydantic import Field, model_validator
 
-from tabloop.errors import ConfigError
-from tabloop.io import parse_yaml
 from tabloop.runtime.contract import FeatureContract, StrictModel, TableSpec
 
 SPLITS = ("train", "valid", "test")
@@ -215,8 +206,8 @@ class GroupSplit(ShuffledSplit):
         return f"by {self.column}, no value in two splits, seed {self.seed}: about {fractions}{self._retrained()}"
 
 
-SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]
 SPLIT_KINDS = ("time", "random", "stratified", "group")
+SplitConfig = Annotated[TimeSplit | RandomSplit | GroupSplit, Field(discriminator="kind")]
 
 
 class CardConfig(StrictModel):
@@ -324,160 +315,3 @@ class DataConfig(StrictModel):
                 f"contract.features: {missing} are not columns of {self.entity.table}; without an adapter every "
                 "feature is a column of the entity table"
             )
-
-
-class ModelConfig(StrictModel):
-    """Sizes of the network."""
-
-    members: int = Field(3, ge=1, le=32)
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
-    dropout: float = Field(0.3, ge=0, lt=1)
-    embedding_scale: float = Field(0.5, gt=0)
-    max_embedding_dim: int = Field(32, ge=1)
-
-
-class OptimizerConfig(StrictModel):
-    """AdamW settings."""
-
-    lr: float = Field(1e-3, gt=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
-
-
-class LoopConfig(StrictModel):
-    """Batching and stopping."""
-
-    batch_size: int = Field(1024, ge=1)
-    max_epochs: int = Field(40, ge=1)
-    patience: int = Field(4, ge=1)
-    eval_batch_size: int = Field(65536, ge=1)
-
-
-class DistributedConfig(StrictModel):
-    """Data-parallel training: ``nproc`` processes on this machine, started by ``torchrun`` (1: one process)."""
-
-    nproc: int = Field(1, ge=1, le=256)
-
-
-class TrainConfig(StrictModel):
-    """Everything the train stage needs: ``configs/train.yaml``."""
-
-    seed: int = Field(42, ge=0)
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
-    threads: int = Field(0, ge=0)
-    model: ModelConfig = ModelConfig()
-    optimizer: OptimizerConfig = OptimizerConfig()
-    training: LoopConfig = LoopConfig()
-    distributed: DistributedConfig = DistributedConfig()
-    threshold: Literal["f1"] | Annotated[float, Field(gt=0, lt=1)] = "f1"
-
-
-class LightGBMConfig(StrictModel):
-    """The LightGBM baseline: library defaults, early stopping on the validation split."""
-
-    max_rounds: int = Field(5000, ge=1)
-    early_stopping_rounds: int = Field(50, ge=1)
-
-
-class LogisticConfig(StrictModel):
-    """The logistic-regression baseline."""
-
-    C: float = Field(1.0, gt=0)
-    max_iter: int = Field(2000, ge=1)
-
-
-class EvaluateConfig(StrictModel):
-    """Everything the evaluate stage needs: ``configs/evaluate.yaml``."""
-
-    seed: int = Field(0, ge=0)
-    lightgbm: LightGBMConfig = LightGBMConfig()
-    logistic: LogisticConfig = LogisticConfig()
-    slices: list[str] = Field(default_factory=list, description="Categorical features to report metrics per value of.")
-    min_slice_rows: int = Field(500, ge=1)
-    calibration_bins: int = Field(10, ge=2, le=100)
-    curve_points: int = Field(200, ge=10, le=100_000)
-
-
-class PromotionGateConfig(StrictModel):
-    """When a challenger replaces the champion."""
-
-    metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
-    min_improvement: float = Field(0.001, ge=-1, le=1)
-    # a quality floor: a challenger below it is never promoted, not even as the first model (None: no floor)
-    min_score: float | None = Field(None, ge=0, le=1)
-    max_slice_regression: float = Field(0.02, ge=0, le=1)
-    min_slice_rows: int = Field(1000, ge=1)
-
-
-class RegistryConfig(StrictModel):
-    """The MLflow experiment, the registered model and its promotion gate: ``configs/registry.yaml``."""
-
-    experiment: str = Field("model", min_length=1)
-    model_name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    gate: PromotionGateConfig = PromotionGateConfig()
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def load_yaml(path: Path) -> dict[str, object]:
-    """The mapping at the top of a YAML file, or a ConfigError saying why there is none."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: configuration file not found") from e
-    try:
-        data = parse_yaml(text)
-    except YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return data
-
-
-def parse_config(model: type[M], data: Mapping[str, object], origin: str) -> M:
-    """``data`` validated as ``model``; errors name each offending key as a dotted path."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, origin)) from e
-
-
-def format_validation_error(error: ValidationError, origin: str) -> str:
-    """One line per problem, each naming the key path, for a human reading a config file."""
-    lines = [f"{origin}: invalid configuration"]
-    for problem in error.errors():
-        loc = problem["loc"]
-        key = ".".join(str(part) for i, part in enumerate(loc) if not _is_union_tag(part, loc[i - 1] if i else None))
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key (not part of the configuration schema; check its spelling)"
-        lines.append(f"  {key}: {message}" if key else f"  {message}")
-    return "\n".join(lines)
-
-
-def _is_union_tag(part: int | str, previous: int | str | None) -> bool:
-    # pydantic inserts the chosen union member (e.g. "list[str]", or a split's kind) into error locations; users
-    # never wrote those.
-    if previous == "split" and part in SPLIT_KINDS:
-        return True
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
-
-
-def load_data_config(path: Path) -> DataConfig:
-    """The data configuration at ``path``, validated."""
-    return parse_config(DataConfig, load_yaml(path), str(path))
-
-
-def load_train_config(path: Path) -> TrainConfig:
-    """The training configuration at ``path``, validated."""
-    return parse_config(TrainConfig, load_yaml(path), str(path))
-
-
-def load_evaluate_config(path: Path) -> EvaluateConfig:
-    """The evaluation configuration at ``path``, validated."""
-    return parse_config(EvaluateConfig, load_yaml(path), str(path))
-
-
-def load_registry_config(path: Path) -> RegistryConfig:
-    """The registry configuration at ``path``, validated."""
-    return parse_config(RegistryConfig, load_yaml(path), str(path))

@@ -1,0 +1,95 @@
+"""Typed pipeline configuration, loaded once from ``configs/<name>/*.yaml`` at an entry point and passed down.
+
+One module per file a user edits (:mod:`~tabloop.config.data`, :mod:`~tabloop.config.train`,
+:mod:`~tabloop.config.evaluate`, :mod:`~tabloop.config.registry`); :mod:`~tabloop.config.loading` reads YAML into
+them with errors that name the key. The defaults declared there are the only ones: ``make init`` drafts them.
+
+Pipeline parameters live in YAML files that DVC tracks (``params`` of each stage), so they are deliberately not
+overridable from the environment: a run is reproducible from the files alone. Process settings that may come from
+the environment live in :mod:`tabloop.settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabloop.config.data import (
+    SPLIT_KINDS,
+    SPLITS,
+    Arrived,
+    CardConfig,
+    DataConfig,
+    EntityConfig,
+    Fractions,
+    GroupSplit,
+    LabelConfig,
+    Period,
+    PreprocessingConfig,
+    RandomSplit,
+    ShuffledSplit,
+    SourceConfig,
+    SplitConfig,
+    TimeSplit,
+    ValidationConfig,
+)
+from tabloop.config.evaluate import EvaluateConfig, LightGBMConfig, LogisticConfig
+from tabloop.config.loading import format_validation_error, load_yaml, parse_config
+from tabloop.config.registry import PromotionGateConfig, RegistryConfig
+from tabloop.config.train import DistributedConfig, LoopConfig, ModelConfig, OptimizerConfig, TrainConfig
+
+__all__ = [
+    "SPLITS",
+    "SPLIT_KINDS",
+    "Arrived",
+    "CardConfig",
+    "DataConfig",
+    "DistributedConfig",
+    "EntityConfig",
+    "EvaluateConfig",
+    "Fractions",
+    "GroupSplit",
+    "LabelConfig",
+    "LightGBMConfig",
+    "LogisticConfig",
+    "LoopConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "Period",
+    "PreprocessingConfig",
+    "PromotionGateConfig",
+    "RandomSplit",
+    "RegistryConfig",
+    "ShuffledSplit",
+    "SourceConfig",
+    "SplitConfig",
+    "TimeSplit",
+    "TrainConfig",
+    "ValidationConfig",
+    "format_validation_error",
+    "load_data_config",
+    "load_evaluate_config",
+    "load_registry_config",
+    "load_train_config",
+    "load_yaml",
+    "parse_config",
+]
+
+
+def load_data_config(path: Path) -> DataConfig:
+    """The data configuration at ``path``, validated."""
+    return parse_config(DataConfig, load_yaml(path), str(path))
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """The training configuration at ``path``, validated."""
+    return parse_config(TrainConfig, load_yaml(path), str(path))
+
+
+def load_evaluate_config(path: Path) -> EvaluateConfig:
+    """The evaluation configuration at ``path``, validated."""
+    return parse_config(EvaluateConfig, load_yaml(path), str(path))
+
+
+def load_registry_config(path: Path) -> RegistryConfig:
+    """The registry configuration at ``path``, validated."""
+    return parse_config(RegistryConfig, load_yaml(path), str(path))

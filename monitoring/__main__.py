@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
-from monitoring.config import ServiceClient, load_monitor_config
+from monitoring.settings import ServiceClient
 from tabloop.commands.boundary import DatasetOption, console, entry_point
 from tabloop.config import load_data_config, load_registry_config
+from tabloop.config.monitor import load_monitor_config
 from tabloop.settings import from_environment
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)

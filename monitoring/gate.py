@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from monitoring.config import GateConfig
+from tabloop.config.monitor import GateConfig
 
 HEALTHY, ALARM, UNJUDGED = 0, 3, 4  # exit codes of `make monitor` (1 is an error, 2 a usage error)
 

@@ -31,10 +31,10 @@ from pydantic import (
     model_validator,
 )
 
-from monitoring.config import MonitorConfig, ReportsConfig
 from monitoring.gate import Verdict, WindowSummary, describe, judge
 from monitoring.log_reader import Window, check_log, read_log, windows
 from tabloop.config import RegistryConfig
+from tabloop.config.monitor import MonitorConfig, ReportsConfig
 from tabloop.errors import TabloopError
 from tabloop.io import JsonRecord, write_json
 from tabloop.settings import Settings

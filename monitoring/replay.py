@@ -27,9 +27,9 @@ import aiohttp
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from monitoring.config import ReplayConfig
 from monitoring.replay_state import MAX_REJECTED_KEPT, PendingOutcome, Rejection, ReplayState, ReplaySummary
 from monitoring.traffic import ReplayError, Traffic, end_of_day, load_traffic, traffic_snapshot
+from tabloop.config.monitor import ReplayConfig
 from tabloop.errors import TabloopError
 from tabloop.runtime.contract import FeatureContract
 

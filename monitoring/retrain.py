@@ -25,7 +25,6 @@ import httpx
 import numpy as np
 import polars as pl
 
-from monitoring.config import MonitorConfig, RetrainConfig
 from monitoring.log_reader import read_log
 from monitoring.traffic import SNAPSHOT_NAME
 from tabloop.config import (
@@ -39,6 +38,7 @@ from tabloop.config import (
     load_data_config,
     load_registry_config,
 )
+from tabloop.config.monitor import MonitorConfig, RetrainConfig
 from tabloop.errors import TabloopError
 from tabloop.io import read_json
 from tabloop.layout import Layout

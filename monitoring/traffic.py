@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from monitoring.config import ReplayConfig
+from tabloop.config.monitor import ReplayConfig
 from tabloop.errors import TabloopError
 from tabloop.records import ID, OUTCOME, OUTCOME_TIME, TIME
 from tabloop.runtime.contract import FeatureContract
@@ -43,7 +43,7 @@ class Traffic:
 def load_traffic(
     path: Path,
     contract: FeatureContract,
-    config: ReplayConfig | None = None,
+    config: ReplayConfig,
     *,
     time_zone: str = "UTC",
     source: str | None = None,
@@ -55,7 +55,6 @@ def load_traffic(
     order on a synthetic clock (``config.synthetic_start``, one row every ``config.synthetic_interval_s``). The
     outcome is due at the outcome time where the dataset has one, else ``config.outcome_delay_s`` after the event.
     """
-    config = config or ReplayConfig()
     frame = _read_rows(path, contract)
     frame = (
         frame.with_columns(event_time=_event_time(frame, config, time_zone), key=pl.col(ID).cast(pl.String))

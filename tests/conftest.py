@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, with_source
-from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.traffic import load_traffic
 from profiles import configured_config, profile, time_split_of
 from serving.log import PredictionLog
@@ -31,6 +30,7 @@ from tabloop.config import (
     load_evaluate_config,
     load_train_config,
 )
+from tabloop.config.monitor import ReplayConfig, load_monitor_config
 from tabloop.runtime.bundle import Predictor
 from tabloop.settings import Settings
 from tabloop.stages.evaluate import run as evaluate

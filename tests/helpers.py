@@ -18,12 +18,12 @@ import torch
 import uvicorn
 import yaml
 
-from monitoring.config import MonitorConfig, ReportsConfig, load_monitor_config
 from profiles import CONFIGURED, REPO_ROOT
 from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
 from tabloop.config import DataConfig, EvaluateConfig, RegistryConfig, TrainConfig
+from tabloop.config.monitor import MonitorConfig, ReportsConfig, load_monitor_config
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import CHAMPION, Registry
 from tabloop.runtime.bundle import Bundle
@@ -77,7 +77,9 @@ def running_service(settings: ServeSettings, registry: Any) -> Iterator[str]:
 
 def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) -> MonitorConfig:
     """Monitoring of ``log`` with windows small enough for the tests' log, writing under ``tmp_path``."""
+    configured = load_monitor_config(WHERE.monitor_config, WHERE)
     return MonitorConfig(
+        replay=configured.replay,
         reports=ReportsConfig(
             log_url=f"sqlite:///{log}",
             window="week",
@@ -88,8 +90,9 @@ def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) ->
             reference_dir=features,
             workspace=tmp_path / "workspace",
             out_dir=tmp_path / "out",
+            project=configured.reports.project,
             # the configured dataset's choice, so that the dashboard has its panel of feature drift
-            dashboard_features=load_monitor_config(WHERE.monitor_config, WHERE).reports.dashboard_features,
+            dashboard_features=configured.reports.dashboard_features,
             **reports,
         )
     )

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 from helpers import log_rows, running_service
 from monitoring.__main__ import app as monitoring_cli
-from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import replay
 from monitoring.replay_state import ReplayState
 from monitoring.traffic import ReplayError, load_traffic
 from serving.settings import ServeSettings
 from tabloop.commands.boundary import entry_point
 from tabloop.config import DataConfig
+from tabloop.config.monitor import ReplayConfig, load_monitor_config
+from tabloop.layout import Layout
 
 
 def test_every_example_is_predicted_once_at_its_time_and_its_outcome_follows(
@@ -88,7 +89,7 @@ def test_a_replay_with_no_rate_limit_sends_every_example(
 ) -> None:
     written = tmp_path / "monitor.yaml"
     written.write_text("replay:\n  rate: null\n")
-    assert load_monitor_config(written).replay.rate is None
+    assert load_monitor_config(written, Layout.of(None)).replay.rate is None
     traffic = load_traffic(replay_config.traffic, config.contract, replay_config, time_zone=config.entity.time_zone)
     unlimited = replay_config.model_copy(update={"rate": None})
     with running_service(serve_settings, registry_store[0]) as url:

@@ -69,8 +69,8 @@ def test_a_log_from_before_event_times_is_read_on_the_time_of_the_answer(tmp_pat
 def test_monitoring_reads_the_log_the_service_writes_unless_its_config_names_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from monitoring.config import load_monitor_config
     from serving.settings import ServeSettings
+    from tabloop.config.monitor import load_monitor_config
     from tabloop.layout import Layout
     from tabloop.settings import Settings
 

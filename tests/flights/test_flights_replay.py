@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from helpers import log_rows, running_service
-from monitoring.config import ReplayConfig
 from monitoring.replay import replay
 from monitoring.traffic import end_of_day, load_traffic
 from serving.settings import ServeSettings
 from tabloop.config import DataConfig
+from tabloop.config.monitor import ReplayConfig
 
 pytestmark = pytest.mark.adapter("flights")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.config import RetrainConfig
 from monitoring.retrain import (
     NothingNewError,
     RetrainError,
@@ -16,6 +15,7 @@ from monitoring.retrain import (
     source_end,
 )
 from tabloop.config import DataConfig
+from tabloop.config.monitor import RetrainConfig
 
 pytestmark = pytest.mark.adapter("flights")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.config import GateConfig
 from monitoring.gate import (
     ALARM,
     HEALTHY,
@@ -20,6 +19,7 @@ from monitoring.gate import (
     judge,
 )
 from monitoring.monitor import MonitorError, MonitorResult, WindowEntry
+from tabloop.config.monitor import GateConfig
 
 GATE = GateConfig(max_drift_share=0.5, max_roc_auc_drop=0.05, prediction_drift=True)
 

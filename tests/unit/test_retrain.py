@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from helpers import WHERE
 from monitoring.__main__ import app as monitoring_cli
-from monitoring.config import RetrainConfig, load_monitor_config
 from monitoring.log_reader import LogError
 from monitoring.retrain import (
     NOTHING_NEW,
@@ -33,6 +32,7 @@ from monitoring.retrain import (
 )
 from serving.log import PredictionLog
 from tabloop.config import Arrived, RandomSplit
+from tabloop.config.monitor import RetrainConfig, load_monitor_config
 from tabloop.errors import FeatureError
 from tabloop.features.build import arrived_split
 from tabloop.settings import Settings

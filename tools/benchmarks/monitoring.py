@@ -221,12 +221,17 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     from monitoring.traffic import load_traffic
     from serving.log import PredictionLog
     from serving.log.lines import PredictionBatch
+    from tabloop.config.monitor import load_monitor_config
+    from tabloop.layout import Layout
     from tabloop.prediction_tables import feedback, predictions
     from tabloop.runtime.bundle import Predictor
 
     predictor = Predictor.from_directory(champion.directory)
     contract = predictor.bundle.contract
-    traffic = load_traffic(REPO_ROOT / where().features / "test.parquet", contract)
+    layout = Layout.of(where().dataset, REPO_ROOT)
+    traffic = load_traffic(
+        layout.features / "test.parquet", contract, load_monitor_config(layout.monitor_config, layout).replay
+    )
     flights = pl.DataFrame([orjson.loads(b) for b in traffic.bodies], schema=list(contract.features), orient="row")
     columns = {name: flights[name].to_list() for name in contract.features}
     probability, label = predictor.predict(columns)

@@ -40,11 +40,11 @@ import aiohttp
 import httpx
 import psutil
 
-from monitoring.config import ReplayConfig, load_monitor_config
 from monitoring.replay import Replayer, run_loop
 from monitoring.replay_state import ReplayState, ReplaySummary
 from monitoring.traffic import ReplayError, Traffic, load_traffic
 from tabloop.config import load_data_config
+from tabloop.config.monitor import ReplayConfig, load_monitor_config
 from tools.benchmarks import serving
 from tools.benchmarks.measure import where
 
@@ -66,9 +66,9 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
         raise serving.BenchmarkError("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk)")
     if not where().bundle.is_dir() or not (where().features / "test.parquet").is_file():
         raise serving.BenchmarkError("no trained model: run `make train` first")
-    traffic = load_traffic((where().features / "test.parquet"), load_data_config(where().data_config).contract)
+    configured = load_monitor_config(where().monitor_config, where()).replay
+    traffic = load_traffic(configured.traffic, load_data_config(where().data_config).contract, configured)
     bodies = [json.dumps(f) for f in serving.load_flights(where().features / "test.parquet")[:500]]
-    configured = load_monitor_config(where().monitor_config).replay
     if configured.rate is None:
         raise serving.BenchmarkError(f"{where().monitor_config} sets no replay rate: nothing to pace at")
     with tempfile.TemporaryDirectory(prefix="bench-replay-", dir=workdir) as tmp:

@@ -1,30 +1,26 @@
-"""Typed monitoring configuration: ``configs/monitor.yaml``."""
+"""The monitoring configuration (``monitor.yaml``): replaying traffic, the windows' reports, the drift gate, retraining.
+
+Where the dataset's files are (its traffic, replay state, prediction log, caches and reports) is not a default of
+its own: :func:`load_monitor_config` takes it from the dataset's layout unless the file names another place.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from tabloop.config import load_yaml, parse_config
+from tabloop.config.loading import load_yaml, parse_config
 from tabloop.layout import Layout
 from tabloop.runtime.contract import StrictModel
-
-
-def _default(section: str, key: str) -> Any:
-    """The default dataset's value of ``section.key`` (for a section built without :func:`load_monitor_config`)."""
-    return dataset_defaults(Layout.of(None))[section][key]
 
 
 class ReplayConfig(StrictModel):
     """How ``make replay`` sends the test split to the service."""
 
-    traffic: Path = Field(
-        default_factory=lambda: _default("replay", "traffic"), description="The rows to send (a features table)."
-    )
+    traffic: Path = Field(description="The rows to send (a features table); default: the dataset's test split.")
     speedup: float = Field(3600.0, gt=0, description="Virtual seconds per wall-clock second.")
     rate: float | None = Field(250.0, gt=0, description="Prediction requests per second at most (null: no limit).")
     concurrency: int = Field(8, ge=1, le=256)
@@ -47,7 +43,7 @@ class ReplayConfig(StrictModel):
     )
     retry_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
-    state: Path = Field(default_factory=lambda: _default("replay", "state"), description="Where progress is saved.")
+    state: Path = Field(description="Where progress is saved; default: the dataset's logs.")
 
 
 class GateConfig(StrictModel):
@@ -61,9 +57,7 @@ class GateConfig(StrictModel):
 class ReportsConfig(StrictModel):
     """How the prediction log is cut into windows and compared with the reference."""
 
-    log_url: str = Field(
-        default_factory=lambda: _default("reports", "log_url"), description="The service's prediction log."
-    )
+    log_url: str = Field(description="The service's prediction log; default: the dataset's (or the service's).")
     window: Literal["day", "week"] = "week"
     min_rows: int = Field(200, ge=10, description="Windows with fewer predictions are not judged.")
     min_labels: int = Field(200, ge=10, description="Fewer labelled predictions: no quality report for the window.")
@@ -79,19 +73,15 @@ class ReportsConfig(StrictModel):
     workers: int = Field(1, ge=0, le=64, description="Processes that report windows beside this one (0: none).")
     drift_share: float = Field(0.5, gt=0, le=1, description="Evidently's dataset-drift share (for its own tests).")
     seed: int = 0
-    cache_dir: Path = Field(
-        default_factory=lambda: _default("reports", "cache_dir"), description="Bundles of the versions in the log."
-    )
+    cache_dir: Path = Field(description="Bundles of the versions in the log.")
     reference_dir: Path | None = Field(
         None,
         description="A features directory whose valid.parquet is the reference for every version; "
         "null: each version's own, found in the DVC cache through its lineage.",
     )
-    workspace: Path = Field(default_factory=lambda: _default("reports", "workspace"))
-    project: str = Field(default_factory=lambda: _default("reports", "project"))
-    out_dir: Path = Field(
-        default_factory=lambda: _default("reports", "out_dir"), description="verdict.json, summary.md, latest.html"
-    )
+    workspace: Path = Field(description="The Evidently workspace the dashboard serves.")
+    project: str = Field(description="The workspace's project of this dataset.")
+    out_dir: Path = Field(description="verdict.json, summary.md, latest.html")
     dashboard_features: list[str] = Field(
         default_factory=list,
         description="Features whose drift scores the dashboard plots over time.",
@@ -115,29 +105,28 @@ class RetrainConfig(StrictModel):
 class MonitorConfig(StrictModel):
     """Everything ``configs/monitor.yaml`` holds."""
 
-    replay: ReplayConfig = Field(default_factory=ReplayConfig)
-    reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    replay: ReplayConfig
+    reports: ReportsConfig
     gate: GateConfig = GateConfig()
     retrain: RetrainConfig = RetrainConfig()
 
 
-def load_monitor_config(path: Path, where: Layout | None = None, log_url: str | None = None) -> MonitorConfig:
+def load_monitor_config(path: Path, where: Layout, log_url: str | None = None) -> MonitorConfig:
     """The monitoring configuration at ``path``, validated; paths it leaves out are ``where``'s (the dataset's), and
     the prediction log it leaves out is ``log_url`` where given (the service's, from the environment)."""
     data = load_yaml(path)
-    if where is not None:
-        for section, defaults in dataset_defaults(where).items():
-            if section == "reports" and log_url is not None:
-                defaults["log_url"] = log_url
-            given = data.get(section)
-            if given is None or isinstance(given, dict):
-                data[section] = {**defaults, **(given or {})}
+    for section, defaults in dataset_defaults(where).items():
+        if section == "reports" and log_url is not None:
+            defaults["log_url"] = log_url
+        given = data.get(section)
+        if given is None or isinstance(given, dict):
+            data[section] = {**defaults, **(given or {})}
     return parse_config(MonitorConfig, data, str(path))
 
 
 def dataset_defaults(where: Layout) -> dict[str, dict[str, Path | str]]:
     """Where a dataset's traffic, replay state, prediction log, bundle cache and reports are, unless configured:
-    declared here only (a section built without a layout takes the default dataset's)."""
+    declared here only."""
     return {
         "replay": {"traffic": where.features / "test.parquet", "state": where.replay_state},
         "reports": {
@@ -148,17 +137,3 @@ def dataset_defaults(where: Layout) -> dict[str, dict[str, Path | str]]:
             "project": f"{where.dataset} monitoring",
         },
     }
-
-
-class ServiceClient(BaseSettings):
-    """The running service as monitoring reaches it (the replay; retraining's reload call): ``SERVICE_URL`` and
-    ``SERVICE_API_KEY`` from the environment, each replaced by the command's option when one is given."""
-
-    model_config = SettingsConfigDict(env_prefix="SERVICE_", extra="forbid")
-
-    url: str = Field("http://127.0.0.1:8000", min_length=1)
-    api_key: SecretStr | None = None
-
-    def key(self) -> str | None:
-        """The API key to send, if any."""
-        return self.api_key.get_secret_value() if self.api_key else None

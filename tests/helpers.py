@@ -94,7 +94,7 @@ def monitor_config(log: Path, tmp_path: Path, features: Path, **reports: Any) ->
             # the configured dataset's choice, so that the dashboard has its panel of feature drift
             dashboard_features=configured.reports.dashboard_features,
             **reports,
-        )
+        ),
     )
 
 

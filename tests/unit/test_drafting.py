@@ -8,9 +8,23 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tabloop.config import RandomSplit, TimeSplit, load_data_config
+from tabloop.config import (
+    EvaluateConfig,
+    PreprocessingConfig,
+    PromotionGateConfig,
+    RandomSplit,
+    TimeSplit,
+    TrainConfig,
+    ValidationConfig,
+    load_data_config,
+    load_evaluate_config,
+    load_registry_config,
+    load_train_config,
+)
+from tabloop.config.monitor import dataset_defaults, load_monitor_config
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
-from tabloop.layout import DATASETS_FILE, load_datasets
+from tabloop.drafting.render import monitor_defaults
+from tabloop.layout import DATASETS_FILE, Layout, load_datasets
 
 
 @pytest.fixture
@@ -158,3 +172,34 @@ def test_the_make_target_drafts_and_explains_a_bad_request(root: Path) -> None:
     assert result.returncode == 1
     assert "init failed: TARGET: 'Churn' has a single value" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("time", [None, "signed_up"], ids=["no event time", "an event time"])
+def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, time: str | None) -> None:
+    """One source of defaults: what `make init` drafts and what a key left out means are the same values."""
+    draft = draft_dataset(DraftRequest("churn", write(customers(), root), "Churn", time=time), root)
+    where = Layout("churn", root)
+    assert draft.directory == where.configs
+
+    assert load_train_config(where.train_config) == TrainConfig()
+    evaluate = load_evaluate_config(where.evaluate_config)
+    assert evaluate.slices == ["plan", "paperless"]  # inferred: categorical features of few values
+    assert evaluate.model_copy(update={"slices": []}) == EvaluateConfig()
+    registry = load_registry_config(where.registry_config)
+    assert (registry.experiment, registry.model_name) == ("churn", "churn")  # inferred: the dataset's name
+    assert registry.gate.min_score == 0.55  # inferred: a floor for the drafted metric, ROC AUC
+    assert registry.gate.model_copy(update={"min_score": None}) == PromotionGateConfig()
+    data = load_data_config(where.data_config)
+    assert (data.preprocessing, data.validation) == (PreprocessingConfig(), ValidationConfig())
+
+    monitor = load_monitor_config(where.monitor_config, where)
+    paths = dataset_defaults(where)
+    assert monitor.replay.traffic == paths["replay"]["traffic"]  # the dataset's paths: from its layout
+    defaults = monitor_defaults()
+    assert (monitor.gate, monitor.retrain) == (defaults.gate, defaults.retrain)
+    for section in ("replay", "reports"):
+        exclude = set(paths[section])
+        drafted = getattr(monitor, section).model_dump(exclude=exclude)
+        assert drafted == getattr(defaults, section).model_dump(exclude=exclude)
+    clock = "synthetic_start" in where.monitor_config.read_text()
+    assert clock is (time is None)  # the replay's clock is written out where there is no event time to send on

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tabloop.settings import Settings, apply_process_defaults
 from tools.benchmarks import data_stages, distributed, monitoring, replay, serving, stack, training
+from tools.benchmarks.measure import BenchmarkError
 
 BENCHMARKS = ("data_stages", "training", "distributed", "serving", "replay", "monitoring", "stack")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -21,7 +22,7 @@ console = Console()
 
 def show_data_stages(result: dict[str, Any]) -> bool:
     pipeline, joins = result["pipeline"], result["joins"]
-    table = Table(title=f"Data stages on the full data ({result['flights']:,} flights)")
+    table = Table(title=f"Data stages of {result['dataset']} on the full data ({result['rows']:,} rows)")
     for column in ("measurement", "value", "anchor / goal", "ratio", "met"):
         table.add_column(column)
     table.add_row(
@@ -42,7 +43,7 @@ def show_data_stages(result: dict[str, Any]) -> bool:
     for stage, numbers in result["stages"].items():
         table.add_row(f"  stage {stage} alone", f"{numbers['wall_s']:.1f} s, {numbers['peak_gib']:.2f} GiB", "", "", "")
     table.add_row(
-        "joins (flights ⟕ weather ⟕ planes), polars",
+        f"the adapter's joins ({' ⟕ '.join(joins['tables'])}), polars",
         f"{joins['polars_best_s'] * 1000:.0f} ms",
         f"pandas {joins['pandas_best_s'] * 1000:.0f} ms",
         f"{joins['speedup_vs_pandas']:.1f}x faster",
@@ -161,7 +162,7 @@ def show_serving(result: dict[str, Any]) -> bool:
     )
     after, sigterm = result["after_load"], result["sigterm"]
     table.add_row(
-        "after the load runs: flights predicted = rows logged",
+        "after the load runs: rows predicted = rows logged",
         f"{after['predicted']:,} = {after['logged']:,}",
         "",
         "",
@@ -249,7 +250,7 @@ def show_replay(result: dict[str, Any]) -> bool:
     table.add_row("  outcomes sent to /feedback", f"{unlimited['feedback_per_s']:,.0f}/s", "", "", "")
     table.add_row(
         "  CPU a row (its prediction and outcome): the service / the replayer",
-        f"{unlimited['server_cpu_ms_per_flight']:.2f} / {unlimited['client_cpu_ms_per_flight']:.2f} ms",
+        f"{unlimited['server_cpu_ms_per_row']:.2f} / {unlimited['client_cpu_ms_per_row']:.2f} ms",
         "",
         f"cores busy {unlimited['server_busy']:.0%} / {unlimited['client_busy']:.0%}",
         "",
@@ -402,7 +403,6 @@ RUNS: dict[str, tuple[Callable[[int], dict[str, Any]], Callable[[dict[str, Any]]
     "monitoring": (lambda repeat: monitoring.run(repeat=repeat), show_monitoring),
     "stack": (lambda _: stack.run(), show_stack),
 }
-FAILURES = (serving.BenchmarkError, monitoring.BenchmarkError, distributed.BenchmarkError, stack.BenchmarkError)
 
 
 @app.command()
@@ -423,7 +423,7 @@ def main(
         measure, show = RUNS[name]
         try:
             results[name] = measure(repeat)
-        except FAILURES as e:
+        except BenchmarkError as e:
             console.print(f"[red]{name} not measured:[/] {e}")
             met = False
         else:

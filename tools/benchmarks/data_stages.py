@@ -20,7 +20,8 @@ from tools.benchmarks.workspace import copy_repository, environment
 WALL_GOAL_S = 30.0
 MEMORY_GOAL_BYTES = 2 * GIB
 # The joins measured are the flights adapter's.
-STAGES = tuple(f"{stage}@flights" for stage in ("ingest", "validate", "features"))
+ADAPTER = "flights"
+STAGES = tuple(f"{stage}@{ADAPTER}" for stage in ("ingest", "validate", "features"))
 
 
 def pandas_joins(flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +68,8 @@ def run(repeat: int = 3) -> dict[str, Any]:
 
     peak = max(r.peak_tree_bytes for r in pipeline)
     return {
-        "flights": tables["flights"].height,
+        "dataset": ADAPTER,
+        "rows": tables["flights"].height,
         "pipeline": {
             "wall_s": round(best.wall_s, 2),
             "wall_s_runs": [round(r.wall_s, 2) for r in pipeline],
@@ -79,6 +81,7 @@ def run(repeat: int = 3) -> dict[str, Any]:
         },
         "stages": stages,
         "joins": {
+            "tables": list(tables),
             "anchor": "pandas merge (same joins, same data, same process)",
             "polars_best_s": round(polars_best, 4),
             "polars_median_s": round(polars_median, 4),

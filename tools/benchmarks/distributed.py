@@ -21,12 +21,8 @@ from tabloop.config import DistributedConfig, load_train_config
 from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
 from tabloop.runtime.bundle import Predictor
-from tools.benchmarks.measure import GIB, run_command, where
+from tools.benchmarks.measure import GIB, BenchmarkError, run_command, where
 from tools.benchmarks.workspace import REPO_ROOT, environment
-
-
-class BenchmarkError(Exception):
-    """A training run failed."""
 
 
 def run(processes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import psutil
 
+from tabloop.errors import TabloopError
 from tabloop.layout import Layout
 from tabloop.settings import Settings, from_environment
 
 GIB = 1024**3
+
+
+class BenchmarkError(TabloopError):
+    """A benchmark could not be measured (nothing trained, a tool missing, a command that failed); it says why."""
 
 
 @functools.cache

@@ -39,7 +39,7 @@ import polars as pl
 import sqlalchemy as sa
 import yaml
 
-from tools.benchmarks.measure import GIB, Run, run_command, where
+from tools.benchmarks.measure import GIB, BenchmarkError, Run, run_command, where
 from tools.benchmarks.workspace import REPO_ROOT, environment
 
 if TYPE_CHECKING:
@@ -53,10 +53,6 @@ SEED = 0
 SAMPLE_S = 0.1  # between memory samples: walking the process tree more often takes CPU from the two cores
 LOG_FORMAT = 1  # changed whenever the generated log changes, so that a cached one is rebuilt
 SCRATCH = Path("logs/benchmarks/monitoring")  # git-ignored, like every prediction log
-
-
-class BenchmarkError(RuntimeError):
-    """The monitoring benchmark could not be run."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from monitoring.traffic import ReplayError, Traffic, load_traffic
 from tabloop.config import load_data_config
 from tabloop.config.monitor import ReplayConfig, load_monitor_config
 from tools.benchmarks import serving
-from tools.benchmarks.measure import where
+from tools.benchmarks.measure import BenchmarkError, where
 
 MAX_REQUESTS = 10_000
 THROUGHPUT_PAIRS = 3  # wrk, then a replay without a rate limit, alternately
@@ -63,14 +63,14 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
     comparison alternates ``pairs`` runs alone and with a replay, ``duration_s / 2`` each."""
     executable = shutil.which("wrk")
     if executable is None:
-        raise serving.BenchmarkError("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk)")
+        raise BenchmarkError("wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk)")
     if not where().bundle.is_dir() or not (where().features / "test.parquet").is_file():
-        raise serving.BenchmarkError("no trained model: run `make train` first")
+        raise BenchmarkError("no trained model: run `make train` first")
     configured = load_monitor_config(where().monitor_config, where()).replay
     traffic = load_traffic(configured.traffic, load_data_config(where().data_config).contract, configured)
     bodies = [json.dumps(f) for f in serving.load_flights(where().features / "test.parquet")[:500]]
     if configured.rate is None:
-        raise serving.BenchmarkError(f"{where().monitor_config} sets no replay rate: nothing to pace at")
+        raise BenchmarkError(f"{where().monitor_config} sets no replay rate: nothing to pace at")
     with tempfile.TemporaryDirectory(prefix="bench-replay-", dir=workdir) as tmp:
         root = Path(tmp)
         database = root / "predictions.db"
@@ -125,7 +125,7 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
                 loaded["server_mean_ms"] = mean_ms(between, predict_time(url))
                 results["pairs"].append({"alone": alone, "with_replay": loaded, "replay": replayed})
         except ReplayError as e:
-            raise serving.BenchmarkError(f"the replay failed: {e}") from e
+            raise BenchmarkError(f"the replay failed: {e}") from e
         finally:
             serving.stop(process)
     return summarise(results)
@@ -202,8 +202,8 @@ class ReplaySession:
             "feedback_per_s": summary.feedback / summary.seconds,
             "client_busy": client_cpu / wall,
             "server_busy": server_cpu / wall,
-            "client_cpu_ms_per_flight": client_cpu / max(summary.sent, 1) * 1000,
-            "server_cpu_ms_per_flight": server_cpu / max(summary.sent, 1) * 1000,
+            "client_cpu_ms_per_row": client_cpu / max(summary.sent, 1) * 1000,
+            "server_cpu_ms_per_row": server_cpu / max(summary.sent, 1) * 1000,
             "logged": logged,
             "recorded": recorded,
         }

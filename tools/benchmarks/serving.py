@@ -55,7 +55,7 @@ from tabloop.config import load_data_config, load_evaluate_config, load_registry
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.settings import Settings
 from tabloop.stages.register import run as register_candidate
-from tools.benchmarks.measure import where
+from tools.benchmarks.measure import BenchmarkError, where
 
 GOAL_RATIO = 10.0
 GOAL_P99_MS = 20.0
@@ -110,10 +110,6 @@ response = function(status, headers, body)
   end
 end
 """
-
-
-class BenchmarkError(RuntimeError):
-    """The serving benchmark could not be run."""
 
 
 def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:

@@ -32,16 +32,12 @@ from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import Registry
 from tabloop.settings import Settings, from_environment
 from tabloop.stages.register import run as register_candidate
-from tools.benchmarks.measure import where
+from tools.benchmarks.measure import BenchmarkError, where
 from tools.stack.control import down, up
 from tools.stack.credentials import Credentials, connection_settings, log_database
 from tools.stack.settings import StackSettings
 
 LOG_ROWS = 20_000
-
-
-class BenchmarkError(Exception):
-    """The stack could not be started or used."""
 
 
 def run() -> dict[str, Any]:

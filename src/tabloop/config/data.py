@@ -231,7 +231,7 @@ class ValidationConfig(StrictModel):
 class PreprocessingConfig(StrictModel):
     """How the features are encoded; fitted on the training split only."""
 
-    min_category_count: int = Field(10, ge=1)
+    min_category_count: int = Field(20, ge=1)
     transforms: dict[str, Literal["log1p"]] = Field(default_factory=dict)
     crosses: list[tuple[str, str]] = Field(default_factory=list)
     clip: float = Field(5.0, gt=0)

@@ -28,6 +28,6 @@ class EvaluateConfig(StrictModel):
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic: LogisticConfig = LogisticConfig()
     slices: list[str] = Field(default_factory=list, description="Categorical features to report metrics per value of.")
-    min_slice_rows: int = Field(500, ge=1)
+    min_slice_rows: int = Field(100, ge=1)
     calibration_bins: int = Field(10, ge=2, le=100)
     curve_points: int = Field(200, ge=10, le=100_000)

@@ -33,7 +33,7 @@ class ReplayConfig(StrictModel):
     )
     synthetic_interval_s: float = Field(60.0, gt=0, description="Without an event time: seconds between rows.")
     outcome_delay_s: float = Field(
-        0.0, ge=0, description="Without an outcome time: how long after the event its outcome is sent."
+        86400.0, ge=0, description="Without an outcome time: how long after the event its outcome is sent."
     )
     feedback: bool = True
     feedback_batch: int = Field(
@@ -59,8 +59,8 @@ class ReportsConfig(StrictModel):
 
     log_url: str = Field(description="The service's prediction log; default: the dataset's (or the service's).")
     window: Literal["day", "week"] = "week"
-    min_rows: int = Field(200, ge=10, description="Windows with fewer predictions are not judged.")
-    min_labels: int = Field(200, ge=10, description="Fewer labelled predictions: no quality report for the window.")
+    min_rows: int = Field(100, ge=10, description="Windows with fewer predictions are not judged.")
+    min_labels: int = Field(100, ge=10, description="Fewer labelled predictions: no quality report for the window.")
     max_rows: int | None = Field(
         10_000, ge=100, description="Rows sampled from each side of an earlier window's comparison at most; null: all."
     )

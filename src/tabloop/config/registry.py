@@ -14,10 +14,11 @@ class PromotionGateConfig(StrictModel):
 
     metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
     min_improvement: float = Field(0.001, ge=-1, le=1)
-    # a quality floor: a challenger below it is never promoted, not even as the first model (None: no floor)
+    # a quality floor: a challenger below it is never promoted, not even as the first model (None: no floor); no
+    # default fits every metric (chance is 0.5 for ROC AUC, the positive rate for PR AUC), so make init drafts one
     min_score: float | None = Field(None, ge=0, le=1)
     max_slice_regression: float = Field(0.02, ge=0, le=1)
-    min_slice_rows: int = Field(1000, ge=1)
+    min_slice_rows: int = Field(200, ge=1)
 
 
 class RegistryConfig(StrictModel):

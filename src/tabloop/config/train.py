@@ -29,9 +29,9 @@ class OptimizerConfig(StrictModel):
 class LoopConfig(StrictModel):
     """Batching and stopping."""
 
-    batch_size: int = Field(1024, ge=1)
-    max_epochs: int = Field(40, ge=1)
-    patience: int = Field(4, ge=1)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(60, ge=1)
+    patience: int = Field(6, ge=1)
     eval_batch_size: int = Field(65536, ge=1)
 
 

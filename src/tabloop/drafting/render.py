@@ -1,0 +1,325 @@
+"""Rendering a draft: ``data.yaml`` from the profile, the other files from templates filled with the typed defaults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import polars as pl
+
+from tabloop.config import (
+    EvaluateConfig,
+    PreprocessingConfig,
+    PromotionGateConfig,
+    TrainConfig,
+    ValidationConfig,
+)
+from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
+from tabloop.drafting.profile import Column, DraftedTimeSplit, fmt
+from tabloop.drafting.request import DraftRequest
+
+
+def q(value: Any) -> str:
+    """A YAML scalar that reads back as the same value under YAML 1.2 (strings always quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return fmt(value) if math.isfinite(value) else json.dumps(str(value))
+    return json.dumps(str(value))
+
+
+def data_yaml(
+    request: DraftRequest,
+    *,
+    source: dict[str, str],
+    table: str,
+    frame: pl.DataFrame,
+    columns: list[Column],
+    positive: Any,
+    split: DraftedTimeSplit | None,
+) -> str:
+    """The drafted ``data.yaml``, with a comment on everything that was inferred."""
+    draft = _Draft(request, source, table, frame, columns, positive, split)
+    sections = (_header, _source_and_entity, _label_split_validation, _table, _contract, _preprocessing_and_card)
+    return "\n".join(line for section in sections for line in section(draft))
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What the sections of a drafted ``data.yaml`` are written from."""
+
+    request: DraftRequest
+    source: dict[str, str]
+    table: str
+    frame: pl.DataFrame
+    columns: list[Column]
+    positive: Any
+    split: DraftedTimeSplit | None  # None: stratified
+
+
+def _header(d: _Draft) -> list[str]:
+    return [
+        f"# Drafted by `make init` from {d.request.data} ({d.frame.height:,} rows, {len(d.frame.columns)} columns) on "
+        f"{dt.date.today()}.",
+        "# Everything below was inferred from the data: review it before you train. Ranges are the observed ones",
+        "# (widen them to what is possible, or production rows will be rejected), allowed values are the ones seen.",
+        "# Typed on load: an unknown key or an impossible value stops the run and names the key.",
+        "",
+        "# One table needs no code. For joins or derived features, write src/tabloop/datasets/<name>.py, name it here.",
+        "adapter: null",
+        "",
+    ]
+
+
+def _source_and_entity(d: _Draft) -> list[str]:
+    request = d.request
+    lines = [
+        "source:",
+        *(f"  {key}: {q(value)}" for key, value in d.source.items()),
+        '  null_values: ["NA", ""]',
+        "",
+        "entity:",
+        f"  table: {d.table}",
+        f"  id: {q(request.id)}" if request.id else "  # id: none given; rows are numbered in file order",
+    ]
+    if request.time:
+        lines += [f"  time: {q(request.time)}", '  time_zone: "UTC"           # the zone of times that carry none']
+    else:
+        lines.append("  # time: none given; replay sends rows in file order on a synthetic clock")
+    return [*lines, ""]
+
+
+def _label_split_validation(d: _Draft) -> list[str]:
+    validation = ValidationConfig()
+    target = d.request.target
+    share = d.frame[target].value_counts().filter(pl.col(target) == d.positive)["count"].sum() / d.frame.height
+    chosen = "as given (POSITIVE)" if d.request.positive is not None else "the minority class"
+    return [
+        "label:",
+        f"  column: {q(target)}",
+        f"  positive: [{q(d.positive)}]     # {chosen}: {share:.1%} of the rows; the others are negative",
+        "  unlabelled: drop",
+        "",
+        "split:",
+        *split_lines(d.split),
+        "",
+        "validation:",
+        f"  max_rejected_share: {yaml_value(validation.max_rejected_share)}     # above it the validate stage fails "
+        "and keeps its previous outputs",
+        f"  examples_per_rule: {yaml_value(validation.examples_per_rule)}",
+        "",
+    ]
+
+
+def _table(d: _Draft) -> list[str]:
+    lines = [
+        "tables:",
+        f"  {d.table}:",
+        f"    key: [{q(d.request.id)}]"
+        if d.request.id
+        else "    key: []                     # no column is unique per row",
+        "    columns:",
+    ]
+    for column in d.columns:
+        if column.role in ("empty",):
+            lines.append(f"      # {column.name}: left out, empty in every row")
+            continue
+        lines.append(f"      {q(column.name)}: {{{table_rules(column)}}}{comment(column)}")
+    return [*lines, ""]
+
+
+def _contract(d: _Draft) -> list[str]:
+    request, positive = d.request, d.positive
+    lines = [
+        "# The model's inputs. A feature must be a column of the table (or one the adapter derives).",
+        "contract:",
+        f"  entity: {entity_name(request.name)}",
+        f"  title: {q(request.name.replace('_', ' ').capitalize() + ' predictions')}",
+        f"  description: {q(f'Predicts whether {request.target} is {positive}.')}",
+        "  target:",
+        f"    name: {target_name(request.target, positive)}",
+        f"    description: {q(f'{request.target} is {positive}.')}",
+        "  features:",
+    ]
+    for column in d.columns:
+        if column.role == "feature":
+            lines.append(f"    {q(column.name)}: {{{feature_rules(column)}}}")
+        elif column.role in ("identifier", "datetime"):
+            reason = (
+                "identifies rows" if column.role == "identifier" else "a date or time (derive features in an adapter)"
+            )
+            lines.append(f"    # {column.name}: left out, {reason}")
+    return [*lines, ""]
+
+
+def _preprocessing_and_card(d: _Draft) -> list[str]:
+    encoding = PreprocessingConfig()
+    request, positive = d.request, d.positive
+    return [
+        "preprocessing:",
+        f"  min_category_count: {yaml_value(encoding.min_category_count)}       # rarer categories share the "
+        "out-of-vocabulary bucket",
+        "  transforms: {}               # e.g. {income: log1p} for a skewed positive number",
+        "  crosses: []",
+        f"  clip: {yaml_value(encoding.clip)}",
+        "",
+        "card:",
+        f"  title: {q(request.name.replace('_', ' ').capitalize() + ' classifier')}",
+        f"  summary: {q(f'Predicts the probability that {request.target} is {positive}.')}",
+        "  examples: rows",
+        f"  positive: {q(str(positive))}",
+        '  intended_use: ""             # who uses the predictions, for what, and who makes the final call',
+        "  limitations: []",
+        "",
+    ]
+
+
+def split_lines(split: DraftedTimeSplit | None) -> list[str]:
+    if split is None:
+        return [
+            "  kind: stratified             # no time column: a seeded shuffle keeping the class shares in each split",
+            "  fractions: {train: 0.7, valid: 0.15, test: 0.15}",
+            "  seed: 0",
+        ]
+    return [
+        "  kind: time                   # inclusive days: the oldest 70% of rows train, the newest 15% test",
+        *(
+            f'  {name}: {{start: "{start}", end: "{end}"}}'
+            for name, (start, end) in (("train", split.train), ("valid", split.valid), ("test", split.test))
+        ),
+    ]
+
+
+def table_rules(column: Column) -> str:
+    rules = [f"dtype: {column.dtype}"]
+    if column.nullable:
+        rules.append("nullable: true")
+    if column.role == "feature" and column.kind == "numeric":
+        rules += [f"min: {fmt(column.low or 0)}", f"max: {fmt(column.high or 0)}"]
+    if column.values is not None and column.dtype == "string":
+        rules.append(f"values: [{', '.join(q(v) for v in column.values)}]")
+    return ", ".join(rules)
+
+
+def feature_rules(column: Column) -> str:
+    dtype = "float32" if column.kind == "numeric" and column.dtype == "float64" else column.dtype
+    rules = [f"kind: {column.kind}", f"dtype: {dtype}"]
+    if column.nullable:
+        rules.append("nullable: true")
+    if column.kind == "numeric":
+        rules += [f"min: {fmt(column.low or 0)}", f"max: {fmt(column.high or 0)}"]
+    if column.values is not None:
+        rules.append(f"values: [{', '.join(q(v) for v in column.values)}]")
+    return ", ".join(rules)
+
+
+def comment(column: Column) -> str:
+    notes = [*column.notes]
+    if column.role in ("target", "id", "time"):
+        notes.insert(0, f"the {column.role}")
+    if column.role == "identifier":
+        notes.insert(0, "unique in almost every row: not a feature")
+    return f"  # {'; '.join(notes)}" if notes else ""
+
+
+def entity_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) or "Row"
+
+
+def target_name(column: str, positive: Any) -> str:
+    """A name for the target that the API can use (a Python identifier that is not id, probability or outcome)."""
+    words = "".join(c if c.isalnum() else "_" for c in f"{column}_{positive}".lower()).strip("_")
+    name = words if words and not words[0].isdigit() else f"is_{words}"
+    return name if name not in ("id", "probability", "outcome") else f"{name}_label"
+
+
+def evaluate_yaml(columns: list[Column]) -> str:
+    """The drafted ``evaluate.yaml``: the defaults, and slices by up to two categorical features of few values."""
+    few = [
+        c.name for c in columns if c.role == "feature" and c.kind == "categorical" and c.values and len(c.values) <= 10
+    ]
+    return _template("evaluate.yaml", c=EvaluateConfig(), slices=Verbatim(f"[{', '.join(q(n) for n in few[:2])}]"))
+
+
+def train_yaml() -> str:
+    """The drafted ``train.yaml``: the defaults."""
+    return _template("train.yaml", c=TrainConfig())
+
+
+def registry_yaml(name: str) -> str:
+    """The drafted ``registry.yaml``: the defaults, the experiment and the model named after the dataset, and a
+    quality floor for the gate's metric."""
+    floor = Verbatim(yaml_value(FLOOR[PromotionGateConfig().metric]))
+    return _template("registry.yaml", c=PromotionGateDefaults(), name=Verbatim(name.replace("_", "-")), floor=floor)
+
+
+def monitor_yaml(request: DraftRequest) -> str:
+    """The drafted ``monitor.yaml``: the defaults, with the replay's synthetic clock where there is no event time."""
+    defaults = monitor_defaults()
+    clock = "" if request.time else _template("monitor_clock.yaml", c=defaults)
+    return _template("monitor.yaml", c=defaults, clock=Verbatim(clock))
+
+
+FLOOR = {"roc_auc": 0.55}  # a drafted gate's floor: a little better than chance (0.5)
+UNUSED_PATH = Path()  # the dataset's paths are filled from its layout when loaded, never drafted
+
+
+class PromotionGateDefaults:
+    """The registry configuration's defaults, but for the names that come from the dataset."""
+
+    gate = PromotionGateConfig()
+
+
+def monitor_defaults() -> SimpleNamespace:
+    """The monitoring configuration's defaults, section by section (the dataset's paths are not defaults)."""
+    return SimpleNamespace(
+        replay=ReplayConfig(traffic=UNUSED_PATH, state=UNUSED_PATH),
+        reports=ReportsConfig(
+            log_url="", cache_dir=UNUSED_PATH, workspace=UNUSED_PATH, project="", out_dir=UNUSED_PATH
+        ),
+        gate=GateConfig(),
+        retrain=RetrainConfig(),
+    )
+
+
+class Verbatim(str):
+    """Text a template takes as it is (a list or a block already written as YAML)."""
+
+    __slots__ = ()
+
+
+class _YamlFields(string.Formatter):
+    """Fills ``{c.section.key}`` fields with the value written as YAML 1.2 reads it back."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:  # noqa: ARG002 - every field is YAML as it is
+        return str(value) if isinstance(value, Verbatim) else yaml_value(value)
+
+
+def _template(file_name: str, /, **fields: Any) -> str:
+    text = (resources.files("tabloop.drafting") / "templates" / file_name).read_text(encoding="utf-8")
+    return _YamlFields().format(text, **fields)
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` (a scalar, a list or a mapping) in YAML flow style, read back as the same value."""
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(yaml_value(v) for v in value)}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]*", value) and value not in ("null", "true", "false"):
+        return value
+    return q(value)

@@ -50,7 +50,7 @@ endif
 # The browser of make test-ui: Debian's, never one downloaded by Playwright.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-all test-ui lint format typecheck bench \
+.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-all test-e2e test-ui lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -121,8 +121,11 @@ dashboard: $(STAMP) ## Serve the monitoring dashboard (Evidently UI) on 127.0.0.
 test: $(STAMP) ## Run the tests of every change: unit, data, model, api, adapter (about two minutes); PYTEST_ARGS="-k ..."
 	$(BIN)/pytest -m "not e2e and not ui" $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## Run the whole suite, end-to-end tests included (what CI runs after make test; about half an hour: the image is built, the stack started)
+test-all: $(STAMP) ## Run the whole suite: the tests of make test and of make test-e2e, in one run
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## Run the end-to-end tests only (what CI runs after make test: DVC runs, service processes, the stack, the image)
+	$(BIN)/pytest -m "e2e and not ui" --durations=25 $(PYTEST_ARGS)
 
 test-ui: $(STAMP) ## Open the dashboard in headless Chromium and check its panels (installs Debian's chromium if missing)
 	@test -x $(CHROMIUM) || { \

@@ -1,4 +1,10 @@
-"""Process-level settings read from the environment; the only module that touches ``os.environ``."""
+"""Settings of the library's processes, read from the environment; what the pipeline does lives in ``configs/``.
+
+One typed home per kind of process: :class:`Settings` for every command and stage, :class:`TorchrunSettings` for
+a training process that torchrun started; the service's are ``serving/settings.py``, monitoring's client of the
+service ``monitoring/settings.py``, the local stack's ``tools/stack/settings.py``. Besides reading through these,
+the library only writes the environment: :func:`apply_process_defaults` sets the tools' defaults before they load.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +57,21 @@ class Settings(BaseSettings):
     def layout(self, dataset: str | None = None) -> Layout:
         """The paths of ``dataset``, else of the configured one, else of the default one."""
         return Layout.of(dataset or self.dataset)
+
+
+class TorchrunSettings(BaseSettings):
+    """What ``torchrun`` tells each process it starts; without them the process is a world of one."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    rank: int = Field(0, ge=0, validation_alias="RANK")
+    world_size: int | None = Field(None, ge=1, validation_alias="WORLD_SIZE")
+    local_rank: int | None = Field(None, ge=0, validation_alias="LOCAL_RANK")
+
+    @property
+    def launched(self) -> bool:
+        """Whether torchrun started this process."""
+        return self.world_size is not None and self.local_rank is not None
 
 
 def apply_process_defaults(settings: Settings) -> None:

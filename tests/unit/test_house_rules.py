@@ -1,4 +1,4 @@
-"""Rules of the product code that no linter checks: short functions, and one error family."""
+"""Rules of the product code that no linter checks: short modules and functions, and one error family."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tabloop.errors import TabloopError
 
 PRODUCT = ("src/tabloop", "serving", "monitoring", "pipelines")
 MAX_FUNCTION_LINES = 60  # from ``def`` to the last line, nested functions included
+MAX_MODULE_LINES = 400  # a module past this does several jobs: split it by job
 
 
 def product_files() -> list[Path]:
@@ -35,6 +36,15 @@ def test_no_function_is_longer_than_sixty_lines() -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, "split these into named steps:\n" + "\n".join(long)
+
+
+def test_no_module_is_longer_than_four_hundred_lines() -> None:
+    long = [
+        f"{path.relative_to(REPO_ROOT)} ({lines} lines)"
+        for path in product_files()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, "split these by job:\n" + "\n".join(long)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ input, so single-process training runs exactly the code it always ran.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from tabloop.settings import TorchrunSettings, from_environment
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,9 @@ class World:
 
     @classmethod
     def from_environment(cls) -> World:
-        return cls(
-            rank=int(os.environ.get("RANK", "0")),
-            size=int(os.environ.get("WORLD_SIZE", "1")),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        )
+        """This process's place, from what torchrun set (:class:`~tabloop.settings.TorchrunSettings`)."""
+        given = from_environment(TorchrunSettings)
+        return cls(rank=given.rank, size=given.world_size or 1, local_rank=given.local_rank or 0)
 
     @property
     def distributed(self) -> bool:
@@ -47,7 +46,8 @@ class World:
 
 
 def launched_by_torchrun() -> bool:
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+    """Whether torchrun started this process (a process it started does not start it again)."""
+    return from_environment(TorchrunSettings).launched
 
 
 def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:

@@ -73,6 +73,22 @@ def previous_release(tmp_path: Path) -> Path:
     return tmp_path / "previous" / "src"
 
 
+def python(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """What ``script`` printed, run by this environment's Python in a process of its own (in ``cwd``, where MLflow
+    puts a local store's artifacts)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
 def test_a_version_registered_before_the_runtime_package_still_loads(
     trained: dict[str, Path], stage_outputs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -80,21 +96,14 @@ def test_a_version_registered_before_the_runtime_package_still_loads(
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     rows = pl.read_parquet(stage_outputs["features"] / "test.parquet").head(20)
     rows.write_parquet(tmp_path / "rows.parquet")
-    registered = subprocess.run(
-        [sys.executable, "-c", REGISTER_OLD, tracking, str(trained["bundle"]), str(tmp_path / "rows.parquet")],
-        env={"PYTHONPATH": str(old_src), "PATH": "/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    old_code = {"PYTHONPATH": str(old_src), "PATH": "/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    registered = python(
+        REGISTER_OLD, tracking, str(trained["bundle"]), str(tmp_path / "rows.parquet"), cwd=tmp_path, env=old_code
     )
-    assert registered.returncode == 0, registered.stderr[-3000:]
-    package, uri = registered.stdout.strip().splitlines()[-2:]
+    package, uri = registered.splitlines()[-2:]
     assert Path(package).is_relative_to(old_src)  # registered by the previous release's code
 
-    mlflow.set_tracking_uri(tracking)
-    model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model")))
+    model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model"), tracking_uri=tracking))
     shipped = {p.relative_to(model_dir / "code").as_posix() for p in (model_dir / "code").rglob("*.py")}
     assert "tabloop/model/bundle.py" in shipped  # the whole package of its day
     assert "tabloop/runtime/bundle.py" not in shipped
@@ -102,15 +111,9 @@ def test_a_version_registered_before_the_runtime_package_still_loads(
     predictor = Predictor.from_directory(model_dir / "artifacts" / BUNDLE_ARTIFACT)  # the service's way
     expected, _ = predictor.predict(frame_columns(rows, predictor.bundle.contract))
 
-    loaded = subprocess.run(  # mlflow's way, in a process of its own
-        [sys.executable, "-c", PREDICT, str(model_dir), str(tmp_path / "rows.parquet")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    answer = json.loads(loaded.stdout.strip().splitlines()[-1])
+    loaded = python(
+        PREDICT, str(model_dir), str(tmp_path / "rows.parquet"), cwd=tmp_path
+    )  # mlflow's way, in a process of its own
+    answer = json.loads(loaded.splitlines()[-1])
     assert Path(answer["package"]).is_relative_to(model_dir / "code")  # it runs the code it shipped
     assert np.allclose(answer["proba"], expected, atol=1e-7)

@@ -103,7 +103,12 @@ def test_a_version_registered_before_the_runtime_package_still_loads(
     package, uri = registered.splitlines()[-2:]
     assert Path(package).is_relative_to(old_src)  # registered by the previous release's code
 
-    model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model"), tracking_uri=tracking))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)
+    try:
+        model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model")))
+    finally:
+        mlflow.set_tracking_uri(previous)
     shipped = {p.relative_to(model_dir / "code").as_posix() for p in (model_dir / "code").rglob("*.py")}
     assert "tabloop/model/bundle.py" in shipped  # the whole package of its day
     assert "tabloop/runtime/bundle.py" not in shipped

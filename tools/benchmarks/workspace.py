@@ -13,7 +13,7 @@ import yaml
 
 from tabloop.layout import Layout
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # tools/benchmarks/ is two below the root
 
 
 def copy_repository(dest: Path, source: Path = REPO_ROOT) -> Path:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import sqlalchemy as sa
-import torch
 import uvicorn
 import yaml
 
@@ -156,13 +156,13 @@ def register_inputs(
 def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) -> Path:
     """A copy of the trained bundle: nudged weights (a valid new model), NaN weights, or another contract."""
     bundle = Bundle.load(trained["bundle"])
-    weights = {k: v.clone() for k, v in bundle.weights.items()}
+    weights = {k: v.copy() for k, v in bundle.weights.items()}
     preprocessor = bundle.preprocessor
     if change == "nudged":
-        first = next(k for k, v in weights.items() if v.is_floating_point())
+        first = next(k for k, v in weights.items() if v.dtype.kind == "f")
         weights[first] += 0.01
     elif change == "nan":
-        weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
+        weights = {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in weights.items()}
     elif change == "contract":
         features = dict(preprocessor.contract.features)
         feature = next(iter(features))

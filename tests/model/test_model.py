@@ -18,7 +18,8 @@ from tabloop.features.fitting import frame_columns
 from tabloop.runtime.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
 from tabloop.runtime.inference import FoldedNetwork
 from tabloop.runtime.lineage import GitState, Lineage, LineageMetrics
-from tabloop.runtime.network import ModelArgs, TabularNet, embedding_dim
+from tabloop.runtime.model_args import ModelArgs, embedding_dim
+from tabloop.runtime.network import TabularNet
 
 ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
 
@@ -108,8 +109,8 @@ def test_digest_ignores_lineage_but_not_weights(trained: dict[str, Path]) -> Non
         metrics=LineageMetrics(valid_roc_auc=0.5, test={}),
     )
     assert bundle.with_lineage(lineage).digest() == bundle.digest()
-    weights = {k: v.clone() for k, v in bundle.weights.items()}
-    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights = {k: v.copy() for k, v in bundle.weights.items()}
+    name = next(k for k, v in weights.items() if v.dtype.kind == "f")
     weights[name] += 1e-3
     assert Bundle(bundle.args, weights, bundle.preprocessor, bundle.threshold).digest() != bundle.digest()
 
@@ -152,6 +153,32 @@ def test_network_module_imports_no_serving_or_tracking_code() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_service_loads_and_serves_a_bundle_without_importing_torch(trained: dict[str, Path]) -> None:
+    code = (
+        "import sys, serving.__main__\n"
+        "from pathlib import Path\n"
+        "from tabloop.runtime.bundle import Predictor\n"
+        "predictor = Predictor.from_directory(Path(sys.argv[1]))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(trained["bundle"])], check=True)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], members=3),
+        ModelArgs(cardinalities=[7], embedding_dims=[2], n_numeric=0, hidden=[4], members=1),
+        ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=3, hidden=[], members=2),
+    ],
+)
+def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelArgs) -> None:
+    state = TabularNet(args).state_dict()
+    assert args.weight_shapes() == {name: tuple(tensor.shape) for name, tensor in state.items()}
+    numbers = sum(int(np.prod(shape)) for name, shape in args.weight_shapes().items() if "tracked" not in name)
+    assert numbers == args.parameters()  # the size bound a bundle is checked against counts the same tensors
+
+
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
 def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[int]) -> None:
     args = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=hidden, dropout=0.2, members=3)
@@ -168,7 +195,7 @@ def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[
     net.eval()
     categorical, numeric = batch(200, seed=99)
     expected = net.predict_proba(categorical, numeric).numpy()
-    folded = FoldedNetwork.from_weights(args, net.state_dict())
+    folded = FoldedNetwork.from_weights(args, {name: tensor.numpy() for name, tensor in net.state_dict().items()})
     assert np.allclose(folded.predict_proba(categorical.numpy(), numeric.numpy()), expected, atol=1e-6)
 
 

@@ -61,9 +61,9 @@ def worse_bundle(trained: dict[str, Path], tmp_path: Path) -> Path:
     """The trained bundle with untrained weights: the same inputs and outputs, no skill."""
     bundle = Bundle.load(trained["bundle"])
     torch.manual_seed(12345)
-    untrained = TabularNet(bundle.args).state_dict()
+    untrained = {name: tensor.numpy() for name, tensor in TabularNet(bundle.args).state_dict().items()}
     path = tmp_path / "worse"
-    Bundle(bundle.args, dict(untrained), bundle.preprocessor, bundle.threshold).save(path)
+    Bundle(bundle.args, untrained, bundle.preprocessor, bundle.threshold).save(path)
     return path
 
 

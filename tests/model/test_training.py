@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pytest
 import torch
@@ -29,12 +31,12 @@ def run(config: TrainConfig, features: Path, root: Path, **kwargs: object) -> Tr
     return train(config, features, root / "bundle", root / "reports", root / "checkpoints", **kwargs)  # type: ignore[arg-type]
 
 
-def weights(root: Path) -> dict[str, torch.Tensor]:
+def weights(root: Path) -> dict[str, npt.NDArray[Any]]:
     return Bundle.load(root / "bundle").weights
 
 
-def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def same_weights(a: dict[str, npt.NDArray[Any]], b: dict[str, npt.NDArray[Any]]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def interrupt_after(epoch: int):

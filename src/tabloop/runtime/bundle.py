@@ -16,19 +16,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from tabloop.errors import TabloopError
 from tabloop.runtime.contract import FeatureContract
 from tabloop.runtime.inference import FoldedNetwork
 from tabloop.runtime.lineage import Lineage
-from tabloop.runtime.network import ModelArgs, TabularNet
+from tabloop.runtime.model_args import ModelArgs
 from tabloop.runtime.preprocessing import PREPROCESSING_FILE, Column, Preprocessor
 
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ class Bundle:
     """A trained model with everything it needs: weights, constructor arguments, preprocessing, threshold."""
 
     args: ModelArgs
-    weights: dict[str, torch.Tensor]
+    weights: dict[str, npt.NDArray[Any]]  # the network's state, as plain arrays (torch is not needed to serve)
     preprocessor: Preprocessor
     threshold: float
     lineage: Lineage | None = field(default=None, compare=False)
@@ -84,7 +84,7 @@ class Bundle:
             "target": self.contract.target.name,
         }
         (directory / MODEL_FILE).write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
-        save_file({name: t.detach().cpu().contiguous() for name, t in self.weights.items()}, directory / WEIGHTS_FILE)
+        save_file({name: np.require(a, requirements="C") for name, a in self.weights.items()}, directory / WEIGHTS_FILE)
         self.preprocessor.save(directory / PREPROCESSING_FILE)
         if self.lineage is not None:
             lineage = json.dumps(self.lineage.model_dump(mode="python"), indent=2)
@@ -128,7 +128,7 @@ class Bundle:
         digest.update(json.dumps(model, sort_keys=True).encode())
         for name in sorted(self.weights):
             digest.update(name.encode())
-            digest.update(self.weights[name].detach().cpu().contiguous().numpy().tobytes())
+            digest.update(self.weights[name].tobytes())  # C order, as the file holds it
         digest.update(self.preprocessor.model_dump_json().encode())
         return digest.hexdigest()
 
@@ -159,10 +159,9 @@ class Predictor:
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        try:
-            TabularNet(bundle.args).load_state_dict(bundle.weights, strict=True)
-        except RuntimeError as e:
-            raise BundleError(f"the weights do not fit the network's arguments: {e}") from e
+        misfits = weight_misfits(bundle.args, bundle.weights)
+        if misfits:
+            raise BundleError(f"the weights do not fit the network's arguments: {'; '.join(misfits)}")
         self.network = FoldedNetwork.from_weights(bundle.args, bundle.weights)
 
     @classmethod
@@ -184,3 +183,21 @@ class Predictor:
         """Probabilities and labels at the bundle's threshold."""
         proba = self.predict_proba(columns)
         return proba, proba >= self.threshold
+
+
+def weight_misfits(args: ModelArgs, weights: Mapping[str, npt.NDArray[Any]]) -> list[str]:
+    """What keeps ``weights`` from being the state of the network of ``args``: tensors missing, unexpected or of
+    another shape (at most five of each said)."""
+    expected = args.weight_shapes()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [
+        f"{name} is {tuple(weights[name].shape)}, not {shape}"
+        for name, shape in expected.items()
+        if name in weights and tuple(weights[name].shape) != shape
+    ]
+    return [
+        *([f"missing {', '.join(missing[:5])}"] if missing else []),
+        *([f"unexpected {', '.join(unexpected[:5])}"] if unexpected else []),
+        *wrong[:5],
+    ]

@@ -14,13 +14,14 @@ PyTorch network's output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from tabloop.runtime.network import ModelArgs
+from tabloop.runtime.model_args import ModelArgs
 
 Array = npt.NDArray[np.float32]
 EPS = 1e-5  # nn.BatchNorm1d's default
@@ -38,9 +39,9 @@ class FoldedNetwork:
     layers: list[tuple[Array, Array]]  # (block-diagonal weight [members * in, members * out], bias) after a ReLU
 
     @classmethod
-    def from_weights(cls, args: ModelArgs, weights: dict[str, torch.Tensor]) -> FoldedNetwork:
+    def from_weights(cls, args: ModelArgs, weights: Mapping[str, npt.NDArray[Any]]) -> FoldedNetwork:
         """Fold the trained weights of a :class:`TabularNet` built from ``args``."""
-        w = {name: tensor.detach().cpu().double().numpy() for name, tensor in weights.items()}
+        w = {name: np.asarray(array, dtype=np.float64) for name, array in weights.items()}
         m = args.members
         linears = []  # (weight, bias, batch-norm scale or None, shift or None) in order
         index = 0

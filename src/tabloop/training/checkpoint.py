@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from tabloop.config import TrainConfig
-from tabloop.runtime.network import ModelArgs, TabularNet
+from tabloop.runtime.model_args import ModelArgs
+from tabloop.runtime.network import TabularNet
 from tabloop.runtime.preprocessing import PREPROCESSING_FILE
 from tabloop.training.distributed import (
     World,

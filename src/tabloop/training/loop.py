@@ -31,7 +31,8 @@ from torch.utils.data import DistributedSampler, TensorDataset
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, TabloopError
 from tabloop.runtime.bundle import Bundle
-from tabloop.runtime.network import ModelArgs, TabularNet, embedding_dim
+from tabloop.runtime.model_args import ModelArgs, embedding_dim
+from tabloop.runtime.network import TabularNet
 from tabloop.runtime.preprocessing import Preprocessor, load_preprocessor
 from tabloop.training.checkpoint import Checkpoint, EpochRecord, Run, TrainingState, run_fingerprint
 from tabloop.training.distributed import (
@@ -137,7 +138,8 @@ def fit_model(
         history=state.history,
         weights_sha256=digest,
     )
-    bundle = Bundle(run.args, {k: v.cpu() for k, v in state.best_state.items()}, preprocessor, threshold)
+    weights = {name: tensor.detach().cpu().numpy().copy() for name, tensor in state.best_state.items()}
+    bundle = Bundle(run.args, weights, preprocessor, threshold)
     return Trained(bundle, result)
 
 

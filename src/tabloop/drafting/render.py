@@ -260,7 +260,12 @@ def registry_yaml(name: str) -> str:
     """The drafted ``registry.yaml``: the defaults, the experiment and the model named after the dataset, and a
     quality floor for the gate's metric."""
     floor = Verbatim(yaml_value(FLOOR[PromotionGateConfig().metric]))
-    return _template("registry.yaml", c=PromotionGateDefaults(), name=Verbatim(name.replace("_", "-")), floor=floor)
+    return _template(
+        "registry.yaml",
+        c=SimpleNamespace(gate=PromotionGateConfig()),
+        name=Verbatim(name.replace("_", "-")),
+        floor=floor,
+    )
 
 
 def monitor_yaml(request: DraftRequest) -> str:
@@ -272,12 +277,6 @@ def monitor_yaml(request: DraftRequest) -> str:
 
 FLOOR = {"roc_auc": 0.55}  # a drafted gate's floor: a little better than chance (0.5)
 UNUSED_PATH = Path()  # the dataset's paths are filled from its layout when loaded, never drafted
-
-
-class PromotionGateDefaults:
-    """The registry configuration's defaults, but for the names that come from the dataset."""
-
-    gate = PromotionGateConfig()
 
 
 def monitor_defaults() -> SimpleNamespace:

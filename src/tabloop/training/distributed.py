@@ -74,10 +74,9 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         yield
         return
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
+    yield  # a rank that raised leaves the group to its exit: tearing it down while a peer waits can deadlock
+    dist.barrier()  # every rank is done with collectives before any tears the group down (a lone destroy can hang)
+    dist.destroy_process_group()
 
 
 def sum_over_ranks(world: World, values: list[float]) -> list[float]:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +40,20 @@ import sqlalchemy as sa
 import yaml
 
 from tools.benchmarks.measure import GIB, BenchmarkError, Run, run_command, where
+from tools.benchmarks.monitoring_results import (
+    AnchorDrift,
+    AnchorRuns,
+    FullData,
+    GateVerdict,
+    MonitoringMet,
+    MonitoringResult,
+    MonitorRuns,
+    ReportsConfig,
+)
 from tools.benchmarks.workspace import REPO_ROOT, environment
 
 if TYPE_CHECKING:
-    from monitoring.gate import Verdict
+    from monitoring.monitor import MonitorResult
 
 WALL_GOAL_S = 60.0
 MEMORY_GOAL_BYTES = 2 * GIB
@@ -64,7 +74,18 @@ class Champion:
     directory: Path
 
 
-def run(repeat: int = 1) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonitorRun:
+    """One run of the monitor: its wall time, peak memory, exit code, windows and verdict."""
+
+    wall_s: float
+    peak_bytes: int
+    exit_code: int
+    windows: int
+    verdict: GateVerdict
+
+
+def run(repeat: int = 1) -> MonitoringResult:
     """Every monitoring measurement; needs ``make train`` to have run (the champion and the feature tables)."""
     if (
         not (REPO_ROOT / where().features / "test.parquet").is_file()
@@ -78,7 +99,7 @@ def run(repeat: int = 1) -> dict[str, Any]:
     log, setup_s = prepare_log(scratch, champion)
     env = environment()
 
-    anchor_command = [sys.executable, "-m", "benchmarks.monitoring"]
+    anchor_command = [sys.executable, "-m", "tools.benchmarks.monitoring"]
     anchors = [_measured(run_command(anchor_command, REPO_ROOT, env, SAMPLE_S), "the anchor")]
     fast_runs = []
     for _ in range(repeat):  # each monitoring run between two of the anchor's, as the machine's load moves
@@ -86,49 +107,54 @@ def run(repeat: int = 1) -> dict[str, Any]:
         anchors.append(_measured(run_command(anchor_command, REPO_ROOT, env, SAMPLE_S), "the anchor"))
     full = monitor(scratch / "full", log, shipped, env, max_rows=None, judged_max_rows=None)
     anchor = min(anchors, key=lambda r: r.wall_s)
-    fast = min(fast_runs, key=lambda r: r["wall_s"])
-    fast_peak = max(r["peak_bytes"] for r in fast_runs)
+    fast = min(fast_runs, key=lambda r: r.wall_s)
+    fast_peak = max(r.peak_bytes for r in fast_runs)
     anchor_peak = max(r.peak_tree_bytes for r in anchors)
-    same = all(verdict_of(r) == verdict_of(full) for r in fast_runs)
-    return {
-        "rows": LOG_ROWS,
-        "model": f"{champion.name}/{champion.version}",
-        "windows": len(fast["result"].windows),
-        "setup_s": round(setup_s, 1),
-        "anchor": {
-            "what": f"Evidently DataDriftPreset, {ANCHOR_ROWS:,} rows a side (validation vs test months, resampled)",
-            "wall_s": round(anchor.wall_s, 2),
-            "wall_s_runs": [round(r.wall_s, 2) for r in anchors],
-            "peak_gib": round(anchor_peak / GIB, 3),
-            "drift": json.loads(anchor.output.strip().splitlines()[-1]),
-        },
-        "monitor": {
-            "config": {k: shipped["reports"][k] for k in ("window", "max_rows", "judged_max_rows", "workers")},
-            "wall_s": round(fast["wall_s"], 2),
-            "wall_s_runs": [round(r["wall_s"], 2) for r in fast_runs],
-            "peak_gib": round(fast_peak / GIB, 3),
-            "exit_code": fast["exit_code"],
-            "verdict": verdict_of(fast),
-            "wall_vs_anchor": round(fast["wall_s"] / anchor.wall_s, 2),
-            "peak_vs_anchor": round(fast_peak / anchor_peak, 2),
-            "goal_wall_s": WALL_GOAL_S,
-            "goal_peak_gib": MEMORY_GOAL_BYTES / GIB,
-        },
-        "full_data": {
-            "wall_s": round(full["wall_s"], 2),
-            "peak_gib": round(full["peak_bytes"] / GIB, 3),
-            "exit_code": full["exit_code"],
-            "verdict": verdict_of(full),
-        },
-        "met": {
-            "wall": fast["wall_s"] <= WALL_GOAL_S,
-            "memory": fast_peak <= MEMORY_GOAL_BYTES,
-            "same_verdict": same,
-        },
-    }
+    reports = shipped["reports"]
+    return MonitoringResult(
+        rows=LOG_ROWS,
+        model=f"{champion.name}/{champion.version}",
+        windows=fast.windows,
+        setup_s=round(setup_s, 1),
+        anchor=AnchorRuns(
+            what=f"Evidently DataDriftPreset, {ANCHOR_ROWS:,} rows a side (validation vs test months, resampled)",
+            wall_s=round(anchor.wall_s, 2),
+            wall_s_runs=tuple(round(r.wall_s, 2) for r in anchors),
+            peak_gib=round(anchor_peak / GIB, 3),
+            drift=AnchorDrift(**json.loads(anchor.output.strip().splitlines()[-1])),
+        ),
+        monitor=MonitorRuns(
+            config=ReportsConfig(
+                window=reports["window"],
+                max_rows=reports["max_rows"],
+                judged_max_rows=reports["judged_max_rows"],
+                workers=reports["workers"],
+            ),
+            wall_s=round(fast.wall_s, 2),
+            wall_s_runs=tuple(round(r.wall_s, 2) for r in fast_runs),
+            peak_gib=round(fast_peak / GIB, 3),
+            exit_code=fast.exit_code,
+            verdict=fast.verdict,
+            wall_vs_anchor=round(fast.wall_s / anchor.wall_s, 2),
+            peak_vs_anchor=round(fast_peak / anchor_peak, 2),
+            goal_wall_s=WALL_GOAL_S,
+            goal_peak_gib=MEMORY_GOAL_BYTES / GIB,
+        ),
+        full_data=FullData(
+            wall_s=round(full.wall_s, 2),
+            peak_gib=round(full.peak_bytes / GIB, 3),
+            exit_code=full.exit_code,
+            verdict=full.verdict,
+        ),
+        met=MonitoringMet(
+            wall=fast.wall_s <= WALL_GOAL_S,
+            memory=fast_peak <= MEMORY_GOAL_BYTES,
+            same_verdict=all(r.verdict == full.verdict for r in fast_runs),
+        ),
+    )
 
 
-def monitor(root: Path, log: Path, shipped: dict[str, Any], env: dict[str, str], **changes: Any) -> dict[str, Any]:
+def monitor(root: Path, log: Path, shipped: dict[str, Any], env: dict[str, str], **changes: Any) -> MonitorRun:
     """``python -m monitoring monitor`` on ``log`` with the shipped configuration (and ``changes`` to its
     ``reports``), a fresh workspace and output under ``root``: wall time, peak memory, exit code, verdict."""
     shutil.rmtree(root, ignore_errors=True)
@@ -146,26 +172,28 @@ def monitor(root: Path, log: Path, shipped: dict[str, Any], env: dict[str, str],
     verdict_file = root / "out" / "verdict.json"
     if measured.returncode not in (0, 3, 4) or not verdict_file.is_file():
         raise BenchmarkError(f"monitoring failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
-    return {
-        "wall_s": measured.wall_s,
-        "peak_bytes": measured.peak_tree_bytes,
-        "exit_code": measured.returncode,
-        "result": MonitorResult.read(verdict_file),
-    }
+    result = MonitorResult.read(verdict_file)
+    return MonitorRun(
+        wall_s=measured.wall_s,
+        peak_bytes=measured.peak_tree_bytes,
+        exit_code=measured.returncode,
+        windows=len(result.windows),
+        verdict=verdict_of(result, measured.returncode),
+    )
 
 
-def verdict_of(result: dict[str, Any]) -> dict[str, Any]:
-    """What the gate decided, and on what: compared between the sampled and the full-data runs."""
-    verdict: Verdict = result["result"].verdict
+def verdict_of(result: MonitorResult, exit_code: int) -> GateVerdict:
+    """What the gate decided in ``result``, and on what."""
+    verdict = result.verdict
     summary = verdict.summary
-    return {
-        "status": verdict.status,
-        "exit_code": result["exit_code"],
-        "window": verdict.window,
-        "drifted_features": sorted(summary.drifted_features) if summary else [],
-        "prediction_drift": bool(summary and summary.prediction_drift and summary.prediction_drift.drifted),
-        "reasons": len(verdict.reasons),
-    }
+    return GateVerdict(
+        status=verdict.status,
+        exit_code=exit_code,
+        window=verdict.window,
+        drifted_features=tuple(sorted(summary.drifted_features)) if summary else (),
+        prediction_drift=bool(summary and summary.prediction_drift and summary.prediction_drift.drifted),
+        reasons=len(verdict.reasons),
+    )
 
 
 def find_champion(cache_dir: Path) -> Champion:
@@ -274,7 +302,7 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
     conn.close()
 
 
-def anchor(rows: int = ANCHOR_ROWS, seed: int = SEED) -> dict[str, Any]:
+def anchor(rows: int = ANCHOR_ROWS, seed: int = SEED) -> AnchorDrift:
     """Evidently's ``DataDriftPreset`` on ``rows`` rows a side of the contract's features, the validation months
     as the reference and the test months as the current data, each resampled with replacement."""
     from evidently import DataDefinition, Dataset, Report
@@ -298,7 +326,7 @@ def anchor(rows: int = ANCHOR_ROWS, seed: int = SEED) -> dict[str, Any]:
         reference_data=side(REPO_ROOT / where().features / "valid.parquet", seed),
     )
     counted = next(m for m in snapshot.dict()["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount"))
-    return {"drifted_columns": int(counted["value"]["count"]), "share": float(counted["value"]["share"])}
+    return AnchorDrift(drifted_columns=int(counted["value"]["count"]), share=float(counted["value"]["share"]))
 
 
 def _measured(result: Run, what: str) -> Run:
@@ -312,4 +340,4 @@ def _sha256(path: Path) -> str:
 
 
 if __name__ == "__main__":  # the anchor, in a process of its own
-    print(json.dumps(anchor()))
+    print(json.dumps(asdict(anchor())))

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import tempfile
 import time
@@ -34,7 +33,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import httpx
@@ -47,18 +45,26 @@ from tabloop.config import load_data_config
 from tabloop.config.monitor import ReplayConfig, load_monitor_config
 from tools.benchmarks import serving
 from tools.benchmarks.measure import BenchmarkError, where
+from tools.benchmarks.replay_results import (
+    LatencyPair,
+    ReplayResult,
+    ReplayRun,
+    at_rate,
+    summarise,
+    throughput_pair,
+    timed,
+)
 
 MAX_REQUESTS = 10_000
 THROUGHPUT_PAIRS = 3  # wrk, then a replay without a rate limit, alternately
 MAX_SECONDS = 120.0
 UNBOUNDED_SPEEDUP = 1e9  # the two months pass in milliseconds: the clock never holds a flight or an outcome back
 PACED_CONNECTIONS, PAUSE_MS = 8, 15  # wrk at a moderate pace: at most 8 / 15 ms, about 530 requests a second
-GOAL_RATE_SHARE = 0.05  # a paced replay achieves its rate within 5%
 REACHABLE_SHARE = 0.25  # of the rate reached without a limit: a rate the replay surely reaches
 LOG_WAIT_S = 15.0
 
 
-def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> dict[str, Any]:
+def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> ReplayResult:
     """Every replay measurement; needs ``make train`` to have run (the bundle and the test features). The latency
     comparison alternates ``pairs`` runs alone and with a replay, ``duration_s / 2`` each."""
     executable = shutil.which("wrk")
@@ -81,13 +87,6 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
         base = configured.model_copy(
             update={"speedup": UNBOUNDED_SPEEDUP, "max_requests": None, "state": root / "replay" / "state.json"}
         )
-        results: dict[str, Any] = {
-            "duration_s": duration_s,
-            "concurrency": base.concurrency,
-            "rate": configured.rate,
-            "wrk_connections": PACED_CONNECTIONS,
-            "wrk_pause_ms": PAUSE_MS,
-        }
         process, url = serving.start(serving.service_command(), env, "/health/ready", root / "server.log")
         try:
             serving.warm(url, "/health/ready")
@@ -100,75 +99,52 @@ def run(duration_s: int = 10, pairs: int = 3, workdir: Path | None = None) -> di
                     "max_seconds": MAX_SECONDS,
                 }
             )
-            results["throughput"] = []
+            throughput = []
             for _ in range(THROUGHPUT_PAIRS):
                 capacity = serving.Wrk(executable, root).run(url, "/predict", bodies, duration_s / 2)
                 like = ReplayLikeWrk(executable, root).run(url, "/predict", bodies, duration_s / 2)
-                results["throughput"].append(
-                    {"capacity": capacity, "replay_like": like, "unlimited": session.replay(unlimited)}
-                )
+                throughput.append(throughput_pair(capacity, like, session.replay(unlimited)))
             paced = base.model_copy(update={"max_seconds": float(duration_s)})
-            results["paced"] = session.replay(paced)
-            slowest = min(pair["unlimited"]["predictions_per_s"] for pair in results["throughput"])
+            at_configured = session.replay(paced)
+            slowest = min(pair.unlimited.predictions_per_s for pair in throughput)
             reachable = max(1.0, round(slowest * REACHABLE_SHARE))
-            results["paced_reachable"] = session.replay(paced.model_copy(update={"rate": reachable}))
-            wrk, half = PacedWrk(executable, root), duration_s / 2
-            results["pairs"] = []
-            for _ in range(pairs):
-                before = predict_time(url)
-                alone = wrk.run(url, "/predict", bodies, half)
-                between = predict_time(url)
-                running = wrk.start(url, "/predict", bodies, half)
-                replayed = session.replay(paced.model_copy(update={"max_seconds": half}))
-                loaded = wrk.result(running)
-                alone["server_mean_ms"] = mean_ms(before, between)
-                loaded["server_mean_ms"] = mean_ms(between, predict_time(url))
-                results["pairs"].append({"alone": alone, "with_replay": loaded, "replay": replayed})
+            at_reachable = session.replay(paced.model_copy(update={"rate": reachable}))
+            wrk = PacedWrk(executable, root)
+            latency = [latency_pair(session, wrk, bodies, paced, duration_s / 2) for _ in range(pairs)]
         except ReplayError as e:
             raise BenchmarkError(f"the replay failed: {e}") from e
         finally:
             serving.stop(process)
-    return summarise(results)
+    return summarise(
+        duration_s=duration_s,
+        concurrency=base.concurrency,
+        rate=configured.rate,
+        wrk_connections=PACED_CONNECTIONS,
+        wrk_pause_ms=PAUSE_MS,
+        throughput=throughput,
+        paced=at_rate(at_configured),
+        paced_reachable=at_rate(at_reachable),
+        pairs=latency,
+    )
 
 
-def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """Ratios against the anchors, medians over the pairs, and the goals: nothing lost or rejected, the rate held,
-    no failed request."""
-    throughput = results["throughput"]
-    for pair in throughput:
-        pair["ratio"] = pair["unlimited"]["predictions_per_s"] / pair["replay_like"]["rps"]
-        pair["plain_ratio"] = pair["unlimited"]["predictions_per_s"] / pair["capacity"]["rps"]
-    middle = sorted(throughput, key=lambda pair: pair["ratio"])[len(throughput) // 2]  # the median pair
-    results["capacity"], results["unlimited"] = middle["capacity"], middle["unlimited"]
-    results["replay_like"] = middle["replay_like"]
-    results["unlimited"]["capacity_share"] = middle["ratio"]
-    results["unlimited"]["plain_share"] = statistics.median(pair["plain_ratio"] for pair in throughput)
-    results["unlimited_concurrency"] = serving.CONCURRENCY
-    pairs = results["pairs"]
-    paced = [results["paced"], results["paced_reachable"], *(p["replay"] for p in pairs)]
-    for r in paced:
-        r["rate_ratio"] = r["predictions_per_s"] / r["rate"]
-    keys = ("rps", "p50_ms", "p99_ms", "server_mean_ms")
-    for side in ("alone", "with_replay"):
-        results[side] = {key: statistics.median(p[side][key] for p in pairs) for key in keys}
-        results[side]["failed"] = sum(p[side]["failed"] for p in pairs)
-    # each pair's ratio, taken a few seconds apart, then the median: slow drifts of a shared machine cancel out
-    results["effect"] = {key: statistics.median(p["with_replay"][key] / p["alone"][key] for p in pairs) for key in keys}
-    results["replay_rate"] = statistics.median(p["replay"]["predictions_per_s"] for p in pairs)
-    replays = [*(pair["unlimited"] for pair in throughput), *paced]
-    results["met"] = {
-        "keeps_up": middle["ratio"] >= 1.0,
-        "nothing_lost": all(
-            r["logged"] == r["answered"] == r["sent"] and r["recorded"] == r["feedback"] for r in replays
-        ),
-        "no_rejections": all(r["rejected"] == 0 for r in replays),
-        # never faster than the rate; as fast where the replay can be
-        "rate_held": all(r["rate_ratio"] <= 1 + GOAL_RATE_SHARE for r in paced)
-        and results["paced_reachable"]["rate_ratio"] >= 1 - GOAL_RATE_SHARE,
-        "no_errors": all(pair[k]["failed"] == 0 for pair in throughput for k in ("capacity", "replay_like"))
-        and all(results[k]["failed"] == 0 for k in ("alone", "with_replay")),
-    }
-    return results
+def latency_pair(
+    session: ReplaySession, wrk: PacedWrk, bodies: list[str], paced: ReplayConfig, seconds: float
+) -> LatencyPair:
+    """``wrk`` on ``POST /predict`` for ``seconds`` alone, then as long while a replay at ``paced``'s rate runs; with
+    the service's own mean time on a request during each."""
+    url = session.url
+    before = predict_time(url)
+    alone = wrk.run(url, "/predict", bodies, seconds)
+    between = predict_time(url)
+    running = wrk.start(url, "/predict", bodies, seconds)
+    replayed = session.replay(paced.model_copy(update={"max_seconds": seconds}))
+    loaded = wrk.result(running)
+    return LatencyPair(
+        alone=timed(alone, mean_ms(before, between)),
+        with_replay=timed(loaded, mean_ms(between, predict_time(url))),
+        replay=at_rate(replayed),
+    )
 
 
 @dataclass(frozen=True)
@@ -180,7 +156,7 @@ class ReplaySession:
     database: Path
     server: psutil.Process
 
-    def replay(self, config: ReplayConfig) -> dict[str, Any]:
+    def replay(self, config: ReplayConfig) -> ReplayRun:
         """One bounded replay, in this process on the client core: what it sent, how fast, and what the log holds."""
         server_cpu, started = cpu_seconds(self.server), time.monotonic()
         with pinned(serving.CLIENT_CORE):
@@ -190,23 +166,23 @@ class ReplaySession:
         wall = time.monotonic() - started
         server_cpu = cpu_seconds(self.server) - server_cpu
         logged, recorded = wait_for_log(self.database, summary.state.run, summary.answered, summary.feedback)
-        return {
-            "rate": config.rate,
-            "sent": summary.sent,
-            "answered": summary.answered,
-            "rejected": summary.rejected,
-            "feedback": summary.feedback,
-            "seconds": summary.seconds,
-            "stopped_by": summary.stopped_by,
-            "predictions_per_s": summary.sent / summary.seconds,
-            "feedback_per_s": summary.feedback / summary.seconds,
-            "client_busy": client_cpu / wall,
-            "server_busy": server_cpu / wall,
-            "client_cpu_ms_per_row": client_cpu / max(summary.sent, 1) * 1000,
-            "server_cpu_ms_per_row": server_cpu / max(summary.sent, 1) * 1000,
-            "logged": logged,
-            "recorded": recorded,
-        }
+        return ReplayRun(
+            rate=config.rate,
+            sent=summary.sent,
+            answered=summary.answered,
+            rejected=summary.rejected,
+            feedback=summary.feedback,
+            seconds=summary.seconds,
+            stopped_by=summary.stopped_by,
+            predictions_per_s=summary.sent / summary.seconds,
+            feedback_per_s=summary.feedback / summary.seconds,
+            client_busy=client_cpu / wall,
+            server_busy=server_cpu / wall,
+            client_cpu_ms_per_row=client_cpu / max(summary.sent, 1) * 1000,
+            server_cpu_ms_per_row=server_cpu / max(summary.sent, 1) * 1000,
+            logged=logged,
+            recorded=recorded,
+        )
 
     async def _run(self, config: ReplayConfig) -> ReplaySummary:
         connector = aiohttp.TCPConnector(limit=config.concurrency)

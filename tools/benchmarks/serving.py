@@ -56,16 +56,23 @@ from tabloop.registry.candidate import RegisterInputs
 from tabloop.settings import Settings
 from tabloop.stages.register import run as register_candidate
 from tools.benchmarks.measure import BenchmarkError, where
+from tools.benchmarks.serving_results import (
+    AfterLoad,
+    Killed,
+    RoundTrips,
+    ServingResult,
+    Sigterm,
+    Soak,
+    TimedRoundTrips,
+    Unmeasured,
+    WrkRun,
+    summarise,
+)
 
-GOAL_RATIO = 10.0
-GOAL_P99_MS = 20.0
-GOAL_BATCH_MS = 15.0
-GOAL_RSS_GROWTH_MB = 64.0  # over a saturating run, above the warmed-up server's
 SOAK_S = 60
 MLSERVER_PACKAGES = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1")
 MLSERVER_VENV = Path("logs/benchmarks/mlserver-venv")
 V2_PATH = "/v2/models/{name}/infer"
-QUEUE_BOUND = 100_000  # the service's default log_max_queue: past it, predictions would get 503
 KILL_AFTER_S = (1.0, 3.0, 6.0)
 GRACE_S = 2.0
 CONCURRENCY = 16
@@ -112,7 +119,7 @@ end
 """
 
 
-def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
+def run(duration_s: int = 10, workdir: Path | None = None) -> ServingResult:
     """Every serving measurement; needs ``make train`` to have run (the bundle and the test features)."""
     executable = shutil.which("wrk")
     if executable is None:
@@ -128,78 +135,60 @@ def run(duration_s: int = 10, workdir: Path | None = None) -> dict[str, Any]:
         single = [json.dumps(f) for f in flights[:500]]
         records = [json.dumps({"dataframe_records": [f]}) for f in flights[:500]]
         batch = flights[:BATCH_ROWS]
-        results: dict[str, Any] = {"concurrency": CONCURRENCY, "duration_s": duration_s, "batch_rows": BATCH_ROWS}
 
-        with server(anchor_command(), env, "/ping") as anchor:
-            results["anchor"] = wrk.run(anchor, "/invocations", records, duration_s)
-            results["anchor_batch"] = batch_round_trips(anchor, "/invocations", {"dataframe_records": batch})
+        with server(anchor_command(), env, "/ping") as anchor_url:
+            anchor = wrk.run(anchor_url, "/invocations", records, duration_s)
+            anchor_batch = round_trips(anchor_url, "/invocations", {"dataframe_records": batch})
 
         log_url = f"sqlite:///{root}/predictions.db"
         with server(service_command(), {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": log_url}, "/health/ready") as url:
-            results["predict"] = wrk.run(url, "/predict", single, duration_s)
-            results["invocations"] = wrk.run(url, "/invocations", records, duration_s)
-            results["batch"] = batch_round_trips(url, "/predict", batch)
-            results["batch_idle"] = batch_round_trips(url, "/predict", batch, pause_s=0.5)
+            predict = wrk.run(url, "/predict", single, duration_s)
+            invocations = wrk.run(url, "/invocations", records, duration_s)
+            served_batch = timed_round_trips(url, "/predict", batch)
+            batch_idle = timed_round_trips(url, "/predict", batch, pause_s=0.5)
             predicted = predictions_counted(url)
             time.sleep(1.0)  # one flush interval and more
-            results["after_load"] = {"predicted": predicted, "logged": logged_rows(root / "predictions.db")}
+            after_load = AfterLoad(predicted=predicted, logged=logged_rows(root / "predictions.db"))
 
         # Two workers on both cores, wrk still pinned to the second: what a second worker buys on this machine.
         workers = {**env, "TABLOOP_SERVE_WORKERS": "2", "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{root}/w2.db"}
         with server(service_command(), workers, "/health/ready", frozenset({SERVER_CORE, CLIENT_CORE})) as url:
-            results["predict_2_workers"] = wrk.run(url, "/predict", single, duration_s)
+            predict_2_workers = wrk.run(url, "/predict", single, duration_s)
 
         v2_bodies = v2_requests(flights[:500])
         v2_path = V2_PATH.format(name=load_registry_config(where().registry_config).model_name)
         with server(service_command(), env, "/health/ready") as url:
-            results["v2"] = wrk.run(url, v2_path, v2_bodies, duration_s)
+            v2 = wrk.run(url, v2_path, v2_bodies, duration_s)
+        other: WrkRun | Unmeasured
         try:
             with mlserver(root, env) as url:
-                results["mlserver"] = wrk.run(url, v2_path, v2_bodies, duration_s)
+                other = wrk.run(url, v2_path, v2_bodies, duration_s)
         except BenchmarkError as e:
-            results["mlserver"] = {"error": str(e)}
+            other = Unmeasured(error=str(e))
 
-        results["sigterm"] = sigterm_under_load(wrk, env, single)
-        results["killed"] = [killed_under_load(wrk, env, single, after, None) for after in KILL_AFTER_S]
-        results["grace"] = killed_under_load(wrk, env, single, 2.0, GRACE_S)
-        results["soak"] = soak(wrk, env, single)
-    return summarise(results)
-
-
-def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """Ratios against the anchor and the goals."""
-    anchor_rps = results["anchor"]["rps"]
-    for key in ("predict", "invocations", "v2"):
-        results[key]["ratio"] = results[key]["rps"] / anchor_rps
-    results["predict_2_workers"]["vs_1_worker"] = results["predict_2_workers"]["rps"] / results["predict"]["rps"]
-    mlserver_rps = results["mlserver"].get("rps")
-    after, sigterm = results["after_load"], results["sigterm"]
-    results["goals"] = {
-        "throughput_ratio": GOAL_RATIO,
-        "p99_ms": GOAL_P99_MS,
-        "batch_server_ms": GOAL_BATCH_MS,
-    }
-    results["met"] = {
-        "throughput": results["predict"]["ratio"] >= GOAL_RATIO,
-        "p99": results["predict"]["p99_ms"] <= GOAL_P99_MS,
-        "batch": results["batch"]["server_median_ms"] <= GOAL_BATCH_MS,
-        "no_loss_after_load": after["predicted"] == after["logged"],
-        # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so -15 is a clean exit
-        "no_loss_after_sigterm": sigterm["answered"] == sigterm["logged"] and sigterm["exit_code"] in (0, -15),
-        "no_errors": all(
-            results[k]["failed"] == 0 for k in ("anchor", "predict", "invocations", "v2", "predict_2_workers")
-        ),
-        "ahead_of_mlserver": mlserver_rps is not None
-        and results["v2"]["rps"] > mlserver_rps
-        and results["predict"]["rps"] > mlserver_rps,
-        "no_loss_after_kill_9": all(k["missing"] == 0 and k["answered"] > 0 for k in results["killed"]),
-        "no_loss_after_short_grace": results["grace"]["missing"] == 0 and results["grace"]["answered"] > 0,
-        "queue_bounded": results["soak"]["queue_max"] < QUEUE_BOUND and results["soak"]["failed"] == 0,
-        "memory_bounded": results["soak"]["rss_peak_mb"] - results["soak"]["rss_start_mb"] <= GOAL_RSS_GROWTH_MB,
-    }
-    results["goals"]["rss_growth_mb"] = GOAL_RSS_GROWTH_MB
-    results["goals"]["queue_bound"] = QUEUE_BOUND
-    return results
+        sigterm = sigterm_under_load(wrk, env, single)
+        killed = tuple(killed_under_load(wrk, env, single, after, None) for after in KILL_AFTER_S)
+        grace = killed_under_load(wrk, env, single, 2.0, GRACE_S)
+        soaked = soak(wrk, env, single)
+    return summarise(
+        duration_s=duration_s,
+        concurrency=CONCURRENCY,
+        batch_rows=BATCH_ROWS,
+        anchor=anchor,
+        anchor_batch=anchor_batch,
+        predict=predict,
+        invocations=invocations,
+        batch=served_batch,
+        batch_idle=batch_idle,
+        after_load=after_load,
+        predict_2_workers=predict_2_workers,
+        v2=v2,
+        mlserver=other,
+        sigterm=sigterm,
+        killed=killed,
+        grace=grace,
+        soak=soaked,
+    )
 
 
 def load_flights(path: Path) -> list[dict[str, Any]]:
@@ -364,31 +353,34 @@ class Wrk:
         return WRK_REQUEST % {"path": path}
 
     @staticmethod
-    def result(process: subprocess.Popen[str]) -> dict[str, Any]:
+    def result(process: subprocess.Popen[str]) -> WrkRun:
         output, _ = process.communicate()
         match = re.search(r"^BENCH (\{.*\})$", output, re.MULTILINE)
         if process.returncode != 0 or match is None:
             raise BenchmarkError(f"wrk failed ({process.returncode}):\n{output}")
         raw = json.loads(match.group(1))
         failed = raw["status_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"]
-        return {
-            "requests": raw["requests"],
-            "answered": raw["requests"] - raw["status_errors"],
-            "failed": failed,
-            "connect_errors": raw["connect_errors"],
-            "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-            "p50_ms": raw["p50_us"] / 1000,
-            "p90_ms": raw["p90_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000,
-            "max_ms": raw["max_us"] / 1000,
-        }
+        return WrkRun(
+            requests=raw["requests"],
+            answered=raw["requests"] - raw["status_errors"],
+            failed=failed,
+            connect_errors=raw["connect_errors"],
+            rps=raw["requests"] / (raw["duration_us"] / 1e6),
+            p50_ms=raw["p50_us"] / 1000,
+            p90_ms=raw["p90_us"] / 1000,
+            p99_ms=raw["p99_us"] / 1000,
+            max_ms=raw["max_us"] / 1000,
+        )
 
-    def run(self, url: str, path: str, bodies: list[str], duration_s: float) -> dict[str, Any]:
+    def run(self, url: str, path: str, bodies: list[str], duration_s: float) -> WrkRun:
         return self.result(self.start(url, path, bodies, duration_s))
 
 
-def batch_round_trips(url: str, path: str, body: Any, repeat: int = 30, pause_s: float = 0.0) -> dict[str, Any]:
-    """Round trip of one large request, one at a time; server-side time from ``Server-Timing`` where given.
+def batch_timings(
+    url: str, path: str, body: object, repeat: int = 30, pause_s: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """Milliseconds of each round trip of one large request, one at a time, and of the server's own time on each
+    where its ``Server-Timing`` header gives it.
 
     Without ``pause_s`` each request follows the previous answer at once (concurrency 1): the server is warm and
     its prediction log writer, at the lowest priority, shares the core. With a pause the server is idle when each
@@ -411,16 +403,26 @@ def batch_round_trips(url: str, path: str, body: Any, repeat: int = 30, pause_s:
             timing = re.search(r"app;dur=([\d.]+)", response.headers.get("server-timing", ""))
             if timing:
                 server.append(float(timing.group(1)))
-    result: dict[str, Any] = {
-        "round_trip_median_ms": statistics.median(rounds),
-        "round_trip_p90_ms": statistics.quantiles(rounds, n=10)[-1],
-    }
-    if server:
-        result |= {
-            "server_median_ms": statistics.median(server),
-            "server_p90_ms": statistics.quantiles(server, n=10)[-1],
-        }
-    return result
+    return rounds, server
+
+
+def round_trips(url: str, path: str, body: object) -> RoundTrips:
+    """Round trips of one large request to ``path``, one at a time (see :func:`batch_timings`)."""
+    rounds, _ = batch_timings(url, path, body)
+    return RoundTrips(*median_p90(rounds))
+
+
+def timed_round_trips(url: str, path: str, body: object, pause_s: float = 0.0) -> TimedRoundTrips:
+    """The same, with this service's own time on each request (see :func:`batch_timings`)."""
+    rounds, server = batch_timings(url, path, body, pause_s=pause_s)
+    if not server:
+        raise BenchmarkError(f"POST {path} answered without a Server-Timing header")
+    return TimedRoundTrips(*median_p90(rounds), *median_p90(server))
+
+
+def median_p90(values: list[float]) -> tuple[float, float]:
+    """The median and the 90th percentile of ``values``."""
+    return statistics.median(values), statistics.quantiles(values, n=10)[-1]
 
 
 def predictions_counted(url: str) -> int:
@@ -434,7 +436,7 @@ def logged_rows(database: Path) -> int:
         return int(connection.execute("SELECT count(*) FROM predictions").fetchone()[0])
 
 
-def sigterm_under_load(wrk: Wrk, env: dict[str, str], bodies: list[str], after_s: float = 3.0) -> dict[str, Any]:
+def sigterm_under_load(wrk: Wrk, env: dict[str, str], bodies: list[str], after_s: float = 3.0) -> Sigterm:
     """SIGTERM the service ``after_s`` into a load run; compare the 2xx responses received with the log."""
     database = wrk.root / "sigterm.db"
     env = {**env, "TABLOOP_SERVE_PREDICTION_LOG_URL": f"sqlite:///{database}"}
@@ -444,12 +446,12 @@ def sigterm_under_load(wrk: Wrk, env: dict[str, str], bodies: list[str], after_s
     time.sleep(after_s)
     exit_code = stop(process)
     result = wrk.result(client)
-    return {
-        "answered": result["answered"],
-        "logged": logged_rows(database),
-        "exit_code": exit_code,
-        "errors_after_shutdown": result["failed"],  # wrk keeps sending to the closed port until its run ends
-    }
+    return Sigterm(
+        answered=result.answered,
+        logged=logged_rows(database),
+        exit_code=exit_code,
+        errors_after_shutdown=result.failed,  # wrk keeps sending to the closed port until its run ends
+    )
 
 
 def logged_request_ids(database: Path) -> set[str]:
@@ -459,7 +461,7 @@ def logged_request_ids(database: Path) -> set[str]:
 
 def killed_under_load(
     wrk: Wrk, env: dict[str, str], bodies: list[str], after_s: float, grace_s: float | None
-) -> dict[str, Any]:
+) -> Killed:
     """Kill the service ``after_s`` into a saturating run (SIGKILL; or SIGTERM and SIGKILL ``grace_s`` later, as a
     container runtime stops a container); start it again, stop it; every answered id looked up in the log."""
     name = f"kill-{after_s:g}" if grace_s is None else f"grace-{grace_s:g}"
@@ -483,16 +485,16 @@ def killed_under_load(
     journal = sum(1 for _ in database.with_name(database.name + ".journal").glob("*.jsonl"))
     restarted, _ = start(service_command(), env, "/health/ready", wrk.root / f"{name}-restart.log")
     stop(restarted)
-    return {
-        "after_s": after_s,
-        "grace_s": grace_s,
-        "answered": len(answered),
-        "journal_segments_left": journal,
-        "missing": len(answered - logged_request_ids(database)),
-    }
+    return Killed(
+        after_s=after_s,
+        grace_s=grace_s,
+        answered=len(answered),
+        journal_segments_left=journal,
+        missing=len(answered - logged_request_ids(database)),
+    )
 
 
-def soak(wrk: Wrk, env: dict[str, str], bodies: list[str], duration_s: int = SOAK_S) -> dict[str, Any]:
+def soak(wrk: Wrk, env: dict[str, str], bodies: list[str], duration_s: int = SOAK_S) -> Soak:
     """A saturating run of ``duration_s``: the log's queue and the server's memory, sampled every second."""
     import psutil
 
@@ -515,19 +517,19 @@ def soak(wrk: Wrk, env: dict[str, str], bodies: list[str], duration_s: int = SOA
         drained = queue_depth(url)
     finally:
         stop(process)
-    return {
-        "duration_s": duration_s,
-        "rps": result["rps"],
-        "p99_ms": result["p99_ms"],
-        "failed": result["failed"],
-        "queue_max": max(queue),
-        "queue_median": statistics.median(queue),
-        "queue_after": drained,
-        "rss_start_mb": rss_start / 2**20,
-        "rss_peak_mb": max(rss) / 2**20,
-        "logged": logged_rows(database),
-        "answered": result["answered"],
-    }
+    return Soak(
+        duration_s=duration_s,
+        rps=result.rps,
+        p99_ms=result.p99_ms,
+        failed=result.failed,
+        queue_max=max(queue),
+        queue_median=statistics.median(queue),
+        queue_after=drained,
+        rss_start_mb=rss_start / 2**20,
+        rss_peak_mb=max(rss) / 2**20,
+        logged=logged_rows(database),
+        answered=result.answered,
+    )
 
 
 def queue_depth(url: str) -> int:

@@ -19,11 +19,12 @@ import datetime as dt
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
+from rich.console import Console
 
 from serving.log import PredictionLog
 from serving.log.lines import PredictionBatch
@@ -32,15 +33,76 @@ from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import Registry
 from tabloop.settings import Settings, from_environment
 from tabloop.stages.register import run as register_candidate
+from tools.benchmarks.display import table
 from tools.benchmarks.measure import BenchmarkError, where
 from tools.stack.control import down, up
 from tools.stack.credentials import Credentials, connection_settings, log_database
 from tools.stack.settings import StackSettings
 
 LOG_ROWS = 20_000
+SQLITE, TRACKING_SERVER, POSTGRESQL = "sqlite (anchor)", "tracking server", "postgresql"
 
 
-def run() -> dict[str, Any]:
+@dataclass(frozen=True)
+class Registration:
+    """Seconds to register a bundle as a new model's first version, and to resolve and download its champion."""
+
+    register_s: float
+    resolve_s: float
+
+
+@dataclass(frozen=True)
+class LogLoad:
+    """The prediction log's loader writing a journal of single rows into one database."""
+
+    seconds: float
+    rows_per_s: int
+
+
+@dataclass(frozen=True)
+class StackResult:
+    """The stack benchmark: registration and log loading per store, keyed by the store."""
+
+    dataset: str
+    started: tuple[str, ...]
+    stopped_after: bool
+    log_rows: int
+    registry: dict[str, Registration]
+    log: dict[str, LogLoad]
+
+    @property
+    def met(self) -> bool:
+        """Always: there is no goal, the figures are reported side by side."""
+        return True
+
+    def show(self, console: Console) -> None:
+        """Each store's figures beside the embedded one's, as a table."""
+        shown = table(
+            f"Embedded stores against the stack's servers ({self.dataset})",
+            ("measurement", "embedded (anchor)", "stack", "ratio"),
+        )
+        local, server = self.registry[SQLITE], self.registry[TRACKING_SERVER]
+        for label, embedded, remote in (
+            ("register a version (run, model, gate)", local.register_s, server.register_s),
+            ("resolve @champion, download", local.resolve_s, server.resolve_s),
+        ):
+            shown.add_row(
+                f"{label}: SQLite vs MLflow server",
+                f"{embedded:.2f} s",
+                f"{remote:.2f} s",
+                f"{remote / embedded:.2f}x the time",
+            )
+        sqlite, postgres = self.log[SQLITE], self.log[POSTGRESQL]
+        shown.add_row(
+            f"prediction log, {self.log_rows:,} single-row requests loaded: SQLite vs PostgreSQL",
+            f"{sqlite.rows_per_s:,} rows/s",
+            f"{postgres.rows_per_s:,} rows/s",
+            f"{postgres.rows_per_s / sqlite.rows_per_s:.2f}x the rate",
+        )
+        console.print(shown)
+
+
+def run() -> StackResult:
     """Seconds to register and to resolve the champion, and log rows per second, per store."""
     stack = from_environment(StackSettings)
     said: list[str] = []
@@ -61,29 +123,29 @@ def run() -> dict[str, Any]:
             sqlite = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
             server = Settings(tracking_uri=env["TABLOOP_TRACKING_URI"])
             registry = {
-                "sqlite (anchor)": _registration(sqlite, root / "sqlite"),
-                "tracking server": _registration(server, root / "server"),
+                SQLITE: _registration(sqlite, root / "sqlite"),
+                TRACKING_SERVER: _registration(server, root / "server"),
             }
             log = {
-                "sqlite (anchor)": _log_rows(f"sqlite:///{root}/predictions.db", root / "journal-sqlite"),
-                "postgresql": _log_rows(
+                SQLITE: _log_rows(f"sqlite:///{root}/predictions.db", root / "journal-sqlite"),
+                POSTGRESQL: _log_rows(
                     f"{env['TABLOOP_STACK_LOG_SERVER']}/{log_database(where().dataset)}", root / "journal-pg"
                 ),
             }
     finally:
         if stop_after:
             down(stack, said.append)
-    return {
-        "dataset": where().dataset,
-        "started": started,
-        "stopped_after": stop_after,
-        "log_rows": LOG_ROWS,
-        "registry": registry,
-        "log": log,
-    }
+    return StackResult(
+        dataset=where().dataset,
+        started=tuple(started),
+        stopped_after=stop_after,
+        log_rows=LOG_ROWS,
+        registry=registry,
+        log=log,
+    )
 
 
-def _registration(settings: Settings, root: Path) -> dict[str, float]:
+def _registration(settings: Settings, root: Path) -> Registration:
     """Seconds to register the dataset's bundle as a new model's first version, and to resolve and download it."""
     layout = where()
     config = load_registry_config(layout.registry_config)
@@ -116,10 +178,10 @@ def _registration(settings: Settings, root: Path) -> dict[str, float]:
         from mlflow import MlflowClient
 
         MlflowClient(settings.tracking_uri).delete_registered_model(config.model_name)
-    return {"register_s": round(registered, 2), "resolve_s": round(resolved, 2)}
+    return Registration(register_s=round(registered, 2), resolve_s=round(resolved, 2))
 
 
-def _log_rows(url: str, journal: Path) -> dict[str, float]:
+def _log_rows(url: str, journal: Path) -> LogLoad:
     """Rows per second the log's loader writes into the database at ``url``, from a journal of single rows."""
     features = list(load_data_config(where().data_config).contract.features)
     rows = pl.read_parquet(where().features / "test.parquet", columns=features).head(LOG_ROWS).to_dicts()
@@ -150,4 +212,4 @@ def _log_rows(url: str, journal: Path) -> dict[str, float]:
         db.execute(sa.text("DELETE FROM predictions WHERE model_name = 'bench'"))
     if written != LOG_ROWS:
         raise BenchmarkError(f"{url.split(':', maxsplit=1)[0]}: {written} of {LOG_ROWS} rows loaded")
-    return {"seconds": round(seconds, 2), "rows_per_s": round(LOG_ROWS / seconds)}
+    return LogLoad(seconds=round(seconds, 2), rows_per_s=round(LOG_ROWS / seconds))

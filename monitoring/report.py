@@ -31,6 +31,7 @@ from monitoring.snapshots import (
     snapshot_html,
     snapshot_json,
 )
+from tabloop.errors import ConfigError
 from tabloop.runtime.contract import FeatureContract
 
 if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
@@ -57,6 +58,9 @@ class Baseline:
     def of(cls, reference: Reference) -> Baseline:
         """A model version's reference without its model."""
         bundle = reference.bundle
+        if bundle.threshold is None:
+            task = bundle.contract.target.task
+            raise ConfigError(f"version {reference.version} is a {task} model; monitoring watches binary ones so far")
         vocabularies = {e.name: [str(v) for v in e.vocabulary] for e in bundle.preprocessor.categorical}
         return cls(
             reference.version, bundle.contract, vocabularies, bundle.threshold, reference.roc_auc, reference.rows

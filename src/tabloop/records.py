@@ -6,11 +6,14 @@ stage.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
-from tabloop.io import StageRecord
+from tabloop.errors import FeatureError
+from tabloop.io import StageRecord, write_json
 
 TRAIN_HISTORY_FILE = "history.csv"  # the train stage's reports
 TRAIN_METRICS_FILE = "metrics.json"
@@ -20,15 +23,55 @@ PLOTS_DIR = "plots"
 CARD_FILE = "model_card.md"
 
 
+@dataclass(frozen=True)
+class PrimaryMetric:
+    """The metric that decides, for a task: early stopping, the best epoch, the promotion gate."""
+
+    name: str
+    higher_is_better: bool
+    title: str  # in words, for logs and reports
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` beats score ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+    @property
+    def worst(self) -> float:
+        """A score every real score beats."""
+        return float("-inf") if self.higher_is_better else float("inf")
+
+
+PRIMARY_METRICS = {
+    "binary": PrimaryMetric("roc_auc", higher_is_better=True, title="ROC AUC"),
+    "multiclass": PrimaryMetric("log_loss", higher_is_better=False, title="log loss"),
+    "regression": PrimaryMetric("rmse", higher_is_better=False, title="RMSE"),
+}
+
+
 class TrainMetrics(StageRecord):
-    """The train stage's ``metrics.json``: the epoch kept, how many ran, its validation ROC AUC and the threshold."""
+    """The train stage's ``metrics.json``: the epoch kept, how many ran, its validation score (``valid_`` and the
+    task's primary metric) and, for a binary model, the threshold."""
 
     stage = "train"
 
     best_epoch: int
     epochs_run: int
-    valid_roc_auc: float
-    threshold: float
+    valid_roc_auc: float | None = None
+    valid_log_loss: float | None = None
+    valid_rmse: float | None = None
+    threshold: float | None = None
+
+    def write(self, path: Path) -> None:
+        """The record as indented JSON, without the scores of other tasks."""
+        write_json(self.model_dump(mode="python", exclude_none=True), path)
+
+    @property
+    def valid_score(self) -> float:
+        """The validation score of the task's primary metric."""
+        found = [v for v in (self.valid_roc_auc, self.valid_log_loss, self.valid_rmse) if v is not None]
+        if len(found) != 1:
+            raise FeatureError(f"the train stage's metrics hold {len(found)} validation scores, not one")
+        return found[0]
 
 
 # Columns kept beside the features, never model inputs: the example's id, its event time (naive, local to
@@ -38,15 +81,15 @@ META_COLUMNS = (ID, TIME, OUTCOME_TIME, OUTCOME)
 
 
 class _Dated(BaseModel):
-    """Counts over an event time, ending with its first and last day (``start``, ``end``): those are left out of
-    the JSON where there is no event time."""
+    """Counts over an event time, ending with its first and last day (``start``, ``end``): those, and whatever
+    else does not apply (another task's figures), are left out of the JSON."""
 
     model_config = ConfigDict(frozen=True)
 
     @model_serializer(mode="wrap")
-    def _leave_out_absent_days(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if k not in ("start", "end") or v is not None}
+        return {k: v for k, v in data.items() if v is not None}
 
 
 class ExampleCounts(_Dated):
@@ -61,10 +104,13 @@ class ExampleCounts(_Dated):
 
 
 class SplitCounts(_Dated):
-    """One split's rows and positive rate."""
+    """One split's rows and its target: the positive rate (binary), each class's share (multiclass) or the mean
+    (regression)."""
 
     rows: int
-    positive_rate: float
+    positive_rate: float | None = None
+    class_shares: dict[str, float] | None = None
+    target_mean: float | None = None
     start: str | None = None
     end: str | None = None
 

@@ -16,11 +16,16 @@ import torch
 from synthetic import Probe
 from tabloop.features.fitting import frame_columns
 from tabloop.runtime.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
+from tabloop.runtime.contract import TargetSpec
 from tabloop.runtime.inference import FoldedNetwork
 from tabloop.runtime.lineage import GitState, Lineage, LineageMetrics
 from tabloop.runtime.model_args import ModelArgs, embedding_dim
 from tabloop.runtime.network import TabularNet
+from tabloop.runtime.task import combine
+from tabloop.training.objective import Objective
+from tabloop.training.tensors import SplitTensors
 
+BINARY = Objective(TargetSpec())
 ARGS = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], dropout=0.0, members=2)
 
 
@@ -35,10 +40,10 @@ def test_members_give_one_logit_each_and_probabilities_average() -> None:
     net = TabularNet(ARGS).eval()
     categorical, numeric = batch(10)
     logits = net(categorical, numeric)
-    assert logits.shape == (10, 2)
+    assert logits.shape == (10, 2, 1)
     assert not torch.allclose(logits[:, 0], logits[:, 1])  # independently initialised
-    proba = net.predict_proba(categorical, numeric)
-    assert torch.allclose(proba, torch.sigmoid(logits).mean(1))
+    proba = BINARY.predict(net, SplitTensors(categorical, numeric, torch.zeros(10)), 4)
+    assert np.allclose(proba, torch.sigmoid(logits[..., 0]).mean(1).detach().numpy())
     assert ((proba > 0) & (proba < 1)).all()
 
 
@@ -57,14 +62,15 @@ def test_tiny_model_overfits_tiny_batch() -> None:
     optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for _ in range(300):
-        logits = net(categorical, numeric)
+        logits = net(categorical, numeric)[..., 0]
         loss = loss_fn(logits, target.unsqueeze(1).expand_as(logits))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     net.eval()
     assert loss.item() < 0.05
-    assert ((net.predict_proba(categorical, numeric) >= 0.5).float() == target).all()
+    proba = BINARY.predict(net, SplitTensors(categorical, numeric, target), 32)
+    assert ((proba >= 0.5) == target.numpy().astype(bool)).all()
 
 
 def test_save_load_round_trip_gives_identical_predictions(
@@ -187,16 +193,17 @@ def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     for seed in range(20):  # move weights and batch-norm statistics away from their initial values
         categorical, numeric = batch(64, seed=seed)
-        logits = net(categorical, numeric)
+        logits = net(categorical, numeric)[..., 0]
         target = torch.rand(64, generator=torch.Generator().manual_seed(seed)).round()
         torch.nn.functional.binary_cross_entropy_with_logits(logits, target.unsqueeze(1).expand_as(logits)).backward()
         optimizer.step()
         optimizer.zero_grad()
     net.eval()
     categorical, numeric = batch(200, seed=99)
-    expected = net.predict_proba(categorical, numeric).numpy()
+    expected = BINARY.predict(net, SplitTensors(categorical, numeric, torch.zeros(200)), 64)
     folded = FoldedNetwork.from_weights(args, {name: tensor.numpy() for name, tensor in net.state_dict().items()})
-    assert np.allclose(folded.predict_proba(categorical.numpy(), numeric.numpy()), expected, atol=1e-6)
+    outputs = folded.outputs(categorical.numpy(), numeric.numpy())
+    assert np.allclose(combine(TargetSpec(), outputs, None), expected, atol=1e-6)
 
 
 def test_requests_and_tables_encode_identically(stage_outputs: dict[str, Path], trained: dict[str, Path]) -> None:

@@ -64,7 +64,7 @@ def test_same_data_parameters_and_seed_give_the_same_model(
 ) -> None:
     result = run(train_config, stage_outputs["features"], tmp_path)
     assert same_weights(weights(tmp_path), Bundle.load(trained["bundle"]).weights)
-    assert result.valid_roc_auc == read_json(trained["reports"] / "metrics.json")["valid_roc_auc"]
+    assert result.valid_score == read_json(trained["reports"] / "metrics.json")["valid_roc_auc"]
     other_seed = train_config.model_copy(update={"seed": train_config.seed + 1})
     run(other_seed, stage_outputs["features"], tmp_path / "other")
     assert not same_weights(weights(tmp_path / "other"), weights(tmp_path))

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
-from tabloop.runtime.contract import FeatureContract, StrictModel, TableSpec
+from tabloop.runtime.contract import FeatureContract, StrictModel, TableSpec, TargetSpec, TargetTransform, TaskKind
 
 SPLITS = ("train", "valid", "test")
 
@@ -61,25 +61,56 @@ class EntityConfig(StrictModel):
 
 
 class LabelConfig(StrictModel):
-    """How the binary target comes from ``column``: its positive values, or a threshold on it."""
+    """What the model predicts from ``column``: for a binary task its positive values or a threshold on it; for a
+    multiclass task its classes, in order; for a regression the number itself, and a transform to train on."""
 
     column: str = Field(min_length=1)
+    task: TaskKind = Field("binary", description="binary, multiclass or regression.")
     positive: list[str] | list[int] | list[bool] | None = Field(
-        None, min_length=1, description="Values of the column that make a positive example."
+        None, min_length=1, description="Values of the column that make a positive example (binary)."
     )
-    threshold: float | None = Field(None, description="Positive when the (numeric) column is at least this.")
+    threshold: float | None = Field(None, description="Positive when the (numeric) column is at least this (binary).")
+    classes: list[str] | list[int] | None = Field(
+        None, description="The column's values that are classes, in the order the model numbers them (multiclass)."
+    )
+    transform: TargetTransform = Field(
+        "none", description="log1p: train on log(1 + target) (regression, a positive skewed target such as a price)."
+    )
     unlabelled: Literal["drop", "positive", "negative"] = Field(
-        "drop", description="Rows where the column is null: left out, or counted as one class."
+        "drop", description="Rows where the column is null: left out, or (binary) counted as one class."
     )
 
     @model_validator(mode="after")
-    def _one_rule(self) -> Self:
-        if (self.positive is None) == (self.threshold is None):
+    def _rules_fit_task(self) -> Self:
+        binary_rule = self.positive is not None or self.threshold is not None
+        if self.task == "binary" and (self.positive is None) == (self.threshold is None):
             raise ValueError("set exactly one of positive (values) and threshold (a number)")
+        if self.task != "binary" and binary_rule:
+            key = "positive" if self.positive is not None else "threshold"
+            raise ValueError(f"{key} makes a binary label; task {self.task} takes none (classes list a multiclass)")
+        if (self.task == "multiclass") != (self.classes is not None):
+            raise ValueError(f"classes: required for task multiclass and only allowed for it (task is {self.task})")
+        if self.classes is not None and len({str(c) for c in self.classes}) != len(self.classes):
+            raise ValueError(f"classes: {self.classes} holds a class twice")
+        if self.classes is not None and len(self.classes) < 3:
+            raise ValueError(f"classes: {self.classes} are fewer than three; two classes are task binary")
+        if self.transform != "none" and self.task != "regression":
+            raise ValueError(f"transform: applies to task regression, not {self.task}")
+        if self.unlabelled != "drop" and self.task != "binary":
+            raise ValueError(f"unlabelled: {self.unlabelled} applies to task binary; {self.task} drops them")
         return self
 
+    def target_spec(self, name: str, description: str = "") -> TargetSpec:
+        """The model's target as the contract states it: the task, the classes as names, the transform."""
+        classes = [str(c) for c in self.classes] if self.classes is not None else None
+        return TargetSpec(name=name, description=description, task=self.task, classes=classes, transform=self.transform)
+
     def describe(self) -> str:
-        """The rule in words, e.g. ``amount >= 1000`` or ``status in [bad]``."""
+        """The rule in words, e.g. ``amount >= 1000``, ``status in [bad]``, ``grade, one of [A, B, C]``."""
+        if self.task == "multiclass":
+            return f"{self.column}, one of [{', '.join(str(c) for c in self.classes or [])}]"
+        if self.task == "regression":
+            return self.column if self.transform == "none" else f"{self.column} (trained on its {self.transform})"
         if self.threshold is not None:
             return f"{self.column} >= {self.threshold:g}"
         return f"{self.column} in [{', '.join(str(v) for v in self.positive or [])}]"
@@ -268,7 +299,20 @@ class DataConfig(StrictModel):
         if self.adapter is None:
             self._check_single_table()
         self._check_preprocessing()
+        self._check_task()
         return self
+
+    def _check_task(self) -> None:
+        """The contract's target takes its task from ``label``; a stratified split needs classes."""
+        target = self.contract.target
+        stated = target.model_fields_set & {"task", "classes", "transform"}
+        expected = self.label.target_spec(target.name, target.description)
+        for key in sorted(stated):
+            if getattr(target, key) != getattr(expected, key):
+                raise ValueError(f"contract.target.{key}: set by label (label.{key}); leave it out of the contract")
+        object.__setattr__(self.contract, "target", expected)  # frozen models: the one place the target is filled
+        if self.label.task == "regression" and isinstance(self.split, RandomSplit) and self.split.kind == "stratified":
+            raise ValueError("split.kind: stratified keeps each class's share; a regression has no classes (random)")
 
     def _check_references(self) -> None:
         """Every ``references`` names a column of a declared table."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import polars as pl
 
 from tabloop.config import CardConfig, LabelConfig
 from tabloop.evaluation.metrics import EvaluationResult
-from tabloop.records import TIME, TrainMetrics
+from tabloop.records import PRIMARY_METRICS, TIME, TrainMetrics
 from tabloop.runtime.bundle import Bundle
 
 MODEL_NAMES = {
@@ -57,7 +58,8 @@ def _what_it_does(inputs: CardInputs) -> list[str]:
         "",
         *([card.summary, ""] if card.summary else []),
         f"The target `{inputs.target}` is true when {inputs.label.describe()}. {things.capitalize()} whose "
-        f"probability reaches {_f(inputs.bundle.threshold, 3)} are labelled {positive} (the threshold that maximises "
+        f"probability reaches {_f(inputs.bundle.threshold or math.nan, 3)} are labelled {positive} (the threshold that "
+        "maximises "
         "F1 on the validation split).",
         "",
     ]
@@ -101,7 +103,7 @@ def _model(inputs: CardInputs) -> list[str]:
         t = inputs.training
         lines.append(
             f"Trained for {t.epochs_run} epochs; epoch {t.best_epoch} was kept "
-            f"(validation ROC AUC {_f(t.valid_roc_auc)})."
+            f"(validation {PRIMARY_METRICS[inputs.bundle.contract.target.task].title} {_f(t.valid_score)})."
         )
     return [*lines, ""]
 

@@ -74,16 +74,50 @@ def split_column(config: DataConfig) -> str | None:
 
 
 def add_label(frame: pl.DataFrame, config: DataConfig) -> tuple[pl.DataFrame, int]:
-    """Examples with the target column, and how many had no label value."""
+    """Examples with the target column (binary: true or false; multiclass: the class's index in ``label.classes``;
+    regression: the number), and how many had no label value."""
     label = config.label
     value = pl.col(label.column)
-    positive = value >= label.threshold if label.threshold is not None else value.is_in(label.positive or [])
     unlabelled = frame[label.column].null_count()
     target = config.contract.target.name
+    if label.task == "multiclass":
+        return frame.filter(value.is_not_null()).with_columns(_class_index(frame, config).alias(target)), unlabelled
+    if label.task == "regression":
+        return frame.filter(value.is_not_null()).with_columns(_number(frame, config).alias(target)), unlabelled
+    positive = value >= label.threshold if label.threshold is not None else value.is_in(label.positive or [])
     if label.unlabelled == "drop":
         return frame.filter(value.is_not_null()).with_columns(positive.alias(target)), unlabelled
     fill = label.unlabelled == "positive"
     return frame.with_columns(pl.when(value.is_null()).then(fill).otherwise(positive).alias(target)), unlabelled
+
+
+def _class_index(frame: pl.DataFrame, config: DataConfig) -> pl.Expr:
+    """Each row's class as its index in ``label.classes``; a FeatureError names values that are no class."""
+    column, classes = config.label.column, [str(c) for c in config.label.classes or []]
+    values = frame[column].drop_nulls().cast(pl.String)
+    strays = values.filter(~values.is_in(classes)).value_counts(sort=True).head(5)
+    if strays.height:
+        found = ", ".join(f"{v!r} ({n} rows)" for v, n in strays.rows())
+        raise FeatureError(f"label.classes: {column} holds values that are no class: {found}; add them to the list")
+    index = pl.Series(classes).to_frame("class").with_row_index("index")
+    mapping = dict(zip(index["class"].to_list(), index["index"].to_list(), strict=True))
+    return pl.col(column).cast(pl.String).replace_strict(mapping, return_dtype=pl.Int64)
+
+
+def _number(frame: pl.DataFrame, config: DataConfig) -> pl.Expr:
+    """The label column as a float; a FeatureError when it is no number or not finite, or a log1p transform
+    meets a value at or below -1."""
+    column, label = config.label.column, config.label
+    if not frame.schema[column].is_numeric():
+        raise FeatureError(f"label.column: {column} is {frame.schema[column]}; a regression target is a number")
+    values = frame[column].drop_nulls().cast(pl.Float64)
+    bad = int((~values.is_finite()).sum())
+    if bad:
+        raise FeatureError(f"label.column: {column} has {bad} values that are not finite numbers")
+    smallest = float(values.min()) if values.len() else 0.0  # type: ignore[arg-type]
+    if label.transform == "log1p" and smallest <= -1:
+        raise FeatureError(f"label.transform: log1p needs {column} above -1; its smallest value is {smallest:g}")
+    return pl.col(column).cast(pl.Float64)
 
 
 def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
@@ -147,7 +181,10 @@ def shuffled_split(n: int, split: RandomSplit, target: pl.Series | None) -> pl.S
     """
     rng = np.random.Generator(np.random.PCG64(split.seed))
     names = np.empty(n, dtype=object)
-    groups = [np.arange(n)] if target is None else [np.flatnonzero(target.to_numpy() == c) for c in (False, True)]
+    groups = [np.arange(n)]
+    if target is not None:  # one group per class, in sorted order: False, True for a binary target
+        values = target.to_numpy()
+        groups = [np.flatnonzero(values == c) for c in np.unique(values)]
     for rows in groups:
         order = rows[rng.permutation(len(rows))]
         names[order] = _labels(np.arange(len(rows)), _cut(len(rows), split.fractions), len(rows))
@@ -204,11 +241,19 @@ def check_split(name: str, part: pl.DataFrame, config: DataConfig) -> None:
     where = f"split.{name} ({config.split.describe(name)})"
     if part.height == 0:
         raise FeatureError(f"{where}: no labelled examples in this split")
-    classes = part[config.contract.target.name].n_unique()
-    if classes < 2:
+    target = part[config.contract.target.name]
+    if target.n_unique() < 2:
         raise FeatureError(
             f"{where}: all {part.height} examples have the same label; a model cannot learn or be scored"
         )
+    classes = config.contract.target.classes
+    if classes is not None:
+        absent = [c for i, c in enumerate(classes) if not (target == i).any()]
+        if absent:
+            raise FeatureError(
+                f"{where}: no example of class {', '.join(absent)}; a model cannot learn or be scored on it. Gather "
+                "more of them, or merge the class into another in label.classes"
+            )
 
 
 def time_range(frame: pl.DataFrame) -> dict[str, str]:

@@ -58,7 +58,9 @@ def run_record(inputs: RegisterInputs, lineage: Lineage) -> RunRecord:
     }
     history = pl.read_csv(inputs.train_reports / "history.csv")
     steps = [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in history.iter_rows(named=True)]
-    finals: dict[str, float] = {"best_epoch": float(train.best_epoch), "threshold": float(train.threshold)}
+    finals: dict[str, float] = {"best_epoch": float(train.best_epoch)}
+    if train.threshold is not None:
+        finals["threshold"] = float(train.threshold)
     for model, scores in evaluation.test.items():
         prefix = "test" if model == "pytorch" else f"{model}_test"
         finals |= {f"{prefix}_{k}": float(v) for k, v in scores.model_dump().items() if k != "rows"}

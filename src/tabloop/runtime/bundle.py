@@ -2,7 +2,8 @@
 
 A bundle directory holds:
 
-- ``model.json``: format version, the network's constructor arguments, the decision threshold, the target name;
+- ``model.json``: format version, the network's constructor arguments, the target name, and what the task needs
+  to answer: the decision threshold (binary) or the target's scaling (regression);
 - ``weights.safetensors``: the weights, in a format that cannot execute code when loaded;
 - ``preprocessing.json``: the fitted preprocessing, which embeds the feature contract;
 - ``lineage.json`` (once registered): git commit, hashes of the data it saw, parameters and metrics.
@@ -30,6 +31,7 @@ from tabloop.runtime.inference import FoldedNetwork
 from tabloop.runtime.lineage import Lineage
 from tabloop.runtime.model_args import ModelArgs
 from tabloop.runtime.preprocessing import PREPROCESSING_FILE, Column, Preprocessor
+from tabloop.runtime.task import TargetScaling, combine
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
@@ -57,13 +59,15 @@ def read_lineage(path: Path) -> Lineage | None:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A trained model with everything it needs: weights, constructor arguments, preprocessing, threshold."""
+    """A trained model with everything it needs: weights, constructor arguments, preprocessing, and the decision
+    threshold (binary) or the target's scaling (regression)."""
 
     args: ModelArgs
     weights: dict[str, npt.NDArray[Any]]  # the network's state, as plain arrays (torch is not needed to serve)
     preprocessor: Preprocessor
-    threshold: float
+    threshold: float | None
     lineage: Lineage | None = field(default=None, compare=False)
+    scaling: TargetScaling | None = None
 
     @property
     def contract(self) -> FeatureContract:
@@ -77,12 +81,8 @@ class Bundle:
     def save(self, directory: Path) -> None:
         """Write the bundle's files into ``directory`` (created if needed)."""
         directory.mkdir(parents=True, exist_ok=True)
-        model = {
-            "format_version": FORMAT_VERSION,
-            "args": self.args.to_dict(),
-            "threshold": self.threshold,
-            "target": self.contract.target.name,
-        }
+        model = {"format_version": FORMAT_VERSION, "args": self.args.to_dict(), **self._answer()}
+        model["target"] = self.contract.target.name
         (directory / MODEL_FILE).write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
         save_file({name: np.require(a, requirements="C") for name, a in self.weights.items()}, directory / WEIGHTS_FILE)
         self.preprocessor.save(directory / PREPROCESSING_FILE)
@@ -104,15 +104,16 @@ class Bundle:
                     f"this code reads {FORMAT_VERSION}"
                 )
             args = ModelArgs(**model["args"])
-            problems = args.problems()
-            threshold = model["threshold"]
-            if not isinstance(threshold, int | float) or not math.isfinite(threshold) or not 0 <= threshold <= 1:
-                problems.append(f"threshold must be a number from 0 to 1, not {threshold!r}")
+            preprocessor = Preprocessor.load(directory / PREPROCESSING_FILE)
+            threshold, scaling, wrong = _answer_of(model, preprocessor.contract.target.task)
+            problems = [*args.problems(), *wrong]
+            if args.outputs != preprocessor.contract.target.outputs:
+                problems.append(f"{args.outputs} outputs for a target of {preprocessor.contract.target.outputs}")
             if problems:
                 raise BundleError(f"{directory / MODEL_FILE}: " + "; ".join(problems))
             weights = load_file(directory / WEIGHTS_FILE)
-            preprocessor = Preprocessor.load(directory / PREPROCESSING_FILE)
-            bundle = cls(args, weights, preprocessor, float(threshold), read_lineage(directory / LINEAGE_FILE))
+            lineage = read_lineage(directory / LINEAGE_FILE)
+            bundle = cls(args, weights, preprocessor, threshold, lineage, scaling)
         except BundleError:
             raise
         except (json.JSONDecodeError, KeyError, TypeError, ValidationError, SafetensorError, OSError) as e:
@@ -124,13 +125,36 @@ class Bundle:
     def digest(self) -> str:
         """A hash of what the model computes (arguments, weights, preprocessing, threshold), not of its lineage."""
         digest = hashlib.sha256()
-        model = {"args": self.args.to_dict(), "threshold": self.threshold}
+        model = {"args": self.args.to_dict(), **self._answer()}
         digest.update(json.dumps(model, sort_keys=True).encode())
         for name in sorted(self.weights):
             digest.update(name.encode())
             digest.update(self.weights[name].tobytes())  # C order, as the file holds it
         digest.update(self.preprocessor.model_dump_json().encode())
         return digest.hexdigest()
+
+    def _answer(self) -> dict[str, object]:
+        """What the task keeps beside the network: the threshold of a binary model, a regression's scaling."""
+        if self.contract.target.task == "binary":
+            return {"threshold": self.threshold}
+        if self.scaling is not None:
+            return {"target_scaling": self.scaling.to_dict()}
+        return {}
+
+
+def _answer_of(model: dict[str, Any], task: str) -> tuple[float | None, TargetScaling | None, list[str]]:
+    """The threshold (binary) and the target scaling (regression) that ``model.json`` holds, and what is wrong
+    with them."""
+    if task == "binary":
+        threshold = model["threshold"]
+        usable = isinstance(threshold, int | float) and not isinstance(threshold, bool) and math.isfinite(threshold)
+        if not usable or not 0 <= threshold <= 1:
+            return None, None, [f"threshold must be a number from 0 to 1, not {threshold!r}"]
+        return float(threshold), None, []
+    if task == "regression":
+        scaling = TargetScaling(**model["target_scaling"])
+        return None, scaling, scaling.problems()
+    return None, None, []
 
 
 def files_digest(directory: Path) -> str:
@@ -171,18 +195,36 @@ class Predictor:
 
     @property
     def threshold(self) -> float:
-        """The decision threshold chosen on the validation split."""
+        """The decision threshold chosen on the validation split (a binary model's)."""
+        if self.bundle.threshold is None:
+            raise BundleError(f"a {self.bundle.contract.target.task} model has no decision threshold")
         return self.bundle.threshold
 
-    def predict_proba(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
-        """Probability of the positive class for each row."""
+    def outputs(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
+        """The task's prediction for each row: the positive class's probability (binary, ``[rows]``), each
+        class's probability (multiclass, ``[rows, classes]``) or the value (regression, ``[rows]``)."""
         encoded = self.bundle.preprocessor.transform(columns)
-        return self.network.predict_proba(encoded.categorical, encoded.numeric)
+        members = self.network.outputs(encoded.categorical, encoded.numeric)
+        return combine(self.bundle.contract.target, members, self.bundle.scaling)
+
+    def predict_proba(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
+        """Probability of the positive class (binary) or of each class (multiclass) for each row."""
+        if self.bundle.contract.target.task == "regression":
+            raise BundleError("a regression model predicts values, not probabilities")
+        return self.outputs(columns)
 
     def predict(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """Probabilities and labels at the bundle's threshold."""
+        """Probabilities and labels at the bundle's threshold (a binary model's)."""
         proba = self.predict_proba(columns)
         return proba, proba >= self.threshold
+
+    def predict_classes(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], list[str]]:
+        """Each class's probability and the most probable class, for each row (a multiclass model's)."""
+        classes = self.bundle.contract.target.classes
+        if classes is None:
+            raise BundleError(f"a {self.bundle.contract.target.task} model has no classes")
+        proba = self.outputs(columns)
+        return proba, [classes[i] for i in proba.argmax(axis=1)]
 
 
 def weight_misfits(args: ModelArgs, weights: Mapping[str, npt.NDArray[Any]]) -> list[str]:

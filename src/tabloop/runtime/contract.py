@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 DType = Literal["int8", "int16", "int32", "int64", "float32", "float64", "string", "bool", "datetime"]
 INTEGER_DTYPES = frozenset({"int8", "int16", "int32", "int64"})
@@ -112,11 +112,45 @@ class FeatureSpec(ValueRules):
         return self
 
 
+TaskKind = Literal["binary", "multiclass", "regression"]
+TargetTransform = Literal["none", "log1p"]
+
+
 class TargetSpec(StrictModel):
-    """The binary label the model predicts."""
+    """What the model predicts: a binary label, one of several classes (in order), or a number.
+
+    A binary target is written as before the task kinds existed (name and description only), so that a binary
+    model trained now still loads where an older release serves it.
+    """
 
     name: str = Field("label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
+    task: TaskKind = "binary"
+    classes: list[str] | None = Field(None, description="A multiclass target's classes; the model's output i is i.")
+    transform: TargetTransform = Field("none", description="A regression target's transform for training.")
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> Self:
+        if (self.task == "multiclass") != (self.classes is not None):
+            raise ValueError("classes are required for a multiclass target and only allowed for one")
+        if self.classes is not None and (len(self.classes) < 3 or len(set(self.classes)) != len(self.classes)):
+            raise ValueError(f"a multiclass target needs three or more distinct classes, not {self.classes}")
+        if self.transform != "none" and self.task != "regression":
+            raise ValueError(f"transform applies to a regression target, not a {self.task} one")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _binary_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if self.task == "binary":
+            for key in ("task", "classes", "transform"):
+                data.pop(key, None)
+        return data
+
+    @property
+    def outputs(self) -> int:
+        """How many numbers the network puts out per member: one per class for multiclass, else one."""
+        return len(self.classes) if self.classes is not None else 1
 
 
 RESERVED_NAMES = frozenset({"id", "probability", "outcome"})  # fields of the API's predictions and feedback

@@ -78,10 +78,8 @@ class FoldedNetwork:
             layers=[(_block_diagonal(weight), bias.reshape(-1).astype(np.float32)) for weight, bias in folded[1:]],
         )
 
-    def predict_proba(
-        self, categorical: npt.NDArray[np.int64], numeric: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.float64]:
-        """Probability of the positive class averaged over members, for encoded inputs."""
+    def outputs(self, categorical: npt.NDArray[np.int64], numeric: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Every member's outputs for encoded inputs, ``[rows, members, outputs]``."""
         rows = categorical + self.offsets
         if len(rows) <= 16:  # one gather of [rows, columns, width]: fewest calls, for requests
             hidden = self.tables[rows].sum(axis=1)
@@ -94,9 +92,8 @@ class FoldedNetwork:
         for weight, bias in self.layers:
             np.maximum(hidden, 0.0, out=hidden)
             hidden = hidden @ weight + bias
-        logits = hidden.astype(np.float64)  # [rows, members]
-        proba: npt.NDArray[np.float64] = (1.0 / (1.0 + np.exp(-logits))).mean(axis=1)
-        return proba
+        members: npt.NDArray[np.float64] = hidden.astype(np.float64).reshape(len(rows), self.members, -1)
+        return members
 
 
 def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:

@@ -20,10 +20,14 @@ class ModelArgs:
     hidden: list[int] = field(default_factory=lambda: [64])
     dropout: float = 0.3
     members: int = 3
+    outputs: int = 1  # per member: one logit (binary), one per class (multiclass) or one value (regression)
 
     def to_dict(self) -> dict[str, int | float | list[int]]:
-        """A JSON-ready copy."""
-        return asdict(self)
+        """A JSON-ready copy (``outputs`` left out when it is one, as bundles were written before it existed)."""
+        data: dict[str, int | float | list[int]] = asdict(self)
+        if self.outputs == 1:
+            del data["outputs"]
+        return data
 
     def problems(self) -> list[str]:
         """What makes these arguments unsafe to build (sizes out of bounds); checked before anything is allocated."""
@@ -44,6 +48,8 @@ class ModelArgs:
             found.append(f"n_numeric must be an integer from 0 to {MAX_WIDTH}, not {self.n_numeric!r}")
         if not isinstance(self.members, int) or not 1 <= self.members <= MAX_MEMBERS:
             found.append(f"members must be an integer from 1 to {MAX_MEMBERS}, not {self.members!r}")
+        if not isinstance(self.outputs, int) or isinstance(self.outputs, bool) or not 1 <= self.outputs <= MAX_WIDTH:
+            found.append(f"outputs must be an integer from 1 to {MAX_WIDTH}, not {self.outputs!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
             found.append(f"dropout must be in [0, 1), not {self.dropout!r}")
         if not found and self.parameters() > MAX_PARAMETERS:
@@ -65,7 +71,8 @@ class ModelArgs:
             shapes |= {f"{norm}.{name}": (m * size,) for name in ("weight", "bias", "running_mean", "running_var")}
             shapes[f"{norm}.num_batches_tracked"] = ()
             width, index = size, index + 4
-        return shapes | {f"head.{index}.weight": (m, width, 1), f"head.{index}.bias": (m, 1, 1)}
+        k = self.outputs
+        return shapes | {f"head.{index}.weight": (m, width, k), f"head.{index}.bias": (m, 1, k)}
 
     def parameters(self) -> int:
         """How many numbers the network of these arguments holds."""
@@ -75,7 +82,7 @@ class ModelArgs:
         for size in self.hidden:
             total += m * (width * size + size) + 4 * m * size  # a linear layer, then batch norm's four vectors
             width = size
-        return total + m * (width + 1)
+        return total + m * (width + 1) * self.outputs
 
 
 MAX_CARDINALITY = 10_000_000

@@ -89,11 +89,12 @@ class TabularNet(nn.Module):
         for size in args.hidden:
             layers += [MemberLinear(m, width, size), MemberBatchNorm(m, size), nn.ReLU(), FastDropout(args.dropout)]
             width = size
-        layers.append(MemberLinear(m, width, 1))
+        layers.append(MemberLinear(m, width, args.outputs))
         self.head = nn.Sequential(*layers)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        """Logits of every member, shape ``[batch, members]``."""
+        """The outputs of every member, shape ``[batch, members, outputs]``: logits (binary, multiclass) or the
+        scaled target (regression)."""
         batch, members = categorical.shape[0], self.args.members
         embedded = [
             embedding(categorical[:, i]).view(batch, members, -1).transpose(0, 1)
@@ -103,10 +104,5 @@ class TabularNet(nn.Module):
             [self.embedding_dropout(torch.cat(embedded, dim=2)), numeric.unsqueeze(0).expand(members, batch, -1)],
             dim=2,
         )
-        logits: torch.Tensor = self.head(inputs)
-        return logits.squeeze(2).transpose(0, 1)
-
-    @torch.inference_mode()
-    def predict_proba(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        """Probability of the positive class averaged over members, shape ``[batch]`` (call in eval mode)."""
-        return torch.sigmoid(self(categorical, numeric)).mean(dim=1)
+        outputs: torch.Tensor = self.head(inputs)
+        return outputs.transpose(0, 1)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from tabloop.config import SPLITS, DataConfig, EvaluateConfig
-from tabloop.errors import FeatureError
+from tabloop.errors import ConfigError, FeatureError
 from tabloop.evaluation.card import CardInputs, model_card
 from tabloop.evaluation.metrics import (
     Decisions,
@@ -38,6 +38,9 @@ def run(
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
     frames = {split: read_split(features_dir, split) for split in SPLITS}
     predictor = Predictor.from_directory(bundle_dir)
+    task = predictor.bundle.contract.target.task
+    if task != "binary":
+        raise ConfigError(f"label.task: {task}: the evaluate stage scores binary models only so far")
     target_name = predictor.bundle.contract.target.name
     targets = {s: f[target_name].to_numpy().astype(np.float64) for s, f in frames.items()}
     if len(np.unique(targets["test"])) < 2:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -67,7 +68,7 @@ def run(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Pa
         ),
         adapter=built.metrics,
         splits={
-            name: SplitCounts(rows=part.height, positive_rate=round(share(part[target]), 6), **time_range(part))
+            name: SplitCounts(rows=part.height, **target_summary(part[target], config), **time_range(part))
             for name, part in splits.items()
         },
         vocabulary={
@@ -81,5 +82,27 @@ def run(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Pa
         preprocessor.save(staging / PREPROCESSING_FILE)
         metrics.write(metrics_staging)
     for name, part in splits.items():
-        logger.info("features %-5s %7d rows, %.1f%% positive", name, part.height, 100 * share(part[target]))
+        logger.info("features %-5s %7d rows, %s", name, part.height, describe_target(part[target], config))
     return metrics
+
+
+def target_summary(target: pl.Series, config: DataConfig) -> dict[str, Any]:
+    """What :class:`SplitCounts` says of a split's target, for the task."""
+    classes = config.contract.target.classes
+    if classes is not None:
+        counts = target.value_counts().rows()
+        found = {int(i): n for i, n in counts}
+        return {"class_shares": {c: round(found.get(i, 0) / max(target.len(), 1), 6) for i, c in enumerate(classes)}}
+    if config.label.task == "regression":
+        return {"target_mean": round(float(target.mean() or 0.0), 6)}  # type: ignore[arg-type]
+    return {"positive_rate": round(share(target), 6)}
+
+
+def describe_target(target: pl.Series, config: DataConfig) -> str:
+    """A split's target in a few words for the log."""
+    summary = target_summary(target, config)
+    if "class_shares" in summary:
+        return ", ".join(f"{share_:.1%} {name}" for name, share_ in summary["class_shares"].items())
+    if "target_mean" in summary:
+        return f"mean {config.contract.target.name} {summary['target_mean']:g}"
+    return f"{100 * summary['positive_rate']:.1f}% positive"

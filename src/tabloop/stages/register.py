@@ -144,7 +144,7 @@ def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> Lineage
         data=data_hashes(inputs.lock_file, inputs.data_outputs),
         params=inputs.params,
         metrics=LineageMetrics(
-            valid_roc_auc=train_metrics.valid_roc_auc, test=evaluation_metrics.test["pytorch"].model_dump()
+            valid_roc_auc=train_metrics.valid_score, test=evaluation_metrics.test["pytorch"].model_dump()
         ),
         dvc_experiment=settings.dvc_exp_name,
     )

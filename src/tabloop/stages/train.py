@@ -10,7 +10,7 @@ import polars as pl
 
 from tabloop.config import TrainConfig
 from tabloop.io import staged
-from tabloop.records import TRAIN_HISTORY_FILE, TRAIN_METRICS_FILE, TrainMetrics
+from tabloop.records import TRAIN_HISTORY_FILE, TRAIN_METRICS_FILE, PrimaryMetric, TrainMetrics
 from tabloop.runtime.bundle import Bundle
 from tabloop.training.checkpoint import CHECKPOINT_FILE, EpochRecord
 from tabloop.training.distributed import World
@@ -36,12 +36,14 @@ def run(
     if world.is_main:
         write_outputs(trained.bundle, result, bundle_dir, reports_dir)
         checkpoint.unlink(missing_ok=True)
+        threshold = f", threshold {result.threshold:.3f}" if result.threshold is not None else ""
         logger.info(
-            "best epoch %d of %d: valid ROC AUC %.4f, threshold %.3f",
+            "best epoch %d of %d: valid %s %.4f%s",
             result.best_epoch,
             result.epochs_run,
-            result.valid_roc_auc,
-            result.threshold,
+            result.primary.title,
+            result.valid_score,
+            threshold,
         )
     return result
 
@@ -50,17 +52,20 @@ def write_outputs(bundle: Bundle, result: TrainResult, bundle_dir: Path, reports
     """The bundle and the reports (history, metrics), each directory replaced whole or not at all."""
     with staged(bundle_dir, reports_dir) as (bundle_staging, reports_staging):
         bundle.save(bundle_staging)
-        write_history(result.history, reports_staging / TRAIN_HISTORY_FILE)
-        metrics = TrainMetrics(
-            best_epoch=result.best_epoch,
-            epochs_run=result.epochs_run,
-            valid_roc_auc=result.valid_roc_auc,
-            threshold=round(result.threshold, 6),
+        write_history(result.history, result.primary, reports_staging / TRAIN_HISTORY_FILE)
+        metrics = TrainMetrics.model_validate(
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                f"valid_{result.primary.name}": result.valid_score,
+                "threshold": round(result.threshold, 6) if result.threshold is not None else None,
+            }
         )
         metrics.write(reports_staging / TRAIN_METRICS_FILE)
 
 
-def write_history(history: list[EpochRecord], path: Path) -> None:
-    """Per-epoch losses and validation ROC AUC as CSV (a DVC plot)."""
+def write_history(history: list[EpochRecord], primary: PrimaryMetric, path: Path) -> None:
+    """Per-epoch losses and the validation score (``valid_`` and the primary metric's name) as CSV (a DVC plot)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame([asdict(r) for r in history]).write_csv(path)
+    frame = pl.DataFrame([asdict(r) for r in history]).rename({"valid_score": f"valid_{primary.name}"})
+    frame.write_csv(path)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from tabloop.config import TrainConfig
+from tabloop.records import PrimaryMetric
 from tabloop.runtime.model_args import ModelArgs
 from tabloop.runtime.network import TabularNet
 from tabloop.runtime.preprocessing import PREPROCESSING_FILE
@@ -20,6 +21,7 @@ from tabloop.training.distributed import (
     World,
     gathered,
 )
+from tabloop.training.objective import Objective
 
 CHECKPOINT_FILE = "last.pt"
 
@@ -28,28 +30,29 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch achieved."""
+    """What one epoch achieved: the losses, and the validation score of the task's primary metric."""
 
     epoch: int
     train_loss: float
     valid_loss: float
-    valid_roc_auc: float
+    valid_score: float
 
 
 @dataclass
 class TrainingState:
     best_state: dict[str, torch.Tensor]
+    primary: PrimaryMetric
     epoch: int = 0
     best_epoch: int = 0
-    best_score: float = float("-inf")
+    best_score: float = float("nan")  # nan until the first epoch: no score is better than it
     stale: int = 0
     history: list[EpochRecord] = field(default_factory=list)
 
     def record(self, record: EpochRecord, model: nn.Module) -> None:
         self.history.append(record)
         self.epoch = record.epoch
-        if record.valid_roc_auc > self.best_score:
-            self.best_score = record.valid_roc_auc
+        if self.best_epoch == 0 or self.primary.better(record.valid_score, self.best_score):
+            self.best_score = record.valid_score
             self.best_epoch = record.epoch
             self.best_state = copy.deepcopy(model.state_dict())
             self.stale = 0
@@ -69,6 +72,7 @@ class Run:
     shuffle: torch.Generator
     state: TrainingState
     world: World
+    objective: Objective
 
 
 def run_fingerprint(config: TrainConfig, features_dir: Path, world: World | None = None) -> str:

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, TabloopError
+from tabloop.records import PrimaryMetric
 from tabloop.runtime.bundle import Bundle
 from tabloop.runtime.model_args import ModelArgs, embedding_dim
 from tabloop.runtime.network import TabularNet
@@ -44,7 +44,8 @@ from tabloop.training.distributed import (
     sum_over_ranks,
     sync_buffers,
 )
-from tabloop.training.tensors import SplitTensors, batch_bounds, choose_threshold, load_split, log_loss, predict_proba
+from tabloop.training.objective import Objective
+from tabloop.training.tensors import SplitTensors, batch_bounds, choose_threshold, load_split
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,13 @@ class TrainResult:
     """The outcome of a training run."""
 
     best_epoch: int
-    valid_roc_auc: float
-    threshold: float
+    valid_score: float  # of the task's primary metric
+    threshold: float | None  # a binary model's
     epochs_run: int
     resumed_from_epoch: int | None
     history: list[EpochRecord]
     weights_sha256: str  # of the kept weights and buffers, the same on every rank
+    primary: PrimaryMetric
 
 
 EpochHook = Callable[[EpochRecord], None]
@@ -94,6 +96,7 @@ def model_args(config: TrainConfig, preprocessor: Preprocessor) -> ModelArgs:
         hidden=list(m.hidden),
         dropout=m.dropout,
         members=m.members,
+        outputs=preprocessor.contract.target.outputs,
     )
 
 
@@ -120,27 +123,39 @@ def fit_model(
         train_split = load_split(features_dir, "train", preprocessor).to(device)
         valid_split = load_split(features_dir, "valid", preprocessor).to(device)
         checkpoint = Checkpoint(checkpoint_path, run_fingerprint(config, features_dir, world))
-        run, resumed = _start(config, model_args(config, preprocessor), device, checkpoint, world)
+        objective = Objective.fit(preprocessor.contract.target, train_split.target.cpu().numpy())
+        run, resumed = _start(
+            config, model_args(config, preprocessor), objective, device, checkpoint=checkpoint, world=world
+        )
         _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
 
         state = run.state
         run.model.load_state_dict(state.best_state)
         digest = _replica_digest(run)
-        proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
-        valid_target = valid_split.target.cpu().numpy()
-        threshold = choose_threshold(valid_target, proba) if config.threshold == "f1" else float(config.threshold)
+        threshold = _threshold(config, run, valid_split)
     result = TrainResult(
         best_epoch=state.best_epoch,
-        valid_roc_auc=state.best_score,
+        valid_score=state.best_score,
         threshold=threshold,
         epochs_run=state.epoch,
         resumed_from_epoch=resumed,
         history=state.history,
         weights_sha256=digest,
+        primary=objective.primary,
     )
     weights = {name: tensor.detach().cpu().numpy().copy() for name, tensor in state.best_state.items()}
-    bundle = Bundle(run.args, weights, preprocessor, threshold)
+    bundle = Bundle(run.args, weights, preprocessor, threshold, scaling=objective.scaling)
     return Trained(bundle, result)
+
+
+def _threshold(config: TrainConfig, run: Run, valid_split: SplitTensors) -> float | None:
+    """A binary model's decision threshold: the one that maximises F1 on validation, or the configured one."""
+    if run.objective.target.task != "binary":
+        return None
+    if config.threshold != "f1":
+        return float(config.threshold)
+    proba = run.objective.predict(run.model, valid_split, config.training.eval_batch_size)
+    return choose_threshold(valid_split.target.cpu().numpy(), proba)
 
 
 def _prepare(config: TrainConfig, world: World) -> torch.device:
@@ -169,13 +184,19 @@ def _replica_digest(run: Run) -> str:
 
 
 def _start(
-    config: TrainConfig, args: ModelArgs, device: torch.device, checkpoint: Checkpoint, world: World
+    config: TrainConfig,
+    args: ModelArgs,
+    objective: Objective,
+    device: torch.device,
+    *,
+    checkpoint: Checkpoint,
+    world: World,
 ) -> tuple[Run, int | None]:
     """The run to continue: resumed from the checkpoint if it belongs to this run, else fresh; the epoch resumed."""
-    run = _fresh_start(config, args, device, world)
+    run = _fresh_start(config, args, objective, device, world)
     resumed = checkpoint.restore(run)
     if resumed is None:  # a checkpoint that failed half-way may have touched the objects: start clean
-        run = _fresh_start(config, args, device, world)
+        run = _fresh_start(config, args, objective, device, world)
     elif world.is_main:
         logger.info("resuming after epoch %d from %s", resumed, checkpoint.path)
     return run, resumed
@@ -195,14 +216,16 @@ def _fit(
     state = run.state
     batches = len(batch_bounds(len(train_split), config.training.batch_size))
     with _progress(enabled=run.world.is_main) as progress:
-        task = progress.add_task("train", total=batches, loss=float("nan"), auc=state.best_score)
+        task = progress.add_task(
+            "train", total=batches, loss=float("nan"), score=state.best_score, metric=run.objective.primary.title
+        )
         while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
             progress.reset(task, total=batches, description=f"epoch {state.epoch + 1}")
             record = _epoch(
                 config, run, train_split, valid_split, on_batch=lambda loss: progress.update(task, advance=1, loss=loss)
             )
             state.record(record, run.model)
-            progress.update(task, auc=state.best_score)
+            progress.update(task, score=state.best_score)
             _log_epoch(run, record)
             checkpoint.save(run)
             if on_epoch_end is not None:
@@ -212,11 +235,12 @@ def _fit(
 def _log_epoch(run: Run, record: EpochRecord) -> None:
     if run.world.is_main:
         logger.info(
-            "epoch %2d  train loss %.4f  valid loss %.4f  valid ROC AUC %.4f%s",
+            "epoch %2d  train loss %.4f  valid loss %.4f  valid %s %.4f%s",
             record.epoch,
             record.train_loss,
             record.valid_loss,
-            record.valid_roc_auc,
+            run.objective.primary.title,
+            record.valid_score,
             "  (best)" if run.state.best_epoch == record.epoch else "",
         )
 
@@ -233,22 +257,19 @@ def _epoch(
     validation split by rank 0."""
     device = train_split.target.device
     order = _epoch_order(run, len(train_split), config.seed).to(device)
-    loss, rows = _run_epoch(
-        run.trainer, run.optimizer, train_split, order, config.training.batch_size, on_batch=on_batch
-    )
+    loss, rows = _run_epoch(run, train_split, order, config.training.batch_size, on_batch=on_batch)
     loss_sum, row_count = sum_over_ranks(run.world, [loss, float(rows)])
     sync_buffers(run.world, run.model)
-    valid_loss = valid_roc_auc = 0.0
+    valid_loss = valid_score = 0.0
     if run.world.is_main:
-        proba = predict_proba(run.model, valid_split, config.training.eval_batch_size)
-        valid_target = valid_split.target.cpu().numpy()
-        valid_loss, valid_roc_auc = log_loss(valid_target, proba), float(roc_auc_score(valid_target, proba))
-    valid_loss, valid_roc_auc = from_main(run.world, [valid_loss, valid_roc_auc])
+        prediction = run.objective.predict(run.model, valid_split, config.training.eval_batch_size)
+        valid_loss, valid_score = run.objective.score(valid_split.target.cpu().numpy(), prediction)
+    valid_loss, valid_score = from_main(run.world, [valid_loss, valid_score])
     return EpochRecord(
         epoch=run.state.epoch + 1,
         train_loss=round(loss_sum / row_count, 6),
         valid_loss=round(valid_loss, 6),
-        valid_roc_auc=round(valid_roc_auc, 6),
+        valid_score=round(valid_score, 6),
     )
 
 
@@ -264,7 +285,7 @@ def _epoch_order(run: Run, rows: int, seed: int) -> torch.Tensor:
     return torch.tensor(list(sampler), dtype=torch.int64)
 
 
-def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, world: World) -> Run:
+def _fresh_start(config: TrainConfig, args: ModelArgs, objective: Objective, device: torch.device, world: World) -> Run:
     """A seeded network, its optimiser, the shuffling generator and an empty state; under torchrun, the network
     wrapped for data parallelism and each rank's dropout seeded apart."""
     torch.manual_seed(config.seed)
@@ -277,13 +298,12 @@ def _fresh_start(config: TrainConfig, args: ModelArgs, device: torch.device, wor
     if world.distributed:
         trainer = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         torch.manual_seed(config.seed + world.rank)
-    state = TrainingState(best_state=copy.deepcopy(model.state_dict()))
-    return Run(args, model, trainer, optimizer, shuffle, state, world)
+    state = TrainingState(best_state=copy.deepcopy(model.state_dict()), primary=objective.primary)
+    return Run(args, model, trainer, optimizer, shuffle, state, world, objective)
 
 
 def _run_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    run: Run,
     split: SplitTensors,
     order: torch.Tensor,
     batch_size: int,
@@ -292,16 +312,15 @@ def _run_epoch(
 ) -> tuple[float, int]:
     """One pass over the rows of ``split`` in ``order``, sliced into batches; the training loss summed over the
     rows, and their number."""
-    model.train()
-    loss_fn = nn.BCEWithLogitsLoss()
+    run.trainer.train()
     total = 0.0
     for start, end in batch_bounds(len(order), batch_size):
         rows = order[start:end]
-        logits = model(split.categorical[rows], split.numeric[rows])
-        loss = loss_fn(logits, split.target[rows].unsqueeze(1).expand_as(logits))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        outputs = run.trainer(split.categorical[rows], split.numeric[rows])
+        loss = run.objective.loss(outputs, split.target[rows])
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        run.optimizer.step()
         value = loss.detach().item()
         total += value * len(rows)
         on_batch(value)
@@ -313,7 +332,7 @@ def _progress(*, enabled: bool = True) -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  best valid AUC {task.fields[auc]:.4f}"),
+        TextColumn("loss {task.fields[loss]:.4f}  best valid {task.fields[metric]} {task.fields[score]:.4f}"),
         TimeElapsedColumn(),
         transient=True,
         disable=not (enabled and sys.stderr.isatty()),

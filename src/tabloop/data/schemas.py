@@ -8,7 +8,7 @@ import pandera.polars as pa
 import polars as pl
 
 from tabloop.data.dtypes import polars_dtype
-from tabloop.runtime.contract import FeatureContract, TableSpec, ValueRules
+from tabloop.runtime.contract import FeatureContract, TableSpec, TargetSpec, ValueRules
 
 NOT_NULL = "not null"
 
@@ -82,6 +82,21 @@ def feature_schema(contract: FeatureContract, key: Sequence[str] = ()) -> pa.Dat
         feature: pa.Column(polars_dtype(spec.dtype), value_checks(spec), nullable=spec.nullable)
         for feature, spec in contract.features.items()
     }
-    columns[contract.target.name] = pa.Column(pl.Boolean(), nullable=False)
+    columns[contract.target.name] = target_column(contract.target)
     checks = [unique_key_check(key)] if key else []
     return pa.DataFrameSchema(columns, checks=checks, name="features")
+
+
+def target_column(target: TargetSpec) -> pa.Column:
+    """The target as the features stage writes it: true or false (binary), the class's index (multiclass), a finite
+    number (regression)."""
+    if target.classes is not None:
+        index = pa.Check.in_range(
+            0, len(target.classes) - 1, error=f"a class index from 0 to {len(target.classes) - 1}"
+        )
+        return pa.Column(pl.Int64(), index, nullable=False)
+    if target.task == "regression":
+        name = target.name
+        finite = pa.Check(lambda data: data.lazyframe.select(pl.col(name).is_finite()), error="a finite number")
+        return pa.Column(pl.Float64(), finite, nullable=False)
+    return pa.Column(pl.Boolean(), nullable=False)

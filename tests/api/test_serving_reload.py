@@ -111,5 +111,5 @@ def test_a_model_with_non_finite_predictions_is_not_registered(
 ) -> None:
     from tabloop.runtime.bundle import BundleError
 
-    with pytest.raises(BundleError, match="probabilities are not finite for"):
+    with pytest.raises(BundleError, match="predictions are not finite for"):
         reg(variant(trained, tmp_path, "nan", "nan"))

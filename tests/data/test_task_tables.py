@@ -1,27 +1,32 @@
 """A multiclass and a regression table drafted by ``make init`` and run through the data stages and training, as a
 user who brings one gets them: the task inferred, labels written per task, a network that learns the planted rule
-on the task's primary metric, and the evaluate stage saying plainly that it scores binary models only so far."""
+on the task's primary metric, and an evaluation in the task's terms against baselines of the same families."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import polars as pl
 import pytest
+from mlflow.tracking import MlflowClient
 
-from helpers import shrink
-from tabloop.config import load_data_config, load_evaluate_config, load_train_config
+from helpers import REPO_ROOT, WHERE, shrink
+from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
 from tabloop.drafting import DraftRequest, draft_dataset
-from tabloop.errors import ConfigError
 from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
 from tabloop.layout import DATASETS_FILE, Layout
+from tabloop.registry.candidate import RegisterInputs
+from tabloop.registry.mlflow import CHAMPION
 from tabloop.runtime.bundle import Predictor
+from tabloop.settings import Settings
 from tabloop.stages.evaluate import run as evaluate
 from tabloop.stages.features import run as build_features
 from tabloop.stages.ingest import run as ingest
+from tabloop.stages.register import run as register
 from tabloop.stages.train import run as train
 from tabloop.stages.validate import run as validate
 
@@ -84,10 +89,21 @@ def test_a_multiclass_table_is_drafted_labelled_and_learned(root: Path) -> None:
     truth = [config.contract.target.classes[i] for i in test[config.contract.target.name]]
     assert np.allclose(proba.sum(axis=1), 1)
     assert np.mean(np.array(classes) == np.array(truth)) > 0.6
-    with pytest.raises(ConfigError, match=r"label\.task: multiclass: the evaluate stage scores binary models only"):
-        evaluate(config, load_evaluate_config(Layout("durations", root).evaluate_config), out / "features",
-                 out / "bundle", out / "evaluation")  # fmt: skip
-    assert not (out / "evaluation").exists()
+
+    evaluation = evaluated(root, "durations", config, out)
+    assert evaluation["primary"] == {"name": "log_loss", "higher_is_better": False}
+    assert set(evaluation["test"]) == {"pytorch", "lightgbm", "logistic"}
+    for scores in evaluation["test"].values():
+        assert set(scores) == {"rows", "log_loss", "accuracy", "macro_f1", "roc_auc_ovr"}
+        assert scores["log_loss"] < np.log(4)  # every model, baselines too, learns the planted rule
+    assert set(evaluation["per_class"]) == {"F", "L", "M", "VF"}
+    assert "decision" not in evaluation
+    confusion = pl.read_csv(out / "evaluation" / "plots" / "confusion" / "pytorch.csv")
+    assert confusion["rows"].sum() == test.height
+    assert confusion.height == 16
+    card = (out / "evaluation" / "model_card.md").read_text()
+    assert "| class | share | precision | recall | F1 |" in card
+    assert "one of 4 classes (F, L, M, VF)" in card
 
 
 def test_a_skewed_regression_table_is_drafted_with_a_log_transform_and_learned(root: Path) -> None:
@@ -107,3 +123,64 @@ def test_a_skewed_regression_table_is_drafted_with_a_log_transform_and_learned(r
     rmse = float(np.sqrt(np.mean((values - truth) ** 2)))
     assert rmse < 0.5 * truth.std()  # well under predicting the mean
     assert np.all(values > 0)
+
+    evaluation = evaluated(root, "costs", config, out)
+    assert evaluation["primary"] == {"name": "rmse", "higher_is_better": False}
+    assert set(evaluation["test"]) == {"pytorch", "lightgbm", "ridge"}
+    assert evaluation["test"]["pytorch"]["rmse"] == pytest.approx(rmse, rel=1e-5)
+    assert evaluation["test"]["pytorch"]["r2"] > 0.7
+    assert evaluation["test"]["pytorch"]["mape"] >= 0  # every cost is positive: MAPE is defined
+    assert (out / "evaluation" / "plots" / "predicted_vs_actual" / "ridge.csv").is_file()
+    assert "Estimating cost" in (out / "evaluation" / "model_card.md").read_text()
+
+
+def evaluated(root: Path, name: str, config: Any, out: Path) -> Any:
+    """The evaluate stage on the trained model, its ``metrics.json``."""
+    settings = load_evaluate_config(Layout(name, root).evaluate_config)
+    evaluate(config, settings, out / "features", out / "bundle", out / "evaluation")
+    return read_json(out / "evaluation" / "metrics.json")
+
+
+@pytest.mark.parametrize(("name", "target", "drop"), [("durations", "duration", "cost"), ("costs", "cost", "duration")])
+def test_a_multiclass_or_regression_model_is_gated_registered_and_answers_through_mlflow(
+    root: Path, tmp_path: Path, name: str, target: str, drop: str
+) -> None:
+    out = root / "out" / name
+    if not (out / "evaluation" / "metrics.json").is_file():
+        config, _ = run_stages(root, name, target, drop)
+        evaluated(root, name, config, out)
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
+    where = Layout(name, root)
+    inputs = RegisterInputs(
+        bundle_dir=out / "bundle",
+        features_dir=out / "features",
+        train_reports=out / "train",
+        evaluation_dir=out / "evaluation",
+        lock_file=REPO_ROOT / "dvc.lock",
+        root=REPO_ROOT,
+        params={},
+        receipt=tmp_path / "registry.json",
+        data_outputs=WHERE.data_outputs,
+    )
+    registry = load_registry_config(where.registry_config)
+    outcome = register(settings, registry, load_evaluate_config(where.evaluate_config), inputs)
+    assert outcome.decision is not None
+    assert outcome.decision.promote, outcome.decision.reasons  # under the drafted ceiling, and no champion yet
+    metric = "log_loss" if target == "duration" else "rmse"
+    assert f"no champion yet; challenger {metric}" in outcome.decision.reasons[0]
+
+    model = mlflow.pyfunc.load_model(f"models:/{registry.model_name}@{CHAMPION}")
+    predictor = Predictor.from_directory(out / "bundle")
+    test = pl.read_parquet(out / "features" / "test.parquet").head(20)
+    served = model.predict(test.select(list(predictor.bundle.contract.features)).to_pandas())
+    columns = frame_columns(test, predictor.bundle.contract)
+    if target == "duration":
+        proba, classes = predictor.predict_classes(columns)
+        assert list(served.columns) == ["label", "probability_F", "probability_L", "probability_M", "probability_VF"]
+        assert served["label"].tolist() == classes
+        assert np.allclose(served.drop(columns="label").to_numpy(), proba)
+    else:
+        assert list(served.columns) == [predictor.bundle.contract.target.name]
+        assert np.allclose(served.iloc[:, 0].to_numpy(), predictor.outputs(columns))
+    lineage = MlflowClient(settings.tracking_uri).get_model_version(registry.model_name, outcome.version)
+    assert f"test_{metric}" in lineage.tags

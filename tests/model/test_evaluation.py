@@ -83,7 +83,9 @@ def test_evaluate_stage_writes_metrics_plots_and_card(
     delta = metrics["test"]["pytorch"]["roc_auc"] - metrics["test"]["lightgbm"]["roc_auc"]
     assert metrics["pytorch_minus_lightgbm_roc_auc"] == pytest.approx(delta, abs=1e-6)
     assert metrics["baselines"]["lightgbm"]["rounds"] >= 1
-    assert EvaluationResult.read(evaluated / "metrics.json").model_dump(mode="python") == metrics  # read back whole
+    read = EvaluationResult.read(evaluated / "metrics.json")
+    assert read.model_dump(mode="python", exclude_none=True) == metrics  # read back whole
+    assert metrics["primary"] == {"name": "roc_auc", "higher_is_better": True}
     slices = read_json(evaluated / "slices.json")
     assert list(slices) == evaluate_config.slices
     for by in evaluate_config.slices:  # every test example in one slice of each

@@ -212,7 +212,8 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
     registry = load_registry_config(where.registry_config)
     assert (registry.experiment, registry.model_name) == ("churn", "churn")  # inferred: the dataset's name
     assert registry.gate.min_score == 0.55  # inferred: a floor for the drafted metric, ROC AUC
-    assert registry.gate.model_copy(update={"min_score": None}) == PromotionGateConfig()
+    assert registry.gate.metric == "roc_auc"  # inferred: the task's primary metric, written out
+    assert registry.gate.model_copy(update={"min_score": None, "metric": None}) == PromotionGateConfig()
     data = load_data_config(where.data_config)
     assert (data.preprocessing, data.validation) == (PreprocessingConfig(), ValidationConfig())
 
@@ -248,6 +249,11 @@ def test_the_task_is_inferred_from_the_target_and_the_draft_says_why(root: Path)
     assert "a number with 72 distinct values" in (root / "configs/tenure/data.yaml").read_text()
 
     prices = load_data_config(draft_dataset(DraftRequest("prices", data, "price"), root).directory / "data.yaml")
+    gate = load_registry_config(Layout("prices", root).registry_config).gate
+    assert (gate.metric, gate.min_score) == ("rmse", None)
+    assert gate.max_score == pytest.approx(float(frame["price"].std()), rel=1e-3)  # predicting the mean
+    plans_gate = load_registry_config(Layout("plans", root).registry_config).gate
+    assert (plans_gate.metric, plans_gate.max_score) == ("log_loss", pytest.approx(np.log(3), rel=1e-3))
     assert (prices.label.task, prices.label.transform) == ("regression", "log1p")
     assert prices.card.title == "Prices regression"
     assert "positive and skewed" in (root / "configs/prices/data.yaml").read_text()

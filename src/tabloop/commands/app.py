@@ -53,19 +53,21 @@ def summary(
 ) -> None:
     """Print the test metrics of the model against the baselines."""
     from tabloop.evaluation.metrics import EvaluationResult
+    from tabloop.evaluation.task_metrics import TASK_COLUMNS
 
     with entry_point("summary") as settings:
         metrics = metrics or settings.layout(dataset).evaluation / "metrics.json"
         if not metrics.is_file():
             console.print(f"{metrics} not found: run 'make train' first")
             raise typer.Exit(code=1)
-        test = EvaluationResult.read(metrics).test
+        result = EvaluationResult.read(metrics)
+        test, columns = result.test, TASK_COLUMNS[result.task]
         table = Table(title=f"Test split ({test['pytorch'].rows:,} rows)")
-        for column in ("model", "ROC AUC", "PR AUC", "log loss", "Brier", "calibration error"):
+        for column in ("model", *(title for title, _ in columns)):
             table.add_column(column, justify="left" if column == "model" else "right")
-        for name, label in (("pytorch", "PyTorch (this model)"), ("lightgbm", "LightGBM"), ("logistic", "logistic")):
-            m = test[name]
-            table.add_row(label, *(f"{v:.4f}" for v in (m.roc_auc, m.pr_auc, m.log_loss, m.brier, m.ece)))
+        for name, scores in test.items():
+            label = {"pytorch": "PyTorch (this model)", "lightgbm": "LightGBM"}.get(name, name)
+            table.add_row(label, *(f"{getattr(scores, key):.4f}" for _, key in columns))
         console.print(table)
 
 

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tabloop.runtime.contract import StrictModel
 
+GateMetric = Literal["roc_auc", "pr_auc", "log_loss", "accuracy", "macro_f1", "roc_auc_ovr", "rmse", "mae", "r2"]
+
 
 class PromotionGateConfig(StrictModel):
-    """When a challenger replaces the champion."""
+    """When a challenger replaces the champion: compared on the same held-out data in ``metric``'s direction (higher
+    ROC AUC, lower RMSE), by at least ``min_improvement``."""
 
-    metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
-    min_improvement: float = Field(0.001, ge=-1, le=1)
-    # a quality floor: a challenger below it is never promoted, not even as the first model (None: no floor); no
-    # default fits every metric (chance is 0.5 for ROC AUC, the positive rate for PR AUC), so make init drafts one
-    min_score: float | None = Field(None, ge=0, le=1)
-    max_slice_regression: float = Field(0.02, ge=0, le=1)
+    metric: GateMetric | None = Field(None, description="None: the task's primary metric (roc_auc, log_loss, rmse).")
+    min_improvement: float = Field(0.001, ge=-1)
+    # a quality floor for a metric where higher is better (a ceiling, max_score, where lower is): a challenger past
+    # it is never promoted, not even as the first model (None: none); no default fits every table (chance is 0.5 for
+    # ROC AUC, the positive rate for PR AUC; the spread of the target for RMSE), so make init drafts one
+    min_score: float | None = Field(None)
+    max_score: float | None = Field(None)
+    max_slice_regression: float = Field(0.02, ge=0)
     min_slice_rows: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Self:
+        if self.min_score is not None and self.max_score is not None:
+            raise ValueError("set min_score (a floor, for a metric where higher is better) or max_score, not both")
+        return self
 
 
 class RegistryConfig(StrictModel):

@@ -55,7 +55,7 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         ),
         "train.yaml": train_yaml(),
         "evaluate.yaml": evaluate_yaml(columns),
-        "registry.yaml": registry_yaml(request.name),
+        "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
         "monitor.yaml": monitor_yaml(request),
     }
     where.configs.mkdir(parents=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from tabloop.config import (
@@ -26,6 +27,7 @@ from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, Retr
 from tabloop.drafting.profile import Column, DraftedTimeSplit, fmt
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
+from tabloop.records import PRIMARY_METRICS
 
 
 def q(value: Any) -> str:
@@ -296,15 +298,32 @@ def train_yaml() -> str:
     return _template("train.yaml", c=TrainConfig())
 
 
-def registry_yaml(name: str) -> str:
-    """The drafted ``registry.yaml``: the defaults, the experiment and the model named after the dataset, and a
-    quality floor for the gate's metric."""
-    floor = Verbatim(yaml_value(FLOOR[PromotionGateConfig().metric]))
+def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Series | None = None) -> str:
+    """The drafted ``registry.yaml``: the defaults, the experiment and the model named after the dataset, the task's
+    primary metric, and a quality bound that a model must beat even as the first one: a little better than chance
+    for ROC AUC; for log loss, that of predicting each class's share; for RMSE, the target's spread (predicting
+    its mean)."""
+    task = target.task if target is not None else "binary"
+    metric = PRIMARY_METRICS[task].name
+    if task == "binary" or values is None:
+        bound = (
+            f"min_score: {yaml_value(FLOOR[metric])}            # a quality floor, even for the first model: better "
+        )
+        bound += "than chance; raise it to what is useful"
+    elif task == "multiclass":
+        shares = values.value_counts()["count"].to_numpy() / values.len()
+        bound = f"max_score: {float(-(shares * np.log(shares)).sum()):.4f}         # a ceiling, even for the first "
+        bound += "model: the log loss of predicting each class's share"
+    else:
+        spread = float(np.std(values.cast(pl.Float64).to_numpy(), ddof=1))
+        bound = f"max_score: {spread:.4g}         # a ceiling, even for the "
+        bound += "first model: the RMSE of predicting the mean"
     return _template(
         "registry.yaml",
         c=SimpleNamespace(gate=PromotionGateConfig()),
         name=Verbatim(name.replace("_", "-")),
-        floor=floor,
+        metric=Verbatim(metric),
+        bound=Verbatim(bound),
     )
 
 

@@ -1,8 +1,11 @@
-"""Baselines trained on exactly the network's inputs: LightGBM and a logistic regression.
+"""Baselines trained on exactly the network's inputs: LightGBM with the task's objective, and a linear model
+(logistic regression for classes, multinomial for several; ridge regression for a number).
 
 Both see the encoded features the network sees (category indices and standardised numbers with missing
 indicators), keep their library defaults, and are trained on the training split only; LightGBM stops early on
 the validation split. They are yardsticks, not straw men: neither is weakened to make the network look better.
+A regression target is given to both as the network learns it (transformed and standardised) and their
+predictions are brought back to the target's scale.
 """
 
 from __future__ import annotations
@@ -13,19 +16,46 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import OneHotEncoder
 
 from tabloop.config import LightGBMConfig, LogisticConfig
+from tabloop.runtime.contract import TargetSpec
 from tabloop.runtime.preprocessing import EncodedBatch
+from tabloop.runtime.task import TargetScaling
 
 
 @dataclass(frozen=True)
 class Labelled:
-    """Encoded inputs with their binary target."""
+    """Encoded inputs with their target (binary, a class index, or a number)."""
 
     inputs: EncodedBatch
     target: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Task:
+    """The target the baselines predict, and a regression target's scaling (fitted on the training split)."""
+
+    target: TargetSpec
+    scaling: TargetScaling | None = None
+
+    @classmethod
+    def fit(cls, target: TargetSpec, train_target: npt.NDArray[np.float64]) -> Task:
+        if target.task == "regression":
+            return cls(target, TargetScaling.fit(target.transform, train_target))
+        return cls(target)
+
+    def learnt(self, target: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The target as the models learn it (a regression's scaled; classes as they are)."""
+        return self.scaling.scaled(target) if self.scaling is not None else target
+
+    def answered(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """A regression's predictions back on the target's scale."""
+        return self.scaling.unscaled(values) if self.scaling is not None else values
+
+
+BINARY = Task(TargetSpec())
 
 
 @dataclass(frozen=True)
@@ -40,21 +70,32 @@ def _dense(inputs: EncodedBatch) -> npt.NDArray[np.float64]:
     return np.hstack([inputs.categorical.astype(np.float64), inputs.numeric.astype(np.float64)])
 
 
+OBJECTIVES: dict[str, dict[str, str]] = {
+    "binary": {"objective": "binary", "metric": "auc"},
+    "multiclass": {"objective": "multiclass", "metric": "multi_logloss"},
+    "regression": {"objective": "regression", "metric": "rmse"},
+}
+
+
 def lightgbm_baseline(
-    train: Labelled, valid: Labelled, test: EncodedBatch, config: LightGBMConfig, seed: int
+    train: Labelled, valid: Labelled, test: EncodedBatch, config: LightGBMConfig, seed: int, *, task: Task = BINARY
 ) -> BaselineResult:
-    """LightGBM with default hyperparameters, categories as categorical features, early stopping on valid."""
+    """LightGBM with default hyperparameters and the task's objective, categories as categorical features, early
+    stopping on valid."""
     categorical = list(range(train.inputs.categorical.shape[1]))
+    classes = task.target.classes
     params = {
-        "objective": "binary",
-        "metric": "auc",
+        **OBJECTIVES[task.target.task],
+        **({"num_class": len(classes)} if classes is not None else {}),
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
         "verbosity": -1,
     }
-    train_set = lgb.Dataset(_dense(train.inputs), train.target, categorical_feature=categorical, free_raw_data=False)
-    valid_set = lgb.Dataset(_dense(valid.inputs), valid.target, reference=train_set)
+    train_set = lgb.Dataset(
+        _dense(train.inputs), task.learnt(train.target), categorical_feature=categorical, free_raw_data=False
+    )
+    valid_set = lgb.Dataset(_dense(valid.inputs), task.learnt(valid.target), reference=train_set)
     booster = lgb.train(
         params,
         train_set,
@@ -63,17 +104,25 @@ def lightgbm_baseline(
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
     proba = np.asarray(booster.predict(_dense(test), num_iteration=booster.best_iteration), dtype=np.float64)
-    return BaselineResult(proba, {"rounds": int(booster.best_iteration)})
+    return BaselineResult(task.answered(proba), {"rounds": int(booster.best_iteration)})
 
 
-def logistic_baseline(train: Labelled, test: EncodedBatch, config: LogisticConfig) -> BaselineResult:
-    """L2-regularised logistic regression on one-hot categories and the standardised numbers."""
+def logistic_baseline(
+    train: Labelled, test: EncodedBatch, config: LogisticConfig, *, task: Task = BINARY
+) -> BaselineResult:
+    """L2-regularised logistic regression (multinomial for several classes; ridge regression, ``alpha = 1 / C``,
+    for a number) on one-hot categories and the standardised numbers."""
     encoder = OneHotEncoder(handle_unknown="ignore").fit(train.inputs.categorical)
 
     def design(inputs: EncodedBatch) -> sparse.csr_matrix:
         return sparse.hstack([encoder.transform(inputs.categorical), sparse.csr_matrix(inputs.numeric)]).tocsr()
 
+    if task.target.task == "regression":
+        ridge = Ridge(alpha=1 / config.C).fit(design(train.inputs), task.learnt(train.target))
+        values = np.asarray(ridge.predict(design(test)), dtype=np.float64)
+        return BaselineResult(task.answered(values), {"coefficients": int(ridge.coef_.size)})
     model = LogisticRegression(C=config.C, max_iter=config.max_iter)
     model.fit(design(train.inputs), train.target)
-    proba = model.predict_proba(design(test))[:, 1].astype(np.float64)
-    return BaselineResult(proba, {"iterations": int(np.max(model.n_iter_))})
+    proba = model.predict_proba(design(test)).astype(np.float64)
+    chosen = proba if task.target.classes is not None else proba[:, 1]
+    return BaselineResult(chosen, {"iterations": int(np.max(model.n_iter_))})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 
 from tabloop.config import CardConfig, LabelConfig
 from tabloop.evaluation.metrics import EvaluationResult
+from tabloop.evaluation.task_metrics import TASK_COLUMNS
 from tabloop.records import PRIMARY_METRICS, TIME, TrainMetrics
 from tabloop.runtime.bundle import Bundle
 
@@ -16,6 +18,7 @@ MODEL_NAMES = {
     "pytorch": "PyTorch network (this model)",
     "lightgbm": "LightGBM baseline",
     "logistic": "Logistic regression",
+    "ridge": "Ridge regression",
 }
 
 
@@ -51,35 +54,67 @@ def model_card(inputs: CardInputs) -> str:
 
 def _what_it_does(inputs: CardInputs) -> list[str]:
     card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
+    target, label = inputs.bundle.contract.target, inputs.label
+    if target.classes is not None:
+        answer = (
+            f"The target `{inputs.target}` is {label.column}, one of {len(target.classes)} classes "
+            f"({', '.join(target.classes)}). The model gives each class a probability and answers the most probable."
+        )
+    elif target.task == "regression":
+        scale = (
+            f" It learnt the {target.transform} of it; answers are on its own scale."
+            if target.transform != "none"
+            else ""
+        )
+        answer = f"The target `{inputs.target}` is the number {label.column}; the model estimates it.{scale}"
+    else:
+        answer = (
+            f"The target `{inputs.target}` is true when {label.describe()}. {things.capitalize()} whose "
+            f"probability reaches {_f(inputs.bundle.threshold or math.nan, 3)} are labelled {positive} (the "
+            "threshold that maximises F1 on the validation split)."
+        )
     return [
         f"# Model card: {card.title}",
         "",
         "## What it does",
         "",
         *([card.summary, ""] if card.summary else []),
-        f"The target `{inputs.target}` is true when {inputs.label.describe()}. {things.capitalize()} whose "
-        f"probability reaches {_f(inputs.bundle.threshold or math.nan, 3)} are labelled {positive} (the threshold that "
-        "maximises "
-        "F1 on the validation split).",
+        answer,
         "",
     ]
 
 
+def _target_column(inputs: CardInputs) -> tuple[str, Callable[[pl.DataFrame], str]]:
+    """The data table's last column for the task: its header, and what it says of a split."""
+    target = inputs.bundle.contract.target
+    if target.classes is not None:
+        classes = target.classes
+
+        def largest(frame: pl.DataFrame) -> str:
+            counts = frame[inputs.target].value_counts(sort=True)
+            return f"{classes[int(counts[inputs.target][0])]} {counts['count'][0] / max(frame.height, 1):.1%}"
+
+        return "largest class", largest
+    if target.task == "regression":
+        return f"mean {inputs.target}", lambda frame: f"{_rate(frame, inputs.target):,.4g}"
+    return inputs.card.positive, lambda frame: f"{_rate(frame, inputs.target):.1%}"
+
+
 def _data(inputs: CardInputs) -> list[str]:
+    header, describe = _target_column(inputs)
     lines = [
         "## Data",
         "",
         f"Split: {inputs.split}.",
         "",
-        f"| split | first day | last day | {inputs.card.examples} | {inputs.card.positive} |",
+        f"| split | first day | last day | {inputs.card.examples} | {header} |",
         "|---|---|---|---:|---:|",
     ]
     for split, frame in inputs.frames.items():
         days = (
             [str(frame[TIME].dt.date().min()), str(frame[TIME].dt.date().max())] if TIME in frame.columns else ["-"] * 2
         )
-        rate = _rate(frame, inputs.target)
-        lines.append(f"| {split} | {days[0]} | {days[1]} | {frame.height:,} | {rate:.1%} |")
+        lines.append(f"| {split} | {days[0]} | {days[1]} | {frame.height:,} | {describe(frame)} |")
     return [
         *lines,
         "",
@@ -109,58 +144,99 @@ def _model(inputs: CardInputs) -> list[str]:
 
 
 def _test_metrics(inputs: CardInputs) -> list[str]:
-    test, decision = inputs.metrics.test, inputs.metrics.decision
+    test, decision, task = inputs.metrics.test, inputs.metrics.decision, inputs.bundle.contract.target.task
+    columns = TASK_COLUMNS[task]
     lines = [
         "## Test metrics against the baselines",
         "",
         "Baselines use the same inputs and their library defaults; LightGBM stops early on the validation split.",
         "",
-        "| model | ROC AUC | PR AUC | log loss | Brier | calibration error |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| model | {' | '.join(title for title, _ in columns)} |",
+        f"|---|{'---:|' * len(columns)}",
     ]
-    for name, label in MODEL_NAMES.items():
-        r = test[name]
-        lines.append(f"| {label} | {_f(r.roc_auc)} | {_f(r.pr_auc)} | {_f(r.log_loss)} | {_f(r.brier)} | {_f(r.ece)} |")
-    return [
-        *lines,
-        "",
-        f"At the threshold: precision {_f(decision.precision, 3)}, recall {_f(decision.recall, 3)}, "
-        f"F1 {_f(decision.f1, 3)} ({decision.tp:,} true and {decision.fp:,} false alarms, "
-        f"{decision.fn:,} {inputs.card.positive} {inputs.card.examples} missed).",
-        "",
-    ]
-
-
-def _slices(inputs: CardInputs) -> list[str]:
-    things, positive = inputs.card.examples, inputs.card.positive
-    lines = ["## Slices", ""]
-    for column, values in inputs.slices.items():
-        lines += [f"| {column} | {things} | {positive} | mean prediction | ROC AUC |", "|---|---:|---:|---:|---:|"]
-        for value, r in values.items():
-            small = "" if r["rows"] >= inputs.min_slice_rows else " (small)"
+    for name, scores in test.items():
+        values = " | ".join(_f(getattr(scores, key)) for _, key in columns)
+        lines.append(f"| {MODEL_NAMES.get(name, name)} | {values} |")
+    lines.append("")
+    if decision is not None:
+        lines += [
+            f"At the threshold: precision {_f(decision.precision, 3)}, recall {_f(decision.recall, 3)}, "
+            f"F1 {_f(decision.f1, 3)} ({decision.tp:,} true and {decision.fp:,} false alarms, "
+            f"{decision.fn:,} {inputs.card.positive} {inputs.card.examples} missed).",
+            "",
+        ]
+    if inputs.metrics.per_class:
+        lines += ["| class | share | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+        for name, r in inputs.metrics.per_class.items():
             lines.append(
-                f"| {value}{small} | {r['rows']:,} | {r['positive_rate']:.1%} | {r['mean_prediction']:.1%} | "
-                f"{_f(r['roc_auc'])} |"
+                f"| {name} | {r['share']:.1%} | {_f(r['precision'], 3)} | {_f(r['recall'], 3)} | {_f(r['f1'], 3)} |"
             )
         lines.append("")
     return lines
 
 
+def _slices(inputs: CardInputs) -> list[str]:
+    things, positive, task = inputs.card.examples, inputs.card.positive, inputs.bundle.contract.target.task
+    lines = ["## Slices", ""]
+    for column, values in inputs.slices.items():
+        if task == "binary":
+            lines += [f"| {column} | {things} | {positive} | mean prediction | ROC AUC |", "|---|---:|---:|---:|---:|"]
+        else:
+            titles = [title for title, _ in TASK_COLUMNS[task][:2]]
+            lines += [f"| {column} | {things} | {' | '.join(titles)} |", "|---|---:|---:|---:|"]
+        for value, r in values.items():
+            small = "" if r["rows"] >= inputs.min_slice_rows else " (small)"
+            if task == "binary":
+                lines.append(
+                    f"| {value}{small} | {r['rows']:,} | {r['positive_rate']:.1%} | {r['mean_prediction']:.1%} | "
+                    f"{_f(r['roc_auc'])} |"
+                )
+            else:
+                shown = " | ".join(_f(r[key]) for _, key in TASK_COLUMNS[task][:2])
+                lines.append(f"| {value}{small} | {r['rows']:,} | {shown} |")
+        lines.append("")
+    return lines
+
+
 def _use_and_limitations(inputs: CardInputs) -> list[str]:
-    card, things, positive = inputs.card, inputs.card.examples, inputs.card.positive
-    valid_rate = _rate(inputs.frames["valid"], inputs.target)
-    test_rate = inputs.metrics.test["pytorch"].positive_rate
+    card, things = inputs.card, inputs.card.examples
+    use, shift = _use_and_shift(inputs)
     return [
         "## Intended use",
         "",
-        card.intended_use or f"Ranking {things} by their probability of being {positive}.",
+        card.intended_use or use,
         "",
         "## Limitations",
         "",
-        f"- The {positive} rate moves between splits ({valid_rate:.1%} in the validation split, {test_rate:.1%} in the "
-        "test split): probabilities are well ranked but not calibrated to a new period; monitor the mean "
-        "prediction against the observed rate and retrain when they part.",
+        f"- {shift}",
         *(f"- {limitation}" for limitation in card.limitations),
         f"- Slices marked small have too few {things} for their metrics to be reliable.",
         "",
     ]
+
+
+def _use_and_shift(inputs: CardInputs) -> tuple[str, str]:
+    """The default intended use, and how the target moves between the validation and the test split."""
+    things, positive, target = inputs.card.examples, inputs.card.positive, inputs.bundle.contract.target
+    valid, test = inputs.frames["valid"], inputs.frames["test"]
+    if target.classes is not None:
+        _, describe = _target_column(inputs)
+        return (
+            f"Sorting {things} into {', '.join(target.classes)}, with the probability of each.",
+            f"The largest class moves between splits ({describe(valid)} in the validation split, {describe(test)} in "
+            "the test split); monitor the predicted class shares against the observed ones and retrain when they part.",
+        )
+    if target.task == "regression":
+        return (
+            f"Estimating {inputs.target} for {things}.",
+            f"The mean {inputs.target} moves between splits ({_rate(valid, inputs.target):,.4g} in the validation "
+            f"split, {_rate(test, inputs.target):,.4g} in the test split); estimates outside the range seen in "
+            "training are extrapolations; monitor the error on the outcomes and retrain when it grows.",
+        )
+    test_rate = _rate(test, inputs.target)
+    return (
+        f"Ranking {things} by their probability of being {positive}.",
+        f"The {positive} rate moves between splits ({_rate(valid, inputs.target):.1%} in the validation split, "
+        f"{test_rate:.1%} in the test split): probabilities are well ranked but not calibrated to a new period; "
+        "monitor the mean prediction against the observed rate and retrain when they part.",
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from tabloop.io import StageRecord
+from tabloop.evaluation.task_metrics import ClassScores, RegressionScores
+from tabloop.io import StageRecord, write_json
 
 Array = npt.NDArray[Any]
 EPS = 1e-7
@@ -103,24 +105,72 @@ class Decisions(BaseModel):
     accuracy: float
 
 
+class Primary(BaseModel):
+    """The metric that decides for the task, and its direction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    higher_is_better: bool
+
+
 class EvaluationResult(StageRecord):
-    """What the evaluate stage found: ``metrics.json``, read back by the register stage and ``tabloop summary``."""
+    """What the evaluate stage found: ``metrics.json``, read back by the register stage and ``tabloop summary``.
+    Another task's figures are left out (a binary model's decision at its threshold, a multiclass one's classes)."""
 
     stage = "evaluate"
 
-    test: dict[str, ModelScores]  # pytorch, lightgbm, logistic
-    pytorch_minus_lightgbm_roc_auc: float
-    decision: Decisions
+    test: dict[str, ModelScores | ClassScores | RegressionScores]  # pytorch, lightgbm, logistic (ridge)
+    pytorch_minus_lightgbm_roc_auc: float | None = None
+    decision: Decisions | None = None
     baselines: dict[str, dict[str, int]]  # what each baseline chose: LightGBM its rounds, logistic its iterations
+    primary: Primary
+    per_class: dict[str, dict[str, float]] | None = None  # the network's share, precision, recall, F1 by class
+
+    def write(self, path: Path) -> None:
+        """The record as indented JSON, without what the task does not have."""
+        write_json(self.model_dump(mode="python", exclude_none=True), path)
+
+    @property
+    def network(self) -> ModelScores | ClassScores | RegressionScores:
+        """The network's test scores."""
+        return self.test["pytorch"]
+
+    @property
+    def task(self) -> str:
+        """The task the scores are of."""
+        scores = self.network
+        return (
+            "binary"
+            if isinstance(scores, ModelScores)
+            else "multiclass"
+            if isinstance(scores, ClassScores)
+            else "regression"
+        )
+
+    def score(self, model: str) -> float:
+        """A model's test score of the primary metric."""
+        value: float = getattr(self.test[model], self.primary.name)
+        return value
 
 
 MISSING = "(missing)"  # the slice of rows without a value
 
 
+Measure = Callable[[Array, Array], dict[str, float]]
+
+
 def slice_metrics(
-    frame: pl.DataFrame, target: Array, proba: Array, columns: Sequence[str], bins: int = 10
+    frame: pl.DataFrame,
+    target: Array,
+    proba: Array,
+    columns: Sequence[str],
+    bins: int = 10,
+    *,
+    measure: Measure | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """:func:`probability_metrics` for every value of every column in ``columns``, largest slice first."""
+    """``measure`` (by default :func:`probability_metrics`) for every value of every column in ``columns``, largest
+    slice first."""
     result: dict[str, dict[str, dict[str, float]]] = {}
     for column in columns:
         counts = frame.group_by(column).len().sort(["len", column], descending=[True, False])
@@ -129,7 +179,10 @@ def slice_metrics(
             values = frame[column]
             mask = (values.is_null() if value is None else (values == value).fill_null(False)).to_numpy()
             name = MISSING if value is None else str(value)
-            result[column][name] = probability_metrics(target[mask], proba[mask], bins)
+            found = (
+                measure(target[mask], proba[mask]) if measure else probability_metrics(target[mask], proba[mask], bins)
+            )
+            result[column][name] = found
     return result
 
 

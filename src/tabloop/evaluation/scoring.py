@@ -11,24 +11,38 @@ import polars as pl
 
 from tabloop.config import EvaluateConfig
 from tabloop.errors import ConfigError, FeatureError
-from tabloop.evaluation.baselines import Labelled, lightgbm_baseline, logistic_baseline
+from tabloop.evaluation.baselines import Labelled, Task, lightgbm_baseline, logistic_baseline
 from tabloop.evaluation.metrics import (
+    Measure,
     curves,
     probability_metrics,
     slice_metrics,
 )
+from tabloop.evaluation.task_metrics import class_metrics, confusion_table, regression_metrics, regression_tables
 from tabloop.features.fitting import frame_columns
 from tabloop.runtime.bundle import BundleError, Predictor
-from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract, TargetSpec
+
+LINEAR_BASELINE = {"binary": "logistic", "multiclass": "logistic", "regression": "ridge"}
 
 
 @dataclass(frozen=True)
 class Scored:
-    """A model's metrics on one feature table, overall and per slice, with its probabilities."""
+    """A model's metrics on one feature table, overall and per slice, with its predictions (probabilities of the
+    positive class or of each class, or values)."""
 
     metrics: dict[str, float]
     slices: dict[str, dict[str, dict[str, float]]]
     proba: npt.NDArray[np.float64]
+
+
+def measure_of(target: TargetSpec, bins: int) -> Measure:
+    """The task's metrics of predictions against the target."""
+    if target.task == "multiclass":
+        return class_metrics
+    if target.task == "regression":
+        return regression_metrics
+    return lambda y, p: probability_metrics(y, p, bins)
 
 
 def read_split(features_dir: Path, split: str) -> pl.DataFrame:
@@ -52,15 +66,14 @@ def score(predictor: Predictor, frame: pl.DataFrame, slices: list[str], bins: in
     contract = predictor.bundle.contract
     check_slices(slices, contract)
     target = frame[contract.target.name].to_numpy().astype(np.float64)
-    proba = predictor.predict_proba(frame_columns(frame, contract))
-    bad = int((~np.isfinite(proba)).sum())
+    proba = predictor.outputs(frame_columns(frame, contract))
+    bad = int((~np.isfinite(proba)).reshape(len(proba), -1).any(axis=1).sum())
     if bad:
         raise BundleError(
-            f"the model's probabilities are not finite for {bad} of {len(proba)} rows; "
-            "it cannot be scored or registered"
+            f"the model's predictions are not finite for {bad} of {len(proba)} rows; it cannot be scored or registered"
         )
-    metrics = probability_metrics(target, proba, bins)
-    return Scored(metrics, slice_metrics(frame, target, proba, slices, bins), proba)
+    measure = measure_of(contract.target, bins)
+    return Scored(measure(target, proba), slice_metrics(frame, target, proba, slices, measure=measure), proba)
 
 
 def baselines(
@@ -69,24 +82,36 @@ def baselines(
     targets: dict[str, npt.NDArray[np.float64]],
     config: EvaluateConfig,
 ) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, dict[str, int]]]:
-    """LightGBM and logistic regression trained on the model's own encoded inputs: their test probabilities, and
-    what each one chose."""
+    """LightGBM and the linear model (logistic, or ridge for a number) trained on the model's own encoded inputs:
+    their test predictions, and what each one chose."""
     contract, preprocessor = predictor.bundle.contract, predictor.bundle.preprocessor
     encoded = {s: preprocessor.transform(frame_columns(f, contract)) for s, f in frames.items()}
     train = Labelled(encoded["train"], targets["train"])
     valid = Labelled(encoded["valid"], targets["valid"])
-    lightgbm = lightgbm_baseline(train, valid, encoded["test"], config.lightgbm, config.seed)
-    logistic = logistic_baseline(train, encoded["test"], config.logistic)
-    return (
-        {"lightgbm": lightgbm.proba, "logistic": logistic.proba},
-        {"lightgbm": lightgbm.details, "logistic": logistic.details},
-    )
+    task = Task.fit(contract.target, targets["train"])
+    lightgbm = lightgbm_baseline(train, valid, encoded["test"], config.lightgbm, config.seed, task=task)
+    linear = logistic_baseline(train, encoded["test"], config.logistic, task=task)
+    name = LINEAR_BASELINE[contract.target.task]
+    return {"lightgbm": lightgbm.proba, name: linear.proba}, {"lightgbm": lightgbm.details, name: linear.details}
 
 
 def curve_tables(
-    target: npt.NDArray[np.float64], probabilities: dict[str, npt.NDArray[np.float64]], config: EvaluateConfig
+    target: npt.NDArray[np.float64],
+    probabilities: dict[str, npt.NDArray[np.float64]],
+    config: EvaluateConfig,
+    spec: TargetSpec | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Each model's curves (ROC, precision-recall, calibration) by their path under the plots directory."""
+    """Each model's plots by their path under the plots directory: ROC, precision-recall and calibration curves
+    (binary), a confusion matrix (multiclass), predicted against actual and the residuals (regression)."""
+    if spec is not None and spec.classes is not None:
+        classes = spec.classes
+        return {f"confusion/{name}.csv": confusion_table(target, p, classes) for name, p in probabilities.items()}
+    if spec is not None and spec.task == "regression":
+        return {
+            f"{kind}/{name}.csv": table
+            for name, p in probabilities.items()
+            for kind, table in regression_tables(target, p, config.curve_points, 2 * config.calibration_bins).items()
+        }
     return {
         f"{kind}/{name}.csv": table
         for name, p in probabilities.items()

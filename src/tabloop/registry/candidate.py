@@ -64,7 +64,8 @@ def run_record(inputs: RegisterInputs, lineage: Lineage) -> RunRecord:
     for model, scores in evaluation.test.items():
         prefix = "test" if model == "pytorch" else f"{model}_test"
         finals |= {f"{prefix}_{k}": float(v) for k, v in scores.model_dump().items() if k != "rows"}
-    finals |= {f"test_{k}": float(v) for k, v in evaluation.decision.model_dump().items() if k != "threshold"}
+    if evaluation.decision is not None:
+        finals |= {f"test_{k}": float(v) for k, v in evaluation.decision.model_dump().items() if k != "threshold"}
     return RunRecord(
         tags=tags,
         params=flatten(inputs.params),

@@ -295,9 +295,16 @@ def column_type(spec: FeatureSpec) -> str:
 
 
 def model_signature(contract: FeatureContract) -> ModelSignature:
-    """The MLflow signature of the contract: nullable features are optional columns."""
+    """The MLflow signature of the contract: nullable features are optional columns; the outputs are the task's
+    (:class:`~tabloop.runtime.pyfunc.TabloopModel`)."""
     inputs = Schema([ColSpec(column_type(s), n, required=not s.nullable) for n, s in contract.features.items()])
-    outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
+    target = contract.target
+    if target.classes is not None:
+        outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", f"probability_{c}") for c in target.classes)])
+    elif target.task == "regression":
+        outputs = Schema([ColSpec("double", target.name)])
+    else:
+        outputs = Schema([ColSpec("double", "probability"), ColSpec("boolean", "label")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass, field
 
 from tabloop.config import PromotionGateConfig
+from tabloop.errors import ConfigError
+from tabloop.evaluation.task_metrics import GATE_METRICS, HIGHER_IS_BETTER
+from tabloop.records import PRIMARY_METRICS
 
 SliceScores = dict[str, dict[str, dict[str, float]]]  # column -> value -> metrics
 
@@ -32,27 +35,33 @@ class Decision:
         return "promote" if self.promote else "reject"
 
 
-def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionGateConfig) -> Decision:
-    """Never promote below the quality floor; above it, promote when there is no champion, or when the challenger
-    is better by the margin and no large slice regresses beyond the tolerance. Both scorecards must come from the
-    same data."""
-    metric = policy.metric
+def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionGateConfig, metric: str) -> Decision:
+    """Never promote past the quality bound; within it, promote when there is no champion, or when the challenger
+    is better in ``metric``'s direction by the margin and no large slice regresses beyond the tolerance. Both
+    scorecards must come from the same data."""
+    higher = HIGHER_IS_BETTER[metric]
     new = challenger.metrics[metric]
     if math.isnan(new):
         return Decision(False, [f"the challenger's {metric} is undefined on the held-out data"])
     if policy.min_score is not None and new < policy.min_score:
         return Decision(False, [f"{metric} {new:.4f} is below the floor of {policy.min_score:.4f}"])
+    if policy.max_score is not None and new > policy.max_score:
+        return Decision(False, [f"{metric} {new:.4f} is above the ceiling of {policy.max_score:.4f}"])
     if champion is None:
         return Decision(True, [f"no champion yet; challenger {metric} {new:.4f}"])
     old = champion.metrics[metric]
     delta = new - old
+    gain = delta if higher else -delta
     reasons = []
-    better = delta >= policy.min_improvement
+    better = gain >= policy.min_improvement
+    direction = "higher" if higher else "lower"
     reasons.append(
         f"{metric} {new:.4f} vs champion {old:.4f} ({delta:+.4f}; "
-        f"{'meets' if better else 'below'} the required {policy.min_improvement:+.4f})"
+        f"{'meets' if better else 'below'} the required {policy.min_improvement:+.4f}"
+        + ("" if higher else f", {direction} is better")
+        + ")"
     )
-    regressions = slice_regressions(challenger.slices, champion.slices, policy)
+    regressions = slice_regressions(challenger.slices, champion.slices, policy, metric)
     reasons += regressions
     if better and not regressions:
         reasons.append(
@@ -62,20 +71,38 @@ def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionG
     return Decision(better and not regressions, reasons, round(delta, 6))
 
 
-def slice_regressions(challenger: SliceScores, champion: SliceScores, policy: PromotionGateConfig) -> list[str]:
-    """One line per large slice whose metric drops by more than the tolerance."""
+def slice_regressions(
+    challenger: SliceScores, champion: SliceScores, policy: PromotionGateConfig, metric: str
+) -> list[str]:
+    """One line per large slice whose metric worsens by more than the tolerance."""
+    higher = HIGHER_IS_BETTER[metric]
     found = []
     for column, values in champion.items():
         for value, old in values.items():
             new = challenger.get(column, {}).get(value)
             if new is None or min(old["rows"], new["rows"]) < policy.min_slice_rows:
                 continue
-            before, after = old[policy.metric], new[policy.metric]
+            before, after = old[metric], new[metric]
             if math.isnan(before) or math.isnan(after):
                 continue
-            if before - after > policy.max_slice_regression:
+            if (before - after if higher else after - before) > policy.max_slice_regression:
                 found.append(
-                    f"slice {column}={value} ({int(new['rows'])} rows) regresses: {policy.metric} {after:.4f} vs "
+                    f"slice {column}={value} ({int(new['rows'])} rows) regresses: {metric} {after:.4f} vs "
                     f"{before:.4f} ({after - before:+.4f}, tolerance {policy.max_slice_regression:.4f})"
                 )
     return found
+
+
+def gate_metric(policy: PromotionGateConfig, task: str) -> str:
+    """The metric the gate compares for a model of ``task``: the configured one, or the task's primary; a
+    ConfigError if it does not score that task."""
+    metric = policy.metric or PRIMARY_METRICS[task].name
+    if metric not in GATE_METRICS[task]:
+        raise ConfigError(
+            f"gate.metric: {metric} does not score a {task} model; choose one of {', '.join(GATE_METRICS[task])}"
+        )
+    if policy.min_score is not None and not HIGHER_IS_BETTER[metric]:
+        raise ConfigError(f"gate.min_score: lower {metric} is better; its bound is gate.max_score (a ceiling)")
+    if policy.max_score is not None and HIGHER_IS_BETTER[metric]:
+        raise ConfigError(f"gate.max_score: higher {metric} is better; its bound is gate.min_score (a floor)")
+    return metric

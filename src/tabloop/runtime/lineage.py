@@ -7,7 +7,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
 UNKNOWN = "unknown"
 
@@ -30,12 +30,20 @@ class GitState(BaseModel):
 
 
 class LineageMetrics(BaseModel):
-    """The model's scores when it was registered: validation ROC AUC and its test metrics."""
+    """The model's scores when it was registered: its validation score (ROC AUC for a binary model, else the task's
+    primary metric, named) and its test metrics."""
 
     model_config = ConfigDict(frozen=True)
 
-    valid_roc_auc: float
+    valid_roc_auc: float | None = None
     test: dict[str, int | float]
+    primary: str | None = None  # the metric of valid_score, for a multiclass or regression model
+    valid_score: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _another_tasks_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k == "test"}
 
 
 class Lineage(BaseModel):

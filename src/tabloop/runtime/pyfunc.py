@@ -17,7 +17,9 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 
 class TabloopModel(PythonModel):
-    """Probability and label of the positive class for each row of contract features."""
+    """For each row of contract features, what the task answers (:func:`answer_columns`): the positive class's
+    probability and the label (binary); the most probable class and each class's probability (multiclass); the
+    value, in a column named after the target (regression)."""
 
     def load_context(self, context: PythonModelContext) -> None:
         from tabloop.runtime.bundle import BUNDLE_ARTIFACT, Predictor
@@ -36,8 +38,15 @@ class TabloopModel(PythonModel):
             name: [None if _missing(v) else v for v in table[name]] if spec.kind == "categorical" else table[name]
             for name, spec in contract.features.items()
         }
-        proba, label = self.predictor.predict(columns)
-        return pd.DataFrame({"probability": proba, "label": label})
+        target = contract.target
+        if target.task == "binary":
+            proba, label = self.predictor.predict(columns)
+            return pd.DataFrame({"probability": proba, "label": label})
+        if target.classes is not None:
+            probabilities, classes = self.predictor.predict_classes(columns)
+            each = {f"probability_{name}": probabilities[:, i] for i, name in enumerate(target.classes)}
+            return pd.DataFrame({"label": classes, **each})
+        return pd.DataFrame({target.name: self.predictor.outputs(columns)})
 
 
 def _missing(value: Any) -> bool:

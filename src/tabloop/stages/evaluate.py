@@ -1,26 +1,23 @@
-"""The ``evaluate`` stage: the model and two baselines on the test split, overall and per slice."""
+"""The ``evaluate`` stage: the model and two baselines on the test split, overall and per slice, in the metrics of
+the model's task (its primary metric named in ``metrics.json``)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from tabloop.config import SPLITS, DataConfig, EvaluateConfig
-from tabloop.errors import ConfigError, FeatureError
+from tabloop.errors import FeatureError
 from tabloop.evaluation.card import CardInputs, model_card
-from tabloop.evaluation.metrics import (
-    Decisions,
-    EvaluationResult,
-    ModelScores,
-    confusion,
-    probability_metrics,
-)
-from tabloop.evaluation.scoring import baselines, curve_tables, read_split, score
+from tabloop.evaluation.metrics import EvaluationResult, ModelScores, confusion
+from tabloop.evaluation.scoring import baselines, curve_tables, measure_of, read_split, score
+from tabloop.evaluation.task_metrics import per_class
 from tabloop.io import staged, write_json
-from tabloop.records import CARD_FILE, EVALUATION_METRICS_FILE, PLOTS_DIR, SLICES_FILE, TrainMetrics
+from tabloop.records import CARD_FILE, EVALUATION_METRICS_FILE, PLOTS_DIR, PRIMARY_METRICS, SLICES_FILE, TrainMetrics
 from tabloop.runtime.bundle import Predictor
 
 logger = logging.getLogger(__name__)
@@ -38,27 +35,16 @@ def run(
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
     frames = {split: read_split(features_dir, split) for split in SPLITS}
     predictor = Predictor.from_directory(bundle_dir)
-    task = predictor.bundle.contract.target.task
-    if task != "binary":
-        raise ConfigError(f"label.task: {task}: the evaluate stage scores binary models only so far")
-    target_name = predictor.bundle.contract.target.name
+    target = predictor.bundle.contract.target
+    target_name = target.name
     targets = {s: f[target_name].to_numpy().astype(np.float64) for s, f in frames.items()}
-    if len(np.unique(targets["test"])) < 2:
+    if target.task == "binary" and len(np.unique(targets["test"])) < 2:
         raise FeatureError("the test split has a single class; ROC AUC and the gate need both")
 
     model = score(predictor, frames["test"], config.slices, config.calibration_bins)
     baseline_proba, baseline_details = baselines(predictor, frames, targets, config)
     probabilities = {"pytorch": model.proba, **baseline_proba}
-    test = {
-        name: ModelScores(**probability_metrics(targets["test"], p, config.calibration_bins))
-        for name, p in probabilities.items()
-    }
-    metrics = EvaluationResult(
-        test=test,
-        pytorch_minus_lightgbm_roc_auc=round(test["pytorch"].roc_auc - test["lightgbm"].roc_auc, 6),
-        decision=Decisions(**confusion(targets["test"], model.proba, predictor.threshold)),
-        baselines=baseline_details,
-    )
+    metrics = _result(predictor, probabilities, targets["test"], config.calibration_bins, baseline_details)
     card = model_card(
         CardInputs(
             frames=frames,
@@ -73,10 +59,49 @@ def run(
             training=TrainMetrics.read(training_metrics) if training_metrics and training_metrics.is_file() else None,
         )
     )
-    _write(out_dir, metrics, model.slices, card, plots=curve_tables(targets["test"], probabilities, config))
-    for name, m in test.items():
-        logger.info("test %-8s ROC AUC %.4f  PR AUC %.4f  log loss %.4f", name, m.roc_auc, m.pr_auc, m.log_loss)
+    plots = curve_tables(targets["test"], probabilities, config, target)
+    _write(out_dir, metrics, model.slices, card, plots=plots)
+    for name, m in metrics.test.items():
+        if isinstance(m, ModelScores):
+            logger.info("test %-8s ROC AUC %.4f  PR AUC %.4f  log loss %.4f", name, m.roc_auc, m.pr_auc, m.log_loss)
+        else:
+            logger.info("test %-8s %s %.4f", name, PRIMARY_METRICS[target.task].title, metrics.score(name))
     return metrics
+
+
+def _result(
+    predictor: Predictor,
+    probabilities: dict[str, np.ndarray[Any, Any]],
+    test_target: np.ndarray[Any, Any],
+    bins: int,
+    details: dict[str, dict[str, int]],
+) -> EvaluationResult:
+    """``metrics.json``: every model's test metrics in the task's terms, and what only the task has (a binary
+    model's decisions at its threshold, a multiclass one's metrics per class)."""
+    target = predictor.bundle.contract.target
+    measure = measure_of(target, bins)
+    test = {name: measure(test_target, p) for name, p in probabilities.items()}
+    primary = PRIMARY_METRICS[target.task]
+    found: dict[str, object] = {"test": test}
+    if target.task == "binary":
+        found |= _binary_decision(test, probabilities["pytorch"], test_target, predictor.threshold)
+    found |= {
+        "baselines": details,
+        "primary": {"name": primary.name, "higher_is_better": primary.higher_is_better},
+    }
+    if target.classes is not None:
+        found["per_class"] = per_class(test_target, probabilities["pytorch"], target.classes)
+    return EvaluationResult.model_validate(found)
+
+
+def _binary_decision(
+    test: dict[str, dict[str, float]], proba: np.ndarray[Any, Any], target: np.ndarray[Any, Any], threshold: float
+) -> dict[str, object]:
+    """A binary model's margin over LightGBM and its decisions at the threshold."""
+    return {
+        "pytorch_minus_lightgbm_roc_auc": round(test["pytorch"]["roc_auc"] - test["lightgbm"]["roc_auc"], 6),
+        "decision": confusion(target, proba, threshold),
+    }
 
 
 def _write(

@@ -19,7 +19,7 @@ from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.errors import FeatureError
 from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.evaluation.scoring import Scored, read_split, score
-from tabloop.records import CARD_FILE, EVALUATION_METRICS_FILE, TRAIN_METRICS_FILE, TrainMetrics
+from tabloop.records import CARD_FILE, EVALUATION_METRICS_FILE, PRIMARY_METRICS, TRAIN_METRICS_FILE, TrainMetrics
 from tabloop.registry.candidate import RegisterInputs, data_hashes, gate_tags, run_record, scorecard, write_receipt
 from tabloop.registry.mlflow import (
     BUNDLE_TAG,
@@ -32,7 +32,7 @@ from tabloop.registry.mlflow import (
     log_run,
     now,
 )
-from tabloop.registry.promotion import Decision, decide
+from tabloop.registry.promotion import Decision, decide, gate_metric
 from tabloop.runtime.bundle import BUNDLE_ARTIFACT, Bundle, Predictor, files_digest
 from tabloop.runtime.lineage import Lineage, LineageMetrics, git_state
 from tabloop.settings import Settings
@@ -54,9 +54,11 @@ def run(
     settings: Settings, config: RegistryConfig, evaluation: EvaluateConfig, inputs: RegisterInputs
 ) -> RegisterOutcome:
     """Register the trained bundle as ``@challenger`` and promote it to ``@champion`` if the gate agrees."""
+    bundle = Bundle.load(inputs.bundle_dir)
+    task = bundle.contract.target.task
+    metric = gate_metric(config.gate, task)  # a gate that cannot score the model stops before anything is written
     registry = Registry(settings, config)
     registry.connect()
-    bundle = Bundle.load(inputs.bundle_dir)
     digest = bundle.digest()
     existing = registry.by_bundle(digest)
     if existing is not None:
@@ -69,12 +71,12 @@ def run(
     challenger = score(Predictor(bundle), held_out, evaluation.slices, evaluation.calibration_bins)
     champion_version = _champion(registry)
     if champion_version is None:
-        decision = decide(scorecard(challenger), None, config.gate)
+        decision = decide(scorecard(challenger), None, config.gate, metric)
     else:
         decision = _against_champion(
-            registry, champion_version, challenger, held_out, evaluation=evaluation, config=config
+            registry, champion_version, challenger, held_out, evaluation=evaluation, config=config, metric=metric
         )
-    candidate = _Candidate(bundle, held_out, challenger, decision, champion_version)
+    candidate = _Candidate(bundle, held_out, challenger, decision, champion_version, metric)
     version = _register(registry, config, settings, inputs, candidate)
     write_receipt(inputs.receipt, config.model_name, digest)
     champion = _champion(registry)
@@ -94,6 +96,7 @@ class _Candidate:
     scored: Scored
     decision: Decision
     champion: str | None  # the champion it was compared with
+    metric: str  # the gate's
 
 
 def _register(
@@ -119,13 +122,13 @@ def _register(
                 "git_dirty": str(lineage.git.dirty),
                 "dvc_lock_committed": str(lineage.git.lock_committed),
                 "data_features_md5": lineage.data["features"],
-                "test_roc_auc": str(candidate.scored.metrics["roc_auc"]),
+                **_test_score(candidate),
                 "registered_at": now(),
             },
         )
         try:
             registry.set_alias(CHALLENGER, version)
-            registry.tag(version, gate_tags(decision, candidate.champion, config.gate.metric))
+            registry.tag(version, gate_tags(decision, candidate.champion, candidate.metric))
             if decision.promote:
                 registry.promote(version, reason="; ".join(decision.reasons), decided_by="gate")
         except Exception:  # whatever failed, no half-registered version stays behind; the error goes on
@@ -144,7 +147,13 @@ def _lineage(settings: Settings, inputs: RegisterInputs, digest: str) -> Lineage
         data=data_hashes(inputs.lock_file, inputs.data_outputs),
         params=inputs.params,
         metrics=LineageMetrics(
-            valid_roc_auc=train_metrics.valid_score, test=evaluation_metrics.test["pytorch"].model_dump()
+            valid_roc_auc=train_metrics.valid_roc_auc,
+            test=evaluation_metrics.network.model_dump(),
+            **(
+                {"primary": evaluation_metrics.primary.name, "valid_score": train_metrics.valid_score}
+                if train_metrics.valid_roc_auc is None
+                else {}
+            ),
         ),
         dvc_experiment=settings.dvc_exp_name,
     )
@@ -163,11 +172,15 @@ def _against_champion(
     *,
     evaluation: EvaluateConfig,
     config: RegistryConfig,
+    metric: str,
 ) -> Decision:
     """The gate's decision after scoring the current champion on the same held-out rows."""
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         try:
             predictor = Predictor(Bundle.load(registry.fetch_bundle(champion, Path(tmp))))
+            theirs, ours = predictor.bundle.contract.target, challenger_target(held_out, predictor)
+            if theirs.task != ours:
+                raise FeatureError(f"it is a {theirs.task} model, the challenger a {ours} one")
             scored = score(predictor, held_out, evaluation.slices, evaluation.calibration_bins)
         except (FeatureError, KeyError) as e:
             return Decision(
@@ -177,7 +190,22 @@ def _against_champion(
                     "compare by hand and use 'make promote'"
                 ],
             )
-    return decide(scorecard(challenger), scorecard(scored), config.gate)
+    return decide(scorecard(challenger), scorecard(scored), config.gate, metric)
+
+
+def challenger_target(held_out: pl.DataFrame, champion: Predictor) -> str:
+    """The task of the held-out target as the challenger's features stage wrote it (its column's type)."""
+    name = champion.bundle.contract.target.name
+    if name not in held_out.columns:
+        raise FeatureError(f"the held-out data has no {name} column")
+    dtype = held_out.schema[name]
+    return "binary" if dtype == pl.Boolean else "multiclass" if dtype.is_integer() else "regression"
+
+
+def _test_score(candidate: _Candidate) -> dict[str, str]:
+    """The version's tag of its test score in the task's primary metric (``test_roc_auc`` for binary)."""
+    primary = PRIMARY_METRICS[candidate.bundle.contract.target.task].name
+    return {f"test_{primary}": str(candidate.scored.metrics[primary])}
 
 
 def log_model(bundle: Bundle, card: Path, held_out: pl.DataFrame) -> LoggedModel:

@@ -197,6 +197,9 @@ class ModelStore:
                 "its feature contract differs from the one this service validates requests against; "
                 "restart the service to serve it"
             )
+        task = contract.target.task
+        if task != "binary":
+            raise ModelRefusedError(f"it is a {task} model; this service answers binary models only so far")
         example = example_row(predictor.bundle.preprocessor)
         try:
             proba = predictor.predict_proba({name: [value] for name, value in example.items()})

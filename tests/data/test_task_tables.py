@@ -14,6 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import REPO_ROOT, WHERE, shrink
+from serving.model_store import ModelStore
+from serving.settings import ServeSettings
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
 from tabloop.drafting import DraftRequest, draft_dataset
 from tabloop.features.fitting import frame_columns
@@ -184,3 +186,9 @@ def test_a_multiclass_or_regression_model_is_gated_registered_and_answers_throug
         assert np.allclose(served.iloc[:, 0].to_numpy(), predictor.outputs(columns))
     lineage = MlflowClient(settings.tracking_uri).get_model_version(registry.model_name, outcome.version)
     assert f"test_{metric}" in lineage.tags
+
+    serve = ServeSettings(registry_config=where.registry_config, cache_dir=tmp_path / "cache")
+    store = ModelStore(serve, settings, registry)
+    store.load_initial()
+    assert store.current is None  # the service answers binary models only so far, and says so
+    assert "model; this service answers binary models only so far" in store.status.refused[outcome.version]

@@ -252,6 +252,9 @@ def test_the_task_is_inferred_from_the_target_and_the_draft_says_why(root: Path)
     gate = load_registry_config(Layout("prices", root).registry_config).gate
     assert (gate.metric, gate.min_score) == ("rmse", None)
     assert gate.max_score == pytest.approx(float(frame["price"].std()), rel=1e-3)  # predicting the mean
+    spread = float(frame["price"].std())  # the margins are in the target's units, not ROC AUC's
+    assert gate.min_improvement == pytest.approx(spread / 1000, rel=0.05)
+    assert gate.max_slice_regression == pytest.approx(spread / 50, rel=0.05)
     plans_gate = load_registry_config(Layout("plans", root).registry_config).gate
     assert (plans_gate.metric, plans_gate.max_score) == ("log_loss", pytest.approx(np.log(3), rel=1e-3))
     assert (prices.label.task, prices.label.transform) == ("regression", "log1p")
@@ -264,3 +267,10 @@ def test_the_task_is_inferred_from_the_target_and_the_draft_says_why(root: Path)
 
     given = draft_dataset(DraftRequest("tenure_classes", data, "paperless", task="binary"), root)
     assert load_data_config(given.directory / "data.yaml").label.task == "binary"
+
+
+def test_a_target_named_like_a_python_keyword_gets_a_name_the_api_can_use(root: Path) -> None:
+    data = write(customers().rename({"plan": "class"}), root)
+    config = load_data_config(draft_dataset(DraftRequest("plans", data, "class"), root).directory / "data.yaml")
+    assert config.label.column == "class"
+    assert config.contract.target.name == "class_label"

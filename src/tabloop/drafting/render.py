@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import keyword
 import math
 import re
 import string
@@ -277,12 +278,14 @@ def entity_name(name: str) -> str:
 
 
 def target_name(column: str, positive: Any) -> str:
-    """A name for the target that the API can use (a Python identifier that is not id, probability or outcome):
+    """A name for the target that the API can use (a Python identifier, not a keyword, not id, probability, label or
+    outcome):
     the column and the positive class (binary), or the column alone."""
     named = column if positive is None else f"{column}_{positive}"
     words = "".join(c if c.isalnum() else "_" for c in named.lower()).strip("_")
     name = words if words and not words[0].isdigit() else f"is_{words}"
-    return name if name not in ("id", "probability", "outcome") else f"{name}_label"
+    taken = name in ("id", "probability", "outcome", "label") or keyword.iskeyword(name)  # the API's, or Python's
+    return f"{name}_label" if taken else name
 
 
 def evaluate_yaml(columns: list[Column]) -> str:
@@ -304,7 +307,7 @@ def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Serie
     for ROC AUC; for log loss, that of predicting each class's share; for RMSE, the target's spread (predicting
     its mean)."""
     task = target.task if target is not None else "binary"
-    metric = PRIMARY_METRICS[task].name
+    metric, gate = PRIMARY_METRICS[task].name, PromotionGateConfig()
     if task == "binary" or values is None:
         bound = (
             f"min_score: {yaml_value(FLOOR[metric])}            # a quality floor, even for the first model: better "
@@ -318,9 +321,15 @@ def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Serie
         spread = float(np.std(values.cast(pl.Float64).to_numpy(), ddof=1))
         bound = f"max_score: {spread:.4g}         # a ceiling, even for the "
         bound += "first model: the RMSE of predicting the mean"
+        gate = gate.model_copy(  # in the target's units: a thousandth and a fiftieth of its spread
+            update={
+                "min_improvement": float(f"{spread / 1000:.2g}"),
+                "max_slice_regression": float(f"{spread / 50:.2g}"),
+            }
+        )
     return _template(
         "registry.yaml",
-        c=SimpleNamespace(gate=PromotionGateConfig()),
+        c=SimpleNamespace(gate=gate),
         name=Verbatim(name.replace("_", "-")),
         metric=Verbatim(metric),
         bound=Verbatim(bound),

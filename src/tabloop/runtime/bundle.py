@@ -187,6 +187,7 @@ class Predictor:
         if misfits:
             raise BundleError(f"the weights do not fit the network's arguments: {'; '.join(misfits)}")
         self.network = FoldedNetwork.from_weights(bundle.args, bundle.weights)
+        self.target = bundle.contract.target  # read once: predictions are on the serving hot path
 
     @classmethod
     def from_directory(cls, directory: Path) -> Predictor:
@@ -205,17 +206,17 @@ class Predictor:
         class's probability (multiclass, ``[rows, classes]``) or the value (regression, ``[rows]``)."""
         encoded = self.bundle.preprocessor.transform(columns)
         members = self.network.outputs(encoded.categorical, encoded.numeric)
-        return combine(self.bundle.contract.target, members, self.bundle.scaling)
+        return combine(self.target, members, self.bundle.scaling)
 
     def predict_proba(self, columns: Mapping[str, Column]) -> npt.NDArray[np.float64]:
         """Probability of the positive class (binary) or of each class (multiclass) for each row."""
-        if self.bundle.contract.target.task == "regression":
+        if self.target.task == "regression":
             raise BundleError("a regression model predicts values, not probabilities")
         return self.outputs(columns)
 
     def predict(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Probabilities and labels at the bundle's threshold (a binary model's)."""
-        proba = self.predict_proba(columns)
+        proba = self.outputs(columns)
         return proba, proba >= self.threshold
 
     def predict_classes(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], list[str]]:

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.deps import guarded
 from serving.log import PredictionLog
-from serving.metrics import Metrics, MetricsMiddleware
+from serving.metrics import Metrics, MetricsMiddleware, value_buckets
 from serving.model_store import ModelStore
 from serving.routes import build_router
 from serving.routes.common import without_tags
@@ -62,7 +62,13 @@ def create_app(settings: ServeSettings | None = None, process: Settings | None =
     process = process or Settings()
     apply_process_defaults(process)  # an unreachable registry must fail in seconds, not minutes of retries
     store, contract, example = load_store(settings, process)
-    metrics = Metrics(multiprocess=settings.workers > 1, directory=settings.metrics_dir)
+    scaling = store.current.predictor.bundle.scaling if store.current is not None else None
+    metrics = Metrics(
+        target=contract.target,
+        value_buckets=value_buckets(scaling),
+        multiprocess=settings.workers > 1,
+        directory=settings.metrics_dir,
+    )
     log = open_log(settings)
     metrics.watch_queue(lambda: log.depth)
     service = Service(settings, store, log, metrics, contract=contract, models=api_models(contract, example))

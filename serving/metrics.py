@@ -10,6 +10,8 @@ version some live worker serves.
 from __future__ import annotations
 
 import bisect
+import collections
+import math
 import os
 import re
 import threading
@@ -25,15 +27,31 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tabloop.runtime.contract import TargetSpec
+from tabloop.runtime.task import Answers, TargetScaling
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
+# A regression's values without a model to size them by: 0 and 1-2-5 steps up to a million, each way.
+LADDER = tuple(m * 10.0**e for e in range(0, 6) for m in (1, 2, 5))
+VALUE_BUCKETS = (*(-v for v in reversed(LADDER)), 0.0, *LADDER)
 LIVE_FILE = re.compile(r"_(\d+)\.db$")
 
 
 class Metrics:
     """What /metrics exposes."""
 
-    def __init__(self, *, multiprocess: bool = False, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        target: TargetSpec | None = None,
+        value_buckets: tuple[float, ...] = VALUE_BUCKETS,
+        multiprocess: bool = False,
+        directory: Path | None = None,
+    ) -> None:
+        """``target``: what the model predicts (binary when not given), which decides the prediction metrics;
+        ``value_buckets``: a regression's histogram buckets (:func:`value_buckets`)."""
+        target = target or TargetSpec()
         self.multiprocess = multiprocess
         if multiprocess and directory is not None:
             forget_dead_workers(directory)
@@ -53,10 +71,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        histogram = SharedBatchHistogram if multiprocess else BatchHistogram
-        self.scores = histogram(
-            "prediction_probability", "Predicted probability of the positive class.", SCORE_BUCKETS, self.registry
-        )
+        self.scores, self.values, self.classes = self._answer_metrics(target, value_buckets)
         self.predictions = Counter(
             "predictions_total", "Rows predicted, by model version.", ["version"], registry=self.registry
         )
@@ -84,6 +99,34 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+
+    def _answer_metrics(
+        self, target: TargetSpec, value_buckets: tuple[float, ...]
+    ) -> tuple[AnyHistogram | None, AnyHistogram | None, Counter | None]:
+        """The distribution of the task's answers: the probability (binary: of the positive class; multiclass: of
+        the predicted one) or the value (regression), and a multiclass model's count by predicted class."""
+        histogram = SharedBatchHistogram if self.multiprocess else BatchHistogram
+        if target.task == "regression":
+            values = histogram("prediction_value", f"Predicted {target.name}.", value_buckets, self.registry)
+            return None, values, None
+        which = "the positive class" if target.task == "binary" else "the predicted class"
+        scores = histogram("prediction_probability", f"Predicted probability of {which}.", SCORE_BUCKETS, self.registry)
+        if target.classes is None:
+            return scores, None, None
+        documentation = f"Rows predicted, by predicted {target.name}."
+        classes = Counter("predictions_by_class_total", documentation, ["class"], registry=self.registry)
+        return scores, None, classes
+
+    def observe(self, answers: Answers, version: str, rows: int) -> None:
+        """Count ``rows`` predictions of ``version`` and add their answers to the distributions."""
+        if self.values is not None and answers.value is not None:
+            self.values.observe_many(answers.value)
+        elif self.scores is not None and answers.probability is not None:
+            self.scores.observe_many(answers.probability)
+        if self.classes is not None and answers.predicted_class is not None:
+            for name, count in collections.Counter(answers.predicted_class).items():
+                self.classes.labels(name).inc(count)
+        self.predictions.labels(version).inc(rows)
 
     def serving(self, name: str, version: str, source: str) -> None:
         """Record which model is served (exactly one series of this process is 1)."""
@@ -130,6 +173,20 @@ def forget_dead_workers(directory: Path) -> None:
             os.kill(pid, 0)
         except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's process
             multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def value_buckets(scaling: TargetScaling | None) -> tuple[float, ...]:
+    """Histogram buckets for a regression's values: from three standard deviations below the training mean to
+    three above, in half steps on the scale the model learned (so a log1p target gets geometric buckets), at
+    three significant digits (none below 0 for a log1p target, a positive one); the fixed ladder without a scaling.
+
+    A histogram with a bucket below 0 has no ``_sum`` and ``_count`` (OpenMetrics leaves them out)."""
+    if scaling is None:
+        return VALUE_BUCKETS
+    edges = scaling.unscaled(np.arange(-3.0, 3.01, 0.5))
+    low = 0.0 if scaling.transform == "log1p" else -math.inf
+    rounded = {float(f"{v:.3g}") for v in edges.tolist() if math.isfinite(v) and v >= low}
+    return tuple(sorted(rounded)) or VALUE_BUCKETS
 
 
 class BatchHistogram(Collector):
@@ -188,6 +245,9 @@ class SharedBatchHistogram:
             if count:
                 cell.inc(count)
         self.histogram._sum.inc(float(values.sum()))
+
+
+AnyHistogram = BatchHistogram | SharedBatchHistogram
 
 
 class MetricsMiddleware:

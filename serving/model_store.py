@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from serving.schemas import example_row
 from serving.settings import ServeSettings
@@ -35,7 +36,7 @@ from tabloop.errors import TabloopError, redact
 from tabloop.io import read_json, staged, write_json
 from tabloop.registry.mlflow import FILES_TAG, Registry
 from tabloop.runtime.bundle import Bundle, Predictor, files_digest
-from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract, TargetSpec
 from tabloop.runtime.lineage import Lineage
 from tabloop.settings import Settings
 
@@ -81,6 +82,25 @@ class StoreStatus:
 
 class ModelRefusedError(TabloopError):
     """A version that cannot be served: it failed to load, failed its smoke prediction, or changed the contract."""
+
+
+def smoke_problem(target: TargetSpec, predicted: npt.NDArray[np.float64]) -> str | None:
+    """What is wrong with a one-row prediction of ``target``'s task, or None: a probability (binary), a
+    distribution over the classes (multiclass) or a finite number (regression)."""
+    finite = bool(np.isfinite(predicted).all())
+    if target.task == "binary" and (not finite or predicted.shape != (1,) or not 0.0 <= float(predicted[0]) <= 1.0):
+        return "is not a probability"
+    if not finite:
+        return "is not finite"
+    if target.classes is not None and (
+        predicted.shape != (1, len(target.classes))
+        or (predicted < 0).any()
+        or not np.isclose(predicted.sum(), 1.0, atol=1e-6)
+    ):
+        return f"is not a distribution over {len(target.classes)} classes"
+    if target.task == "regression" and predicted.shape != (1,):
+        return "is not one value"
+    return None
 
 
 class ModelStore:
@@ -197,16 +217,14 @@ class ModelStore:
                 "its feature contract differs from the one this service validates requests against; "
                 "restart the service to serve it"
             )
-        task = contract.target.task
-        if task != "binary":
-            raise ModelRefusedError(f"it is a {task} model; this service answers binary models only so far")
         example = example_row(predictor.bundle.preprocessor)
         try:
-            proba = predictor.predict_proba({name: [value] for name, value in example.items()})
+            predicted = predictor.outputs({name: [value] for name, value in example.items()})
         except Exception as e:  # whatever the candidate raises on a real row, it is refused
             raise ModelRefusedError(f"its smoke prediction failed: {e}") from e
-        if proba.shape != (1,) or not np.isfinite(proba).all() or not 0.0 <= float(proba[0]) <= 1.0:
-            raise ModelRefusedError(f"its smoke prediction is not a probability: {proba!r}")
+        wrong = smoke_problem(contract.target, predicted)
+        if wrong:
+            raise ModelRefusedError(f"its smoke prediction {wrong}: {predicted!r}")
 
     def _swap(self, served: ServedModel) -> None:
         previous = self.current

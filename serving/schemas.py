@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from tabloop.runtime.contract import FeatureContract, FeatureSpec
@@ -84,47 +84,77 @@ def example_row(preprocessor: Preprocessor) -> JsonObject:
 
 
 def response_model(contract: FeatureContract) -> type[BaseModel]:
-    """The answer of POST /predict: one prediction per example, the predicted class named as the contract's target."""
+    """The answer of POST /predict: one prediction per example, its answer named as the contract's target."""
     target = contract.target
     meaning = f" ({target.description})" if target.description else ""
     fields: dict[str, Any] = {
         "id": (str, Field(description="Identifies this prediction, e.g. for POST /feedback.")),
-        "probability": (float, Field(description=f"Probability that {target.name} is true{meaning}.")),
-        target.name: (bool, Field(description="The probability at or above the model's decision threshold.")),
     }
+    if target.task == "binary":
+        fields["probability"] = (float, Field(description=f"Probability that {target.name} is true{meaning}."))
+        fields[target.name] = (bool, Field(description="The probability at or above the model's decision threshold."))
+    elif target.classes is not None:
+        fields[target.name] = (
+            Literal[tuple(target.classes)],
+            Field(description=f"The most probable class of {target.name}{meaning}."),
+        )
+        fields["probability"] = (float, Field(description="The probability of that class."))
+        fields["probabilities"] = (
+            dict[str, float],
+            Field(description=f"Each class's probability, by class: {', '.join(target.classes)}."),
+        )
+    else:
+        fields[target.name] = (float, Field(description=f"The predicted {target.name}{meaning}."))
     prediction = create_model("Prediction", __doc__="One example's prediction.", **fields)
-    model: type[BaseModel] = create_model(
-        "PredictResponse",
-        __doc__="Predictions for the examples of one request, in request order.",
-        request_id=(str, ...),
-        model_name=(str, ...),
-        model_version=(str, ...),
-        threshold=(
+    top: dict[str, Any] = {"request_id": (str, ...), "model_name": (str, ...), "model_version": (str, ...)}
+    if target.task == "binary":
+        top["threshold"] = (
             float | None,
             Field(
                 description="The model's decision threshold; null when a retried request's logged answer came from "
                 "a version that is no longer served."
             ),
-        ),
+        )
+    model: type[BaseModel] = create_model(
+        "PredictResponse",
+        __doc__="Predictions for the examples of one request, in request order.",
         predictions=(list[prediction], ...),
+        **top,
     )
     return model
 
 
+def class_name(value: object) -> object:
+    """A class sent as a number (``3``) as the class's name (``"3"``): classes are names, whatever they look like."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def feedback_model(contract: FeatureContract) -> type[BaseModel]:
-    """One observed outcome of an earlier prediction: the target's value and, optionally, the number behind it."""
+    """One observed outcome of an earlier prediction: the target's value (a class or a number) and, for a binary
+    target, optionally the number behind it."""
     target = contract.target
+    observed = f"The observed value of {target.name}. {target.description}".strip()
     fields: dict[str, Any] = {
         "id": (
             Annotated[str, StringConstraints(min_length=1, max_length=80)],
             Field(description="The prediction's id (for a one-example request, its request id)."),
         ),
-        target.name: (bool, Field(description=f"The observed value of {target.name}. {target.description}".strip())),
-        "outcome": (
+    }
+    if target.task == "binary":
+        fields[target.name] = (bool, Field(description=observed))
+        fields["outcome"] = (
             Annotated[float, Field(allow_inf_nan=False)] | None,
             Field(None, description="The observed number the target was derived from, if any."),
-        ),
-    }
+        )
+    elif target.classes is not None:
+        fields[target.name] = (
+            Annotated[Literal[tuple(target.classes)], BeforeValidator(class_name)],
+            Field(description=f"{observed} One of the model's classes.".strip()),
+        )
+    else:
+        fields[target.name] = (Annotated[float, Field(allow_inf_nan=False)], Field(description=observed))
     model: type[BaseModel] = create_model(
         "Feedback",
         __doc__="The observed outcome of an earlier prediction.",
@@ -168,15 +198,8 @@ class PredictAnswer(TypedDict):
     request_id: str
     model_name: str
     model_version: str
-    threshold: float | None
-    predictions: list[JsonObject]  # "id", "probability" and the contract's target name
-
-
-class MlflowPrediction(TypedDict):
-    """One row's prediction in the /invocations answer, built on the hot path for orjson."""
-
-    probability: float
-    label: bool
+    threshold: NotRequired[float | None]  # a binary model's
+    predictions: list[JsonObject]  # "id", the contract's target name and the task's probabilities
 
 
 def absent(value: object) -> bool:
@@ -237,7 +260,7 @@ class ModelInfo(ServedModelRef):
     """The served model: where it came from, its decision threshold, lineage, metrics and feature contract."""
 
     loaded_at: str
-    threshold: float
+    threshold: float | None = Field(description="A binary model's decision threshold; null for other tasks.")
     lineage: ServedLineage | Unregistered
     metrics: LineageMetrics | Unregistered
     contract: FeatureContract

@@ -10,8 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 
@@ -23,6 +21,7 @@ from serving.schemas import ApiModels
 from serving.settings import ServeSettings
 from tabloop.errors import TabloopError
 from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.task import Answers
 
 
 class ServiceError(TabloopError):
@@ -102,15 +101,14 @@ def _event_time(text: str) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Predicted:
-    """The answer to one request: the model that gave it, the predictions' ids, probabilities and labels."""
+    """The answer to one request: the model that gave it, the predictions' ids and their task's answers."""
 
     model_name: str
     model_version: str
-    threshold: float | None  # None: an earlier answer by a version that is no longer served
+    threshold: float | None  # a binary model's; None too for an earlier answer by a version no longer served
     request_id: str
     ids: list[str]
-    probability: npt.NDArray[np.float64]
-    label: npt.NDArray[np.bool_]
+    answers: Answers
 
 
 def error_path(location: tuple[int | str, ...], prefix: str = "body") -> str:
@@ -199,11 +197,11 @@ class Service:
             if earlier is not None:
                 return self.again(earlier, digest, served)
         if n <= self.settings.inline_rows:
-            probability, label = served.predictor.predict(columns)
+            answers = served.predictor.answer(columns)
         else:
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    probability, label = await asyncio.to_thread(served.predictor.predict, columns)
+                    answers = await asyncio.to_thread(served.predictor.answer, columns)
             except TimeoutError as e:
                 raise ServiceError(
                     504, "timeout", f"the prediction took longer than {self.settings.request_timeout_s:g} s"
@@ -219,8 +217,7 @@ class Service:
             model_name=served.name,
             model_version=served.version,
             features=columns,
-            probability=probability.tolist(),
-            label=label.tolist(),
+            answers=answers.lists,
         )
         try:
             earlier = self.log.record_batch(batch, digest)
@@ -231,10 +228,9 @@ class Service:
             ) from e
         if earlier is not None:  # the same id arrived while this request was being predicted
             return self.again(earlier, digest, served)
-        self.metrics.scores.observe_many(probability)
-        self.metrics.predictions.labels(served.version).inc(n)
-        threshold = served.predictor.threshold
-        return Predicted(served.name, served.version, threshold, request_id, ids, probability, label)
+        self.metrics.observe(answers, served.version, n)
+        threshold = served.predictor.bundle.threshold
+        return Predicted(served.name, served.version, threshold, request_id, ids, answers)
 
     def check_log(self) -> None:
         """A 503 if the prediction log cannot record now (a full disk, or the database too far behind)."""
@@ -258,9 +254,8 @@ class Service:
         return Predicted(
             earlier.model_name,
             earlier.model_version,
-            served.predictor.threshold if same else None,
+            served.predictor.bundle.threshold if same else None,
             earlier.request_id,
             earlier.ids,
-            np.asarray(earlier.probability, dtype=np.float64),
-            np.asarray(earlier.label, dtype=np.bool_),
+            Answers.from_lists(earlier.answers),
         )

@@ -9,9 +9,11 @@ as a 4-byte length and the bytes). Outputs come back the same way when the reque
 
 import math
 import struct
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from fastapi import Response
 from pydantic import BaseModel, Field, ValidationError
@@ -227,23 +229,41 @@ def parse_infer(raw: bytes, headers: Headers) -> InferRequest:
     return parsed
 
 
-def infer_response(name: str, parsed: InferRequest, done: Predicted, wanted: list[str]) -> Response:
-    """The outputs, each as JSON data or as binary data after the JSON, as the request asked."""
+@dataclass(frozen=True)
+class OutputValues:
+    """One output of an answer: its datatype and shape, and its values flat in row order."""
+
+    datatype: Datatype
+    shape: list[int]
+    values: npt.NDArray[Any] | list[str]
+
+    def data(self) -> list[Any]:
+        """The values as JSON data."""
+        return self.values if isinstance(self.values, list) else self.values.tolist()
+
+    def raw(self) -> bytes:
+        """The values as binary tensor data: little-endian numbers, or BYTES elements each after its length."""
+        if isinstance(self.values, list):
+            encoded = [v.encode() for v in self.values]
+            return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
+        return self.values.tobytes()
+
+
+def infer_response(name: str, parsed: InferRequest, done: Predicted, outputs: dict[str, OutputValues]) -> Response:
+    """The ``outputs`` asked for, each as JSON data or as binary data after the JSON, as the request asked."""
     all_binary = bool((parsed.parameters or {}).get("binary_data_output", False))
     requested = {o.name: (o.parameters or {}).get("binary_data", all_binary) for o in parsed.outputs or []}
-    arrays = {"probability": ("FP64", done.probability.astype("<f8")), "label": ("BOOL", done.label)}
-    outputs, blobs = [], []
-    for output in wanted:
-        datatype, values = arrays[output]
-        tensor: dict[str, Any] = {"name": output, "datatype": datatype, "shape": [len(values)]}
+    tensors, blobs = [], []
+    for output, values in outputs.items():
+        tensor: dict[str, Any] = {"name": output, "datatype": values.datatype, "shape": values.shape}
         if requested.get(output, all_binary):
-            blobs.append(values.tobytes())
+            blobs.append(values.raw())
             tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
-            tensor["data"] = values.tolist()
-        outputs.append(tensor)
+            tensor["data"] = values.data()
+        tensors.append(tensor)
     answer = {"model_name": name, "model_version": done.model_version, "id": parsed.id or done.request_id}
-    body = orjson.dumps({**answer, "outputs": outputs})
+    body = orjson.dumps({**answer, "outputs": tensors})
     if not blobs:
         return Response(body, media_type="application/json")
     return Response(

@@ -138,8 +138,7 @@ class PredictionLog:
                 batch.ids,
                 batch.model_name,
                 batch.model_version,
-                batch.probability,
-                batch.label,
+                batch.answers,
                 digest,
             )
         return None

@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypedDict, cast
+from typing import Any, Final, Literal, Required, TypedDict, cast
 
 import orjson
 from pydantic import JsonValue
+
+from tabloop.runtime.task import AnswerLists
 
 PREDICTIONS: Final = "predictions"  # the kinds of line
 OUTCOMES: Final = "outcomes"
@@ -29,31 +31,34 @@ LEGACY_KEYS = {
     "l": "label",
 }
 LEGACY_KINDS = {"p": PREDICTIONS, "f": OUTCOMES}
+ANSWER_KEYS = ("probability", "label", "predicted_class", "probabilities", "value")
 
 
 class FeedbackRecord(TypedDict):
-    """One observed outcome of a logged prediction, as the feedback table holds it."""
+    """One observed outcome of a logged prediction, as the feedback table holds it: the class observed (binary:
+    ``actual``; multiclass: ``actual_class``) or the number (regression: ``outcome``), and for a binary target
+    the number it was derived from, if any (``outcome``)."""
 
     prediction_id: str
-    actual: bool
+    actual: bool | None
+    actual_class: str | None
     outcome: float | None
     received_at: dt.datetime
 
 
-class BatchLine(TypedDict):
-    """A journal line of a request's predictions, as parsed back (times as ISO 8601 text)."""
+class BatchLine(AnswerLists, total=False):
+    """A journal line of a request's predictions, as parsed back (times as ISO 8601 text); the answers' keys are
+    the task's (:class:`AnswerLists`)."""
 
-    kind: Literal["predictions"]
-    request_id: str
-    ids: list[str]
-    created_at: str
-    event_time: str | None
-    route: str
-    model_name: str
-    model_version: str
-    features: dict[str, list[JsonValue]]  # feature columns
-    probability: list[float]
-    label: list[bool]
+    kind: Required[Literal["predictions"]]
+    request_id: Required[str]
+    ids: Required[list[str]]
+    created_at: Required[str]
+    event_time: Required[str | None]
+    route: Required[str]
+    model_name: Required[str]
+    model_version: Required[str]
+    features: Required[dict[str, list[JsonValue]]]  # feature columns
 
 
 class OutcomesLine(TypedDict):
@@ -94,8 +99,7 @@ class PredictionBatch:
     model_name: str
     model_version: str
     features: dict[str, list[Any]]
-    probability: list[float]
-    label: list[bool]
+    answers: AnswerLists
 
     def line(self) -> bytes:
         """The batch as one journal line."""
@@ -110,8 +114,7 @@ class PredictionBatch:
                 "model_name": self.model_name,
                 "model_version": self.model_version,
                 "features": self.features,
-                "probability": self.probability,
-                "label": self.label,
+                **self.answers,
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )
@@ -128,18 +131,29 @@ class PredictionBatch:
             model_name=item["model_name"],
             model_version=item["model_version"],
             features=item["features"],
-            probability=item["probability"],
-            label=item["label"],
+            answers=cast("AnswerLists", {key: item[key] for key in ANSWER_KEYS if key in item}),  # type: ignore[literal-required]
         )
 
     def records(self, created_at: Any, event_time: Any) -> list[tuple[Any, ...]]:
-        """One tuple per prediction in the column order of ``predictions``, features as JSON text."""
+        """One tuple per prediction in the column order of ``predictions``, features (and a multiclass answer's
+        probabilities) as JSON text."""
         names = list(self.features)
         head = (self.request_id, created_at, event_time, self.route, self.model_name, self.model_version)
         dumps = orjson.dumps
+        answers = self.answers
+        none: list[Any] = [None] * len(self.ids)
+        probabilities = answers.get("probabilities")
+        tails = zip(
+            answers.get("probability", none),
+            answers.get("label", none),
+            answers.get("value", none),
+            answers.get("predicted_class", none),
+            none if probabilities is None else [dumps(p).decode() for p in probabilities],
+            strict=True,
+        )
         return [
-            (self.ids[i], *head, dumps(dict(zip(names, values, strict=True))).decode(), self.probability[i], label)
-            for i, (values, label) in enumerate(zip(zip(*self.features.values(), strict=True), self.label, strict=True))
+            (self.ids[i], *head, dumps(dict(zip(names, values, strict=True))).decode(), *tail)
+            for i, (values, tail) in enumerate(zip(zip(*self.features.values(), strict=True), tails, strict=True))
         ]
 
 
@@ -151,8 +165,7 @@ class Logged:
     ids: list[str]
     model_name: str
     model_version: str
-    probability: list[float]
-    label: list[bool]
+    answers: AnswerLists
     digest: str
 
 

@@ -16,9 +16,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from serving.log.lines import OUTCOMES, Logged, PredictionBatch, features_digest, parse_line
+from serving.log.lines import ANSWER_KEYS, OUTCOMES, Logged, PredictionBatch, features_digest, parse_line
 from tabloop.errors import ConfigError
 from tabloop.prediction_tables import feedback, log_dialect, metadata, predictions
+from tabloop.runtime.task import AnswerLists
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         _add_event_time(self.engine)
+        _add_task_columns(self.engine)
         # A prediction id seen before (a client retrying with the same X-Request-Id) is not recorded twice.
         self._insert = str(_insert_new(self.engine.dialect.name).compile(dialect=self.engine.dialect))
         self._columns = [c.name for c in predictions.c]
@@ -65,6 +67,7 @@ class Store:
                 received += len(item["rows"])
                 for outcome in item["rows"]:
                     outcome["received_at"] = dt.datetime.fromisoformat(outcome["received_at"])
+                    outcome.setdefault("actual_class", None)  # a line written before multiclass existed
                     outcomes[outcome["prediction_id"]] = outcome
                 continue
             batch = PredictionBatch.from_line(item)
@@ -94,10 +97,9 @@ class Store:
         query = sa.select(
             predictions.c.id,
             predictions.c.features,
-            predictions.c.probability,
-            predictions.c.label,
             predictions.c.model_name,
             predictions.c.model_version,
+            *(predictions.c[key] for key in ANSWER_KEYS),
         ).where(predictions.c.request_id == request_id)
         with self.engine.connect() as conn:
             found = list(conn.execute(query).all())
@@ -111,14 +113,30 @@ class Store:
             [r.id for r in found],
             found[0].model_name,
             found[0].model_version,
-            [r.probability for r in found],
-            [bool(r.label) for r in found],
+            _answers(found),
             features_digest(columns),
         )
 
     def close(self) -> None:
         """Close the database's connections."""
         self.engine.dispose()
+
+
+def _answers(found: list[sa.Row[Any]]) -> AnswerLists:
+    """The answers of a request's rows: the columns its task filled."""
+    answers: AnswerLists = {}
+    first = found[0]
+    if first.probability is not None:
+        answers["probability"] = [r.probability for r in found]
+    if first.label is not None:
+        answers["label"] = [bool(r.label) for r in found]
+    if first.predicted_class is not None:
+        answers["predicted_class"] = [r.predicted_class for r in found]
+    if first.probabilities is not None:
+        answers["probabilities"] = [orjson.loads(r.probabilities) for r in found]
+    if first.value is not None:
+        answers["value"] = [r.value for r in found]
+    return answers
 
 
 def _engine(url: str, dialect: str, options: dict[str, Any]) -> sa.Engine:
@@ -150,6 +168,30 @@ def _add_event_time(engine: sa.Engine) -> None:
         conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_predictions_event_time ON predictions (event_time)"))
 
 
+def _add_task_columns(engine: sa.Engine) -> None:
+    """Bring a log written before multiclass and regression existed up to date: their columns, and the binary
+    columns nullable (SQLite cannot relax NOT NULL in place: Alembic's batch mode copies the table)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    found = {name: {c["name"] for c in sa.inspect(engine).get_columns(name)} for name in ("predictions", "feedback")}
+    wanted = {"predictions": ("value", "predicted_class", "probabilities"), "feedback": ("actual_class",)}
+    if all(set(columns) <= found[table] for table, columns in wanted.items()):
+        return
+    logger.info("adding the task columns to the prediction log %s", engine.url.render_as_string(hide_password=True))
+    relax = {"predictions": ("probability", "label"), "feedback": ("actual",)}
+    tables = {"predictions": predictions, "feedback": feedback}
+    with engine.begin() as conn:
+        operations = Operations(MigrationContext.configure(conn))
+        for name, columns in wanted.items():
+            with operations.batch_alter_table(name) as batch:
+                for column in columns:
+                    if column not in found[name]:
+                        batch.add_column(sa.Column(column, tables[name].c[column].type, nullable=True))
+                for column in relax[name]:
+                    batch.alter_column(column, existing_type=tables[name].c[column].type, nullable=True)
+
+
 def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
     insert: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if insert is None:
@@ -157,7 +199,7 @@ def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
     statement = insert(feedback).values(rows)
     return statement.on_conflict_do_update(
         index_elements=[feedback.c.prediction_id],
-        set_={c: statement.excluded[c] for c in ("actual", "outcome", "received_at")},
+        set_={c: statement.excluded[c] for c in ("actual", "actual_class", "outcome", "received_at")},
     )
 
 

@@ -1,6 +1,7 @@
 """``POST /feedback``: the observed outcomes of earlier predictions, joined to them by prediction id."""
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ from pydantic import Discriminator, Field, Tag
 
 from serving.deps import ServiceDep
 from serving.log import LogUnavailableError
-from serving.log.lines import now
+from serving.log.lines import FeedbackRecord, now
 from serving.routes.common import ERRORS, MANY, ONE, json_body, one_or_many
 from serving.schemas import (
     ApiModels,
@@ -17,6 +18,7 @@ from serving.schemas import (
     FeedbackResponse,
 )
 from serving.service import Service, ServiceError
+from tabloop.runtime.contract import TargetSpec
 
 LOADER_ROUNDS = 10  # flush intervals a feedback waits, with workers, for ids another worker answered
 
@@ -48,15 +50,31 @@ async def record_feedback(service: Service, body: Any) -> FeedbackResponse:
     await require_known(service, [item.id for item in items], listed=isinstance(body, list))
     received = now()
     service.check_log()
-    target = service.contract.target.name
     try:
-        service.log.record_feedback(
-            {"prediction_id": i.id, "actual": getattr(i, target), "outcome": i.outcome, "received_at": received}
-            for i in items
-        )
+        service.log.record_feedback(observed(service.contract.target, i, received) for i in items)
     except LogUnavailableError as e:
         raise ServiceError(503, "log_unavailable", f"the outcomes cannot be recorded: {e}") from e
     return FeedbackResponse(recorded=len(items))
+
+
+def observed(target: TargetSpec, item: Any, received: dt.datetime) -> FeedbackRecord:
+    """One feedback item as the log records it: the class in ``actual`` (binary) or ``actual_class``
+    (multiclass), the number in ``outcome`` (a regression's value, or the number behind a binary target)."""
+    value = getattr(item, target.name)
+    record: FeedbackRecord = {
+        "prediction_id": item.id,
+        "actual": None,
+        "actual_class": None,
+        "outcome": None,
+        "received_at": received,
+    }
+    if target.task == "binary":
+        record["actual"], record["outcome"] = value, item.outcome
+    elif target.task == "multiclass":
+        record["actual_class"] = value
+    else:
+        record["outcome"] = value
+    return record
 
 
 async def require_known(service: Service, ids: list[str], listed: bool) -> None:

@@ -8,12 +8,9 @@ from fastapi import APIRouter, Request, Response, params
 
 from serving.deps import ServiceDep
 from serving.routes.common import ERRORS, json_body_openapi, row_example
-from serving.schemas import (
-    ApiModels,
-    JsonObject,
-    MlflowPrediction,
-)
+from serving.schemas import ApiModels, JsonObject
 from serving.service import Predicted, RequestContext, Service, ServiceError, require_json
+from tabloop.runtime.contract import TargetSpec
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -78,7 +75,8 @@ def add_invocations_route(router: APIRouter, models: ApiModels, secured: Sequenc
         rows = invocation_rows(service, await request.body())
         context = RequestContext.from_headers(request.headers)
         done = await service.predict("/invocations", service.columns(rows), len(rows), context)
-        return Response(orjson.dumps({"predictions": mlflow_predictions(done)}), media_type="application/json")
+        answer = {"predictions": mlflow_predictions(done, service.contract.target)}
+        return Response(orjson.dumps(answer), media_type="application/json")
 
 
 def invocation_rows(service: Service, raw: bytes) -> list[Any]:
@@ -93,11 +91,21 @@ def invocation_rows(service: Service, raw: bytes) -> list[Any]:
     return rows
 
 
-def mlflow_predictions(done: Predicted) -> list[MlflowPrediction]:
-    """The predictions in the /invocations answer: a probability and a label per row."""
-    return [
-        {"probability": float(p), "label": bool(label)} for p, label in zip(done.probability, done.label, strict=True)
-    ]
+def mlflow_predictions(done: Predicted, target: TargetSpec) -> list[JsonObject]:
+    """The predictions in the /invocations answer, one record per row as the registered pyfunc's frame has them:
+    ``probability`` and ``label`` (binary); ``label`` and ``probability_<class>`` for each class (multiclass); the
+    value under the target's name (regression)."""
+    answers = done.answers.lists
+    if target.task == "binary":
+        pairs = zip(answers["probability"], answers["label"], strict=True)
+        return [{"probability": p, "label": label} for p, label in pairs]
+    if target.classes is not None:
+        keys = [f"probability_{name}" for name in target.classes]
+        return [
+            {"label": c, **dict(zip(keys, each, strict=True))}
+            for c, each in zip(answers["predicted_class"], answers["probabilities"], strict=True)
+        ]
+    return [{target.name: v} for v in answers["value"]]
 
 
 def invocations_openapi(row: type) -> JsonObject:

@@ -86,7 +86,7 @@ def model_info(served: ServedModel) -> ModelInfo:
         alias=served.alias,
         source=served.source,
         loaded_at=served.loaded_at,
-        threshold=served.predictor.threshold,
+        threshold=served.predictor.bundle.threshold,
         lineage=ServedLineage.model_validate(lineage, from_attributes=True) if lineage else Unregistered(),
         metrics=lineage.metrics if lineage else Unregistered(),
         contract=served.contract,

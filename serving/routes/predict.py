@@ -15,14 +15,14 @@ from serving.schemas import (
     PredictAnswer,
 )
 from serving.service import Predicted, RequestContext, ServiceError, require_json
-from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract, TargetSpec
 
 
 def add_predict_route(
     router: APIRouter, contract: FeatureContract, models: ApiModels, max_batch: int, secured: Sequence[params.Depends]
 ) -> None:
     """``POST /predict``: one row or a list of rows in the contract's shape."""
-    target, entity = contract.target.name, contract.entity
+    target, entity = contract.target, contract.entity
     body = PredictBody(models.row, max_batch)
 
     @router.post(
@@ -31,7 +31,7 @@ def add_predict_route(
         dependencies=secured,
         responses=ERRORS,
         tags=["predictions"],
-        summary=f"Predict {target} for one {entity.lower()} or a list of {entity.lower()}s",
+        summary=f"Predict {target.name} for one {entity.lower()} or a list of {entity.lower()}s",
         openapi_extra=predict_openapi(models.row, entity, max_batch),
     )
     async def predict(request: Request, service: ServiceDep) -> Response:
@@ -65,18 +65,42 @@ class PredictBody:
             raise ServiceError(*body_error(e)) from e
 
 
-def predictions(done: Predicted, target: str) -> PredictAnswer:
-    """The /predict answer: the model that gave it, its threshold and one prediction per row."""
+def predictions(done: Predicted, target: TargetSpec) -> PredictAnswer:
+    """The /predict answer: the model that gave it, a binary model's threshold and one prediction per row."""
+    rows = prediction_rows(done, target)
+    if target.task == "binary":
+        return {
+            "request_id": done.request_id,
+            "model_name": done.model_name,
+            "model_version": done.model_version,
+            "threshold": done.threshold,
+            "predictions": rows,
+        }
     return {
         "request_id": done.request_id,
         "model_name": done.model_name,
         "model_version": done.model_version,
-        "threshold": done.threshold,
-        "predictions": [
-            {"id": i, "probability": p, target: label}
-            for i, p, label in zip(done.ids, done.probability.tolist(), done.label.tolist(), strict=True)
-        ],
+        "predictions": rows,
     }
+
+
+def prediction_rows(done: Predicted, target: TargetSpec) -> list[JsonObject]:
+    """One prediction per row: its id and what the task answers, named as the contract's target."""
+    answers, name, ids = done.answers.lists, target.name, done.ids
+    if target.task == "binary":
+        return [
+            {"id": i, "probability": p, name: label}
+            for i, p, label in zip(ids, answers["probability"], answers["label"], strict=True)
+        ]
+    if target.classes is not None:
+        classes = target.classes
+        return [
+            {"id": i, name: c, "probability": p, "probabilities": dict(zip(classes, each, strict=True))}
+            for i, c, p, each in zip(
+                ids, answers["predicted_class"], answers["probability"], answers["probabilities"], strict=True
+            )
+        ]
+    return [{"id": i, name: v} for i, v in zip(ids, answers["value"], strict=True)]
 
 
 def predict_openapi(row: type, entity: str, max_batch: int) -> JsonObject:

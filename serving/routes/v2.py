@@ -2,7 +2,9 @@
 
 Each contract feature is a 1-D input tensor (shape ``[n]`` or ``[n, 1]``) of ``n`` rows: ``BYTES`` for text
 categories, an integer type for integer categories, a number type for numeric features. Nullable features may be
-left out (all missing) or hold nulls. Outputs are ``probability`` (FP64) and ``label`` (BOOL). Errors follow the
+left out (all missing) or hold nulls. Outputs are the task's (:func:`output_tensors`): ``probability`` (FP64) and
+``label`` (BOOL) for a binary model; ``label`` (BYTES, the most probable class) and ``probabilities`` (FP64,
+``[n, classes]``) for a multiclass one; one FP64 tensor named as the target for a regression. Errors follow the
 protocol: a 4xx status with ``{"error": "..."}``. The messages and the binary tensor data extension are
 :mod:`serving.v2_protocol`.
 """
@@ -11,12 +13,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response, params
 
 from serving.deps import ServiceDep
 from serving.schemas import JsonObject
-from serving.service import RequestContext, Service, ServiceError
+from serving.service import Predicted, RequestContext, Service, ServiceError
 from serving.v2_protocol import (
     INTEGER_TYPES,
     NUMBER_TYPES,
@@ -26,6 +29,7 @@ from serving.v2_protocol import (
     InputTensor,
     MetadataTensor,
     ModelMetadataResponse,
+    OutputValues,
     ServerMetadataResponse,
     V2Error,
     flatten,
@@ -33,7 +37,7 @@ from serving.v2_protocol import (
     parse_infer,
 )
 from tabloop import __version__
-from tabloop.runtime.contract import FeatureSpec
+from tabloop.runtime.contract import FeatureSpec, TargetSpec
 
 
 def datatype_of(spec: FeatureSpec) -> Datatype:
@@ -169,16 +173,45 @@ def model_metadata(service: Service, name: str) -> ModelMetadataResponse:
         platform="tabloop",
         inputs=[MetadataTensor(name=f, datatype=datatype_of(s), shape=[-1]) for f, s in features.items()],
         outputs=[
-            MetadataTensor(name="probability", datatype="FP64", shape=[-1]),
-            MetadataTensor(name="label", datatype="BOOL", shape=[-1]),
+            MetadataTensor(name=name, datatype=datatype, shape=shape)
+            for name, (datatype, shape) in output_tensors(service.contract.target).items()
         ],
     )
+
+
+def output_tensors(target: TargetSpec) -> dict[str, tuple[Datatype, list[int]]]:
+    """The task's outputs, by name: datatype and shape (-1: the batch)."""
+    if target.task == "binary":
+        return {"probability": ("FP64", [-1]), "label": ("BOOL", [-1])}
+    if target.classes is not None:
+        return {"label": ("BYTES", [-1]), "probabilities": ("FP64", [-1, len(target.classes)])}
+    return {target.name: ("FP64", [-1])}
+
+
+def output_values(done: Predicted, target: TargetSpec, wanted: list[str]) -> dict[str, OutputValues]:
+    """The ``wanted`` outputs of an answer, in the order asked."""
+    answers, n = done.answers, len(done.ids)
+    arrays: dict[str, Any] = {
+        "probability": answers.probability,
+        "label": answers.label if target.task == "binary" else answers.predicted_class,
+        "probabilities": answers.probabilities,
+        target.name: answers.value,
+    }
+    found = {}
+    for name in wanted:
+        datatype, shape = output_tensors(target)[name]
+        values = arrays[name]
+        if isinstance(values, np.ndarray) and datatype == "FP64":
+            values = values.astype("<f8", copy=False)
+        found[name] = OutputValues(datatype, [n, *shape[1:]], values)
+    return found
 
 
 async def run_infer(service: Service, name: str, request: Request) -> Response:
     """The answer to an inference request; every error in the protocol's format."""
     parsed = parse_infer(await request.body(), request.headers)
-    wanted = wanted_outputs(parsed)
+    target = service.contract.target
+    wanted = wanted_outputs(parsed, target)
     try:
         rows = service.validate_rows(tensors_to_rows(parsed, service), prefix="inputs")
         context = RequestContext.from_headers(request.headers)
@@ -187,13 +220,14 @@ async def run_infer(service: Service, name: str, request: Request) -> Response:
         raise
     except ServiceError as e:
         raise V2Error(e.status, e.code, e.message, e.details) from e
-    return infer_response(name, parsed, done, wanted)
+    return infer_response(name, parsed, done, output_values(done, target, wanted))
 
 
-def wanted_outputs(parsed: InferRequest) -> list[str]:
+def wanted_outputs(parsed: InferRequest, target: TargetSpec) -> list[str]:
     """The outputs the request asks for (all of them if it names none); a V2Error for an unknown one."""
-    wanted = [o.name for o in parsed.outputs] if parsed.outputs else ["probability", "label"]
-    unknown = [o for o in wanted if o not in ("probability", "label")]
+    known = list(output_tensors(target))
+    wanted = [o.name for o in parsed.outputs] if parsed.outputs else known
+    unknown = [o for o in wanted if o not in known]
     if unknown:
-        raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: probability, label")
+        raise V2Error(400, "invalid_output", f"unknown output(s) {unknown}; outputs are: {', '.join(known)}")
     return wanted

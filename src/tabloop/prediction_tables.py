@@ -1,8 +1,16 @@
 """The prediction log's tables and the databases it runs on: written by the service, read by monitoring and retraining.
 
-Domain-free on purpose: a prediction holds its features as JSON, its probability and the predicted class; an outcome
-holds the observed class (``actual``) and, where the dataset has one, the number it was derived from (``outcome``,
-e.g. a delay in minutes or an amount).
+Domain-free on purpose: a prediction holds its features as JSON and its task's answer, an outcome what was observed.
+Each task fills its own columns and leaves the others null:
+
+- **binary**: ``probability`` (of the positive class) and ``label``; the outcome's ``actual`` and, where the dataset
+  has one, the number it was derived from (``outcome``, e.g. a delay in minutes or an amount);
+- **multiclass**: ``predicted_class``, its ``probability`` and each class's (``probabilities``, a JSON list in the
+  contract's order); the outcome's ``actual_class``;
+- **regression**: ``value``; the outcome's observed number (``outcome``).
+
+A log written before multiclass and regression existed gets their columns when the service opens it
+(``serving/log/store.py``).
 """
 
 from __future__ import annotations
@@ -26,15 +34,19 @@ predictions = sa.Table(
     sa.Column("model_name", sa.String(128), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False, index=True),
     sa.Column("features", sa.Text, nullable=False),  # JSON
-    sa.Column("probability", sa.Float, nullable=False),
-    sa.Column("label", sa.Boolean, nullable=False),  # the predicted class
+    sa.Column("probability", sa.Float, nullable=True),  # binary: the positive class's; multiclass: the predicted's
+    sa.Column("label", sa.Boolean, nullable=True),  # binary: the predicted class
+    sa.Column("value", sa.Float, nullable=True),  # regression: the predicted number
+    sa.Column("predicted_class", sa.String(128), nullable=True),  # multiclass
+    sa.Column("probabilities", sa.Text, nullable=True),  # multiclass: each class's, JSON
 )
 feedback = sa.Table(
     "feedback",
     metadata,
     sa.Column("prediction_id", sa.String(96), primary_key=True),
-    sa.Column("actual", sa.Boolean, nullable=False),  # the observed class
-    sa.Column("outcome", sa.Float, nullable=True),  # the observed number behind it, if any
+    sa.Column("actual", sa.Boolean, nullable=True),  # binary: the observed class
+    sa.Column("outcome", sa.Float, nullable=True),  # regression: the observed number; binary: the one behind it
+    sa.Column("actual_class", sa.String(128), nullable=True),  # multiclass: the observed class
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 

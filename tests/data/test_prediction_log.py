@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,7 @@ def batch(request_id: str, n: int = 3, event_time: dt.datetime | None = None) ->
         model_name="flight-delay",
         model_version="7",
         features={"origin": ["JFK", None, "EWR"][:n], "distance": [1028.0, 200.5, None][:n]},
-        probability=[0.1, 0.5, 0.9][:n],
-        label=[False, True, True][:n],
+        answers={"probability": [0.1, 0.5, 0.9][:n], "label": [False, True, True][:n]},
     )
 
 
@@ -150,6 +150,55 @@ def test_a_log_from_before_event_time_is_brought_up_to_date(tmp_path: Path) -> N
     assert stored["new-0"]["event_time"].replace(tzinfo=dt.UTC) == ANSWERED
 
 
+def test_a_binary_log_from_before_the_task_kinds_takes_every_task(tmp_path: Path) -> None:
+    """A log whose probability, label and actual were NOT NULL and that has no task columns: opened by this
+    release, it keeps its rows and records a regression's and a multiclass model's answers and outcomes."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE predictions (id VARCHAR(96) PRIMARY KEY, request_id VARCHAR(64) NOT NULL, "
+            "created_at DATETIME NOT NULL, event_time DATETIME NOT NULL, route VARCHAR(64) NOT NULL, "
+            "model_name VARCHAR(128) NOT NULL, model_version VARCHAR(32) NOT NULL, features TEXT NOT NULL, "
+            "probability FLOAT NOT NULL, label BOOLEAN NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE feedback (prediction_id VARCHAR(96) PRIMARY KEY, actual BOOLEAN NOT NULL, "
+            "outcome FLOAT, received_at DATETIME NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO predictions VALUES ('old-1', 'old-1', '2026-11-01 10:00:00.000000', "
+            "'2026-11-01 10:00:00.000000', '/predict', 'm', '1', '{}', 0.3, 0)"
+        )
+    log = PredictionLog(f"sqlite:///{path}")
+    value = replace(batch("price", 2), answers={"value": [101.5, 87.25]})
+    classes = replace(
+        batch("job", 1),
+        answers={"predicted_class": ["M"], "probability": [0.6], "probabilities": [[0.1, 0.3, 0.6]]},
+    )
+    received = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    asyncio.run(_write_and_close(log, value, classes))
+    log = PredictionLog(f"sqlite:///{path}")
+    log.record_feedback([
+        {"prediction_id": "price-1", "actual": None, "actual_class": None, "outcome": 90.0, "received_at": received},
+        {"prediction_id": "job-0", "actual": None, "actual_class": "L", "outcome": None, "received_at": received},
+    ])  # fmt: skip
+    asyncio.run(log.flush())
+    stored = {r["id"]: r for r in rows(log, predictions)}
+    assert (stored["old-1"]["probability"], stored["old-1"]["label"], stored["old-1"]["value"]) == (0.3, False, None)
+    assert (stored["price-1"]["value"], stored["price-1"]["probability"], stored["price-1"]["label"]) == (
+        87.25, None, None
+    )  # fmt: skip
+    job = stored["job-0"]
+    assert (job["predicted_class"], orjson.loads(job["probabilities"])) == ("M", [0.1, 0.3, 0.6])
+    outcomes = {r["prediction_id"]: (r["actual"], r["actual_class"], r["outcome"]) for r in rows(log, feedback)}
+    assert outcomes == {"price-1": (None, None, 90.0), "job-0": (None, "L", None)}
+    for sent in (value, classes):
+        found = log.lookup(sent.request_id)
+        assert found is not None
+        assert found.answers == sent.answers
+    asyncio.run(log.close())
+
+
 async def _write_and_close(log: PredictionLog, *batches: PredictionBatch) -> None:
     for b in batches:
         log.record_batch(b)
@@ -166,8 +215,8 @@ log = PredictionLog({url!r})
 for k in range(50):
     log.record_batch(PredictionBatch(
         request_id=f"r{{k}}", ids=[f"r{{k}}-0", f"r{{k}}-1"], created_at=dt.datetime.now(dt.UTC), event_time=None,
-        route="/predict", model_name="m", model_version="1", features={{"x": [1.0, None]}}, probability=[0.1, 0.9],
-        label=[False, True]))
+        route="/predict", model_name="m", model_version="1", features={{"x": [1.0, None]}},
+        answers={{"probability": [0.1, 0.9], "label": [False, True]}}))
 log.record_feedback([{{"prediction_id": "r3-1", "actual": True, "outcome": 40.0,
                       "received_at": dt.datetime.now(dt.UTC)}}])
 os.kill(os.getpid(), 9)  # nothing was loaded into the database: it is all in the journal
@@ -250,12 +299,7 @@ def test_a_named_request_is_found_pending_and_in_the_database(tmp_path: Path) ->
     assert log.pending("client-7") is None
     stored = log.lookup("client-7")
     assert stored is not None
-    assert (stored.ids, stored.probability, stored.label, stored.model_version) == (
-        sent.ids,
-        sent.probability,
-        sent.label,
-        "7",
-    )
+    assert (stored.ids, stored.answers, stored.model_version) == (sent.ids, sent.answers, "7")
     assert stored.digest == digest  # the logged features hash like the request's
     assert log.lookup("client-8") is None
     asyncio.run(log.close())

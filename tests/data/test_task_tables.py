@@ -9,12 +9,15 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import orjson
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
-from helpers import REPO_ROOT, WHERE, shrink
-from serving.model_store import ModelStore
+from helpers import REPO_ROOT, WHERE, log_rows, shrink
+from serving.app import create_app
+from serving.routes.v2 import datatype_of
 from serving.settings import ServeSettings
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
 from tabloop.drafting import DraftRequest, draft_dataset
@@ -187,8 +190,93 @@ def test_a_multiclass_or_regression_model_is_gated_registered_and_answers_throug
     lineage = MlflowClient(settings.tracking_uri).get_model_version(registry.model_name, outcome.version)
     assert f"test_{metric}" in lineage.tags
 
-    serve = ServeSettings(registry_config=where.registry_config, cache_dir=tmp_path / "cache")
-    store = ModelStore(serve, settings, registry)
-    store.load_initial()
-    assert store.current is None  # the service answers binary models only so far, and says so
-    assert "model; this service answers binary models only so far" in store.status.refused[outcome.version]
+    serve = ServeSettings(
+        registry_config=where.registry_config,
+        contract_config=where.data_config,
+        cache_dir=tmp_path / "cache",
+        prediction_log_url=f"sqlite:///{tmp_path}/predictions.db",
+        poll_interval_s=0,
+    )
+    rows = test.select(list(predictor.bundle.contract.features)).to_dicts()
+    with TestClient(create_app(serve, settings)) as client:
+        answered = check_routes(client, registry.model_name, predictor, rows, served)
+        check_feedback(client, predictor.bundle.contract.target, answered)
+        exposition = client.get("/metrics").text
+    if target == "duration":
+        assert 'predictions_by_class_total{class="' in exposition
+        assert "prediction_probability_count" in exposition
+    else:
+        assert "prediction_value_count 27.0" in exposition  # a positive target's buckets: none below 0
+        assert "prediction_probability" not in exposition
+    check_log(serve, len(rows), answered, served)
+
+
+def check_log(serve: ServeSettings, rows: int, answered: list[str], served: Any) -> None:
+    """The prediction log holds every answer in its task's columns, and the outcomes recorded."""
+    logged = {r["id"]: r for r in log_rows(serve)}
+    assert len(logged) == rows + 1 + 2 * 3  # /predict (one and all), /invocations and V2 (3 rows each)
+    first = logged[answered[0]]
+    if "label" in served:
+        assert (first["predicted_class"], first["label"], first["value"]) == (served["label"][0], None, None)
+        assert np.allclose(orjson.loads(first["probabilities"]), served.drop(columns="label").iloc[0].to_numpy())
+    else:
+        assert (first["probability"], first["label"]) == (None, None)
+        assert first["value"] == pytest.approx(served.iloc[0, 0])
+    outcomes = {r["prediction_id"]: r for r in log_rows(serve, "feedback")}
+    assert set(outcomes) == set(answered[:2])
+
+
+def check_routes(client: TestClient, model: str, predictor: Predictor, rows: list[Any], served: Any) -> list[str]:
+    """/predict, /invocations and the V2 protocol answer what the registered pyfunc answers (``served``, one frame
+    row per test row); the ids of the /predict answer."""
+    target = predictor.bundle.contract.target
+    one = client.post("/predict", json=rows[0]).json()
+    assert "threshold" not in one
+    body = client.post("/predict", json=rows).json()
+    answers = body["predictions"]
+    assert one["predictions"][0][target.name] == answers[0][target.name]
+    if target.classes is not None:
+        assert [a[target.name] for a in answers] == served["label"].tolist()
+        each = np.array([[a["probabilities"][c] for c in target.classes] for a in answers])
+        assert np.allclose(each, served.drop(columns="label").to_numpy())
+        assert [a["probability"] for a in answers] == pytest.approx(each.max(axis=1).tolist())
+    else:
+        assert set(answers[0]) == {"id", target.name}
+        assert np.allclose([a[target.name] for a in answers], served[target.name].to_numpy())
+
+    invoked = client.post("/invocations", json={"dataframe_records": rows[:3]}).json()["predictions"]
+    expected = served.head(3).to_dict(orient="records")
+    assert [list(r) for r in invoked] == [list(r) for r in expected]
+    for got, want in zip(invoked, expected, strict=True):
+        assert got.get("label") == want.get("label")
+        numbers = {k: v for k, v in want.items() if k != "label"}
+        assert {k: v for k, v in got.items() if k != "label"} == pytest.approx(numbers)
+
+    inputs = [{"name": n, "shape": [3], "datatype": datatype_of(spec), "data": [r[n] for r in rows[:3]]}
+              for n, spec in predictor.bundle.contract.features.items()]  # fmt: skip
+    infer = client.post(f"/v2/models/{model}/infer", json={"inputs": inputs}).json()["outputs"]
+    metadata = client.get(f"/v2/models/{model}").json()["outputs"]
+    assert [(o["name"], o["datatype"]) for o in infer] == [(o["name"], o["datatype"]) for o in metadata]
+    if target.classes is not None:
+        assert [(o["name"], o["shape"]) for o in infer] == [("label", [3]), ("probabilities", [3, len(target.classes)])]
+        assert infer[0]["data"] == served["label"].head(3).tolist()
+        assert np.allclose(np.reshape(infer[1]["data"], (3, -1)), served.drop(columns="label").head(3).to_numpy())
+    else:
+        assert [(o["name"], o["datatype"], o["shape"]) for o in infer] == [(target.name, "FP64", [3])]
+        assert np.allclose(infer[0]["data"], served[target.name].head(3).to_numpy())
+    return [a["id"] for a in answers]
+
+
+def check_feedback(client: TestClient, target: Any, ids: list[str]) -> None:
+    """The observed class or number is recorded; a class the model does not know, or a number that is not finite,
+    is a 422 naming the field, and nothing is recorded."""
+    good = ["L", 3] if target.classes is not None else [12.5, 3]
+    recorded = client.post("/feedback", json=[{"id": ids[0], target.name: good[0]}, {"id": ids[1], target.name: 2.0}])
+    if target.classes is not None:  # 2.0 is no class
+        assert recorded.status_code == 422
+        recorded = client.post("/feedback", json=[{"id": i, target.name: "M"} for i in ids[:2]])
+    assert recorded.json() == {"recorded": 2}
+    bad = b'{"id": "%s", "%s": %s}' % (ids[2].encode(), target.name.encode(), b'"XL"' if target.classes else b"NaN")
+    refused = client.post("/feedback", content=bad, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 422, refused.text
+    assert target.name in refused.text

@@ -284,8 +284,10 @@ def write_log(path: Path, champion: Champion, rows: int, seed: int) -> None:
                 model_name=champion.name,
                 model_version=champion.version,
                 features={name: [values[i] for i in chosen] for name, values in columns.items()},
-                probability=[float(probability[i]) for i in chosen],
-                label=[bool(label[i]) for i in chosen],
+                answers={
+                    "probability": [float(probability[i]) for i in chosen],
+                    "label": [bool(label[i]) for i in chosen],
+                },
             )
             yield from batch.records(to_db(batch.created_at), to_db(batch.event_time))
 

@@ -200,8 +200,7 @@ def _log_rows(url: str, journal: Path) -> LogLoad:
                 model_name="bench",
                 model_version="1",
                 features={name: [value] for name, value in row.items()},
-                probability=[0.5],
-                label=[False],
+                answers={"probability": [0.5], "label": [False]},
             )
         )
     start = time.perf_counter()

@@ -31,7 +31,7 @@ from tabloop.runtime.inference import FoldedNetwork
 from tabloop.runtime.lineage import Lineage
 from tabloop.runtime.model_args import ModelArgs
 from tabloop.runtime.preprocessing import PREPROCESSING_FILE, Column, Preprocessor
-from tabloop.runtime.task import TargetScaling, combine
+from tabloop.runtime.task import Answers, TargetScaling, combine
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
@@ -218,6 +218,11 @@ class Predictor:
         """Probabilities and labels at the bundle's threshold (a binary model's)."""
         proba = self.outputs(columns)
         return proba, proba >= self.threshold
+
+    def answer(self, columns: Mapping[str, Column]) -> Answers:
+        """The task's answers for each row: probability and label (binary), the class and each class's
+        probability (multiclass), or the value (regression)."""
+        return Answers.of(self.target, self.outputs(columns), self.bundle.threshold)
 
     def predict_classes(self, columns: Mapping[str, Column]) -> tuple[npt.NDArray[np.float64], list[str]]:
         """Each class's probability and the most probable class, for each row (a multiclass model's)."""

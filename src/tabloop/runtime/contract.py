@@ -153,7 +153,8 @@ class TargetSpec(StrictModel):
         return len(self.classes) if self.classes is not None else 1
 
 
-RESERVED_NAMES = frozenset({"id", "probability", "outcome"})  # fields of the API's predictions and feedback
+# The fields of the API's predictions and feedback
+RESERVED_NAMES = frozenset({"id", "probability", "probabilities", "outcome"})
 
 
 class FeatureContract(StrictModel):

@@ -11,7 +11,8 @@ The network puts out ``[rows, members, outputs]``; a task turns that into its pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from tabloop.runtime.contract import TargetSpec, TargetTransform
 
 Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,81 @@ def combine(target: TargetSpec, outputs: Floats, scaling: TargetScaling | None) 
     if scaling is None:
         raise ValueError("a regression model needs its target scaling")
     return scaling.unscaled(outputs[:, :, 0].mean(axis=1))
+
+
+class AnswerLists(TypedDict, total=False):
+    """:class:`Answers` as plain lists (JSON and the prediction log); a key the task has no use for is absent."""
+
+    probability: list[float]
+    label: list[bool]
+    predicted_class: list[str]
+    probabilities: list[list[float]]
+    value: list[float]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A batch's predictions as its task answers them; the fields of the other tasks are None.
+
+    - **binary**: ``probability`` (the positive class's) and ``label`` (at or above the decision threshold);
+    - **multiclass**: ``predicted_class`` (the most probable), ``probability`` (its probability) and
+      ``probabilities`` (each class's, ``[rows, classes]`` in the contract's order);
+    - **regression**: ``value``, on the target's own scale.
+    """
+
+    probability: Floats | None = None
+    label: Bools | None = None
+    predicted_class: list[str] | None = None
+    probabilities: Floats | None = None
+    value: Floats | None = None
+
+    @classmethod
+    def of(cls, target: TargetSpec, predicted: Floats, threshold: float | None) -> Answers:
+        """The answers of ``target``'s task from its prediction (:func:`combine`)."""
+        if target.task == "binary":
+            if threshold is None:
+                raise ValueError("a binary model needs its decision threshold")
+            return cls(probability=predicted, label=predicted >= threshold)
+        if target.classes is not None:
+            best = predicted.argmax(axis=1)
+            names = target.classes
+            return cls(
+                probability=predicted[np.arange(len(best)), best],
+                predicted_class=[names[i] for i in best.tolist()],
+                probabilities=predicted,
+            )
+        return cls(value=predicted)
+
+    @cached_property
+    def lists(self) -> AnswerLists:
+        """The answers as plain lists, without the fields the task has no use for (made once: the service both
+        logs and answers them)."""
+        out: AnswerLists = {}
+        if self.probability is not None:
+            out["probability"] = self.probability.tolist()
+        if self.label is not None:
+            out["label"] = self.label.tolist()
+        if self.predicted_class is not None:
+            out["predicted_class"] = self.predicted_class
+        if self.probabilities is not None:
+            out["probabilities"] = self.probabilities.tolist()
+        if self.value is not None:
+            out["value"] = self.value.tolist()
+        return out
+
+    @classmethod
+    def from_lists(cls, lists: AnswerLists) -> Answers:
+        """The answers that :meth:`lists` wrote."""
+
+        def floats(key: str) -> Floats | None:
+            values = lists.get(key)
+            return None if values is None else np.asarray(values, dtype=np.float64)
+
+        label = lists.get("label")
+        return cls(
+            probability=floats("probability"),
+            label=None if label is None else np.asarray(label, dtype=np.bool_),
+            predicted_class=lists.get("predicted_class"),
+            probabilities=floats("probabilities"),
+            value=floats("value"),
+        )

@@ -99,7 +99,9 @@ def monitor(
     with entry_point("monitor") as settings:
         where = settings.layout(dataset)
         loaded = load_monitor_config(config or where.monitor_config, where, settings.prediction_log_url)
-        result = run_monitor(loaded, settings, load_registry_config(registry_config or where.registry_config))
+        task = load_data_config(where.data_config).contract.target.task
+        registry = load_registry_config(registry_config or where.registry_config)
+        result = run_monitor(loaded, settings, registry, task)
         for entry in result.windows:
             console.print(f"  {entry.window}: {entry.rows:,} predictions, {entry.labelled:,} outcomes: {entry.status}")
         console.print(describe(result.verdict))
@@ -152,7 +154,7 @@ def dashboard(
     import os
     import sys
 
-    from monitoring.snapshots import MonitoringWorkspace
+    from monitoring.workspace import MonitoringWorkspace
 
     with entry_point("dashboard") as settings:
         where = settings.layout(dataset)

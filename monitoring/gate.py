@@ -7,7 +7,7 @@ outcomes) is left out, not written as null.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
@@ -36,19 +36,53 @@ class LabelDrift(BaseModel):
     method: str
 
 
+BINARY_FIELDS = ("roc_auc", "precision", "recall", "calibration_error", "label_rate", "reference_roc_auc")
+METRIC_NAMES = {"log_loss": "log loss", "rmse": "RMSE"}
+
+
 class WindowQuality(BaseModel):
-    """The quality of a window's predictions whose outcome has arrived; a score is None where it is undefined
-    (NaN: outcomes of one class, no positive prediction)."""
+    """The quality of a window's predictions whose outcome has arrived, in its task's terms; a score is None where
+    it is undefined (NaN: outcomes of one class, no positive prediction).
+
+    A binary model's fields are written as before the task kinds existed (null where undefined); the other tasks'
+    fields are left out where they do not apply. ``metric`` names the score the gate compares for a multiclass
+    (log loss) or regression (RMSE) model, against ``reference_score``, its value on the validation split.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    roc_auc: float | None
-    precision: float | None
-    recall: float | None
-    calibration_error: float | None
-    label_rate: float  # the observed positive rate
+    # binary
+    roc_auc: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    calibration_error: float | None = None
+    label_rate: float | None = None  # the observed positive rate
     label_drift: LabelDrift
-    reference_roc_auc: float | None  # the model's own, on its test split
+    reference_roc_auc: float | None = None  # the model's own, on its validation split
+    # multiclass
+    accuracy: float | None = None
+    f1: float | None = None
+    log_loss: float | None = None
+    f1_by_class: dict[str, float] | None = None
+    # regression
+    rmse: float | None = None
+    mae: float | None = None
+    r2: float | None = None
+    mean_actual: float | None = None
+    # the primary metric of a multiclass or regression model, and its reference
+    metric: Literal["log_loss", "rmse"] | None = None
+    reference_score: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _task_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        binary = self.metric is None
+        return {k: v for k, v in data.items() if v is not None or (binary and k in BINARY_FIELDS)}
+
+    @property
+    def score(self) -> float | None:
+        """The value of ``metric`` (None for a binary model)."""
+        return None if self.metric is None else getattr(self, self.metric)
 
 
 class WindowSummary(BaseModel):
@@ -59,6 +93,7 @@ class WindowSummary(BaseModel):
 
     columns: dict[str, DriftScore]  # feature: its drift
     prediction_drift: DriftScore | None = None
+    prediction: str = "predicted probability"  # what drifted in prediction_drift: the task's answer
     mean_prediction: float
     oov_rate: dict[str, float] = {}  # categorical feature: its share of values outside the training vocabulary
     drifted_features: list[str]  # in the contract's order
@@ -72,6 +107,8 @@ class WindowSummary(BaseModel):
     def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         absent = [k for k in ("prediction_drift", "quality", "oov_rate") if not data.get(k)]
+        if data.get("prediction") == "predicted probability":  # a binary model's, written as before
+            absent.append("prediction")
         return {k: v for k, v in data.items() if k not in absent}
 
     def strongest_drift(self) -> list[str]:
@@ -121,19 +158,40 @@ def judge(window: str | None, summary: WindowSummary | None, gate: GateConfig) -
     prediction = summary.prediction_drift
     if gate.prediction_drift and prediction is not None and prediction.drifted:
         reasons.append(
-            f"the predicted probability drifted ({prediction.method} {prediction.score:.3f}, "
+            f"the {summary.prediction} drifted ({prediction.method} {prediction.score:.3f}, "
             f"threshold {prediction.threshold})"
         )
-    quality = summary.quality
-    auc, reference = (quality.roc_auc, quality.reference_roc_auc) if quality else (None, None)
-    if auc is not None and reference is not None and reference - auc > gate.max_roc_auc_drop:
-        reasons.append(
-            f"ROC AUC {auc:.3f} is {reference - auc:.3f} below the reference's {reference:.3f} "
-            f"(limit {gate.max_roc_auc_drop})"
-        )
+    reasons += _quality_reasons(summary.quality, gate)
     if reasons:
         return Verdict(status="alarm", exit_code=ALARM, window=window, reasons=reasons, summary=summary)
     return Verdict(status="healthy", exit_code=HEALTHY, window=window, summary=summary)
+
+
+def _quality_reasons(quality: WindowQuality | None, gate: GateConfig) -> list[str]:
+    """The alarm the window's quality raises, if any: ROC AUC (binary) lower than the reference's by more than
+    ``max_roc_auc_drop``, or log loss (multiclass) or RMSE (regression) higher by more than ``max_error_increase``."""
+    if quality is None:
+        return []
+    if quality.metric is None:
+        auc, reference = quality.roc_auc, quality.reference_roc_auc
+        if auc is not None and reference is not None and reference - auc > gate.max_roc_auc_drop:
+            return [
+                f"ROC AUC {auc:.3f} is {reference - auc:.3f} below the reference's {reference:.3f} "
+                f"(limit {gate.max_roc_auc_drop})"
+            ]
+        return []
+    score, reference, name = quality.score, quality.reference_score, METRIC_NAMES[quality.metric]
+    if (
+        score is not None
+        and reference is not None
+        and reference > 0
+        and score > reference * (1 + gate.max_error_increase)
+    ):
+        return [
+            f"{name} {score:.4g} is {score / reference - 1:.0%} above the reference's {reference:.4g} "
+            f"(limit {gate.max_error_increase:.0%})"
+        ]
+    return []
 
 
 def describe(verdict: Verdict) -> str:
@@ -172,8 +230,18 @@ def _quality_line(q: WindowQuality | None) -> str:
     def num(value: float | None) -> float:
         return float("nan") if value is None else value
 
+    if q.metric == "log_loss":
+        return (
+            f"Quality on the outcomes so far: log loss {num(q.log_loss):.4f} (reference {num(q.reference_score):.4f}), "
+            f"accuracy {num(q.accuracy):.3f}, F1 {num(q.f1):.3f}."
+        )
+    if q.metric == "rmse":
+        return (
+            f"Quality on the outcomes so far: RMSE {num(q.rmse):.4g} (reference {num(q.reference_score):.4g}), "
+            f"MAE {num(q.mae):.4g}, R² {num(q.r2):.3f}, mean observed {num(q.mean_actual):.4g}."
+        )
     return (
         f"Quality on the outcomes so far: ROC AUC {num(q.roc_auc):.3f} (reference {num(q.reference_roc_auc):.3f}), "
         f"precision {num(q.precision):.3f}, recall {num(q.recall):.3f}, "
-        f"calibration error {num(q.calibration_error):.3f}, observed positive rate {q.label_rate:.1%}."
+        f"calibration error {num(q.calibration_error):.3f}, observed positive rate {num(q.label_rate):.1%}."
     )

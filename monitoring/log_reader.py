@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tabloop.errors import TabloopError
 from tabloop.prediction_tables import feedback, predictions
-from tabloop.runtime.contract import FeatureContract, FeatureSpec
+from tabloop.runtime.contract import FeatureContract, FeatureSpec, TaskKind
 
 FETCH_ROWS = 200_000
 ID_BATCH = 5000  # ids per query: within every database's limit on bound parameters
@@ -41,8 +41,24 @@ class Window:
         return self.rows.height - self.rows["actual"].null_count()
 
 
-def read_log(url: str, *, features: bool = True) -> pl.DataFrame:
-    """Every prediction with its outcome where one has arrived, in time order; a LogError if the log cannot be read.
+Schema = dict[str, pl.DataType | type[pl.DataType]]
+# Each task's answer columns and their types, and the outcome column read as ``actual`` (prediction_tables.py)
+ANSWERS: dict[TaskKind, Schema] = {
+    "binary": {"probability": pl.Float64, "label": pl.Boolean},
+    "multiclass": {"predicted_class": pl.String, "probability": pl.Float64, "probabilities": pl.String},
+    "regression": {"value": pl.Float64},
+}
+OBSERVED: dict[TaskKind, tuple[str, type[pl.DataType]]] = {
+    "binary": ("actual", pl.Boolean),
+    "multiclass": ("actual_class", pl.String),
+    "regression": ("outcome", pl.Float64),
+}
+
+
+def read_log(url: str, *, features: bool = True, task: TaskKind = "binary") -> pl.DataFrame:
+    """Every prediction with its outcome (``actual``) where one has arrived, in time order; a LogError if the log
+    cannot be read. The answer columns are ``task``'s: ``probability`` and ``label`` (binary); ``predicted_class``,
+    ``probability`` and ``probabilities`` (multiclass, JSON); ``value`` (regression).
 
     ``features=False`` leaves the features out (their JSON is most of the log's bytes): ``read_features`` fetches
     them for the rows that need them.
@@ -56,24 +72,24 @@ def read_log(url: str, *, features: bool = True) -> pl.DataFrame:
         predictions.c.model_name,
         predictions.c.model_version,
         *([predictions.c.features] if features else []),
-        predictions.c.probability,
-        predictions.c.label,
+        *(predictions.c[name] for name in ANSWERS[task]),
     ]
-    schema: dict[str, pl.DataType | type[pl.DataType]] = {
+    schema: Schema = {
         "id": pl.String,
         "event_time": pl.Datetime("us"),
         "model_name": pl.String,
         "model_version": pl.String,
         **({"features": pl.String} if features else {}),
-        "probability": pl.Float64,
-        "label": pl.Boolean,
+        **ANSWERS[task],
     }
-    outcome_schema: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.String, "actual": pl.Boolean}
+    observed, kind = OBSERVED[task]
+    outcome_schema: Schema = {"id": pl.String, "actual": kind}
     try:
         with engine.connect() as conn:
             # Outcomes are joined here rather than in SQL: a hash join instead of a lookup per prediction.
             frame = _scan(conn, sa.select(*selected), schema)
-            outcomes = _scan(conn, sa.select(feedback.c.prediction_id, feedback.c.actual), outcome_schema)
+            query = sa.select(feedback.c.prediction_id, feedback.c[observed]).where(feedback.c[observed].is_not(None))
+            outcomes = _scan(conn, query, outcome_schema)
     except sa.exc.SQLAlchemyError as e:
         raise LogError(f"{_safe(url)}: cannot read the prediction log: {e}") from e
     finally:

@@ -37,12 +37,13 @@ from tabloop.config import RegistryConfig
 from tabloop.config.monitor import MonitorConfig, ReportsConfig
 from tabloop.errors import TabloopError
 from tabloop.io import JsonRecord, write_json
+from tabloop.runtime.contract import TaskKind
 from tabloop.settings import Settings
 
 if TYPE_CHECKING:
     from monitoring.reference import References
     from monitoring.report import ReportedJob, WindowJob
-    from monitoring.snapshots import MonitoringWorkspace
+    from monitoring.workspace import MonitoringWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -88,40 +89,48 @@ class MonitorResult(JsonRecord):
         return "the monitor", "make monitor", MonitorError
 
 
-def run_monitor(config: MonitorConfig, settings: Settings, registry: RegistryConfig) -> MonitorResult:
-    """Report every window, update the dashboard, judge the latest window with enough rows."""
+def run_monitor(
+    config: MonitorConfig, settings: Settings, registry: RegistryConfig, task: TaskKind = "binary"
+) -> MonitorResult:
+    """Report every window, update the dashboard, judge the latest window with enough rows; the log's answers and
+    outcomes, the reports and the panels are ``task``'s."""
     check_log(config.reports.log_url)  # before starting workers, which would only delay the error
     pool = start_workers(config.reports.workers)
     try:
-        return _monitor(config, settings, registry, pool)
+        return _monitor(config, settings, registry, pool, task)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
 def _monitor(
-    config: MonitorConfig, settings: Settings, registry: RegistryConfig, pool: ProcessPoolExecutor | None
+    config: MonitorConfig,
+    settings: Settings,
+    registry: RegistryConfig,
+    pool: ProcessPoolExecutor | None,
+    task: TaskKind,
 ) -> MonitorResult:
     reports = config.reports
     reading = None
     if pool is not None:  # the workers start at once: one reads the log, then each imports Evidently
-        reading = pool.submit(read_log, reports.log_url, features=False)
+        reading = pool.submit(read_log, reports.log_url, features=False, task=task)
         for _ in range(reports.workers):
             pool.submit(warm_up)
     # Seconds of imports (Evidently, PyTorch), made while a worker reads the log.
     warm_up()
     from monitoring.reference import References
-    from monitoring.snapshots import MonitoringWorkspace
+    from monitoring.workspace import MonitoringWorkspace
 
     workspace = MonitoringWorkspace(reports.workspace, reports.project)
     references = References(settings, registry, reports.cache_dir, reports.reference_dir)
-    log = reading.result() if reading is not None else read_log(reports.log_url, features=False)
+    log = reading.result() if reading is not None else read_log(reports.log_url, features=False, task=task)
     found = windows(log, reports.window)
     latest = _judged(found, reports.min_rows)
     settled, todo = _plan(found, latest, workspace, reports)
     jobs = _jobs(todo, latest, references, reports)
     latest_summary = _write_reports(todo, run_jobs(jobs, pool, reports.workers), latest, workspace, reports)
-    workspace.save_dashboard(sorted({w.model_version for w in found}, key=_version_order), reports.dashboard_features)
+    versions = sorted({w.model_version for w in found}, key=_version_order)
+    workspace.save_dashboard(versions, reports.dashboard_features, task)
     verdict = judge(latest.key if latest else None, latest_summary, config.gate)
     listed = [
         WindowEntry(window=w.key, rows=w.rows.height, labelled=w.labelled, status=settled.get(w.key, "reported"))

@@ -37,12 +37,12 @@ class ReferenceError(TabloopError):
 
 @dataclass(frozen=True)
 class Reference:
-    """One model version: its predictor and its reference rows (features, probability, label, actual)."""
+    """One model version: its predictor and its reference rows (features, the task's answers, actual)."""
 
     version: str
     predictor: Predictor
     rows: pl.DataFrame
-    roc_auc: float | None  # on the validation months, from the lineage
+    score: float | None  # its primary metric on the validation split, from the lineage (binary: ROC AUC)
 
     @property
     def bundle(self) -> Bundle:
@@ -71,8 +71,7 @@ class References:
             bundle = Bundle.load(self._bundle_dir(name, version))
             predictor = Predictor(bundle)
             rows = reference_rows(predictor, self._reference_file(version, bundle))
-            roc_auc = bundle.lineage.metrics.valid_roc_auc if bundle.lineage else None
-            self._loaded[key] = Reference(version, predictor, rows, roc_auc)
+            self._loaded[key] = Reference(version, predictor, rows, valid_score(bundle))
         return self._loaded[key]
 
     def _bundle_dir(self, name: str, version: str) -> Path:
@@ -108,14 +107,40 @@ class References:
         return cached
 
 
+def valid_score(bundle: Bundle) -> float | None:
+    """The bundle's primary metric on its validation split, as its lineage records it (None if unregistered)."""
+    if bundle.lineage is None:
+        return None
+    metrics = bundle.lineage.metrics
+    return metrics.valid_roc_auc if bundle.contract.target.task == "binary" else metrics.valid_score
+
+
 def reference_rows(predictor: Predictor, path: Path) -> pl.DataFrame:
-    """The validation split at ``path`` with the bundle's predictions: contract features, probability, label, actual."""
+    """The validation split at ``path`` with the bundle's answers (the columns ``read_log`` gives the task, the
+    probabilities of a multiclass model as a list) and the observed ``actual`` (a multiclass one's by name)."""
     contract = predictor.bundle.contract
+    target = contract.target
     frame = pl.read_parquet(path)
-    probability, label = predictor.predict(frame_columns(frame, contract))
+    answers = predictor.answer(frame_columns(frame, contract))
+    if target.task == "binary":
+        answered = [
+            pl.Series("probability", answers.probability, dtype=pl.Float64),
+            pl.Series("label", answers.label, dtype=pl.Boolean),
+        ]
+        actual = pl.col(target.name).cast(pl.Boolean)
+    elif target.classes is not None:
+        answered = [
+            pl.Series("predicted_class", answers.predicted_class, dtype=pl.String),
+            pl.Series("probability", answers.probability, dtype=pl.Float64),
+            pl.Series("probabilities", answers.lists["probabilities"], dtype=pl.List(pl.Float64)),
+        ]
+        index = pl.Series(range(len(target.classes)), dtype=frame[target.name].dtype)
+        actual = pl.col(target.name).replace_strict(index, pl.Series(target.classes), return_dtype=pl.String)
+    else:
+        answered = [pl.Series("value", answers.value, dtype=pl.Float64)]
+        actual = pl.col(target.name).cast(pl.Float64)
     return frame.select(
         *[pl.col(name).cast(feature_dtype(spec)) for name, spec in contract.features.items()],
-        pl.Series("probability", probability, dtype=pl.Float64),
-        pl.Series("label", label, dtype=pl.Boolean),
-        pl.col(contract.target.name).cast(pl.Boolean).alias("actual"),
+        *answered,
+        actual.alias("actual"),
     )

@@ -241,8 +241,7 @@ class Replayer:
         return Rejection(id=self.traffic.keys[index], status=r.status, error=_error_text(body))
 
     async def _feedback(self, due: list[PendingOutcome]) -> None:
-        target = self.traffic.target
-        body = orjson.dumps([{"id": i, target: actual, "outcome": value} for _, i, actual, value in due])
+        body = orjson.dumps([self.traffic.feedback(i, actual, value) for _, i, actual, value in due])
 
         async def send() -> tuple[int, bytes]:
             headers = {"Content-Type": "application/json"}

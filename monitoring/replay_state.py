@@ -26,8 +26,8 @@ class PendingOutcome(NamedTuple):
 
     due: float  # a UNIX time
     prediction_id: str
-    actual: bool
-    value: float | None  # the numeric outcome, where the dataset has one
+    actual: bool | str | float  # the observed class (a multiclass target's name) or number
+    value: float | None  # the number a binary target was derived from, where the dataset has one
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Evidently reports of one window against its model's reference: drift, data quality and, with labels, quality.
 
-Each window gives up to two snapshots: ``drift`` on the predictions of the window (features, predicted
-probability, missing values, out-of-vocabulary rate, volume) and ``quality`` on the predictions whose outcome has
-arrived (ROC AUC, precision, recall, calibration, label drift), each side of a comparison on every row or on a
+Each window gives up to two snapshots: ``drift`` on the predictions of the window (features, the prediction,
+missing values, out-of-vocabulary rate, volume) and ``quality`` on the predictions whose outcome has arrived, in the
+task's terms (binary: ROC AUC, precision, recall, calibration; multiclass: accuracy, F1, log loss, F1 per class;
+regression: RMSE, MAE, R²; each with the drift of the outcomes), each side of a comparison on every row or on a
 seeded sample of ``max_rows``. Column definitions come from the bundle's contract; ``monitoring.snapshots`` runs
 the Evidently reports themselves.
 
@@ -31,7 +32,6 @@ from monitoring.snapshots import (
     snapshot_html,
     snapshot_json,
 )
-from tabloop.errors import ConfigError
 from tabloop.runtime.contract import FeatureContract
 
 if TYPE_CHECKING:  # the model (and PyTorch) stays out of worker processes
@@ -50,21 +50,16 @@ class Baseline:
     version: str
     contract: FeatureContract
     vocabularies: dict[str, list[str]]  # categorical feature: the model's training vocabulary
-    threshold: float
-    roc_auc: float | None
-    rows: pl.DataFrame  # contract features, probability, label, actual
+    threshold: float | None  # a binary model's
+    score: float | None  # the primary metric on the validation split (binary: ROC AUC)
+    rows: pl.DataFrame  # contract features, the task's answers, actual
 
     @classmethod
     def of(cls, reference: Reference) -> Baseline:
         """A model version's reference without its model."""
         bundle = reference.bundle
-        if bundle.threshold is None:
-            task = bundle.contract.target.task
-            raise ConfigError(f"version {reference.version} is a {task} model; monitoring watches binary ones so far")
         vocabularies = {e.name: [str(v) for v in e.vocabulary] for e in bundle.preprocessor.categorical}
-        return cls(
-            reference.version, bundle.contract, vocabularies, bundle.threshold, reference.roc_auc, reference.rows
-        )
+        return cls(reference.version, bundle.contract, vocabularies, bundle.threshold, reference.score, reference.rows)
 
     def sampled(self, rows: int | None, seed: int) -> Baseline:
         """The same baseline with at most ``rows`` reference rows (all of them for None)."""
@@ -152,13 +147,15 @@ def report_window(
         run=run_info("drift", window),
     )
     quality = _quality(window, reference, max_rows=max_rows, min_labels=min_labels, seed=seed)
+    task = reference.contract.target.task
     summary = drift_summary(
         drift,
         features,
+        task=task,
         rows=window.rows.height,
         labelled=window.labelled,
         compared=current.height,
-        quality=None if quality is None else quality_summary(quality, reference.roc_auc),
+        quality=None if quality is None else quality_summary(quality, reference.score, task),
     )
     return WindowReport(window, drift, quality, summary)
 
@@ -181,12 +178,15 @@ def _quality(
     window: Window, reference: Baseline, *, max_rows: int | None, min_labels: int, seed: int
 ) -> Snapshot | None:
     """The quality of the predictions whose outcome has arrived, against the reference's; None with fewer than
-    ``min_labels`` outcomes or outcomes of one class only."""
+    ``min_labels`` outcomes, or outcomes of one class (or one value) only."""
     labelled = window.rows.filter(pl.col(TARGET).is_not_null())
-    if labelled.height < min_labels or labelled[TARGET].n_unique() != 2:
+    if labelled.height < min_labels or labelled[TARGET].n_unique() < 2:
         return None
     current = sample(labelled, max_rows, seed)
-    return quality_snapshot(current, reference.rows, threshold=reference.threshold, run=run_info("quality", window))
+    target = reference.contract.target
+    return quality_snapshot(
+        current, reference.rows, target=target, threshold=reference.threshold, run=run_info("quality", window)
+    )
 
 
 def run_info(kind: str, window: Window) -> RunInfo:

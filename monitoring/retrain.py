@@ -121,7 +121,7 @@ def retrain(
     ``url`` told about a new champion. Each step's findings go to ``report``, line by line."""
     data = load_data_config(where.data_config)
     registry = load_registry_config(where.registry_config)
-    log = read_log(config.reports.log_url, features=False)  # only ids, times and outcomes
+    log = read_log(config.reports.log_url, features=False, task=data.contract.target.task)  # ids, times, outcomes
     try:
         planned = plan_retraining(config, data, log, features_metrics or where.features_metrics)
     except NothingNewError as e:

@@ -1,69 +1,73 @@
-"""Evidently, and only here: the reports' metrics and datasets, their snapshots read back into a window's numbers,
-and the local workspace that stores those snapshots for the Evidently UI.
+"""Evidently's reports: their metrics and datasets per task, and their snapshots read back into a window's numbers.
 
-The rest of monitoring hands polars frames in and gets the types of ``monitoring.gate`` back; it imports no
-Evidently module (``monitor`` imports this one only once it needs it: Evidently takes seconds to import).
+With ``monitoring.workspace`` (the local storage of the snapshots and the dashboard), the only modules that import
+Evidently. The rest of monitoring hands polars frames in and gets the types of ``monitoring.gate`` back
+(``monitor`` imports these only once it needs them: Evidently takes seconds to import).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
-from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
 from evidently.core.metric_types import SingleValueCalculation, SingleValueMetric
 from evidently.core.report import Snapshot
 
-# Evidently's own local storage writes snapshots with these two (uuid7 names, numpy-aware JSON); they are used
-# here to write a snapshot the same way, but whole or not at all (MonitoringWorkspace.put). evidently is pinned.
-from evidently.legacy.core import new_id
+# Evidently's own local storage writes snapshots with this numpy-aware JSON encoder; snapshot_json writes them the
+# same way. evidently is pinned.
 from evidently.legacy.utils import NumpyEncoder
 from evidently.metrics import (
+    MAE,
+    RMSE,
+    Accuracy,
     DatasetMissingValueCount,
     DriftedColumnsCount,
+    F1ByLabel,
+    F1Score,
+    LogLoss,
     MeanValue,
     Precision,
+    R2Score,
     Recall,
     RocAuc,
     RowCount,
     ValueDrift,
 )
-from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
-from evidently.sdk.panels import bar_plot_panel, line_plot_panel
-from evidently.ui.workspace import Workspace
 
 from monitoring.gate import DriftScore, LabelDrift, WindowQuality, WindowSummary
-from tabloop.errors import TabloopError
 from tabloop.evaluation.metrics import expected_calibration_error
-from tabloop.io import staged
-from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract, TargetSpec, TaskKind
 
 __all__ = [
+    "PREDICTION",
     "PROBABILITY",
     "TARGET",
-    "MonitoringWorkspace",
     "RunInfo",
     "Snapshot",
-    "WorkspaceError",
     "drift_snapshot",
     "drift_summary",
     "quality_snapshot",
     "quality_summary",
-    "quarantine_unreadable",
     "snapshot_html",
     "snapshot_json",
 ]
 
-logger = logging.getLogger(__name__)
 
-TARGET, PROBABILITY = "actual", "probability"  # the observed class and the predicted probability
+TARGET, PROBABILITY = "actual", "probability"  # the observed outcome and the predicted probability
+# What each task's prediction drift is measured on, and what its mean prediction is the mean of
+PREDICTION: dict[TaskKind, str] = {"binary": PROBABILITY, "multiclass": "predicted_class", "regression": "value"}
+MEAN_OF: dict[TaskKind, str] = {"binary": PROBABILITY, "multiclass": PROBABILITY, "regression": "value"}
+PREDICTION_WORDS: dict[TaskKind, str] = {
+    "binary": "predicted probability",
+    "multiclass": "predicted class",
+    "regression": "predicted value",
+}
 
 
 class OOVRate(SingleValueMetric):
@@ -125,9 +129,12 @@ def drift_snapshot(
     features = list(contract.features)
     categorical = [n for n, s in contract.features.items() if s.kind == "categorical"]
     numerical = [n for n in features if n not in categorical]
+    task = contract.target.task
+    prediction, mean = PREDICTION[task], MEAN_OF[task]
+    answers = list(dict.fromkeys([prediction, mean]))
     definition = DataDefinition(
-        numerical_columns=[*numerical, PROBABILITY],
-        categorical_columns=categorical,
+        numerical_columns=[*numerical, *(c for c in answers if c != "predicted_class")],
+        categorical_columns=[*categorical, *(c for c in answers if c == "predicted_class")],
         text_columns=[],
         datetime_columns=[],
     )
@@ -135,18 +142,28 @@ def drift_snapshot(
         RowCount(),
         DriftedColumnsCount(columns=features, drift_share=drift_share),
         *[ValueDrift(column=name) for name in features],
-        ValueDrift(column=PROBABILITY),
-        MeanValue(column=PROBABILITY),
+        ValueDrift(column=prediction),
+        MeanValue(column=mean),
         DatasetMissingValueCount(columns=features),
         *[OOVRate(column=name, vocabulary=vocabularies[name]) for name in categorical if name in vocabularies],
     ]
-    columns = [*features, PROBABILITY]
+    columns = [*features, *answers]
     return _run(metrics, _dataset(current, columns, definition), _dataset(reference, columns, definition), run)
 
 
-def quality_snapshot(current: pl.DataFrame, reference: pl.DataFrame, *, threshold: float, run: RunInfo) -> Snapshot:
-    """ROC AUC, precision and recall at ``threshold``, calibration, label rate and label drift of ``current``'s
-    labelled rows, against ``reference``."""
+def quality_snapshot(
+    current: pl.DataFrame, reference: pl.DataFrame, *, target: TargetSpec, threshold: float | None, run: RunInfo
+) -> Snapshot:
+    """The quality of ``current``'s labelled rows against ``reference``'s, in the terms of ``target``'s task:
+    ROC AUC, precision and recall at ``threshold``, calibration and the positive rate (binary); accuracy, F1,
+    log loss and F1 per class (multiclass); RMSE, MAE, R² and the mean observed value (regression). Each with the
+    drift of the observed outcomes."""
+    if target.classes is not None:
+        return _multiclass_quality(current, reference, target.classes, run)
+    if target.task == "regression":
+        return _regression_quality(current, reference, run)
+    if threshold is None:
+        raise ValueError("a binary model's quality needs its decision threshold")
     definition = DataDefinition(
         numerical_columns=[PROBABILITY],
         categorical_columns=[TARGET],
@@ -166,6 +183,50 @@ def quality_snapshot(current: pl.DataFrame, reference: pl.DataFrame, *, threshol
     return _run(metrics, _dataset(current, columns, definition), _dataset(reference, columns, definition), run)
 
 
+def _multiclass_quality(current: pl.DataFrame, reference: pl.DataFrame, classes: list[str], run: RunInfo) -> Snapshot:
+    """Accuracy, F1, log loss, F1 per class and the drift of the observed classes; each class's probability is a
+    column named as the class (Evidently reads the labels from the names)."""
+    definition = DataDefinition(
+        numerical_columns=list(classes),
+        categorical_columns=[TARGET, PREDICTION["multiclass"]],
+        text_columns=[],
+        datetime_columns=[],
+        classification=[
+            MulticlassClassification(
+                target=TARGET, prediction_labels=PREDICTION["multiclass"], prediction_probas=list(classes)
+            )
+        ],
+    )
+    metrics = [Accuracy(), F1Score(), LogLoss(), F1ByLabel(), ValueDrift(column=TARGET)]
+    columns = [TARGET, PREDICTION["multiclass"], *classes]
+    current, reference = class_columns(current, classes), class_columns(reference, classes)
+    return _run(metrics, _dataset(current, columns, definition), _dataset(reference, columns, definition), run)
+
+
+def class_columns(frame: pl.DataFrame, classes: list[str]) -> pl.DataFrame:
+    """``frame`` with each class's probability in a column named as the class, from ``probabilities`` (a list, or
+    the JSON text of one as the prediction log holds it)."""
+    probabilities = pl.col("probabilities")
+    if frame.schema["probabilities"] == pl.String:
+        probabilities = probabilities.str.json_decode(pl.List(pl.Float64))
+    return frame.with_columns(probabilities.list.get(i).alias(name) for i, name in enumerate(classes))
+
+
+def _regression_quality(current: pl.DataFrame, reference: pl.DataFrame, run: RunInfo) -> Snapshot:
+    """RMSE, MAE, R², the mean observed value and its drift."""
+    value = PREDICTION["regression"]
+    definition = DataDefinition(
+        numerical_columns=[TARGET, value],
+        categorical_columns=[],
+        text_columns=[],
+        datetime_columns=[],
+        regression=[Regression(target=TARGET, prediction=value)],
+    )
+    metrics = [RMSE(), MAE(), R2Score(), MeanValue(column=TARGET), ValueDrift(column=TARGET)]
+    columns = [TARGET, value]
+    return _run(metrics, _dataset(current, columns, definition), _dataset(reference, columns, definition), run)
+
+
 def _run(metrics: list[Any], current: Dataset, reference: Dataset, run: RunInfo) -> Snapshot:
     report = Report(metrics, include_tests=True, tags=run.tags, metadata=dict(run.metadata))
     return report.run(current_data=current, reference_data=reference, timestamp=run.timestamp, name=run.name)
@@ -173,8 +234,8 @@ def _run(metrics: list[Any], current: Dataset, reference: Dataset, run: RunInfo)
 
 def _dataset(frame: pl.DataFrame, columns: list[str], definition: DataDefinition) -> Dataset:
     data = frame.select(columns).to_pandas()
-    if TARGET in data:
-        data[TARGET] = data[TARGET].astype(int)  # Evidently's classification metrics need 0/1
+    if TARGET in data and frame.schema[TARGET] == pl.Boolean:
+        data[TARGET] = data[TARGET].astype(int)  # Evidently's binary classification metrics need 0/1
     for name in data.columns:
         if isinstance(data[name].dtype, pd.ArrowDtype | pd.StringDtype):
             data[name] = data[name].astype(object)
@@ -201,6 +262,7 @@ def drift_summary(
     snapshot: Snapshot,
     features: list[str],
     *,
+    task: TaskKind,
     rows: int,
     labelled: int,
     compared: int,
@@ -212,13 +274,14 @@ def drift_summary(
     data = snapshot.dict()
     metrics = _metrics(data)
     scores = _drift_scores(data, metrics)
-    columns = {c: score for c, score in scores.items() if c != PROBABILITY}
+    columns = {c: score for c, score in scores.items() if c != PREDICTION[task]}
     drifted = [c for c in features if c in columns and columns[c].drifted]
     flags = [c for c in features if c in columns]
     missing = next((int(v["count"]) for kind, _, v in metrics if kind == "DatasetMissingValueCount"), 0)
     return WindowSummary(
         columns=columns,
-        prediction_drift=scores.get(PROBABILITY),
+        prediction_drift=scores.get(PREDICTION[task]),
+        prediction=PREDICTION_WORDS[task],
         mean_prediction=next((float(v) for kind, _, v in metrics if kind == "MeanValue"), float("nan")),
         oov_rate={config["column"]: float(v) for kind, config, v in metrics if kind == "OOVRate"},
         drifted_features=drifted,
@@ -247,130 +310,50 @@ def _drift_scores(data: dict[str, Any], metrics: list[tuple[str, dict[str, Any],
     }
 
 
-def quality_summary(snapshot: Snapshot, reference_roc_auc: float | None) -> WindowQuality:
-    """ROC AUC, precision, recall, calibration error, observed label rate and label drift of a quality snapshot,
-    beside the reference's ROC AUC."""
-    found: dict[str, Any] = {"reference_roc_auc": reference_roc_auc}
-    names = {"RocAuc": "roc_auc", "Precision": "precision", "Recall": "recall", "CalibrationError": "calibration_error"}
+QUALITY_NAMES: dict[TaskKind, dict[str, str]] = {
+    "binary": {
+        "RocAuc": "roc_auc",
+        "Precision": "precision",
+        "Recall": "recall",
+        "CalibrationError": "calibration_error",
+    },
+    "multiclass": {"Accuracy": "accuracy", "F1Score": "f1", "LogLoss": "log_loss"},
+    "regression": {"RMSE": "rmse", "MAE": "mae", "R2Score": "r2"},
+}
+MEAN_OF_TARGET: dict[TaskKind, str] = {"binary": "label_rate", "multiclass": "", "regression": "mean_actual"}
+GATE_METRIC: dict[TaskKind, str | None] = {"binary": None, "multiclass": "log_loss", "regression": "rmse"}
+
+
+def quality_summary(snapshot: Snapshot, reference_score: float | None, task: TaskKind = "binary") -> WindowQuality:
+    """The numbers of a quality snapshot in its task's terms (``QUALITY_NAMES``), the observed outcomes' mean and
+    drift, beside the reference's primary metric (binary: its ROC AUC)."""
+    metric = GATE_METRIC[task]
+    found: dict[str, Any] = (
+        {"reference_roc_auc": reference_score}
+        if metric is None
+        else {"metric": metric, "reference_score": reference_score}
+    )
+    names = QUALITY_NAMES[task]
     for kind, config, value in _metrics(snapshot.dict()):
         if kind in names:
-            found[names[kind]] = None if value is None or np.isnan(float(value)) else float(value)
+            found[names[kind]] = _number(value)
+        elif kind == "F1ByLabel":
+            found["f1_by_class"] = {str(k): v for k, v in _by_label(value).items() if v is not None}
         elif kind == "MeanValue" and config.get("column") == TARGET:
-            found["label_rate"] = float(value)
+            found[MEAN_OF_TARGET[task]] = float(value)
         elif kind == "ValueDrift" and config.get("column") == TARGET:
             found["label_drift"] = LabelDrift(score=float(value), method=config["method"])
     return WindowQuality.model_validate(found)
 
 
-class WorkspaceError(TabloopError):
-    """The workspace cannot be opened or written."""
+def _number(value: Any) -> float | None:
+    """A metric's value as a number: a mean-and-deviation metric's mean (MAE); None where it is NaN."""
+    if isinstance(value, dict):
+        value = value.get("mean")
+    return None if value is None or np.isnan(float(value)) else float(value)
 
 
-def quarantine_unreadable(path: Path) -> list[Path]:
-    """Move snapshot files that are not JSON (truncated by a crash, edited by hand) out of the workspace, beside
-    it: Evidently cannot open a workspace holding one, and its UI answers 500. They are kept, not deleted."""
-    moved = []
-    for file in sorted(path.glob("*/snapshots/*.json")):
-        try:
-            json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            target = path.with_name(f"{path.name}-quarantine") / file.parent.parent.name / file.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            file.replace(target)
-            logger.warning("moved the unreadable snapshot %s to %s", file, target)
-            moved.append(target)
-    return moved
-
-
-class MonitoringWorkspace:
-    """The project named ``project`` in the workspace at ``path`` (both created if missing)."""
-
-    def __init__(self, path: Path, project: str) -> None:
-        self.path = path
-        self.quarantined = quarantine_unreadable(path)
-        try:
-            self.workspace = Workspace(str(path))
-            found = self.workspace.search_project(project)
-            self.project = found[0] if found else self.workspace.create_project(project)
-        except Exception as e:  # Evidently raises assorted types for a damaged workspace
-            raise WorkspaceError(
-                f"{path}: the Evidently workspace cannot be opened ({e}); it is rebuilt from the prediction log "
-                f"if you move it away"
-            ) from e
-        self.project_id = self.project.id
-        self.existing = self._index()
-
-    def _index(self) -> dict[tuple[str, str], tuple[Any, dict[str, str]]]:
-        """Snapshots by (window, kind); unreadable ones are deleted (they would break the UI) and reported."""
-        index: dict[tuple[str, str], tuple[Any, dict[str, str]]] = {}
-        for snapshot_id in self.workspace.list_runs(self.project_id):
-            try:
-                model = self.workspace.get_run(self.project_id, snapshot_id)
-            except Exception as e:  # a truncated or hand-edited file
-                logger.warning("removing unreadable snapshot %s from the workspace: %s", snapshot_id, e)
-                self.workspace.delete_run(self.project_id, snapshot_id)
-                continue
-            if model is None:
-                continue
-            kind = next((t.removeprefix("kind:") for t in model.tags if t.startswith("kind:")), "")
-            key = (str(model.metadata.get("window_key", "")), kind)
-            index[key] = (snapshot_id, {k: str(v) for k, v in model.metadata.items()})
-        return index
-
-    def is_current(self, window_key: str, kind: str, metadata: dict[str, str]) -> bool:
-        """Whether the workspace already holds this window's snapshot of ``kind`` for the same rows."""
-        found = self.existing.get((window_key, kind))
-        return found is not None and all(found[1].get(k) == metadata[k] for k in ("rows", "labelled"))
-
-    def put(self, window_key: str, kind: str, snapshot: Snapshot | str) -> None:
-        """Add ``snapshot`` (or its ``snapshot_json``), replacing an older one of the same window and kind.
-
-        The file is written where ``Workspace.add_run`` writes it, but whole or not at all (staged, then renamed),
-        so that a crash leaves no truncated snapshot behind.
-        """
-        old = self.existing.pop((window_key, kind), None)
-        if old is not None:
-            self.workspace.delete_run(self.project_id, old[0])
-        text = snapshot if isinstance(snapshot, str) else snapshot_json(snapshot)
-        with staged(self.path / str(self.project_id) / "snapshots" / f"{new_id()}.json") as (staging,):
-            staging.write_text(text, encoding="utf-8")
-
-    def save_dashboard(self, versions: list[str], features: list[str]) -> None:
-        """The dashboard, rebuilt every time (idempotent): drift, predictions against outcomes, quality, volume."""
-        drift = [
-            PanelMetric(
-                legend="share of features drifted", metric="DriftedColumnsCount", metric_labels={"value_type": "share"}
-            )
-        ]
-        scores = [PanelMetric(legend=name, metric="ValueDrift", metric_labels={"column": name}) for name in features]
-        means = [
-            PanelMetric(legend="mean prediction", metric="MeanValue", metric_labels={"column": "probability"}),
-            PanelMetric(legend="observed positive rate", metric="MeanValue", metric_labels={"column": "actual"}),
-        ]
-        panels = [
-            line_plot_panel("Share of drifted features", drift, size="half"),
-            line_plot_panel(
-                "Prediction drift score",
-                [
-                    PanelMetric(
-                        legend="predicted probability", metric="ValueDrift", metric_labels={"column": "probability"}
-                    )
-                ],
-                size="half",
-            ),
-            *([line_plot_panel("Drift score of key features", scores)] if scores else []),
-            line_plot_panel("Mean prediction and observed positive rate", means, size="half"),
-            line_plot_panel(
-                "ROC AUC as outcomes arrive", [PanelMetric(legend="ROC AUC", metric="RocAuc")], size="half"
-            ),
-            bar_plot_panel(
-                "Requests per window, by model version",
-                [
-                    PanelMetric(legend=f"version {v}", metric="RowCount", metadata={"model_version": v})
-                    for v in versions
-                ],
-                stacked=True,
-            ),
-        ]
-        tab = DashboardTabModel(title="Monitoring", panels=[p.id for p in panels])
-        self.workspace.save_dashboard(self.project_id, DashboardModel(tabs=[tab], panels=panels))
+def _by_label(value: Any) -> dict[str, float | None]:
+    """A by-label metric's values (a mapping of label to value, or to ``{"value": ...}``)."""
+    found = value.get("values", value) if isinstance(value, dict) else {}
+    return {str(k): _number(v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in found.items()}

@@ -17,7 +17,7 @@ import polars as pl
 from tabloop.config.monitor import ReplayConfig
 from tabloop.errors import TabloopError
 from tabloop.records import ID, OUTCOME, OUTCOME_TIME, TIME
-from tabloop.runtime.contract import FeatureContract
+from tabloop.runtime.contract import FeatureContract, TargetSpec, TaskKind
 
 SNAPSHOT_NAME = "traffic.parquet"  # beside the state file
 
@@ -27,14 +27,22 @@ class Traffic:
     """The rows to replay, in time order: bodies, times and outcomes."""
 
     source: str
-    target: str  # the contract's name of the observed class, as /feedback takes it
+    target: str  # the contract's name of the target, as /feedback takes it
     time_zone: str  # of the days named by `until`
     keys: list[str]  # the example's id: unique per row
     event_time: list[dt.datetime]  # when the prediction is wanted, UTC
     outcome_at: list[dt.datetime]  # when the outcome is known, UTC
     bodies: list[bytes]  # the request body: the contract's features as JSON
-    labels: list[bool]
-    outcomes: list[float | None]  # the label column's value, where it is a number
+    labels: list[bool | str | float]  # the observed class (a multiclass target's by name) or number
+    outcomes: list[float | None]  # the number a binary target was derived from, where the dataset has one
+    task: TaskKind = "binary"
+
+    def feedback(self, prediction_id: str, actual: bool | str | float, value: float | None) -> dict[str, object]:
+        """One outcome as /feedback takes it: the number behind the class only for a binary target."""
+        item: dict[str, object] = {"id": prediction_id, self.target: actual}
+        if self.task == "binary":
+            item["outcome"] = value
+        return item
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -72,9 +80,18 @@ def load_traffic(
         event_time=frame["event_time"].to_list(),
         outcome_at=frame["outcome_at"].to_list(),
         bodies=[orjson.dumps(row) for row in frame.select(features).iter_rows(named=True)],
-        labels=frame[contract.target.name].to_list(),
+        labels=observed(frame, contract.target),
         outcomes=[None if v is None else float(v) for v in outcomes],
+        task=contract.target.task,
     )
+
+
+def observed(frame: pl.DataFrame, target: TargetSpec) -> list[bool | str | float]:
+    """The target column as /feedback takes it: a multiclass target's class index as the class's name."""
+    values = frame[target.name].to_list()
+    if target.classes is not None:
+        return [target.classes[int(v)] for v in values]
+    return values
 
 
 def _read_rows(path: Path, contract: FeatureContract) -> pl.DataFrame:

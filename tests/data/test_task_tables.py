@@ -16,17 +16,19 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
 from helpers import REPO_ROOT, WHERE, log_rows, shrink
+from monitoring.monitor import run_monitor
 from serving.app import create_app
 from serving.routes.v2 import datatype_of
 from serving.settings import ServeSettings
 from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
+from tabloop.config.monitor import GateConfig, MonitorConfig, ReportsConfig, load_monitor_config
 from tabloop.drafting import DraftRequest, draft_dataset
 from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
 from tabloop.layout import DATASETS_FILE, Layout
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import CHAMPION
-from tabloop.runtime.bundle import Predictor
+from tabloop.runtime.bundle import Bundle, Predictor
 from tabloop.settings import Settings
 from tabloop.stages.evaluate import run as evaluate
 from tabloop.stages.features import run as build_features
@@ -209,6 +211,74 @@ def test_a_multiclass_or_regression_model_is_gated_registered_and_answers_throug
         assert "prediction_value_count 27.0" in exposition  # a positive target's buckets: none below 0
         assert "prediction_probability" not in exposition
     check_log(serve, len(rows), answered, served)
+    with TestClient(create_app(serve, settings)) as client:  # every outcome arrives: the true ones
+        observed = truth(test, predictor.bundle.contract.target)
+        sent = [{"id": i, target: v} for i, v in zip(answered, observed, strict=True)]
+        assert client.post("/feedback", json=sent).json() == {"recorded": len(sent)}
+    check_monitoring(serve, settings, registry, tmp_path, out, predictor, answered, observed, served)
+
+
+def truth(test: pl.DataFrame, target: Any) -> list[Any]:
+    """The test rows' observed targets as /feedback takes them: a class by name, or a number."""
+    values = test[target.name].to_list()
+    return [target.classes[v] for v in values] if target.classes is not None else values
+
+
+def check_monitoring(
+    serve: ServeSettings,
+    settings: Settings,
+    registry: Any,
+    tmp_path: Path,
+    out: Path,
+    predictor: Predictor,
+    answered: list[str],
+    observed: list[Any],
+    served: Any,
+) -> None:
+    """The monitor reports the log in the task's terms and its gate compares the task's primary metric with the
+    validation split's: healthy on the true outcomes, an alarm once they are far from the predictions."""
+    target = predictor.bundle.contract.target
+    config = MonitorConfig(
+        replay=load_monitor_config(WHERE.monitor_config, WHERE).replay,
+        reports=ReportsConfig(
+            log_url=serve.prediction_log_url, min_rows=10, min_labels=10, cache_dir=tmp_path / "monitor-cache",
+            reference_dir=out / "features", workspace=tmp_path / "workspace", out_dir=tmp_path / "monitoring",
+            project="tasks",
+        ),
+        # Twenty rows: the features and the prediction drift by chance, and the score is noisy
+        gate=GateConfig(max_drift_share=1.0, prediction_drift=False, max_error_increase=1.0),
+    )  # fmt: skip
+    result = run_monitor(config, settings, registry, target.task)
+    summary = result.verdict.summary
+    assert summary is not None
+    quality = summary.quality
+    assert quality is not None
+    if target.classes is not None:
+        assert (quality.metric, summary.prediction) == ("log_loss", "predicted class")
+        each = served.drop(columns="label").to_numpy()
+        index = [target.classes.index(c) for c in observed]
+        expected = -np.mean(np.log(each[np.arange(len(index)), index]))
+        assert quality.log_loss == pytest.approx(expected, rel=1e-3)
+        assert set(quality.f1_by_class or {}) <= set(target.classes)
+        wrong: list[Any] = [target.classes[(i + 1) % len(target.classes)] for i in index]  # never the true class
+    else:
+        assert (quality.metric, summary.prediction) == ("rmse", "predicted value")
+        expected = float(np.sqrt(np.mean((served[target.name].to_numpy() - np.asarray(observed)) ** 2)))
+        assert quality.rmse == pytest.approx(expected, rel=1e-6)
+        wrong = [3 * v + 10 for v in observed]
+    registered = Bundle.load(tmp_path / "monitor-cache" / registry.model_name / "1")  # fetched by the monitor
+    assert registered.lineage is not None
+    assert quality.reference_score == registered.lineage.metrics.valid_score
+    assert result.verdict.status == "healthy", result.verdict.reasons
+    assert (tmp_path / "monitoring" / "latest_quality.html").is_file()
+
+    with TestClient(create_app(serve, settings)) as client:  # the outcomes move far from the predictions
+        sent = [{"id": i, target.name: v} for i, v in zip(answered, wrong, strict=True)]
+        assert client.post("/feedback", json=sent).json() == {"recorded": len(sent)}
+    alarmed = run_monitor(config, settings, registry, target.task).verdict
+    assert alarmed.status == "alarm"
+    name = "log loss" if target.classes is not None else "RMSE"
+    assert any(reason.startswith(f"{name} ") and "above the reference's" in reason for reason in alarmed.reasons)
 
 
 def check_log(serve: ServeSettings, rows: int, answered: list[str], served: Any) -> None:

@@ -22,7 +22,7 @@ from chromium import Visit
 from helpers import REPO_ROOT, free_port, monitor_config
 from monitoring.log_reader import read_log
 from monitoring.monitor import run_monitor
-from monitoring.snapshots import MonitoringWorkspace
+from monitoring.workspace import MonitoringWorkspace
 from tabloop.config import load_registry_config
 from tabloop.config.monitor import MonitorConfig
 from tabloop.settings import Settings

@@ -20,7 +20,7 @@ from flights.slices import write_slice
 from helpers import free_port
 from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
-from monitoring.snapshots import MonitoringWorkspace
+from monitoring.workspace import MonitoringWorkspace
 from profiles import FLIGHTS_SPLIT
 from tabloop.layout import Layout
 from tools.benchmarks.workspace import copy_repository, dvc, edit_config, environment

@@ -11,7 +11,7 @@ from helpers import monitor_config
 from monitoring.gate import ALARM, HEALTHY, UNJUDGED, WindowSummary, judge
 from monitoring.log_reader import read_log, windows
 from monitoring.monitor import run_monitor
-from monitoring.snapshots import MonitoringWorkspace
+from monitoring.workspace import MonitoringWorkspace
 from serving.log import PredictionLog
 from tabloop.config import DataConfig, RegistryConfig, load_registry_config
 from tabloop.settings import Settings

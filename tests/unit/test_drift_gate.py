@@ -162,3 +162,51 @@ def test_a_damaged_verdict_json_is_refused_naming_the_file(tmp_path: Path) -> No
     (tmp_path / "verdict.json").write_text('{"status": "healthy"}')
     with pytest.raises(MonitorError, match=r"verdict.json: not what the monitor writes \(\d+ problems\); run it again"):
         MonitorResult.read(tmp_path / "verdict.json")
+
+
+def task_summary(metric: str, score: float, reference: float | None) -> WindowSummary:
+    """A steady window of a multiclass (log loss) or regression (RMSE) model, its quality at ``score``."""
+    quality = WindowQuality(
+        metric=metric,  # type: ignore[arg-type]
+        reference_score=reference,
+        label_drift=LabelDrift(method="wasserstein", score=0.01),
+        **{metric: score},
+    )
+    return summary().model_copy(update={"quality": quality, "prediction": "predicted value"})
+
+
+@pytest.mark.parametrize(
+    ("metric", "score", "alarm"),
+    [("rmse", 12.4, False), ("rmse", 12.6, True), ("log_loss", 0.62, False), ("log_loss", 0.63, True)],
+)
+def test_an_error_metric_above_the_reference_by_more_than_the_share_raises_the_alarm(
+    metric: str, score: float, alarm: bool
+) -> None:
+    reference = 10.0 if metric == "rmse" else 0.5
+    verdict = judge("w", task_summary(metric, score, reference), GATE.model_copy(update={"max_error_increase": 0.25}))
+    assert (verdict.exit_code == ALARM) is alarm
+    if alarm:
+        name = "RMSE" if metric == "rmse" else "log loss"
+        assert verdict.reasons == [
+            f"{name} {score:.4g} is {score / reference - 1:.0%} above the reference's {reference:.4g} (limit 25%)"
+        ]
+
+
+def test_an_unregistered_reference_has_no_score_to_compare() -> None:
+    assert judge("w", task_summary("rmse", 1e6, None), GATE).exit_code == HEALTHY
+
+
+def test_each_task_writes_its_own_quality_fields() -> None:
+    binary = summary().quality
+    assert binary is not None
+    assert set(binary.model_dump()) == {
+        "roc_auc", "precision", "recall", "calibration_error", "label_rate", "label_drift", "reference_roc_auc"
+    }  # fmt: skip
+    regression = task_summary("rmse", 3.0, 2.5)
+    assert regression.quality is not None
+    assert set(regression.quality.model_dump()) == {"rmse", "label_drift", "metric", "reference_score"}
+    assert regression.model_dump()["prediction"] == "predicted value"
+    assert "prediction" not in summary().model_dump()  # a binary window's summary, written as before
+    assert WindowSummary.model_validate_json(regression.model_dump_json()) == regression
+    described = describe(judge("w", regression, GATE))
+    assert "RMSE 3 (reference 2.5)" in described

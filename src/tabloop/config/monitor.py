@@ -51,6 +51,9 @@ class GateConfig(StrictModel):
 
     max_drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that raises the alarm.")
     max_roc_auc_drop: float = Field(0.05, ge=0, le=1, description="ROC AUC below the reference's by more: alarm.")
+    max_error_increase: float = Field(
+        0.25, ge=0, description="Log loss (multiclass) or RMSE (regression) above the reference's by this share: alarm."
+    )
     prediction_drift: bool = Field(True, description="Whether drift of the predicted probability raises the alarm.")
 
 

@@ -257,8 +257,7 @@ def replayed_log(
                 model_name=MODEL_NAME,
                 model_version="1",
                 features={name: [rows[i][name]] for name in config.contract.features},
-                probability=[float(probability[i])],
-                label=[bool(label[i])],
+                answers={"probability": [float(probability[i])], "label": [bool(label[i])]},
             )
         )
     log.record_feedback(

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import uvicorn
 import yaml
 
-from profiles import CONFIGURED, REPO_ROOT
+from profiles import CONFIGURED, REPO_ROOT, configured_config
 from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
@@ -37,6 +37,27 @@ WHERE = CONFIGURED  # the configured dataset's paths in this repository
 CONFIG_PATH = WHERE.data_config
 MODEL_NAME = "tests-model"  # the registered model of the serving tests
 SPLITS = ("train", "valid", "test")
+TARGET = configured_config().contract.target  # what the configured dataset's model predicts
+TASK = TARGET.task
+
+
+# The V2 outputs of the configured task: name and datatype
+V2_OUTPUTS = {
+    "binary": [("probability", "FP64"), ("label", "BOOL")],
+    "multiclass": [("label", "BYTES"), ("probabilities", "FP64")],
+    "regression": [(TARGET.name, "FP64")],
+}[TASK]
+
+
+# Where the prediction log keeps the configured task's observed outcome (prediction_tables.py)
+OUTCOME_COLUMN = {"binary": "actual", "multiclass": "actual_class", "regression": "outcome"}[TASK]
+SMOKE_NOT_FINITE = "smoke prediction is not a probability" if TASK == "binary" else "smoke prediction is not finite"
+
+
+def answer_number(prediction: dict[str, Any]) -> float:
+    """The number a /predict prediction carries, whatever the task: the probability (of the positive class, or of
+    the predicted class) or a regression's value."""
+    return float(prediction["probability"] if "probability" in prediction else prediction[TARGET.name])
 
 
 def with_source(config: DataConfig, directory: Path) -> DataConfig:
@@ -170,7 +191,7 @@ def variant(trained: dict[str, Path], tmp_path: Path, name: str, change: str) ->
         contract = preprocessor.contract.model_copy(update={"features": features})
         preprocessor = preprocessor.model_copy(update={"contract": contract})
     path = tmp_path / name
-    Bundle(bundle.args, weights, preprocessor, bundle.threshold).save(path)
+    replace(bundle, weights=weights, preprocessor=preprocessor).save(path)
     return path
 
 

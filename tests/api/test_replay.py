@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from helpers import log_rows, running_service
+from helpers import OUTCOME_COLUMN, TASK, log_rows, running_service
 from monitoring.__main__ import app as monitoring_cli
 from monitoring.replay import replay
 from monitoring.replay_state import ReplayState
@@ -46,7 +46,8 @@ def test_every_example_is_predicted_once_at_its_time_and_its_outcome_follows(
     outcomes = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
     assert set(outcomes) == set(predictions)
     actual = dict(zip(traffic.keys, traffic.labels, strict=True))
-    assert all(bool(outcomes[f"r{run}-{key}"]["actual"]) == actual[key] for key in traffic.keys)
+    stored = {key: outcomes[f"r{run}-{key}"][OUTCOME_COLUMN] for key in traffic.keys}
+    assert stored == {key: bool(v) if TASK == "binary" else v for key, v in actual.items()}
 
 
 def test_an_interrupted_replay_resumes_and_counts_nothing_twice(

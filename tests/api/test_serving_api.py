@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from helpers import MODEL_NAME as MODEL
-from helpers import REPO_ROOT, log_rows
+from helpers import REPO_ROOT, TASK, V2_OUTPUTS, answer_number, log_rows
 from profiles import configured_config
 from serving.app import create_app
 from serving.log import PredictionLog
@@ -29,11 +29,37 @@ from serving.v2_protocol import ModelMetadataResponse, ServerMetadataResponse
 from synthetic import Probe
 from tabloop.errors import ConfigError
 from tabloop.runtime.bundle import Predictor
+from tabloop.runtime.task import Answers
 
 Rows = list[dict[str, Any]]
 CONTRACT = configured_config().contract
 PROBE = Probe.of(CONTRACT)
 TARGET = PROBE.target
+# Two observed values of the target, as /feedback takes them
+OBSERVED: dict[str, tuple[Any, Any]] = {
+    "binary": (True, False),
+    "multiclass": tuple((CONTRACT.target.classes or ["", ""])[:2]),  # type: ignore[dict-item]
+    "regression": (42.0, 7.5),
+}
+
+
+def expected_prediction(answers: Answers, i: int) -> dict[str, Any]:
+    """What /predict says of row ``i`` (besides its id), from the predictor's answers."""
+    lists = answers.lists
+    if TASK == "binary":
+        return {"probability": lists["probability"][i], TARGET: lists["label"][i]}
+    if TASK == "multiclass":
+        classes = CONTRACT.target.classes or []
+        each = dict(zip(classes, lists["probabilities"][i], strict=True))
+        return {TARGET: lists["predicted_class"][i], "probability": lists["probability"][i], "probabilities": each}
+    return {TARGET: lists["value"][i]}
+
+
+def invocation_number(record: dict[str, Any]) -> float:
+    """The number of an /invocations record, as ``answer_number`` reads /predict's."""
+    if "probability" in record or TASK == "regression":
+        return float(record["probability"] if "probability" in record else record[TARGET])
+    return max(v for k, v in record.items() if k.startswith("probability_"))
 
 
 @pytest.fixture
@@ -55,9 +81,12 @@ def test_one_example(client: TestClient, test_rows: Rows, trained: dict[str, Pat
     assert (body["model_name"], body["model_version"]) == (MODEL, "1")
     [prediction] = body["predictions"]
     assert prediction["id"] == body["request_id"]
-    expected, label = Predictor.from_directory(trained["bundle"]).predict({k: [v] for k, v in test_rows[0].items()})
-    assert prediction["probability"] == pytest.approx(float(expected[0]), abs=1e-9)
-    assert prediction[TARGET] is bool(label[0])
+    answers = Predictor.from_directory(trained["bundle"]).answer({k: [v] for k, v in test_rows[0].items()})
+    expected = expected_prediction(answers, 0)
+    assert set(prediction) == {"id", *expected}
+    for key, value in expected.items():
+        assert prediction[key] == pytest.approx(value, abs=1e-9)
+        assert type(prediction[key]) is type(value)
     assert "app;dur=" in response.headers["server-timing"]
 
 
@@ -67,8 +96,8 @@ def test_a_list_of_examples_keeps_order_and_is_logged(
     rows = test_rows[:12]  # more than inline_rows: predicted in a worker thread
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
         body = c.post("/predict", json=rows).json()
-        single = [c.post("/predict", json=r).json()["predictions"][0]["probability"] for r in rows[:3]]
-    assert [p["probability"] for p in body["predictions"][:3]] == pytest.approx(single)
+        single = [answer_number(c.post("/predict", json=r).json()["predictions"][0]) for r in rows[:3]]
+    assert [answer_number(p) for p in body["predictions"][:3]] == pytest.approx(single)
     ids = [p["id"] for p in body["predictions"]]
     assert len(set(ids)) == 12
     assert all(i.startswith(body["request_id"]) for i in ids)
@@ -78,7 +107,8 @@ def test_a_list_of_examples_keeps_order_and_is_logged(
     assert row["model_version"] == "1"
     assert row["route"] == "/predict"
     assert json.loads(row["features"]) == rows[0]
-    assert row["probability"] == pytest.approx(body["predictions"][0]["probability"])
+    logged_number = row["value"] if TASK == "regression" else row["probability"]
+    assert logged_number == pytest.approx(answer_number(body["predictions"][0]))
 
 
 def test_a_client_names_its_request_and_when_it_happened(
@@ -118,7 +148,9 @@ def test_unseen_category_is_accepted_and_impossible_values_are_not(client: TestC
     assert set(paths) == {f"body.{name}" for name in impossible}
     if PROBE.closed is not None:
         assert PROBE.allowed_phrase() in paths[f"body.{PROBE.closed}"]
-    assert f"less than or equal to {PROBE.maximum:g}" in paths[f"body.{PROBE.bounded}"]
+    reason = paths[f"body.{PROBE.bounded}"]
+    assert "less than or equal to " in reason
+    assert float(reason.rsplit(" ", 1)[1]) == PROBE.maximum
 
 
 @pytest.mark.parametrize(
@@ -187,12 +219,13 @@ def test_limits_on_batch_and_body_size(client: TestClient, test_rows: Rows) -> N
 )
 def test_mlflow_scoring_protocol(client: TestClient, test_rows: Rows, wrap: Any) -> None:
     rows = test_rows[:3]
-    expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
+    answered = client.post("/predict", json=rows).json()["predictions"]
     response = client.post("/invocations", json=wrap(rows))
     assert response.status_code == 200
     predictions = response.json()["predictions"]
-    assert [p["probability"] for p in predictions] == pytest.approx(expected)
-    assert all(isinstance(p["label"], bool) for p in predictions)
+    assert [invocation_number(p) for p in predictions] == pytest.approx([answer_number(p) for p in answered])
+    if TASK != "regression":  # the class: a bool, or the class's name (as /predict names it)
+        assert [p["label"] for p in predictions] == [p[TARGET] for p in answered]
 
 
 @pytest.mark.parametrize(
@@ -242,22 +275,24 @@ def test_open_inference_protocol(client: TestClient, test_rows: Rows) -> None:
     datatypes = {i["name"]: i["datatype"] for i in metadata["inputs"]}
     assert datatypes == {name: datatype_of(spec) for name, spec in CONTRACT.features.items()}
 
+    named = [(o["name"], o["datatype"]) for o in metadata["outputs"]]
+    assert named == V2_OUTPUTS
     rows = test_rows[:4]
-    expected = [p["probability"] for p in client.post("/predict", json=rows).json()["predictions"]]
+    expected = [answer_number(p) for p in client.post("/predict", json=rows).json()["predictions"]]
     for shape_2d in (False, True):
         response = client.post(f"/v2/models/{MODEL}/infer", json={"id": "r1", "inputs": v2_inputs(rows, shape_2d)})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["id"] == "r1"
         assert body["model_version"] == "1"
-        outputs = {o["name"]: o for o in body["outputs"]}
-        assert outputs["probability"]["shape"] == [4]
-        assert outputs["probability"]["data"] == pytest.approx(expected)
-        assert outputs["label"]["datatype"] == "BOOL"
-    only = client.post(
-        f"/v2/models/{MODEL}/infer", json={"inputs": v2_inputs(rows), "outputs": [{"name": "label"}]}
-    ).json()
-    assert [o["name"] for o in only["outputs"]] == ["label"]
+        assert [(o["name"], o["datatype"]) for o in body["outputs"]] == named
+        number = body["outputs"][0 if TASK != "multiclass" else 1]
+        assert number["shape"][0] == 4
+        data = np.reshape(number["data"], number["shape"])
+        assert (data if data.ndim == 1 else data.max(axis=1)).tolist() == pytest.approx(expected)
+    last = named[-1][0]
+    only = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": v2_inputs(rows), "outputs": [{"name": last}]})
+    assert [o["name"] for o in only.json()["outputs"]] == [last]
 
 
 def test_nullable_v2_inputs_may_be_left_out(client: TestClient, test_rows: Rows) -> None:
@@ -317,19 +352,28 @@ def test_unknown_v2_model_and_bad_v2_body(client: TestClient, test_rows: Rows) -
 def test_feedback_is_recorded_once_per_prediction(
     serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
+    first, second = OBSERVED[TASK]
+    number = {"outcome": 42} if TASK == "binary" else {}  # the number behind a binary target
     with TestClient(create_app(serve_settings, registry_store[0])) as c:
         request_id = c.post("/predict", json=test_rows[0]).json()["request_id"]
         batch_ids = [p["id"] for p in c.post("/predict", json=test_rows[1:3]).json()["predictions"]]
-        assert c.post("/feedback", json={"id": request_id, TARGET: True, "outcome": 42}).json() == {"recorded": 1}
-        assert c.post("/feedback", json={"id": request_id, TARGET: False}).status_code == 200  # replaces
-        response = c.post("/feedback", json=[{"id": batch_ids[0], TARGET: True}, {"id": "nope", TARGET: False}])
+        assert c.post("/feedback", json={"id": request_id, TARGET: first, **number}).json() == {"recorded": 1}
+        assert c.post("/feedback", json={"id": request_id, TARGET: second}).status_code == 200  # replaces
+        response = c.post("/feedback", json=[{"id": batch_ids[0], TARGET: first}, {"id": "nope", TARGET: second}])
         assert response.status_code == 404
         assert error(response)["details"] == [{"path": "body[1].id", "reason": "no prediction 'nope'"}]
-        assert c.post("/feedback", json={"id": request_id, TARGET: "yes please"}).status_code == 422
+        refused = c.post("/feedback", json={"id": request_id, TARGET: "yes please"})
+        assert refused.status_code == 422
+        assert error(refused)["details"][0]["path"] == f"body.{TARGET}"
     feedback = {row["prediction_id"]: row for row in log_rows(serve_settings, "feedback")}
     assert list(feedback) == [request_id]  # the batch with an unknown id recorded nothing
-    assert feedback[request_id]["actual"] in (0, False)
-    assert feedback[request_id]["outcome"] is None
+    stored = feedback[request_id]
+    if TASK == "binary":
+        assert (stored["actual"] in (0, False), stored["outcome"]) == (True, None)
+    elif TASK == "multiclass":
+        assert (stored["actual_class"], stored["actual"], stored["outcome"]) == (second, None, None)
+    else:
+        assert (stored["outcome"], stored["actual"], stored["actual_class"]) == (second, None, None)
 
 
 def test_health_model_and_metrics(client: TestClient, test_rows: Rows) -> None:
@@ -346,7 +390,8 @@ def test_health_model_and_metrics(client: TestClient, test_rows: Rows) -> None:
     text = client.get("/metrics").text
     assert 'http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
-    assert "prediction_probability_count 5.0" in text
+    distribution = "prediction_value" if TASK == "regression" else "prediction_probability"
+    assert f'{distribution}_bucket{{le="+Inf"}} 5.0' in text
     assert f'model_served_info{{name="{MODEL}",source="registry",version="1"}} 1.0' in text
     assert "prediction_log_queue_depth" in text
     assert 'http_request_duration_seconds_bucket{le="0.5",method="POST",route="/predict"}' in text
@@ -503,7 +548,7 @@ def test_registry_down_at_start_serves_the_cached_champion(
     serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows
 ) -> None:
     with TestClient(create_app(serve_settings, registry_store[0])) as c:  # fills the cache
-        expected = c.post("/predict", json=test_rows[0]).json()["predictions"][0]["probability"]
+        expected = answer_number(c.post("/predict", json=test_rows[0]).json()["predictions"][0])
     from tabloop.settings import Settings
 
     down = Settings(tracking_uri="http://admin:hunter2-secret@127.0.0.1:9")
@@ -517,12 +562,21 @@ def test_registry_down_at_start_serves_the_cached_champion(
         assert "cached" in ready["note"]
         body = c.post("/predict", json=test_rows[0]).json()
         assert body["model_version"] == "1"
-        assert body["predictions"][0]["probability"] == expected
+        assert answer_number(body["predictions"][0]) == expected
         assert c.post("/admin/reload").status_code == 503
         assert c.post("/predict", json=test_rows[0]).status_code == 200  # still serving
 
 
-def test_probabilities_are_probabilities(client: TestClient, test_rows: Rows) -> None:
-    body = client.post("/predict", json=test_rows[:50]).json()
-    probabilities = np.array([p["probability"] for p in body["predictions"]])
-    assert ((probabilities > 0) & (probabilities < 1)).all()
+def test_answers_fit_the_task(client: TestClient, test_rows: Rows) -> None:
+    """Probabilities are probabilities (a multiclass model's sum to one), classes are the target's, values finite."""
+    predictions = client.post("/predict", json=test_rows[:50]).json()["predictions"]
+    numbers = np.array([answer_number(p) for p in predictions])
+    assert np.isfinite(numbers).all()
+    if TASK != "regression":
+        assert ((numbers > 0) & (numbers < 1)).all()
+    if CONTRACT.target.classes is not None:
+        assert {p[TARGET] for p in predictions} <= set(CONTRACT.target.classes)
+        for p in predictions:
+            assert list(p["probabilities"]) == CONTRACT.target.classes
+            assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+            assert p["probability"] == max(p["probabilities"].values())

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from helpers import MODEL_NAME as MODEL
-from helpers import running_service
+from helpers import TASK, V2_OUTPUTS, answer_number, running_service
 from profiles import configured_config
 from serving.app import create_app
 from serving.routes.v2 import datatype_of
@@ -84,7 +84,8 @@ def test_a_reused_request_id_gets_the_logged_answer_or_a_409(
     assert client.post("/predict", json=test_rows[3:6], headers=headers).status_code == 409
     assert client.post("/predict", json=test_rows[0], headers=headers).status_code == 409  # one example of three
     rows = logged(serve_settings, "client-42")
-    assert [r["probability"] for r in rows] == [p["probability"] for p in first.json()["predictions"]]
+    logged_numbers = [r["value"] if TASK == "regression" else r["probability"] for r in rows]
+    assert logged_numbers == [answer_number(p) for p in first.json()["predictions"]]
 
 
 def raw_request(url: str, head: bytes, body: bytes = b"") -> bytes:
@@ -103,8 +104,8 @@ def raw_request(url: str, head: bytes, body: bytes = b"") -> bytes:
 
 
 def test_request_heads_are_bounded(serve_settings: ServeSettings, registry_store: tuple, test_rows: Rows) -> None:
-    serve_settings = serve_settings.model_copy(update={"max_header_bytes": 8192})
     body = orjson.dumps((test_rows * 50)[:50])  # max_batch
+    serve_settings = serve_settings.model_copy(update={"max_header_bytes": min(8192, len(body) // 2)})
     assert len(body) > serve_settings.max_header_bytes  # a body larger than the head bound is not a head
     with running_service(serve_settings, registry_store[0]) as url:
         big = b"X-Big: " + b"a" * (serve_settings.max_header_bytes + 10) + b"\r\n"
@@ -149,15 +150,24 @@ def test_a_real_v2_client_works_with_its_defaults(
         TestClient(create_app(serve_settings, registry_store[0])) as reference,
     ):
         contract = reference.app.state.service.store.expected_contract  # type: ignore[attr-defined]
-        expected = [p["probability"] for p in reference.post("/predict", json=complete).json()["predictions"]]
+        answered = reference.post("/predict", json=complete).json()["predictions"]
         client = triton.InferenceServerClient(url.removeprefix("http://"))
-        outputs = (
-            None if binary else [triton.InferRequestedOutput(o, binary_data=False) for o in ("probability", "label")]
-        )
+        names = [name for name, _ in V2_OUTPUTS]
+        outputs = None if binary else [triton.InferRequestedOutput(o, binary_data=False) for o in names]
         result = client.infer(MODEL, v2_inputs(contract, complete, binary), outputs=outputs)
         client.close()
-    assert result.as_numpy("probability").tolist() == pytest.approx(expected, abs=1e-12)
-    assert result.as_numpy("label").dtype == np.bool_
+    expected = [answer_number(p) for p in answered]
+    if TASK == "binary":
+        assert result.as_numpy("probability").tolist() == pytest.approx(expected, abs=1e-12)
+        assert result.as_numpy("label").dtype == np.bool_
+    elif TASK == "multiclass":  # BYTES labels and an [n, classes] tensor, decoded by the client itself
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (len(complete), len(contract.target.classes))
+        assert probabilities.max(axis=1).tolist() == pytest.approx(expected, abs=1e-12)
+        labels = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label").tolist()]
+        assert labels == [p[contract.target.name] for p in answered]  # bytes from binary data, text from JSON
+    else:
+        assert result.as_numpy(contract.target.name).tolist() == pytest.approx(expected, abs=1e-12)
     assert result.get_response()["model_version"] == "1"
 
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from helpers import SPLITS, WHERE, register_inputs, shrink
+from helpers import SPLITS, TASK, WHERE, register_inputs, shrink
 from synthetic import Probe
 from tabloop.config import DataConfig, EvaluateConfig, TrainConfig, load_registry_config
 from tabloop.features.fitting import frame_columns
+from tabloop.records import PRIMARY_METRICS
 from tabloop.runtime.bundle import Predictor
 from tabloop.settings import Settings
 from tabloop.stages.register import RegisterOutcome
@@ -57,10 +61,52 @@ def signal_feature(stage_outputs: dict[str, Path], config: DataConfig) -> tuple[
 
 
 def planted_label(stage_outputs: dict[str, Path], config: DataConfig, *, inverted: bool = False) -> pl.Expr:
-    """The planted target: a numeric feature above its median (or, inverted, not above it)."""
+    """The planted target, in the task's terms, rising with a numeric feature (or, inverted, falling): above its
+    median (binary); the band of its value between cuts around the median, one class each (multiclass); a positive
+    number growing with it (regression)."""
     feature, cut = signal_feature(stage_outputs, config)
-    above = (pl.col(feature) > cut).fill_null(False)
-    return (~above if inverted else above).alias(config.contract.target.name)
+    target = config.contract.target
+    value = pl.col(feature).cast(pl.Float64).fill_null(cut)
+    if target.task == "binary":
+        above = value > cut
+        return (~above if inverted else above).alias(target.name)
+    spread = float(pl.read_parquet(stage_outputs["features"] / "train.parquet")[feature].cast(pl.Float64).std() or 1.0)
+    z = ((value - cut) / spread).clip(-3, 3) * (-1 if inverted else 1)
+    if target.classes is not None:
+        k = len(target.classes)
+        edges = np.linspace(-0.8, 0.8, k - 1).tolist()  # bands of about equal size around the median
+        band = pl.sum_horizontal([(z > edge).cast(pl.Int64) for edge in edges])
+        return band.alias(target.name)
+    return (100.0 + 30.0 * z).alias(target.name)  # from 10 to 190
+
+
+def prior_score(target: pl.Series) -> float:
+    """The score of knowing only the target's distribution, as make init drafts a ceiling: the log loss of
+    predicting each class's share (multiclass), or the RMSE of predicting the mean (regression)."""
+    if TASK == "multiclass":
+        shares = target.value_counts(normalize=True)["proportion"].to_numpy()
+        return float(-(shares * np.log(shares)).sum())
+    return float(target.std(ddof=0) or 0.0)
+
+
+def rises(model: Predictor, columns: dict[str, Any]) -> npt.NDArray[np.float64]:
+    """What should rise with the planted feature: the probability (binary), the expected class index (multiclass)
+    or the value (regression)."""
+    predicted = model.outputs(columns)
+    if predicted.ndim == 2:
+        return np.asarray(predicted @ np.arange(predicted.shape[1]), dtype=np.float64)
+    return predicted
+
+
+def learned(target: npt.NDArray[Any], predicted: npt.NDArray[np.float64]) -> float:
+    """How well the planted target is learned, 1 at best: ROC AUC (binary; one against the rest, multiclass), or
+    the rank correlation of values (regression)."""
+    if TASK == "binary":
+        return float(roc_auc_score(target.astype(np.float64), predicted))
+    if TASK == "multiclass":  # each class present in the split against the rest, averaged
+        present = [c for c in np.unique(target) if 0 < (target == c).mean() < 1]
+        return float(np.mean([roc_auc_score(target == c, predicted[:, c]) for c in present]))
+    return float(spearmanr(target, predicted).statistic)
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +129,12 @@ def test_a_rows_prediction_does_not_depend_on_the_rows_sent_with_it(
 ) -> None:
     predictor = Predictor.from_directory(trained["bundle"])
     frame = pl.read_parquet(stage_outputs["features"] / "test.parquet")
-    batch = predictor.predict_proba(frame_columns(frame, config.contract))
-    reversed_batch = predictor.predict_proba(frame_columns(frame.reverse(), config.contract))
-    alone = [predictor.predict_proba(frame_columns(frame.slice(i, 1), config.contract))[0] for i in range(5)]
-    np.testing.assert_allclose(reversed_batch[::-1], batch, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(alone, batch[:5], rtol=0, atol=1e-6)
+    batch = predictor.outputs(frame_columns(frame, config.contract))
+    reversed_batch = predictor.outputs(frame_columns(frame.reverse(), config.contract))
+    alone = [predictor.outputs(frame_columns(frame.slice(i, 1), config.contract))[0] for i in range(5)]
+    scale = 1.0 if TASK != "regression" else max(1.0, float(np.abs(batch).mean()))  # a value: to its size
+    np.testing.assert_allclose(reversed_batch[::-1], batch, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(alone, batch[:5], rtol=0, atol=1e-6 * scale)
 
 
 def test_a_tiny_change_of_a_numeric_feature_moves_no_prediction_much(
@@ -98,17 +145,18 @@ def test_a_tiny_change_of_a_numeric_feature_moves_no_prediction_much(
     feature = Probe.of(config.contract).bounded
     scale = float(frame[feature].std() or 1.0)
     nudged = frame.with_columns(pl.col(feature).cast(pl.Float64) + 1e-6 * scale)
-    before = predictor.predict_proba(frame_columns(frame, config.contract))
-    after = predictor.predict_proba(frame_columns(nudged, config.contract))
-    assert np.abs(after - before).max() < 1e-3
+    before = predictor.outputs(frame_columns(frame, config.contract))
+    after = predictor.outputs(frame_columns(nudged, config.contract))
+    scale = 1.0 if TASK != "regression" else float(np.abs(before).mean()) or 1.0  # a value: relative to its size
+    assert np.abs(after - before).max() < 1e-3 * scale
 
 
 def test_a_planted_signal_is_learned(planted: tuple[Predictor, Path, str], config: DataConfig) -> None:
     model, features, _ = planted
     test = pl.read_parquet(features / "test.parquet")
-    target = test[config.contract.target.name].to_numpy().astype(np.float64)
-    assert 0 < target.mean() < 1, "the planted target must have both classes in the test split"
-    assert roc_auc_score(target, model.predict_proba(frame_columns(test, config.contract))) > 0.9
+    target = test[config.contract.target.name].to_numpy()
+    assert len(np.unique(target)) > 1, "the planted target must vary in the test split"
+    assert learned(target, model.outputs(frame_columns(test, config.contract))) > 0.9
 
 
 def test_raising_the_planted_feature_raises_the_probability(
@@ -120,13 +168,12 @@ def test_raising_the_planted_feature_raises_the_probability(
     test = pl.read_parquet(features / "test.parquet")
     dtype = test.schema[feature]
     at = {
-        level: model.predict_proba(
-            frame_columns(test.with_columns(pl.lit(value).cast(dtype).alias(feature)), config.contract)
-        )
+        level: rises(model, frame_columns(test.with_columns(pl.lit(value).cast(dtype).alias(feature)), config.contract))
         for level, value in (("low", low), ("high", high))
     }
     assert (at["high"] > at["low"]).mean() >= 0.9  # row by row, all else equal
-    assert at["high"].mean() - at["low"].mean() > 0.3
+    if TASK == "binary":
+        assert at["high"].mean() - at["low"].mean() > 0.3
 
 
 def test_the_gate_never_promotes_a_model_below_the_floor_but_promotes_one_above_it(
@@ -139,10 +186,17 @@ def test_the_gate_never_promotes_a_model_below_the_floor_but_promotes_one_above_
     config: DataConfig,
     tmp_path: Path,
 ) -> None:
-    """With the configured dataset's floor (gate.min_score): a model that learned the opposite of the held-out
-    truth is rejected even as the first model, and the planted model is then promoted."""
+    """With the configured dataset's floor (gate.min_score; for a multiclass or regression model the ceiling,
+    gate.max_score, as make init drafts it for the planted table): a model that learned the opposite of the
+    held-out truth is rejected even as the first model, and the planted model is then promoted."""
     registry_config = load_registry_config(WHERE.registry_config).model_copy(update={"model_name": "behaviour"})
-    assert registry_config.gate.min_score is not None, f"{WHERE.registry_config} sets no floor (gate.min_score)"
+    higher = PRIMARY_METRICS[TASK].higher_is_better
+    bound = registry_config.gate.min_score if higher else registry_config.gate.max_score
+    assert bound is not None, f"{WHERE.registry_config} sets no bound (gate.{'min' if higher else 'max'}_score)"
+    if not higher:  # the configured ceiling is in the real target's terms: the same rule on the planted one
+        ceiling = prior_score(pl.read_parquet(planted[1] / "train.parquet")[config.contract.target.name])
+        gate = registry_config.gate.model_copy(update={"max_score": ceiling})
+        registry_config = registry_config.model_copy(update={"gate": gate})
     inverted = relabelled(
         stage_outputs["features"], tmp_path / "inverted", planted_label(stage_outputs, config, inverted=True)
     )
@@ -158,7 +212,7 @@ def test_the_gate_never_promotes_a_model_below_the_floor_but_promotes_one_above_
     rejected = register(tmp_path / "inverted-model" / "bundle")
     assert rejected.decision is not None
     assert not rejected.decision.promote
-    assert "below the floor" in rejected.decision.reasons[0]
+    assert ("below the floor" if higher else "above the ceiling") in rejected.decision.reasons[0]
     assert rejected.champion is None
     promoted = register(planted_features.parent / "bundle")
     assert promoted.decision is not None

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers import TASK
 from tabloop.config import DataConfig, EvaluateConfig
 from tabloop.errors import ConfigError
 from tabloop.evaluation.metrics import (
@@ -19,7 +20,9 @@ from tabloop.evaluation.metrics import (
     probability_metrics,
     slice_metrics,
 )
+from tabloop.evaluation.task_metrics import TASK_COLUMNS
 from tabloop.io import read_json
+from tabloop.records import PRIMARY_METRICS
 from tabloop.stages.evaluate import run as evaluate
 
 
@@ -72,26 +75,39 @@ def test_curves_are_downsampled_and_keep_their_ends() -> None:
     assert downsample(pl.DataFrame({"x": range(10)}), 20).height == 10
 
 
+PLOTS = {
+    "binary": ("roc", "pr", "calibration"),
+    "multiclass": ("confusion",),
+    "regression": ("predicted_vs_actual", "residuals"),
+}
+
+
 def test_evaluate_stage_writes_metrics_plots_and_card(
     evaluated: Path, config: DataConfig, evaluate_config: EvaluateConfig
 ) -> None:
     metrics = read_json(evaluated / "metrics.json")
-    assert set(metrics["test"]) == {"pytorch", "lightgbm", "logistic"}
+    primary = PRIMARY_METRICS[TASK]
+    linear = "ridge" if TASK == "regression" else "logistic"
+    assert set(metrics["test"]) == {"pytorch", "lightgbm", linear}
+    assert metrics["primary"] == {"name": primary.name, "higher_is_better": primary.higher_is_better}
     for model in metrics["test"].values():
-        assert 0 <= model["roc_auc"] <= 1
+        assert {key for _, key in TASK_COLUMNS[TASK]} - {"mape"} <= set(model)  # MAPE: a positive target's
         assert model["rows"] == metrics["test"]["pytorch"]["rows"]
-    delta = metrics["test"]["pytorch"]["roc_auc"] - metrics["test"]["lightgbm"]["roc_auc"]
-    assert metrics["pytorch_minus_lightgbm_roc_auc"] == pytest.approx(delta, abs=1e-6)
+        assert model[primary.name] >= 0
+        if TASK == "binary":
+            assert model["roc_auc"] <= 1
+    if TASK == "binary":
+        delta = metrics["test"]["pytorch"]["roc_auc"] - metrics["test"]["lightgbm"]["roc_auc"]
+        assert metrics["pytorch_minus_lightgbm_roc_auc"] == pytest.approx(delta, abs=1e-6)
     assert metrics["baselines"]["lightgbm"]["rounds"] >= 1
     read = EvaluationResult.read(evaluated / "metrics.json")
     assert read.model_dump(mode="python", exclude_none=True) == metrics  # read back whole
-    assert metrics["primary"] == {"name": "roc_auc", "higher_is_better": True}
     slices = read_json(evaluated / "slices.json")
     assert list(slices) == evaluate_config.slices
     for by in evaluate_config.slices:  # every test example in one slice of each
         assert sum(v["rows"] for v in slices[by].values()) == metrics["test"]["pytorch"]["rows"]
-    for kind in ("roc", "pr", "calibration"):
-        for model in ("pytorch", "lightgbm", "logistic"):
+    for kind in PLOTS[TASK]:
+        for model in ("pytorch", "lightgbm", linear):
             assert pl.read_csv(evaluated / "plots" / kind / f"{model}.csv").height > 1
     card = (evaluated / "model_card.md").read_text()
     for heading in (
@@ -103,7 +119,8 @@ def test_evaluate_stage_writes_metrics_plots_and_card(
     ):
         assert heading in card
     assert "LightGBM baseline" in card
-    assert config.card.positive in card
+    if TASK == "binary":
+        assert config.card.positive in card
 
 
 def test_evaluation_is_deterministic(

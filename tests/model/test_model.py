@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import polars as pl
 import pytest
 import torch
 
+from helpers import TARGET
 from synthetic import Probe
 from tabloop.features.fitting import frame_columns
 from tabloop.runtime.bundle import LINEAGE_FILE, MODEL_FILE, WEIGHTS_FILE, Bundle, BundleError, Predictor
@@ -81,13 +83,14 @@ def test_save_load_round_trip_gives_identical_predictions(
     bundle.save(copy)
     loaded = Bundle.load(copy)
     assert loaded.digest() == bundle.digest()
-    assert loaded.threshold == bundle.threshold
+    assert (loaded.threshold, loaded.scaling) == (bundle.threshold, bundle.scaling)
     test = pl.read_parquet(stage_outputs["features"] / "test.parquet")
     columns = frame_columns(test, bundle.contract)
-    original, restored = Predictor(bundle).predict_proba(columns), Predictor(loaded).predict_proba(columns)
+    original, restored = Predictor(bundle).outputs(columns), Predictor(loaded).outputs(columns)
     assert np.array_equal(original, restored)
-    probabilities, labels = Predictor(loaded).predict(columns)
-    assert np.array_equal(labels, probabilities >= bundle.threshold)
+    answers = Predictor(loaded).answer(columns)
+    if bundle.threshold is not None:
+        assert np.array_equal(answers.label, answers.probability >= bundle.threshold)
 
 
 def test_predictor_accepts_nulls_and_unseen_categories(
@@ -100,9 +103,9 @@ def test_predictor_accepts_nulls_and_unseen_categories(
     if probe.categorical is not None:
         columns[probe.categorical] = [probe.unseen, None, columns[probe.categorical][2]]
     columns[probe.bounded] = np.array([np.nan, columns[probe.bounded][1], np.nan])
-    proba = predictor.predict_proba(columns)
-    assert proba.shape == (3,)
-    assert np.isfinite(proba).all()
+    predicted = predictor.outputs(columns)
+    assert predicted.shape == (3,) if predictor.bundle.contract.target.classes is None else (3, TARGET.outputs)
+    assert np.isfinite(predicted).all()
 
 
 def test_digest_ignores_lineage_but_not_weights(trained: dict[str, Path]) -> None:
@@ -118,7 +121,7 @@ def test_digest_ignores_lineage_but_not_weights(trained: dict[str, Path]) -> Non
     weights = {k: v.copy() for k, v in bundle.weights.items()}
     name = next(k for k, v in weights.items() if v.dtype.kind == "f")
     weights[name] += 1e-3
-    assert Bundle(bundle.args, weights, bundle.preprocessor, bundle.threshold).digest() != bundle.digest()
+    assert replace(bundle, weights=weights).digest() != bundle.digest()
 
 
 def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -147,7 +150,7 @@ def test_broken_bundles_raise_clear_errors(trained: dict[str, Path], tmp_path: P
     bundle = Bundle.load(trained["bundle"])
     wider = ModelArgs(**{**bundle.args.to_dict(), "hidden": [8]})
     with pytest.raises(BundleError, match="do not fit the network's arguments"):
-        Predictor(Bundle(wider, bundle.weights, bundle.preprocessor, bundle.threshold))
+        Predictor(replace(bundle, args=wider))
 
 
 def test_network_module_imports_no_serving_or_tracking_code() -> None:

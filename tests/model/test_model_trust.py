@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import MODEL_NAME
+from helpers import MODEL_NAME, TARGET, TASK, answer_number
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tabloop.registry.mlflow import FILES_TAG, Registry
@@ -43,7 +43,7 @@ def serve_once(settings: ServeSettings, registry: Settings, row: dict[str, Any])
             "ready": ready.status_code,
             "model": ready.json()["model"],
             "refused": ready.json()["refused_versions"],
-            "probability": answer.json()["predictions"][0]["probability"] if answer.status_code == 200 else None,
+            "probability": answer_number(answer.json()["predictions"][0]) if answer.status_code == 200 else None,
         }
 
 
@@ -138,15 +138,30 @@ def test_a_registry_answering_with_another_bundle_for_the_version_is_refused(
     assert not cached(settings).exists()  # nothing unverified is kept
 
 
+# What each task keeps beside the network, damaged: a binary model's threshold, a regression's target scaling
+ANSWER_DAMAGE: dict[str, list[tuple[dict[str, Any], str]]] = {
+    "binary": [
+        ({"threshold": float("nan")}, "threshold must be a number from 0 to 1"),
+        ({"threshold": 1.5}, "threshold must be a number from 0 to 1"),
+        ({"threshold": "0.5"}, "threshold must be a number from 0 to 1"),
+    ],
+    "multiclass": [],
+    "regression": [
+        ({"target_scaling": {"scale": 0.0}}, "scale positive"),
+        ({"target_scaling": {"shift": float("inf")}}, "shift and scale must be finite"),
+        ({"target_scaling": {"transform": "log"}}, "transform 'log' is not none or log1p"),
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
         ({"args": {"hidden": [200_000]}}, "hidden must be integers from 1 to 65536"),
         ({"args": {"members": 0}}, "members must be an integer from 1 to 64"),
         ({"args": {"hidden": [60_000, 60_000, 60_000]}}, "parameters; at most"),
-        ({"threshold": float("nan")}, "threshold must be a number from 0 to 1"),
-        ({"threshold": 1.5}, "threshold must be a number from 0 to 1"),
-        ({"threshold": "0.5"}, "threshold must be a number from 0 to 1"),
+        ({"args": {"outputs": TARGET.outputs + 1}}, f"{TARGET.outputs + 1} outputs for a target of {TARGET.outputs}"),
+        *ANSWER_DAMAGE[TASK],
     ],
 )
 def test_model_sizes_and_threshold_are_bounded_before_anything_is_allocated(

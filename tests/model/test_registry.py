@@ -19,13 +19,14 @@ import torch
 from mlflow.models import validate_schema
 from mlflow.tracking import MlflowClient
 
-from helpers import register_inputs
+from helpers import TASK, register_inputs
 from synthetic import Probe
 from tabloop import runtime
 from tabloop.config import EvaluateConfig, RegistryConfig
 from tabloop.data.dtypes import polars_dtype
 from tabloop.features.fitting import frame_columns
 from tabloop.io import read_json
+from tabloop.records import PRIMARY_METRICS
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import CHALLENGER, CHAMPION, Registry, RegistryError, input_example, model_signature
 from tabloop.runtime.bundle import LINEAGE_FILE, Bundle, Predictor
@@ -33,6 +34,8 @@ from tabloop.runtime.contract import FeatureContract, FeatureSpec
 from tabloop.runtime.network import TabularNet
 from tabloop.settings import Settings
 from tabloop.stages.register import run as register_candidate
+
+PRIMARY = PRIMARY_METRICS[TASK]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def worse_bundle(trained: dict[str, Path], tmp_path: Path) -> Path:
     torch.manual_seed(12345)
     untrained = {name: tensor.numpy() for name, tensor in TabularNet(bundle.args).state_dict().items()}
     path = tmp_path / "worse"
-    Bundle(bundle.args, untrained, bundle.preprocessor, bundle.threshold).save(path)
+    replace(bundle, weights=untrained).save(path)
     return path
 
 
@@ -100,11 +103,11 @@ def test_first_registration_becomes_champion_with_lineage(
 
     run_id = registry.get("1").run_id
     client = MlflowClient(settings.tracking_uri)
-    history = client.get_metric_history(run_id, "valid_roc_auc")
+    history = client.get_metric_history(run_id, f"valid_{PRIMARY.name}")
     assert len(history) == read_json(trained["reports"] / "metrics.json")["epochs_run"]
     run = client.get_run(run_id)
-    assert "test_roc_auc" in run.data.metrics
-    assert "lightgbm_test_roc_auc" in run.data.metrics
+    assert f"test_{PRIMARY.name}" in run.data.metrics
+    assert f"lightgbm_test_{PRIMARY.name}" in run.data.metrics
     assert run.data.params["train.seed"] == "42"
 
     bundle_dir = registry.fetch_bundle("1", tmp_path / "download")
@@ -148,7 +151,8 @@ def test_worse_model_is_not_promoted(
     assert tags["gate.decision"] == "reject"
     assert tags["gate.champion"] == "1"
     assert "vs champion" in tags["gate.reasons"]
-    assert float(tags["gate.delta"]) < 0
+    delta = float(tags["gate.delta"])  # the challenger's score less the champion's
+    assert delta < 0 if PRIMARY.higher_is_better else delta > 0
 
 
 def test_pyfunc_and_bundle_predictor_agree(
@@ -174,9 +178,13 @@ def test_pyfunc_and_bundle_predictor_agree(
     served = model.predict(frame)
 
     columns = frame_columns(pl.from_pandas(frame), predictor.bundle.contract)
-    expected, labels = predictor.predict(columns)
-    assert np.allclose(served["probability"].to_numpy(), expected, atol=1e-7)
-    assert (served["label"].to_numpy() == labels).all()
+    answers = predictor.answer(columns)
+    numbers = served.select_dtypes("number").to_numpy()  # the probabilities, or the value
+    assert np.allclose(numbers.reshape(predictor.outputs(columns).shape), predictor.outputs(columns), atol=1e-7)
+    if TASK == "binary":
+        assert (served["label"].to_numpy() == answers.label).all()
+    elif TASK == "multiclass":
+        assert served["label"].tolist() == answers.predicted_class
 
 
 def test_manual_promotion_and_rollback(
@@ -302,7 +310,7 @@ def test_a_registered_model_ships_the_runtime_alone_and_loads_from_it(
         "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
         "import tabloop.runtime.bundle as b\n"
         "served = model.predict(pd.read_parquet(sys.argv[2]))\n"
-        "print(json.dumps({'module': b.__file__, 'proba': served['probability'].tolist()}))\n"
+        "print(json.dumps({'module': b.__file__, 'numbers': served.select_dtypes('number').to_numpy().tolist()}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(model_dir), str(tmp_path / "rows.parquet")],
@@ -314,5 +322,5 @@ def test_a_registered_model_ships_the_runtime_alone_and_loads_from_it(
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(answer["module"]).is_relative_to(shipped)
     predictor = Predictor.from_directory(inputs.bundle_dir)
-    expected, _ = predictor.predict(frame_columns(rows, predictor.bundle.contract))
-    assert np.allclose(answer["proba"], expected, atol=1e-7)
+    expected = predictor.outputs(frame_columns(rows, predictor.bundle.contract))
+    assert np.allclose(np.reshape(answer["numbers"], expected.shape), expected, atol=1e-7)

@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 import torch
 
-from helpers import shrink
+from helpers import TASK, shrink
 from profiles import configured_config
 from tabloop.config import TrainConfig
 from tabloop.errors import ConfigError, FeatureError
 from tabloop.io import read_json
+from tabloop.records import PRIMARY_METRICS
 from tabloop.runtime.bundle import Bundle
 from tabloop.stages.train import run as train
 from tabloop.training.checkpoint import CHECKPOINT_FILE, EpochRecord
@@ -39,6 +40,9 @@ def same_weights(a: dict[str, npt.NDArray[Any]], b: dict[str, npt.NDArray[Any]])
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+PRIMARY = PRIMARY_METRICS[TASK]
+
+
 def interrupt_after(epoch: int):
     def hook(record: EpochRecord) -> None:
         if record.epoch == epoch:
@@ -50,12 +54,18 @@ def interrupt_after(epoch: int):
 def test_training_writes_a_loadable_bundle_and_reports(trained: dict[str, Path], train_config: TrainConfig) -> None:
     bundle = Bundle.load(trained["bundle"])
     assert bundle.args.members == train_config.model.members
-    assert 0 < bundle.threshold < 1
+    if TASK == "binary":
+        assert 0 < bundle.threshold < 1
+    else:
+        assert bundle.threshold is None
+        assert (bundle.scaling is not None) is (TASK == "regression")
     metrics = read_json(trained["reports"] / "metrics.json")
     history = pl.read_csv(trained["reports"] / "history.csv")
     assert history.height == metrics["epochs_run"] <= train_config.training.max_epochs
-    assert metrics["valid_roc_auc"] == history["valid_roc_auc"].max()
-    assert history["valid_roc_auc"].arg_max() + 1 == metrics["best_epoch"]
+    column = history[f"valid_{PRIMARY.name}"]
+    best = column.max() if PRIMARY.higher_is_better else column.min()
+    assert metrics[f"valid_{PRIMARY.name}"] == best
+    assert (column.arg_max() if PRIMARY.higher_is_better else column.arg_min()) + 1 == metrics["best_epoch"]
     assert not (trained["checkpoints"] / CHECKPOINT_FILE).exists()  # removed once training finished
 
 
@@ -64,7 +74,7 @@ def test_same_data_parameters_and_seed_give_the_same_model(
 ) -> None:
     result = run(train_config, stage_outputs["features"], tmp_path)
     assert same_weights(weights(tmp_path), Bundle.load(trained["bundle"]).weights)
-    assert result.valid_score == read_json(trained["reports"] / "metrics.json")["valid_roc_auc"]
+    assert result.valid_score == read_json(trained["reports"] / "metrics.json")[f"valid_{PRIMARY.name}"]
     other_seed = train_config.model_copy(update={"seed": train_config.seed + 1})
     run(other_seed, stage_outputs["features"], tmp_path / "other")
     assert not same_weights(weights(tmp_path / "other"), weights(tmp_path))
@@ -142,8 +152,15 @@ def test_threshold_maximises_f1() -> None:
     assert threshold == pytest.approx(0.35)  # labels 0.35 and above late: 4 of 4 late found, 1 false alarm
 
 
-def test_fixed_threshold_is_kept(train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path) -> None:
+def test_fixed_threshold_is_kept_or_refused_where_the_task_has_none(
+    train_config: TrainConfig, stage_outputs: dict[str, Path], tmp_path: Path
+) -> None:
     fixed = shrink(train_config, max_epochs=1).model_copy(update={"threshold": 0.42})
+    if TASK != "binary":
+        with pytest.raises(ConfigError, match=f"binary model's decision threshold, and this dataset's task is {TASK}"):
+            run(fixed, stage_outputs["features"], tmp_path)
+        assert not (tmp_path / "bundle").exists()
+        return
     assert run(fixed, stage_outputs["features"], tmp_path).threshold == 0.42
     assert Bundle.load(tmp_path / "bundle").threshold == 0.42
 

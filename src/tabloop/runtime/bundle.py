@@ -152,7 +152,10 @@ def _answer_of(model: dict[str, Any], task: str) -> tuple[float | None, TargetSc
             return None, None, [f"threshold must be a number from 0 to 1, not {threshold!r}"]
         return float(threshold), None, []
     if task == "regression":
-        scaling = TargetScaling(**model["target_scaling"])
+        given = model.get("target_scaling")
+        if not isinstance(given, dict):
+            return None, None, [f"a regression model needs its target_scaling, not {given!r}"]
+        scaling = TargetScaling(**given)
         return None, scaling, scaling.problems()
     return None, None, []
 

@@ -120,6 +120,7 @@ def fit_model(
     device = _prepare(config, world)
     with process_group(world, device):
         preprocessor = load_preprocessor(features_dir)
+        _check_threshold(config, preprocessor.contract.target.task)
         train_split = load_split(features_dir, "train", preprocessor).to(device)
         valid_split = load_split(features_dir, "valid", preprocessor).to(device)
         checkpoint = Checkpoint(checkpoint_path, run_fingerprint(config, features_dir, world))
@@ -146,6 +147,15 @@ def fit_model(
     weights = {name: tensor.detach().cpu().numpy().copy() for name, tensor in state.best_state.items()}
     bundle = Bundle(run.args, weights, preprocessor, threshold, scaling=objective.scaling)
     return Trained(bundle, result)
+
+
+def _check_threshold(config: TrainConfig, task: str) -> None:
+    """A ConfigError for a fixed decision threshold on a model that has none (multiclass, regression)."""
+    if config.threshold != "f1" and task != "binary":
+        raise ConfigError(
+            f"threshold: {config.threshold} in train.yaml fixes a binary model's decision threshold, and this "
+            f"dataset's task is {task}; remove the key"
+        )
 
 
 def _threshold(config: TrainConfig, run: Run, valid_split: SplitTensors) -> float | None:

@@ -153,8 +153,10 @@ def feedback_model(contract: FeatureContract) -> type[BaseModel]:
             Annotated[Literal[tuple(target.classes)], BeforeValidator(class_name)],
             Field(description=f"{observed} One of the model's classes.".strip()),
         )
-    else:
-        fields[target.name] = (Annotated[float, Field(allow_inf_nan=False)], Field(description=observed))
+    else:  # a number, strictly (not true, not "3"); a log1p target is never negative
+        low = 0.0 if target.transform == "log1p" else None
+        number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=low)]
+        fields[target.name] = (number, Field(description=observed))
     model: type[BaseModel] = create_model(
         "Feedback",
         __doc__="The observed outcome of an earlier prediction.",

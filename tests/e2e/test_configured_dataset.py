@@ -1,10 +1,6 @@
 """The suite follows the configured dataset: its fixtures come from the configuration of whichever dataset
 ``TABLOOP_DATASET`` names, never from state that tools write into the working copy, and the fast suite passes with
-each dataset of the repository configured.
-
-The service, and the model tests that go through it, answer binary models only so far: with a multiclass or
-regression dataset configured, the part of the fast suite that follows any task runs (the unit and data tests);
-the rest is the open work of the task kinds."""
+each dataset of the repository configured, whatever its task (binary, multiclass, regression)."""
 
 from __future__ import annotations
 
@@ -22,19 +18,11 @@ from tools.benchmarks.workspace import environment
 OTHERS = [name for name in load_datasets(REPO_ROOT).datasets if name != WHERE.dataset]
 
 
-FOLLOWING_ANY_TASK = ["tests/unit", "tests/data"]
-
-
-def task(dataset: str) -> str:
-    return load_data_config(Layout(dataset, REPO_ROOT).data_config).label.task
-
-
 @pytest.mark.parametrize("dataset", OTHERS)
 def test_the_fast_suite_passes_with_another_dataset_configured(dataset: str, tmp_path: Path) -> None:
     fast = ["-m", "not e2e and not ui", "-q", "-rs", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "run")]
-    where = [] if task(dataset) == "binary" else FOLLOWING_ANY_TASK
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", *fast, *where],
+        [sys.executable, "-m", "pytest", *fast],
         cwd=REPO_ROOT,
         env={**environment(), "TABLOOP_DATASET": dataset},
         capture_output=True,
@@ -46,5 +34,5 @@ def test_the_fast_suite_passes_with_another_dataset_configured(dataset: str, tmp
     assert done.returncode == 0, output[-6000:]
     assert " passed" in output.splitlines()[-1]
     adapter = load_data_config(Layout(dataset, REPO_ROOT).data_config).adapter
-    if not where and adapter != "flights":  # listed as skipped
+    if adapter != "flights":  # listed as skipped
         assert f"flights adapter tests; the configured dataset is {dataset!r}" in output

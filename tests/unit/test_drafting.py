@@ -24,7 +24,7 @@ from tabloop.config import (
 )
 from tabloop.config.monitor import dataset_defaults, load_monitor_config
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
-from tabloop.drafting.render import monitor_defaults
+from tabloop.drafting.templated import monitor_defaults
 from tabloop.layout import DATASETS_FILE, Layout, load_datasets
 
 

@@ -60,9 +60,13 @@ def test_classes_that_look_like_numbers_are_classes_in_feedback() -> None:
 def test_a_regression_takes_a_finite_number_as_feedback_and_answers_without_a_threshold() -> None:
     feedback = feedback_model(contract(VALUE))
     assert feedback.model_validate({"id": "a", "price": 12}).price == 12.0  # type: ignore[attr-defined]
-    for wrong in (float("nan"), float("inf"), "cheap"):
+    for wrong in (float("nan"), float("inf"), "cheap", True, "12"):
         with pytest.raises(ValidationError, match="price"):
             feedback.model_validate({"id": "a", "price": wrong})
+    assert feedback.model_validate({"id": "a", "price": -5}).price == -5.0  # type: ignore[attr-defined]
+    positive = feedback_model(contract(VALUE.model_copy(update={"transform": "log1p"})))
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        positive.model_validate({"id": "a", "price": -5})
     response = response_model(contract(VALUE))
     assert "threshold" not in response.model_fields
     assert "threshold" in response_model(contract(BINARY)).model_fields

@@ -8,8 +8,8 @@ one class or missing values, an id with duplicates, a time column that does not 
 names the column.
 
 :mod:`~tabloop.drafting.profile` reads the data and says what each column is; :mod:`~tabloop.drafting.render`
-writes the files, ``data.yaml`` from the profile and the others from ``templates/`` filled with the typed
-configuration's defaults, so that a draft and a key left out mean the same.
+writes ``data.yaml`` from the profile and :mod:`~tabloop.drafting.templated` the others, from ``templates/`` filled
+with the typed configuration's defaults (so that a draft and a key left out mean the same) and the task's rules.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 
 from tabloop.config import load_data_config
 from tabloop.drafting.profile import draft_split, profile, read_data
-from tabloop.drafting.render import data_yaml, evaluate_yaml, monitor_yaml, registry_yaml, train_yaml
+from tabloop.drafting.render import data_yaml
 from tabloop.drafting.request import DraftError, DraftRequest
+from tabloop.drafting.templated import evaluate_yaml, monitor_yaml, registry_yaml, train_yaml
 from tabloop.errors import ConfigError
 from tabloop.io import parse_yaml
 from tabloop.layout import DATASETS_FILE, NAME_PATTERN, Layout, load_datasets
@@ -53,10 +54,10 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         "data.yaml": data_yaml(
             request, source=source, table=table_name, frame=frame, columns=columns, target=target, split=split
         ),
-        "train.yaml": train_yaml(),
-        "evaluate.yaml": evaluate_yaml(columns),
+        "train.yaml": train_yaml(target.task),
+        "evaluate.yaml": evaluate_yaml(columns, target.task),
         "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
-        "monitor.yaml": monitor_yaml(request),
+        "monitor.yaml": monitor_yaml(request, target.task),
     }
     where.configs.mkdir(parents=True)
     files = []

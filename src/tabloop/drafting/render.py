@@ -1,45 +1,22 @@
-"""Rendering a draft: ``data.yaml`` from the profile, the other files from templates filled with the typed defaults."""
+"""Rendering a draft's ``data.yaml`` from the profile (the other files: ``tabloop.drafting.templated``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import keyword
-import math
-import re
-import string
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from tabloop.config import (
-    EvaluateConfig,
     PreprocessingConfig,
-    PromotionGateConfig,
-    TrainConfig,
     ValidationConfig,
 )
-from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
 from tabloop.drafting.profile import Column, DraftedTimeSplit, fmt
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
-from tabloop.records import PRIMARY_METRICS
-
-
-def q(value: Any) -> str:
-    """A YAML scalar that reads back as the same value under YAML 1.2 (strings always quoted)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return fmt(value) if math.isfinite(value) else json.dumps(str(value))
-    return json.dumps(str(value))
+from tabloop.drafting.yaml_text import q, yaml_value
 
 
 def data_yaml(
@@ -286,107 +263,3 @@ def target_name(column: str, positive: Any) -> str:
     name = words if words and not words[0].isdigit() else f"is_{words}"
     taken = name in ("id", "probability", "outcome", "label") or keyword.iskeyword(name)  # the API's, or Python's
     return f"{name}_label" if taken else name
-
-
-def evaluate_yaml(columns: list[Column]) -> str:
-    """The drafted ``evaluate.yaml``: the defaults, and slices by up to two categorical features of few values."""
-    few = [
-        c.name for c in columns if c.role == "feature" and c.kind == "categorical" and c.values and len(c.values) <= 10
-    ]
-    return _template("evaluate.yaml", c=EvaluateConfig(), slices=Verbatim(f"[{', '.join(q(n) for n in few[:2])}]"))
-
-
-def train_yaml() -> str:
-    """The drafted ``train.yaml``: the defaults."""
-    return _template("train.yaml", c=TrainConfig())
-
-
-def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Series | None = None) -> str:
-    """The drafted ``registry.yaml``: the defaults, the experiment and the model named after the dataset, the task's
-    primary metric, and a quality bound that a model must beat even as the first one: a little better than chance
-    for ROC AUC; for log loss, that of predicting each class's share; for RMSE, the target's spread (predicting
-    its mean)."""
-    task = target.task if target is not None else "binary"
-    metric, gate = PRIMARY_METRICS[task].name, PromotionGateConfig()
-    if task == "binary" or values is None:
-        bound = (
-            f"min_score: {yaml_value(FLOOR[metric])}            # a quality floor, even for the first model: better "
-        )
-        bound += "than chance; raise it to what is useful"
-    elif task == "multiclass":
-        shares = values.value_counts()["count"].to_numpy() / values.len()
-        bound = f"max_score: {float(-(shares * np.log(shares)).sum()):.4f}         # a ceiling, even for the first "
-        bound += "model: the log loss of predicting each class's share"
-    else:
-        spread = float(np.std(values.cast(pl.Float64).to_numpy(), ddof=1))
-        bound = f"max_score: {spread:.4g}         # a ceiling, even for the "
-        bound += "first model: the RMSE of predicting the mean"
-        gate = gate.model_copy(  # in the target's units: a thousandth and a fiftieth of its spread
-            update={
-                "min_improvement": float(f"{spread / 1000:.2g}"),
-                "max_slice_regression": float(f"{spread / 50:.2g}"),
-            }
-        )
-    return _template(
-        "registry.yaml",
-        c=SimpleNamespace(gate=gate),
-        name=Verbatim(name.replace("_", "-")),
-        metric=Verbatim(metric),
-        bound=Verbatim(bound),
-    )
-
-
-def monitor_yaml(request: DraftRequest) -> str:
-    """The drafted ``monitor.yaml``: the defaults, with the replay's synthetic clock where there is no event time."""
-    defaults = monitor_defaults()
-    clock = "" if request.time else _template("monitor_clock.yaml", c=defaults)
-    return _template("monitor.yaml", c=defaults, clock=Verbatim(clock))
-
-
-FLOOR = {"roc_auc": 0.55}  # a drafted gate's floor: a little better than chance (0.5)
-UNUSED_PATH = Path()  # the dataset's paths are filled from its layout when loaded, never drafted
-
-
-def monitor_defaults() -> SimpleNamespace:
-    """The monitoring configuration's defaults, section by section (the dataset's paths are not defaults)."""
-    return SimpleNamespace(
-        replay=ReplayConfig(traffic=UNUSED_PATH, state=UNUSED_PATH),
-        reports=ReportsConfig(
-            log_url="", cache_dir=UNUSED_PATH, workspace=UNUSED_PATH, project="", out_dir=UNUSED_PATH
-        ),
-        gate=GateConfig(),
-        retrain=RetrainConfig(),
-    )
-
-
-class Verbatim(str):
-    """Text a template takes as it is (a list or a block already written as YAML)."""
-
-    __slots__ = ()
-
-
-class _YamlFields(string.Formatter):
-    """Fills ``{c.section.key}`` fields with the value written as YAML 1.2 reads it back."""
-
-    def format_field(self, value: Any, format_spec: str) -> str:  # noqa: ARG002 - every field is YAML as it is
-        return str(value) if isinstance(value, Verbatim) else yaml_value(value)
-
-
-def _template(file_name: str, /, **fields: Any) -> str:
-    text = (resources.files("tabloop.drafting") / "templates" / file_name).read_text(encoding="utf-8")
-    return _YamlFields().format(text, **fields)
-
-
-def yaml_value(value: Any) -> str:
-    """``value`` (a scalar, a list or a mapping) in YAML flow style, read back as the same value."""
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return f"[{', '.join(yaml_value(v) for v in value)}]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]*", value) and value not in ("null", "true", "false"):
-        return value
-    return q(value)

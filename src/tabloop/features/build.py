@@ -121,7 +121,12 @@ def _number(frame: pl.DataFrame, config: DataConfig) -> pl.Expr:
 
 
 def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
-    """Examples with a ``split`` column; a time split drops the examples outside its periods."""
+    """Examples with a ``split`` column; a time split drops the examples outside its periods.
+
+    Without event times, the test split of a shuffled (random, stratified or group) split comes last, in a seeded
+    order of its own: the order the replay sends it in ("production order"). A file sorted by the target or by a
+    feature would otherwise reach production sorted, and look like drift.
+    """
     split = config.split
     if isinstance(split, TimeSplit):
         return time_split(frame, split)
@@ -130,15 +135,35 @@ def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
     else:
         target = frame[config.contract.target.name] if split.kind == "stratified" else None
         names = shuffled_split(frame.height, split, target)
+    production = production_order(names, split.seed, shuffled=TIME not in frame.columns)
     if split.arrived is not None:
-        names = arrived_split(names, split.arrived)
-    return frame.with_columns(split=names).filter(pl.col("split").is_not_null())
+        names = arrived_split(names, split.arrived, production)
+    order = np.concatenate([_others(names, production), production])
+    return frame.with_columns(split=names)[order].filter(pl.col("split").is_not_null())
 
 
-def arrived_split(names: pl.Series, arrived: Arrived) -> pl.Series:
-    """The split once ``arrived.rows`` of the test split's outcomes are known, in production order (the row order
-    the replay sends them in): the newest of them held out, the older ones and the rest trained on."""
+def production_order(names: pl.Series, seed: int, *, shuffled: bool) -> np.ndarray[Any, Any]:
+    """The positions of the test split's rows in the order production sees them: a seeded shuffle (``shuffled``),
+    or the rows' own order (their times decide it later)."""
     production = np.flatnonzero(names.to_numpy() == "test")
+    if shuffled:
+        production = production[np.random.Generator(np.random.PCG64([seed, 1])).permutation(len(production))]
+    return production
+
+
+def _others(names: pl.Series, production: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The positions of the rows outside ``production``, in their order."""
+    outside = np.ones(names.len(), dtype=bool)
+    outside[production] = False
+    return np.flatnonzero(outside)
+
+
+def arrived_split(names: pl.Series, arrived: Arrived, production: np.ndarray[Any, Any] | None = None) -> pl.Series:
+    """The split once ``arrived.rows`` of the test split's outcomes are known, in production order (the row order
+    the replay sends them in; the test rows' own order unless ``production`` gives it): the newest of them held
+    out, the older ones and the rest trained on."""
+    if production is None:
+        production = np.flatnonzero(names.to_numpy() == "test")
     if arrived.rows > len(production):
         raise FeatureError(f"split.arrived.rows: {arrived.rows} rows arrived, but the test split has {len(production)}")
     moved = np.full(names.len(), "train", dtype=object)

@@ -216,7 +216,11 @@ def _drift_lines(s: WindowSummary) -> list[str]:
     lines = [f"Drifted features ({len(drifted)} of {len(s.columns)}, share {s.drift_share:.0%}):"]
     lines += [f"- {c}: {s.columns[c].method} {s.columns[c].score:.3f}" for c in drifted] or ["- none"]
     lines.append("")
-    lines.append(f"Mean prediction {s.mean_prediction:.3f}; missing values {s.missing_share:.1%} of feature values.")
+    mean = {"predicted class": "Mean probability of the predicted class", "predicted value": "Mean predicted value"}
+    lines.append(
+        f"{mean.get(s.prediction, 'Mean prediction')} {s.mean_prediction:.4g}; missing values {s.missing_share:.1%} "
+        "of feature values."
+    )
     oov = {k: v for k, v in s.oov_rate.items() if v > 0}
     if oov:
         lines.append("Out-of-vocabulary rates: " + ", ".join(f"{k} {v:.1%}" for k, v in oov.items()) + ".")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 import numpy as np
 import polars as pl
 import pytest
@@ -50,3 +53,30 @@ def test_a_group_split_never_puts_a_group_in_two_splits() -> None:
 def test_a_group_split_refuses_rows_without_a_group() -> None:
     with pytest.raises(FeatureError, match=r"split\.column: 1 rows have no customer"):
         group_split(pl.Series("customer", ["a", None, "b"]), GroupSplit(kind="group", column="customer"))
+
+
+def test_a_shuffled_splits_test_rows_reach_production_last_in_a_seeded_order() -> None:
+    """A file sorted by its target: the test split comes last and shuffled (the replay's order), the other rows keep
+    theirs, and retraining's arrived rows are the first ones of that order."""
+    from tabloop.config import Arrived, DataConfig
+    from tabloop.features.build import assign_split, production_order
+
+    rows = 200
+    frame = pl.DataFrame({"position": range(rows), "price": [float(i) for i in range(rows)]})
+    split = RandomSplit(kind="random", fractions=Fractions(train=0.5, valid=0.25, test=0.25), seed=5)
+    config = SimpleNamespace(split=split, contract=SimpleNamespace(target=SimpleNamespace(name="price")))
+    placed = assign_split(frame, cast(DataConfig, config))
+    test = placed.filter(pl.col("split") == "test")["position"].to_list()
+    assert placed["position"].to_list()[-len(test) :] == test  # last
+    assert test != sorted(test)  # not in file order: a sorted file does not reach production sorted
+    for name in ("train", "valid"):
+        kept = placed.filter(pl.col("split") == name)["position"].to_list()
+        assert kept == sorted(kept)
+    assert assign_split(frame, cast(DataConfig, config)).equals(placed)  # seeded
+
+    names = shuffled_split(rows, split, None)
+    order = production_order(names, split.seed, shuffled=True)
+    arrived = split.model_copy(update={"arrived": Arrived(rows=20, valid=5, test=5)})
+    moved = assign_split(frame, cast(DataConfig, SimpleNamespace(split=arrived, contract=config.contract)))
+    held_out = moved.filter(pl.col("split") == "test")["position"].to_list()
+    assert held_out == order[15:20].tolist()  # the newest five of the first twenty to arrive, in production order

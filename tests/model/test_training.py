@@ -179,6 +179,8 @@ def test_a_training_split_one_row_past_a_whole_batch_trains(
     rows = pl.read_parquet(features / "train.parquet")
     batch = train_config.training.batch_size
     assert rows.height > batch + 1
-    rows.head(batch + 1).write_parquet(features / "train.parquet")  # batch norm cannot train on a batch of one
+    # Drawn, not the first rows: a file sorted by its target would give rows of one class (batch norm cannot train
+    # on a batch of one)
+    rows.sample(n=batch + 1, seed=0).write_parquet(features / "train.parquet")
     once = train_config.model_copy(update={"training": train_config.training.model_copy(update={"max_epochs": 1})})
     assert run(once, features, tmp_path).epochs_run == 1

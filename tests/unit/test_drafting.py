@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,9 @@ def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
     with pytest.raises(DraftError, match="NAME: a dataset 'churn' exists already"):
         draft_dataset(DraftRequest("churn", data, "plan"), root)
     assert (root / "configs" / "churn" / "data.yaml").read_bytes() == before
+    shutil.rmtree(root / "configs" / "churn")  # moved away by hand: the list still names it
+    with pytest.raises(DraftError, match=r"configs/datasets\.yaml lists a dataset 'churn' already"):
+        draft_dataset(DraftRequest("churn", data, "plan"), root)
 
 
 @pytest.mark.parametrize(

@@ -45,8 +45,13 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
     if re.fullmatch(NAME_PATTERN, request.name) is None:
         raise DraftError(f"NAME: {request.name!r} is not a dataset name (lower case letters, digits and _, 40 at most)")
     where = Layout(request.name, root)
-    if request.name in datasets.datasets or where.configs.exists():
+    if where.configs.exists():
         raise DraftError(f"NAME: a dataset {request.name!r} exists already ({where.configs}); pick another name")
+    if request.name in datasets.datasets:
+        raise DraftError(
+            f"NAME: {DATASETS_FILE} lists a dataset {request.name!r} already (its configs/ folder is gone); pick "
+            "another name, or take it off that list"
+        )
     source, table_name, frame = read_data(request.data, root)
     columns, target, warnings = profile(frame, request)
     split = draft_split(frame, request)

@@ -50,7 +50,7 @@ endif
 # The browser of make test-ui: Debian's, never one downloaded by Playwright.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup init train repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-all test-e2e test-ui lint format typecheck bench \
+.PHONY: help setup init train tune repro dag metrics champion promote rollback mlflow-ui serve replay monitor retrain dashboard test test-all test-e2e test-ui lint format typecheck bench \
 	push pull lock clean
 
 help: ## Show every target with one line of help
@@ -78,6 +78,10 @@ train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, regi
 	@# registers a bundle the server already holds as nothing new), so that the server holds this bundle too.
 	$(if $(ON_STACK),$(BIN)/dvc repro --force --single-item register@$(DATASET))
 	@$(BIN)/tabloop summary
+
+tune: $(STAMP) ## Tune the network and LightGBM with one budget each: make tune DATASET=<name> [TRIALS=30] [MINUTES=10] [RESTART=1]; writes configs/<name>/tuned.yaml
+	$(BIN)/dvc repro features@$(DATASET)
+	$(BIN)/tabloop tune --dataset $(DATASET) $(if $(TRIALS),--trials $(TRIALS)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(filter 1 yes true,$(RESTART)),--restart)
 
 repro: train ## Same as train
 

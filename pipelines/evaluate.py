@@ -3,7 +3,7 @@
 import typer
 
 from tabloop.commands.boundary import DatasetOption, PathOption, entry_point
-from tabloop.config import load_data_config, load_evaluate_config
+from tabloop.config import load_data_config, load_evaluate_config, load_tuned_config
 from tabloop.stages.evaluate import run as evaluate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -28,6 +28,7 @@ def main(
             bundle or where.bundle,
             out or where.evaluation,
             training_metrics=where.train_reports / "metrics.json",
+            tuned_lightgbm=load_tuned_config(where.tuned_config).lightgbm,
         )
 
 

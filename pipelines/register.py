@@ -7,7 +7,13 @@ import typer
 from pydantic import JsonValue
 
 from tabloop.commands.boundary import DatasetOption, console, entry_point
-from tabloop.config import load_data_config, load_evaluate_config, load_registry_config, load_train_config
+from tabloop.config import (
+    load_data_config,
+    load_evaluate_config,
+    load_registry_config,
+    load_train_config,
+    load_tuned_config,
+)
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.stages.register import run as register_candidate
 
@@ -26,9 +32,10 @@ def main(
         evaluate = load_evaluate_config(where.evaluate_config)
         data = load_data_config(where.data_config)
         params: dict[str, JsonValue] = {
-            "train": load_train_config(where.train_config).model_dump(mode="json"),
+            "train": load_train_config(where.train_config, where.tuned_config).model_dump(mode="json"),
             "data": data.model_dump(mode="json", include={"label", "split", "preprocessing"}),
             "evaluate": evaluate.model_dump(mode="json"),
+            "tuned": load_tuned_config(where.tuned_config).model_dump(mode="json"),
             "gate": registry.gate.model_dump(mode="json"),
         }
         inputs = RegisterInputs(

@@ -30,7 +30,7 @@ def main(
     """Train the network on the training split with early stopping on the validation split."""
     with entry_point("train") as settings:
         where = settings.layout(dataset)
-        train_config = load_train_config(config or where.train_config)
+        train_config = load_train_config(config or where.train_config, None if config else where.tuned_config)
         nproc = train_config.distributed.nproc
         if nproc > 1 and not launched_by_torchrun():
             command = torchrun_command(nproc, "pipelines.train", sys.argv[1:])

@@ -82,6 +82,21 @@ class Layout:
         return self.configs / "train.yaml"
 
     @property
+    def tune_config(self) -> Path:
+        """The search spaces and budget of ``make tune`` (the user's; optional)."""
+        return self.configs / "tune.yaml"
+
+    @property
+    def tuned_config(self) -> Path:
+        """The best parameters ``make tune`` found (the tuner's; laid over train.yaml and evaluate.yaml)."""
+        return self.configs / "tuned.yaml"
+
+    @property
+    def tuning(self) -> Path:
+        """The tuning studies' storage and summary."""
+        return self.reports / "tuning"
+
+    @property
     def evaluate_config(self) -> Path:
         return self.configs / "evaluate.yaml"
 

@@ -155,3 +155,22 @@ def test_slice_that_is_not_a_categorical_feature_is_refused(
     with pytest.raises(ConfigError, match=f"slices: '{numeric}' is not a categorical feature"):
         evaluate(config, bad, stage_outputs["features"], trained["bundle"], tmp_path)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_tuned_lightgbm_is_reported_beside_the_default_one_with_its_own_parameters(
+    config: DataConfig,
+    evaluate_config: EvaluateConfig,
+    stage_outputs: dict[str, Path],
+    trained: dict[str, Path],
+    evaluated: Path,
+    tmp_path: Path,
+) -> None:
+    tuned = {"num_leaves": 4, "learning_rate": 0.3, "min_child_samples": 5}
+    evaluate(config, evaluate_config, stage_outputs["features"], trained["bundle"], tmp_path, tuned_lightgbm=tuned)
+    metrics = read_json(tmp_path / "metrics.json")
+    default = read_json(evaluated / "metrics.json")
+    assert set(metrics["test"]) == {*default["test"], "lightgbm_tuned"}
+    assert metrics["test"]["lightgbm"] == default["test"]["lightgbm"]  # the default one is untouched
+    assert metrics["test"]["lightgbm_tuned"] != metrics["test"]["lightgbm"]  # other parameters, another model
+    assert metrics["baselines"]["lightgbm_tuned"]["rounds"] >= 1
+    assert "LightGBM baseline, tuned" in (tmp_path / "model_card.md").read_text()

@@ -179,7 +179,11 @@ def test_the_service_loads_and_serves_a_bundle_without_importing_torch(trained: 
         ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16, 8], members=3),
         ModelArgs(cardinalities=[7], embedding_dims=[2], n_numeric=0, hidden=[4], members=1),
         ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=3, hidden=[], members=2),
+        ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16], members=4, embedded=4),
+        ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16, 8], members=4, ensemble="batch"),
+        ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=2, hidden=[4], embedded=2, ensemble="batch"),
     ],
+    ids=["independent", "one member", "no hidden layer", "periodic", "batch ensemble", "periodic batch ensemble"],
 )
 def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelArgs) -> None:
     state = TabularNet(args).state_dict()
@@ -188,11 +192,26 @@ def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelA
     assert numbers == args.parameters()  # the size bound a bundle is checked against counts the same tensors
 
 
+@pytest.mark.parametrize("ensemble", ["independent", "batch"])
+@pytest.mark.parametrize("embedded", [0, 4], ids=["numbers as they are", "periodic embeddings"])
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
-def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[int]) -> None:
-    args = ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=hidden, dropout=0.2, members=3)
+def test_folded_network_computes_what_the_pytorch_network_computes(
+    hidden: list[int], embedded: int, ensemble: str
+) -> None:
+    args = ModelArgs(
+        cardinalities=[5, 9],
+        embedding_dims=[3, 4],
+        n_numeric=6,
+        hidden=hidden,
+        dropout=0.2,
+        members=3,
+        embedded=embedded,
+        frequencies=5,
+        numeric_dim=3,
+        ensemble=ensemble,
+    )
     torch.manual_seed(0)
-    net = TabularNet(args)
+    net = TabularNet(args, frequency_scale=0.5)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     for seed in range(20):  # move weights and batch-norm statistics away from their initial values
         categorical, numeric = batch(64, seed=seed)
@@ -207,6 +226,8 @@ def test_folded_network_computes_what_the_pytorch_network_computes(hidden: list[
     folded = FoldedNetwork.from_weights(args, {name: tensor.numpy() for name, tensor in net.state_dict().items()})
     outputs = folded.outputs(categorical.numpy(), numeric.numpy())
     assert np.allclose(combine(TargetSpec(), outputs, None), expected, atol=1e-6)
+    few = folded.outputs(categorical.numpy()[:5], numeric.numpy()[:5])  # a request's rows take another path
+    assert np.allclose(combine(TargetSpec(), few, None), expected[:5], atol=1e-6)
 
 
 def test_requests_and_tables_encode_identically(stage_outputs: dict[str, Path], trained: dict[str, Path]) -> None:

@@ -17,11 +17,15 @@ from tabloop.config import (
     RandomSplit,
     TimeSplit,
     TrainConfig,
+    TuneConfig,
+    TunedConfig,
     ValidationConfig,
     load_data_config,
     load_evaluate_config,
     load_registry_config,
     load_train_config,
+    load_tune_config,
+    load_tuned_config,
 )
 from tabloop.config.monitor import dataset_defaults, load_monitor_config
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
@@ -70,6 +74,8 @@ def test_a_table_is_drafted_into_a_configuration_that_loads(root: Path) -> None:
         "evaluate.yaml",
         "registry.yaml",
         "monitor.yaml",
+        "tune.yaml",
+        "tuned.yaml",
     }
     assert "churn" in load_datasets(root).datasets
     assert config.adapter is None
@@ -210,6 +216,9 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
     assert draft.directory == where.configs
 
     assert load_train_config(where.train_config) == TrainConfig()
+    assert load_train_config(where.train_config, where.tuned_config) == TrainConfig()  # nothing tuned yet
+    assert load_tune_config(where.tune_config) == TuneConfig()
+    assert load_tuned_config(where.tuned_config) == TunedConfig()
     evaluate = load_evaluate_config(where.evaluate_config)
     assert evaluate.slices == ["plan", "paperless"]  # inferred: categorical features of few values
     assert evaluate.model_copy(update={"slices": []}) == EvaluateConfig()

@@ -121,7 +121,7 @@ def loader_epoch(
 
 def measure(split: SplitTensors, train_config: TrainConfig, preprocessor: Preprocessor, epochs: int) -> ModelRun:
     """Rows per second of both input pipelines for one model configuration (best of ``epochs`` epochs)."""
-    batch = train_config.training.batch_size
+    batch = train_config.training.batch_for(len(split))
     loader = DataLoader(RowDataset(split), batch_size=batch, shuffle=True, num_workers=0)
     epochs_by_path: dict[str, Callable[[TabularNet, torch.optim.Optimizer], None]] = {
         SLICED: lambda m, o: sliced_epoch(m, o, split, batch),
@@ -165,7 +165,7 @@ def run(features: Path | None = None, config: Path | None = None, epochs: int = 
     one_member = measure(split, single, preprocessor, epochs)
     return TrainingResult(
         rows=len(split),
-        batch_size=train_config.training.batch_size,
+        batch_size=train_config.training.batch_for(len(split)),
         anchor=LOADER,
         configured=configured,
         single_member=one_member,

@@ -1,4 +1,4 @@
-"""``tabloop``: manage the model registry by hand (show, promote, roll back)."""
+"""``tabloop``: manage the model registry by hand (show, promote, roll back), draft a dataset, tune its models."""
 
 from __future__ import annotations
 
@@ -66,7 +66,11 @@ def summary(
         for column in ("model", *(title for title, _ in columns)):
             table.add_column(column, justify="left" if column == "model" else "right")
         for name, scores in test.items():
-            label = {"pytorch": "PyTorch (this model)", "lightgbm": "LightGBM"}.get(name, name)
+            label = {
+                "pytorch": "PyTorch (this model)",
+                "lightgbm": "LightGBM",
+                "lightgbm_tuned": "LightGBM, tuned",
+            }.get(name, name)
             table.add_row(label, *(f"{getattr(scores, key):.4f}" for _, key in columns))
         console.print(table)
 
@@ -131,6 +135,30 @@ def init(
         console.print(
             f"review {draft.directory / 'data.yaml'} (ranges, allowed values, the label, the split), then "
             f"`make train DATASET={name}`"
+        )
+
+
+@app.command()
+def tune(
+    dataset: DatasetOption = None,
+    *,
+    trials: Annotated[int | None, typer.Option(help="Trials per model (default: tune.yaml's budget).")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Minutes per model (default: tune.yaml's budget).")] = None,
+    restart: Annotated[bool, typer.Option(help="Start the studies again instead of resuming them.")] = False,
+) -> None:
+    """Tune the network and LightGBM with the same budget on the validation split; write configs/<name>/tuned.yaml."""
+    from tabloop.tuning.tune import Request
+    from tabloop.tuning.tune import tune as run_tuning
+
+    with entry_point("tune") as settings:
+        where = settings.layout(dataset)
+        results = run_tuning(settings, where, Request(trials, minutes, restart))
+        for model, result in results.items():
+            counts = ", ".join(f"{n} {state}" for state, n in result.trials.items() if n)
+            console.print(f"{model:9s} best valid {result.best_score:.4f} ({counts})")
+        console.print(
+            f"wrote {where.tuned_config}: `make train DATASET={where.dataset}` trains the tuned network and reports "
+            "the tuned LightGBM beside the default one"
         )
 
 

@@ -36,6 +36,7 @@ from tabloop.config.evaluate import EvaluateConfig, LightGBMConfig, LogisticConf
 from tabloop.config.loading import format_validation_error, load_yaml, parse_config
 from tabloop.config.registry import PromotionGateConfig, RegistryConfig
 from tabloop.config.train import DistributedConfig, LoopConfig, ModelConfig, OptimizerConfig, TrainConfig
+from tabloop.config.tune import TuneConfig, TunedConfig, overlay
 
 __all__ = [
     "SPLITS",
@@ -64,12 +65,16 @@ __all__ = [
     "SplitConfig",
     "TimeSplit",
     "TrainConfig",
+    "TuneConfig",
+    "TunedConfig",
     "ValidationConfig",
     "format_validation_error",
     "load_data_config",
     "load_evaluate_config",
     "load_registry_config",
     "load_train_config",
+    "load_tune_config",
+    "load_tuned_config",
     "load_yaml",
     "parse_config",
 ]
@@ -80,9 +85,23 @@ def load_data_config(path: Path) -> DataConfig:
     return parse_config(DataConfig, load_yaml(path), str(path))
 
 
-def load_train_config(path: Path) -> TrainConfig:
-    """The training configuration at ``path``, validated."""
-    return parse_config(TrainConfig, load_yaml(path), str(path))
+def load_train_config(path: Path, tuned: Path | None = None) -> TrainConfig:
+    """The training configuration at ``path``, with the network parameters of ``tuned`` (``tuned.yaml``, when
+    given and present) laid over it, validated."""
+    data, origin = load_yaml(path), str(path)
+    if tuned is not None and tuned.is_file():
+        data, origin = overlay(data, load_tuned_config(tuned).network), f"{path} with {tuned}"
+    return parse_config(TrainConfig, data, origin)
+
+
+def load_tune_config(path: Path) -> TuneConfig:
+    """The tuning configuration at ``path`` (the defaults when there is no file), validated."""
+    return parse_config(TuneConfig, load_yaml(path) if path.is_file() else {}, str(path))
+
+
+def load_tuned_config(path: Path) -> TunedConfig:
+    """What ``make tune`` found, at ``path`` (nothing when there is no file), validated."""
+    return parse_config(TunedConfig, load_yaml(path) if path.is_file() else {}, str(path))
 
 
 def load_evaluate_config(path: Path) -> EvaluateConfig:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import YAMLError
 
 from tabloop.config.data import SPLIT_KINDS
+from tabloop.config.tune import PARAM_KINDS
 from tabloop.errors import ConfigError
 from tabloop.io import parse_yaml
 
@@ -56,5 +57,7 @@ def _is_union_tag(part: int | str, previous: int | str | None) -> bool:
     # pydantic inserts the chosen union member (e.g. "list[str]", or a split's kind) into error locations; users
     # never wrote those.
     if previous == "split" and part in SPLIT_KINDS:
+        return True
+    if part in PARAM_KINDS:  # a search parameter's kind (tune.yaml)
         return True
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -10,13 +11,19 @@ from tabloop.runtime.contract import StrictModel
 
 
 class ModelConfig(StrictModel):
-    """Sizes of the network."""
+    """The network. The defaults are the recipe a new table meets untuned: chosen on the validation splits of six
+    tables of every task kind (binary, multiclass, regression; 300 to 220,000 training rows)."""
 
-    members: int = Field(3, ge=1, le=32)
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
-    dropout: float = Field(0.3, ge=0, lt=1)
+    members: int = Field(3, ge=1, le=64)
+    ensemble: Literal["independent", "batch"] = "independent"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128, 128])
+    dropout: float = Field(0.15, ge=0, lt=1)
     embedding_scale: float = Field(0.5, gt=0)
     max_embedding_dim: int = Field(32, ge=1)
+    numeric_embedding: Literal["none", "periodic"] = "periodic"
+    frequencies: int = Field(16, ge=1, le=256)  # of a periodic embedding, per number
+    frequency_scale: float = Field(0.1, gt=0, le=100)  # standard deviation of the initial frequencies
+    numeric_dim: int = Field(8, ge=1, le=256)  # numbers out of each number's embedding
 
 
 class OptimizerConfig(StrictModel):
@@ -29,9 +36,17 @@ class OptimizerConfig(StrictModel):
 class LoopConfig(StrictModel):
     """Batching and stopping."""
 
-    batch_size: int = Field(256, ge=1)
-    max_epochs: int = Field(60, ge=1)
-    patience: int = Field(6, ge=1)
+    batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+
+    def batch_for(self, rows: int) -> int:
+        """The batch size for a training split of ``rows`` rows: the configured one, or for ``auto`` a power of two
+        near rows / 64 from 32 to 1024, so that a small table still takes dozens of steps an epoch."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 64)))))
+
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(10, ge=1)
     eval_batch_size: int = Field(65536, ge=1)
 
 

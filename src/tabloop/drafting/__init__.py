@@ -22,7 +22,14 @@ from tabloop.config import load_data_config
 from tabloop.drafting.profile import draft_split, profile, read_data
 from tabloop.drafting.render import data_yaml
 from tabloop.drafting.request import DraftError, DraftRequest
-from tabloop.drafting.templated import evaluate_yaml, monitor_yaml, registry_yaml, train_yaml
+from tabloop.drafting.templated import (
+    evaluate_yaml,
+    monitor_yaml,
+    registry_yaml,
+    train_yaml,
+    tune_yaml,
+    tuned_yaml,
+)
 from tabloop.errors import ConfigError
 from tabloop.io import parse_yaml
 from tabloop.layout import DATASETS_FILE, NAME_PATTERN, Layout, load_datasets
@@ -63,6 +70,8 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         "evaluate.yaml": evaluate_yaml(columns, target.task),
         "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
         "monitor.yaml": monitor_yaml(request, target.task),
+        "tune.yaml": tune_yaml(),
+        "tuned.yaml": tuned_yaml(),
     }
     where.configs.mkdir(parents=True)
     files = []

@@ -3,6 +3,7 @@ filled with the typed defaults, and what the task changes in them."""
 
 from __future__ import annotations
 
+import json
 import string
 from importlib import resources
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tabloop.config import EvaluateConfig, PromotionGateConfig, TrainConfig
+from tabloop.config import EvaluateConfig, PromotionGateConfig, TrainConfig, TuneConfig
 from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
+from tabloop.config.tune import Param
 from tabloop.drafting.profile import Column
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
@@ -46,6 +48,29 @@ def train_yaml(task: str = "binary") -> str:
         else ""
     )
     return _template("train.yaml", c=config, threshold=Verbatim(threshold))
+
+
+def tune_yaml() -> str:
+    """The drafted ``tune.yaml``: the default budget and search spaces, one parameter a line."""
+    config = TuneConfig()
+
+    def space(params: dict[str, Param]) -> Verbatim:
+        # JSON's numbers, so that a float range reads back as floats (0.0, not 0: integers when both ends are)
+        lines = [
+            f"  {key}: "
+            + "{"
+            + ", ".join(f"{k}: {json.dumps(v)}" for k, v in param.model_dump(exclude_defaults=True).items())
+            + "}"
+            for key, param in params.items()
+        ]
+        return Verbatim("\n".join(lines))
+
+    return _template("tune.yaml", c=config, network=space(config.network), lightgbm=space(config.lightgbm))
+
+
+def tuned_yaml() -> str:
+    """The drafted ``tuned.yaml``: nothing tuned yet."""
+    return _template("tuned.yaml")
 
 
 def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Series | None = None) -> str:

@@ -3,14 +3,17 @@
 
 Both see the encoded features the network sees (category indices and standardised numbers with missing
 indicators), keep their library defaults, and are trained on the training split only; LightGBM stops early on
-the validation split. They are yardsticks, not straw men: neither is weakened to make the network look better.
+the validation split. When ``make tune`` has tuned LightGBM with the network's budget, the evaluate stage reports
+it beside the default one. They are yardsticks, not straw men: neither is weakened to make the network look better.
 A regression target is given to both as the network learns it (transformed and standardised) and their
 predictions are brought back to the target's scale.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -78,15 +81,28 @@ OBJECTIVES: dict[str, dict[str, str]] = {
 
 
 def lightgbm_baseline(
-    train: Labelled, valid: Labelled, test: EncodedBatch, config: LightGBMConfig, seed: int, *, task: Task = BINARY
+    train: Labelled,
+    valid: Labelled,
+    test: EncodedBatch,
+    config: LightGBMConfig,
+    seed: int,
+    *,
+    task: Task = BINARY,
+    tuned: Mapping[str, bool | int | float | str] | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> BaselineResult:
-    """LightGBM with default hyperparameters and the task's objective, categories as categorical features, early
-    stopping on valid."""
+    """LightGBM with the task's objective, categories as categorical features, early stopping on valid: with its
+    default hyperparameters, or with ``tuned`` ones (``make tune``'s) laid over them. ``callbacks`` see every
+    boosting round (the tuner prunes with one)."""
     categorical = list(range(train.inputs.categorical.shape[1]))
     classes = task.target.classes
+    tuned = dict(tuned or {})
+    if "bagging_fraction" in tuned and "bagging_freq" not in tuned:
+        tuned["bagging_freq"] = 1  # LightGBM ignores a bagging fraction unless it bags every so many rounds
     params = {
         **OBJECTIVES[task.target.task],
         **({"num_class": len(classes)} if classes is not None else {}),
+        **tuned,
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -101,7 +117,7 @@ def lightgbm_baseline(
         train_set,
         num_boost_round=config.max_rounds,
         valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False), *callbacks],
     )
     proba = np.asarray(booster.predict(_dense(test), num_iteration=booster.best_iteration), dtype=np.float64)
     return BaselineResult(task.answered(proba), {"rounds": int(booster.best_iteration)})

@@ -17,6 +17,7 @@ from tabloop.runtime.bundle import Bundle
 MODEL_NAMES = {
     "pytorch": "PyTorch network (this model)",
     "lightgbm": "LightGBM baseline",
+    "lightgbm_tuned": "LightGBM baseline, tuned",
     "logistic": "Logistic regression",
     "ridge": "Ridge regression",
 }

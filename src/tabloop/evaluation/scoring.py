@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tabloop.runtime.bundle import BundleError, Predictor
 from tabloop.runtime.contract import FeatureContract, TargetSpec
 
 LINEAR_BASELINE = {"binary": "logistic", "multiclass": "logistic", "regression": "ridge"}
+TUNED_LIGHTGBM = "lightgbm_tuned"  # LightGBM with make tune's parameters, reported when there are some
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ def baselines(
     frames: dict[str, pl.DataFrame],
     targets: dict[str, npt.NDArray[np.float64]],
     config: EvaluateConfig,
+    tuned: Mapping[str, bool | int | float | str] | None = None,
 ) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, dict[str, int]]]:
-    """LightGBM and the linear model (logistic, or ridge for a number) trained on the model's own encoded inputs:
-    their test predictions, and what each one chose."""
+    """LightGBM (and LightGBM with ``tuned`` parameters, when there are some) and the linear model (logistic, or
+    ridge for a number) trained on the model's own encoded inputs: their test predictions, and what each chose."""
     contract, preprocessor = predictor.bundle.contract, predictor.bundle.preprocessor
     encoded = {s: preprocessor.transform(frame_columns(f, contract)) for s, f in frames.items()}
     train = Labelled(encoded["train"], targets["train"])
@@ -92,7 +95,12 @@ def baselines(
     lightgbm = lightgbm_baseline(train, valid, encoded["test"], config.lightgbm, config.seed, task=task)
     linear = logistic_baseline(train, encoded["test"], config.logistic, task=task)
     name = LINEAR_BASELINE[contract.target.task]
-    return {"lightgbm": lightgbm.proba, name: linear.proba}, {"lightgbm": lightgbm.details, name: linear.details}
+    fitted = {"lightgbm": lightgbm, name: linear}
+    if tuned:
+        fitted[TUNED_LIGHTGBM] = lightgbm_baseline(
+            train, valid, encoded["test"], config.lightgbm, config.seed, task=task, tuned=tuned
+        )
+    return {n: r.proba for n, r in fitted.items()}, {n: r.details for n, r in fitted.items()}
 
 
 def curve_tables(

@@ -1,15 +1,21 @@
 """The network folded for inference: the same function as :class:`TabularNet` in eval mode, in a few operations.
 
-Two exact rewrites make a prediction cheap enough to serve one row in microseconds:
+Three exact rewrites make a prediction cheap enough to serve one row in microseconds:
 
 - Batch normalisation in eval mode is an affine map, so it folds into the linear layer before it.
-- The embeddings feed the first linear layer directly, so each embedding table is multiplied by its block of that
-  layer's weights once: a lookup in the product table replaces a lookup followed by a matrix product.
+- The category embeddings feed the first linear layer directly, so each embedding table is multiplied by its block
+  of that layer's weights once: a lookup in the product table replaces a lookup followed by a matrix product.
+- Members that share a layer's weights (BatchEnsemble) are multiplied out into a weight per member,
+  ``r_j W s_j``, once at load time.
 
-What remains is one gather, one small matrix product, ReLU and the head, in NumPy. Activations are kept flat,
-``[rows, members x width]``, and later layers are block-diagonal matrices, so every layer is a single matrix
-product: for one row, NumPy's per-call overhead, not arithmetic, is what costs. Tests hold the result to the
-PyTorch network's output.
+Periodic number embeddings end in a ReLU and cannot fold; they are computed as the network does, all numbers of
+all rows in a handful of array operations.
+
+What remains is one gather, one small matrix product, ReLU and the head, in NumPy. For a request's few rows,
+activations are kept flat, ``[rows, members x width]``, and later layers are block-diagonal matrices, so every
+layer is a single matrix product: for one row, NumPy's per-call overhead, not arithmetic, is what costs. For a
+batch, later layers are a batched product over members, which spends no arithmetic on the zeros. Tests hold the
+result to the PyTorch network's output.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ class FoldedNetwork:
     """First layer as product tables plus a numeric weight; later layers as batch-norm-folded linear maps."""
 
     members: int
+    periodic: tuple[Array, Array, Array, Array] | None  # the numbers' embedding (see _embedded)
     tables: Array  # [sum of cardinalities, members * width of the first layer's output]
     offsets: npt.NDArray[np.int64]  # where each categorical column's rows start in ``tables``
     numeric_weight: Array  # [n_numeric, members * width]
     bias: Array  # [members * width]
     layers: list[tuple[Array, Array]]  # (block-diagonal weight [members * in, members * out], bias) after a ReLU
+    member_layers: list[tuple[Array, Array]]  # the same as (weight [members, in, out], bias [members, 1, out])
 
     @classmethod
     def from_weights(cls, args: ModelArgs, weights: Mapping[str, npt.NDArray[Any]]) -> FoldedNetwork:
@@ -47,6 +55,8 @@ class FoldedNetwork:
         index = 0
         for size in [*args.hidden, 1]:
             weight, bias = w[f"head.{index}.weight"], w[f"head.{index}.bias"][:, 0, :]
+            if f"head.{index}.r" in w:  # shared by the members: each member's weight is r_j W s_j
+                weight = w[f"head.{index}.r"].transpose(0, 2, 1) * weight[None] * w[f"head.{index}.s"]
             scale = shift = None
             norm = f"head.{index + 1}.norm"
             if f"{norm}.weight" in w:  # hidden layers are followed by batch norm; the output layer is not
@@ -67,15 +77,29 @@ class FoldedNetwork:
             embedding = w[f"embeddings.{i}.weight"].reshape(cardinality, m, dim)
             tables.append(np.einsum("cmd,mdo->cmo", embedding, first_weight[:, start : start + dim, :]))
             start += dim
-        numeric = first_weight[:, start:, :]  # [members, n_numeric, out]
+        numeric = first_weight[:, start:, :]  # [members, numeric inputs, out]
         stacked = np.concatenate(tables)
+        periodic = None
+        if args.embedded:
+            e, k = "numeric_embedding", args.frequencies
+            angular = 2 * np.pi * w[f"{e}.frequencies"]
+            periodic = (  # cos(a) as sin(a + pi / 2): one sine of [cos | sin] angles, no concatenation
+                np.concatenate([angular, angular], axis=1)[:, None, :].astype(np.float32),  # [n, 1, 2k]
+                np.repeat([np.pi / 2, 0.0], k).astype(np.float32),  # [2k]
+                w[f"{e}.weight"].astype(np.float32),  # [n, 2k, dim]
+                w[f"{e}.bias"][:, None, :].astype(np.float32),  # [n, 1, dim]
+            )
         return cls(
             members=m,
+            periodic=periodic,
             tables=stacked.reshape(stacked.shape[0], -1).astype(np.float32),
             offsets=np.cumsum([0, *args.cardinalities[:-1]]).astype(np.int64),
-            numeric_weight=numeric.transpose(1, 0, 2).reshape(args.n_numeric, -1).astype(np.float32),
+            numeric_weight=numeric.transpose(1, 0, 2).reshape(numeric.shape[1], -1).astype(np.float32),
             bias=first_bias.reshape(-1).astype(np.float32),
             layers=[(_block_diagonal(weight), bias.reshape(-1).astype(np.float32)) for weight, bias in folded[1:]],
+            member_layers=[
+                (weight.astype(np.float32), bias[:, None, :].astype(np.float32)) for weight, bias in folded[1:]
+            ],
         )
 
     def outputs(self, categorical: npt.NDArray[np.int64], numeric: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -87,13 +111,37 @@ class FoldedNetwork:
             hidden = self.tables[rows[:, 0]]
             for j in range(1, rows.shape[1]):
                 hidden += self.tables[rows[:, j]]
+        if self.periodic is not None:
+            numeric = self._embedded(numeric)
         hidden += numeric @ self.numeric_weight
         hidden += self.bias
-        for weight, bias in self.layers:
-            np.maximum(hidden, 0.0, out=hidden)
-            hidden = hidden @ weight + bias
-        members: npt.NDArray[np.float64] = hidden.astype(np.float64).reshape(len(rows), self.members, -1)
-        return members
+        if len(rows) <= 16 or not self.layers:  # block-diagonal products: the fewest calls, for requests
+            for weight, bias in self.layers:
+                np.maximum(hidden, 0.0, out=hidden)
+                hidden = hidden @ weight + bias
+            members: npt.NDArray[np.float64] = hidden.astype(np.float64).reshape(len(rows), self.members, -1)
+            return members
+        # batched products over members, [members, rows, width]: no arithmetic on the block-diagonal's zeros
+        by_member = hidden.reshape(len(rows), self.members, -1).transpose(1, 0, 2)
+        for weight, bias in self.member_layers:
+            np.maximum(by_member, 0.0, out=by_member)
+            by_member = np.matmul(by_member, weight)
+            by_member += bias
+        outputs: npt.NDArray[np.float64] = by_member.transpose(1, 0, 2).astype(np.float64)
+        return outputs
+
+    def _embedded(self, numeric: Array) -> Array:
+        """The numbers with the leading ones replaced by their periodic embeddings, as the network computes them."""
+        assert self.periodic is not None
+        frequencies, phase, weight, bias = self.periodic
+        rows, n = len(numeric), len(frequencies)
+        angles = numeric[:, :n].T[:, :, None] * frequencies  # [n, rows, 2k]: the cosines' angles, then the sines'
+        angles += phase
+        np.sin(angles, out=angles)
+        embedded = np.matmul(angles, weight)  # [n, rows, dim]: each number's own linear map
+        embedded += bias
+        np.maximum(embedded, 0.0, out=embedded)
+        return np.concatenate([embedded.transpose(1, 0, 2).reshape(rows, -1), numeric[:, n:]], axis=1)
 
 
 def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:

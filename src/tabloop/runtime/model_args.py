@@ -21,13 +21,33 @@ class ModelArgs:
     dropout: float = 0.3
     members: int = 3
     outputs: int = 1  # per member: one logit (binary), one per class (multiclass) or one value (regression)
+    # Periodic embeddings of the first ``embedded`` numeric columns (the scaled numbers; cyclic features and
+    # missing indicators pass through): ``frequencies`` sines and cosines each, mapped to ``numeric_dim`` numbers.
+    embedded: int = 0
+    frequencies: int = 16
+    numeric_dim: int = 8
+    # "independent": each member its own weights; "batch": the members share each layer's weights and differ by
+    # per-member scalings of its inputs and outputs (BatchEnsemble, as in TabM)
+    ensemble: str = "independent"
 
     def to_dict(self) -> dict[str, int | float | list[int]]:
-        """A JSON-ready copy (``outputs`` left out when it is one, as bundles were written before it existed)."""
+        """A JSON-ready copy; keys at the value a bundle written before them implies are left out (``outputs`` of
+        one, the periodic embedding's sizes when nothing is embedded), so those bundles keep their digest."""
         data: dict[str, int | float | list[int]] = asdict(self)
         if self.outputs == 1:
             del data["outputs"]
+        if self.embedded == 0:
+            for key in ("embedded", "frequencies", "numeric_dim"):
+                del data[key]
+        if self.ensemble == "independent":
+            del data["ensemble"]
         return data
+
+    @property
+    def input_width(self) -> int:
+        """How many numbers enter the first hidden layer: the category embeddings, each embedded number's
+        embedding and the numbers that pass through."""
+        return sum(self.embedding_dims) + self.embedded * self.numeric_dim + self.n_numeric - self.embedded
 
     def problems(self) -> list[str]:
         """What makes these arguments unsafe to build (sizes out of bounds); checked before anything is allocated."""
@@ -44,12 +64,19 @@ class ModelArgs:
                 found.append(f"{name} must be integers from 1 to {top}, not {bad[:3]}")
         if not 1 <= len(self.hidden) <= MAX_LAYERS:
             found.append(f"hidden must have 1 to {MAX_LAYERS} layers, not {len(self.hidden)}")
-        if not isinstance(self.n_numeric, int) or not 0 <= self.n_numeric <= MAX_WIDTH:
-            found.append(f"n_numeric must be an integer from 0 to {MAX_WIDTH}, not {self.n_numeric!r}")
-        if not isinstance(self.members, int) or not 1 <= self.members <= MAX_MEMBERS:
-            found.append(f"members must be an integer from 1 to {MAX_MEMBERS}, not {self.members!r}")
-        if not isinstance(self.outputs, int) or isinstance(self.outputs, bool) or not 1 <= self.outputs <= MAX_WIDTH:
-            found.append(f"outputs must be an integer from 1 to {MAX_WIDTH}, not {self.outputs!r}")
+        n_numeric = self.n_numeric if isinstance(self.n_numeric, int) else 0
+        for name, value, low, top in (
+            ("n_numeric", self.n_numeric, 0, MAX_WIDTH),
+            ("members", self.members, 1, MAX_MEMBERS),
+            ("outputs", self.outputs, 1, MAX_WIDTH),
+            ("embedded", self.embedded, 0, n_numeric),
+            ("frequencies", self.frequencies, 1, MAX_WIDTH),
+            ("numeric_dim", self.numeric_dim, 1, MAX_WIDTH),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
+                found.append(f"{name} must be an integer from {low} to {top}, not {value!r}")
+        if self.ensemble not in ENSEMBLES:
+            found.append(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {self.ensemble!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
             found.append(f"dropout must be in [0, 1), not {self.dropout!r}")
         if not found and self.parameters() > MAX_PARAMETERS:
@@ -64,31 +91,53 @@ class ModelArgs:
             f"embeddings.{i}.weight": (c, d * m)
             for i, (c, d) in enumerate(zip(self.cardinalities, self.embedding_dims, strict=True))
         }
-        width, index = sum(self.embedding_dims) + self.n_numeric, 0
-        for size in self.hidden:  # MemberLinear, MemberBatchNorm, ReLU, FastDropout
-            shapes |= {f"head.{index}.weight": (m, width, size), f"head.{index}.bias": (m, 1, size)}
+        if self.embedded:
+            n, k, d = self.embedded, self.frequencies, self.numeric_dim
+            shapes |= {
+                "numeric_embedding.frequencies": (n, k),
+                "numeric_embedding.weight": (n, 2 * k, d),
+                "numeric_embedding.bias": (n, d),
+            }
+        width, index = self.input_width, 0
+        for size in self.hidden:  # a linear layer, MemberBatchNorm, ReLU, FastDropout
+            shapes |= self._linear_shapes(f"head.{index}", width, size)
             norm = f"head.{index + 1}.norm"
             shapes |= {f"{norm}.{name}": (m * size,) for name in ("weight", "bias", "running_mean", "running_var")}
             shapes[f"{norm}.num_batches_tracked"] = ()
             width, index = size, index + 4
-        k = self.outputs
-        return shapes | {f"head.{index}.weight": (m, width, k), f"head.{index}.bias": (m, 1, k)}
+        return shapes | self._linear_shapes(f"head.{index}", width, self.outputs)
+
+    def _linear_shapes(self, prefix: str, n_in: int, n_out: int) -> dict[str, tuple[int, ...]]:
+        m = self.members
+        if self.ensemble == "batch":
+            return {
+                f"{prefix}.weight": (n_in, n_out),
+                f"{prefix}.r": (m, 1, n_in),
+                f"{prefix}.s": (m, 1, n_out),
+                f"{prefix}.bias": (m, 1, n_out),
+            }
+        return {f"{prefix}.weight": (m, n_in, n_out), f"{prefix}.bias": (m, 1, n_out)}
 
     def parameters(self) -> int:
         """How many numbers the network of these arguments holds."""
         m = self.members
         total = sum(c * d * m for c, d in zip(self.cardinalities, self.embedding_dims, strict=True))
-        width = sum(self.embedding_dims) + self.n_numeric
-        for size in self.hidden:
-            total += m * (width * size + size) + 4 * m * size  # a linear layer, then batch norm's four vectors
+        total += self.embedded * (self.frequencies + (2 * self.frequencies + 1) * self.numeric_dim)
+        width = self.input_width
+        for size in [*self.hidden, self.outputs]:
+            if self.ensemble == "batch":  # one shared weight; each member's scalings and bias
+                total += width * size + m * (width + 2 * size)
+            else:
+                total += m * (width * size + size)
             width = size
-        return total + m * (width + 1) * self.outputs
+        return total + 4 * m * sum(self.hidden)  # batch norm's four vectors after each hidden layer
 
 
 MAX_CARDINALITY = 10_000_000
 MAX_WIDTH = 65_536
 MAX_LAYERS = 32
 MAX_MEMBERS = 64
+ENSEMBLES = ("independent", "batch")
 MAX_PARAMETERS = 200_000_000  # 800 MB of float32
 
 

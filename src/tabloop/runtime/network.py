@@ -1,9 +1,17 @@
-"""A tabular network: embeddings for categories, numbers with missing indicators, an MLP head; a few members.
+"""A tabular network: embeddings for categories, periodic embeddings for numbers, an MLP head; a few members.
 
-The members are independently initialised networks trained side by side on the same batches, their probabilities
-averaged at prediction time (a deep ensemble). They are stored and computed as one module: each embedding table
-holds every member's slice and each layer is a batched matrix product over members, which is the same arithmetic
-as separate networks in a third of the operations.
+The members are networks trained side by side on the same batches, their predictions averaged (an ensemble).
+They are stored and computed as one module: each embedding table holds every member's slice and each layer is a
+batched matrix product over members. With ``ensemble: independent`` every member has its own weights (a deep
+ensemble, in a third of the operations of separate networks); with ``ensemble: batch`` the members share each
+layer's weights and differ by their own scalings of its inputs and outputs (BatchEnsemble, as TabM uses it), so
+many members cost few parameters, though as much arithmetic as independent ones.
+
+Numbers reach the MLP as they are (standardised, with missing indicators) or, with ``numeric_embedding:
+periodic``, through trained periodic embeddings, which let an MLP follow sharp and non-monotonic effects of a
+number; the anchors are Gorishniy et al., *On Embeddings for Numerical Features in Tabular Deep Learning* (2022)
+and *TabM* (2025), written here in plain PyTorch so that :mod:`tabloop.runtime.inference` can fold each layer into
+NumPy for serving.
 
 Plain PyTorch with no knowledge of MLflow, serving or monitoring. Everything needed to rebuild it is in
 :class:`~tabloop.runtime.model_args.ModelArgs`, which the bundle stores next to the weights.
@@ -32,6 +40,32 @@ class MemberLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
+
+
+class SharedMemberLinear(nn.Module):
+    """A linear layer shared by the members, each seeing it through its own scaling of the inputs and the outputs
+    (BatchEnsemble, Wen et al. 2020, as TabM uses it): ``((x * r_j) W) * s_j + b_j`` for member ``j``.
+
+    A member costs the same arithmetic as with :class:`MemberLinear` but few parameters, so many more members fit
+    the same budget. ``first``: the input scalings start as random signs (so the members differ from the first
+    step); later ones start at one.
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int, *, first: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.r = nn.Parameter(torch.ones(members, 1, in_features))
+        self.s = nn.Parameter(torch.ones(members, 1, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+        if first:
+            with torch.no_grad():
+                self.r.copy_(torch.randint(0, 2, self.r.shape, dtype=self.r.dtype) * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, torch.matmul(x * self.r, self.weight), self.s)
 
 
 class MemberBatchNorm(nn.Module):
@@ -70,10 +104,35 @@ class FastDropout(nn.Module):
         return x * keep / (1 - self.cut / 256)
 
 
+class PeriodicEmbedding(nn.Module):
+    """Each number as ``ReLU(W [cos(2 pi c x), sin(2 pi c x)] + b)`` with its own trained frequencies ``c``.
+
+    Periodic embeddings with a linear map and ReLU ("PLR", Gorishniy et al. 2022, *On Embeddings for Numerical
+    Features in Tabular Deep Learning*): they let an MLP fit the sharp, non-monotonic effects of a number that it
+    otherwise bends towards smooth ones. Shared by the members, as in TabM. ``[batch, n]`` in,
+    ``[batch, n * dim]`` out.
+    """
+
+    def __init__(self, features: int, frequencies: int, dim: int, scale: float) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(features, frequencies) * scale)
+        self.weight = nn.Parameter(torch.empty(features, 2 * frequencies, dim))
+        self.bias = nn.Parameter(torch.empty(features, dim))
+        bound = 1 / math.sqrt(2 * frequencies)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = (2 * math.pi) * self.frequencies * x.unsqueeze(-1)  # [batch, n, frequencies]
+        periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).transpose(0, 1)  # [n, batch, 2k]
+        embedded = torch.relu(torch.baddbmm(self.bias.unsqueeze(1), periodic, self.weight))  # [n, batch, dim]
+        return embedded.transpose(0, 1).flatten(1)
+
+
 class TabularNet(nn.Module):
     """``members`` networks trained side by side; :meth:`predict_proba` averages their probabilities."""
 
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, *, frequency_scale: float = 0.1) -> None:
         super().__init__()
         if len(args.cardinalities) != len(args.embedding_dims):
             raise ValueError("one embedding size per categorical column is required")
@@ -84,13 +143,24 @@ class TabularNet(nn.Module):
             for cardinality, dim in zip(args.cardinalities, args.embedding_dims, strict=True)
         )
         self.embedding_dropout = FastDropout(args.dropout / 2)
+        self.numeric_embedding = (
+            PeriodicEmbedding(args.embedded, args.frequencies, args.numeric_dim, frequency_scale)
+            if args.embedded
+            else None
+        )
         layers: list[nn.Module] = []
-        width = sum(args.embedding_dims) + args.n_numeric
-        for size in args.hidden:
-            layers += [MemberLinear(m, width, size), MemberBatchNorm(m, size), nn.ReLU(), FastDropout(args.dropout)]
+        width = args.input_width
+        for i, size in enumerate(args.hidden):
+            layers += [self._linear(width, size, first=i == 0), MemberBatchNorm(m, size), nn.ReLU()]
+            layers.append(FastDropout(args.dropout))
             width = size
-        layers.append(MemberLinear(m, width, args.outputs))
+        layers.append(self._linear(width, args.outputs, first=not args.hidden))
         self.head = nn.Sequential(*layers)
+
+    def _linear(self, n_in: int, n_out: int, *, first: bool) -> nn.Module:
+        if self.args.ensemble == "batch":
+            return SharedMemberLinear(self.args.members, n_in, n_out, first=first)
+        return MemberLinear(self.args.members, n_in, n_out)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """The outputs of every member, shape ``[batch, members, outputs]``: logits (binary, multiclass) or the
@@ -100,6 +170,9 @@ class TabularNet(nn.Module):
             embedding(categorical[:, i]).view(batch, members, -1).transpose(0, 1)
             for i, embedding in enumerate(self.embeddings)
         ]
+        if self.numeric_embedding is not None:
+            k = self.args.embedded
+            numeric = torch.cat([self.numeric_embedding(numeric[:, :k]), numeric[:, k:]], dim=1)
         inputs = torch.cat(  # member-major: [members, batch, features], so every layer is a plain batched product
             [self.embedding_dropout(torch.cat(embedded, dim=2)), numeric.unsqueeze(0).expand(members, batch, -1)],
             dim=2,

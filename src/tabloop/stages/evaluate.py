@@ -4,6 +4,7 @@ the model's task (its primary metric named in ``metrics.json``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def run(
     out_dir: Path,
     *,
     training_metrics: Path | None = None,
+    tuned_lightgbm: Mapping[str, bool | int | float | str] | None = None,
 ) -> EvaluationResult:
     """Score the model and the baselines on the test split; write metrics, curves and the model card."""
     frames = {split: read_split(features_dir, split) for split in SPLITS}
@@ -42,7 +44,7 @@ def run(
         raise FeatureError("the test split has a single class; ROC AUC and the gate need both")
 
     model = score(predictor, frames["test"], config.slices, config.calibration_bins)
-    baseline_proba, baseline_details = baselines(predictor, frames, targets, config)
+    baseline_proba, baseline_details = baselines(predictor, frames, targets, config, tuned_lightgbm)
     probabilities = {"pytorch": model.proba, **baseline_proba}
     metrics = _result(predictor, probabilities, targets["test"], config.calibration_bins, baseline_details)
     card = model_card(

@@ -97,6 +97,10 @@ def model_args(config: TrainConfig, preprocessor: Preprocessor) -> ModelArgs:
         dropout=m.dropout,
         members=m.members,
         outputs=preprocessor.contract.target.outputs,
+        embedded=len(preprocessor.numeric) if m.numeric_embedding == "periodic" else 0,
+        frequencies=m.frequencies,
+        numeric_dim=m.numeric_dim,
+        ensemble=m.ensemble,
     )
 
 
@@ -115,8 +119,10 @@ def fit_model(
     world: World,
     *,
     on_epoch_end: EpochHook | None = None,
+    progress: bool = True,
 ) -> Trained:
-    """Train, keep the best epoch, choose the threshold on validation; checkpoints go to ``checkpoint_path``."""
+    """Train, keep the best epoch, choose the threshold on validation; checkpoints go to ``checkpoint_path``.
+    ``on_epoch_end`` sees every epoch's record (and may stop the run by raising); ``progress``: draw the bar."""
     device = _prepare(config, world)
     with process_group(world, device):
         preprocessor = load_preprocessor(features_dir)
@@ -128,7 +134,7 @@ def fit_model(
         run, resumed = _start(
             config, model_args(config, preprocessor), objective, device, checkpoint=checkpoint, world=world
         )
-        _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end)
+        _fit(config, run, train_split, valid_split, checkpoint, on_epoch_end=on_epoch_end, progress=progress)
 
         state = run.state
         run.model.load_state_dict(state.best_state)
@@ -220,22 +226,23 @@ def _fit(
     checkpoint: Checkpoint,
     *,
     on_epoch_end: EpochHook | None,
+    progress: bool,
 ) -> None:
     """Epochs until the last one or until validation stops improving for ``patience`` epochs; a checkpoint after
     each."""
     state = run.state
-    batches = len(batch_bounds(len(train_split), config.training.batch_size))
-    with _progress(enabled=run.world.is_main) as progress:
-        task = progress.add_task(
+    batches = len(batch_bounds(len(train_split), config.training.batch_for(len(train_split))))
+    with _progress(enabled=run.world.is_main and progress) as bar:
+        task = bar.add_task(
             "train", total=batches, loss=float("nan"), score=state.best_score, metric=run.objective.primary.title
         )
         while state.epoch < config.training.max_epochs and state.stale < config.training.patience:
-            progress.reset(task, total=batches, description=f"epoch {state.epoch + 1}")
+            bar.reset(task, total=batches, description=f"epoch {state.epoch + 1}")
             record = _epoch(
-                config, run, train_split, valid_split, on_batch=lambda loss: progress.update(task, advance=1, loss=loss)
+                config, run, train_split, valid_split, on_batch=lambda loss: bar.update(task, advance=1, loss=loss)
             )
             state.record(record, run.model)
-            progress.update(task, score=state.best_score)
+            bar.update(task, score=state.best_score)
             _log_epoch(run, record)
             checkpoint.save(run)
             if on_epoch_end is not None:
@@ -267,7 +274,8 @@ def _epoch(
     validation split by rank 0."""
     device = train_split.target.device
     order = _epoch_order(run, len(train_split), config.seed).to(device)
-    loss, rows = _run_epoch(run, train_split, order, config.training.batch_size, on_batch=on_batch)
+    batch_size = config.training.batch_for(len(train_split))
+    loss, rows = _run_epoch(run, train_split, order, batch_size, on_batch=on_batch)
     loss_sum, row_count = sum_over_ranks(run.world, [loss, float(rows)])
     sync_buffers(run.world, run.model)
     valid_loss = valid_score = 0.0
@@ -300,7 +308,7 @@ def _fresh_start(config: TrainConfig, args: ModelArgs, objective: Objective, dev
     wrapped for data parallelism and each rank's dropout seeded apart."""
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
-    model = TabularNet(args).to(device)
+    model = TabularNet(args, frequency_scale=config.model.frequency_scale).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
     )

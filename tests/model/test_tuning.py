@@ -76,6 +76,13 @@ def test_both_models_are_tuned_with_one_budget_and_the_best_written_to_tuned_yam
     for model in ("network", "lightgbm"):
         assert sum(results[model].trials.values()) == 3
 
+    storage = f"sqlite:///{where.tuning / STORAGE_FILE}"
+    first = {m: optuna.load_study(study_name=f"demo-{m}", storage=storage).trials[0] for m in ("network", "lightgbm")}
+    lr = load_train_config(where.train_config).optimizer.lr
+    assert first["network"].user_attrs["values"]["optimizer.lr"] == lr  # the search starts where train.yaml is
+    assert first["lightgbm"].user_attrs["values"] == {"num_leaves": 16, "learning_rate": 0.1}  # LightGBM's defaults,
+    # 31 leaves brought into the searched range
+
     runs = trial_runs(settings, "tune-demo")
     assert sorted(r.data.tags["tabloop.tuning.model"] for r in runs) == ["lightgbm"] * 3 + ["network"] * 3
     parents = {r.data.tags["mlflow.parentRunId"] for r in runs}

@@ -14,7 +14,7 @@ import yaml
 
 from helpers import REPO_ROOT
 from profiles import FLIGHTS_SPLIT
-from tabloop.config import DataConfig, load_data_config, parse_config
+from tabloop.config import DataConfig, LoopConfig, load_data_config, parse_config
 from tabloop.errors import ConfigError
 
 
@@ -177,3 +177,13 @@ def test_the_service_comes_from_the_environment_and_an_option_replaces_it(monkey
     monkeypatch.setenv("SERVICE_URL", "")
     with pytest.raises(ConfigError, match="SERVICE_URL: String should have at least 1 character"):
         service_client(None, None)
+
+
+@pytest.mark.parametrize(
+    ("rows", "batch"), [(100, 32), (241, 32), (3_000, 64), (10_748, 128), (53_740, 1024), (217_727, 1024)]
+)
+def test_an_auto_batch_size_gives_a_small_table_dozens_of_steps_and_a_large_one_big_batches(
+    rows: int, batch: int
+) -> None:
+    assert LoopConfig(batch_size="auto").batch_for(rows) == batch
+    assert LoopConfig(batch_size=256).batch_for(rows) == 256  # a number is taken as it is

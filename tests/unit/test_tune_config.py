@@ -3,6 +3,8 @@ as what it found, and only the network's keys reach the training configuration."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,12 @@ def test_overlay_replaces_lists_whole_and_merges_mappings() -> None:
     base = {"model": {"hidden": [64, 64], "dropout": 0.3}, "seed": 1}
     assert overlay(base, {"model": {"hidden": [8]}}) == {"model": {"hidden": [8], "dropout": 0.3}, "seed": 1}
     assert nested({"a.b.c": 1, "a.d": 2, "e": 3}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 3}
+
+
+@pytest.mark.parametrize(("option", "says"), [("--trials=0", "TRIALS=0"), ("--minutes=0", "MINUTES=0")])
+def test_the_command_refuses_a_budget_that_buys_nothing_in_one_line(option: str, says: str) -> None:
+    tabloop = Path(sys.executable).parent / "tabloop"
+    result = subprocess.run([str(tabloop), "tune", option], capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 1
+    assert f"tune failed: {says}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,7 +40,7 @@ class LoopConfig(StrictModel):
 
     def batch_for(self, rows: int) -> int:
         """The batch size for a training split of ``rows`` rows: the configured one, or for ``auto`` a power of two
-        near rows / 64 from 32 to 1024, so that a small table still takes dozens of steps an epoch."""
+        near rows / 64 from 32 to 1024: about 64 steps an epoch, fewer below 2,000 rows and more above 65,000."""
         if self.batch_size != "auto":
             return self.batch_size
         return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 64)))))

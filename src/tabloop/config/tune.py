@@ -42,6 +42,26 @@ LIGHTGBM_PARAMETERS: dict[str, str] = {
     "path_smooth": "a number of at least 0",
     "extra_trees": "true or false",
 }
+# LightGBM's own defaults (its documentation's), where a search starts.
+LIGHTGBM_DEFAULTS: dict[str, bool | int | float] = {
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "max_depth": -1,
+    "min_child_samples": 20,
+    "min_sum_hessian_in_leaf": 1e-3,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "lambda_l1": 0.0,
+    "lambda_l2": 0.0,
+    "min_split_gain": 0.0,
+    "max_bin": 255,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "min_data_per_group": 100,
+    "max_cat_threshold": 32,
+    "path_smooth": 0.0,
+    "extra_trees": False,
+}
 LIGHTGBM_BOUNDS: dict[str, tuple[float, float]] = {
     "learning_rate": (1e-9, math.inf),
     "num_leaves": (2, 131072),

@@ -40,6 +40,34 @@ def check_network_space(space: Mapping[str, Param], train: Mapping[str, Any], or
                 raise ConfigError(f"{origin}: network.{key}: {value!r} is refused by train.yaml ({reason})") from e
 
 
+def starting_point(space: Mapping[str, Param], values: Mapping[str, Any]) -> dict[str, Any]:
+    """What the first trial tries, so that a search never ends worse than where it started: the value each key
+    has now (``values``, dotted), brought into its range; a choice the space does not list is left to sampling.
+    Values travel as :func:`suggest` hands them to Optuna."""
+    start: dict[str, Any] = {}
+    for key, param in space.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if isinstance(param, Choices):
+            if value in param.choices:
+                start[key] = json.dumps(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            start[key] = min(max(value, param.low), param.high)
+    return start
+
+
+def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def suggest(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
     """One value per key of ``space``, sampled by ``trial`` (choices travel through Optuna as JSON text, since a
     list of layer sizes is not one of the values it stores; numbers are kept to four significant digits)."""

@@ -116,8 +116,8 @@ def open_study(storage: Storage, model: Model, primary: PrimaryMetric, *, restar
     )
     study.set_user_attr("dataset", storage.dataset)
     study.set_user_attr("identity", storage.identity)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # left by a killed run
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)  # left running by a killed run
     return study
 
 
@@ -145,6 +145,8 @@ def run_study(study: optuna.Study, model: Model, inputs: Inputs, config: TuneCon
         else:
             logger.info("%s trial %d stopped: %s", model, trial.number, trial.user_attrs.get("stopped", "pruned"))
 
+    if not study.trials:  # the first trial tries where the search starts: train.yaml, or LightGBM's defaults
+        study.enqueue_trial(inputs.start[model], user_attrs={"start": True})
     remaining = budget.trials - done
     if remaining > 0:
         study.optimize(

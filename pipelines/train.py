@@ -3,6 +3,7 @@
 With ``distributed.nproc`` > 1 in the training configuration, the stage starts itself again under ``torchrun``.
 """
 
+import logging
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import typer
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from tabloop.commands.boundary import DatasetOption, PathOption, entry_point
-from tabloop.config import load_train_config
+from tabloop.config import load_train_config, tuned_overrides
 from tabloop.stages.train import run as train
 from tabloop.training.distributed import launched_by_torchrun, torchrun_command
 
@@ -31,6 +32,11 @@ def main(
     with entry_point("train") as settings:
         where = settings.layout(dataset)
         train_config = load_train_config(config or where.train_config, None if config else where.tuned_config)
+        if config is None:
+            for key, (own, tuned) in tuned_overrides(load_train_config(where.train_config), train_config).items():
+                logging.getLogger("pipelines.train").info(
+                    "%s: %s from %s (train.yaml has %s)", key, tuned, where.tuned_config, own
+                )
         nproc = train_config.distributed.nproc
         if nproc > 1 and not launched_by_torchrun():
             command = torchrun_command(nproc, "pipelines.train", sys.argv[1:])

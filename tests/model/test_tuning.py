@@ -68,11 +68,16 @@ def test_both_models_are_tuned_with_one_budget_and_the_best_written_to_tuned_yam
     results = tune(settings, where, Request())
 
     tuned = load_tuned_config(where.tuned_config)
-    assert tuned.network["optimizer"]["lr"] == results["network"].best_values["optimizer.lr"]
-    assert 0.0005 <= tuned.network["optimizer"]["lr"] <= 0.005
-    assert tuned.network["model"]["hidden"] in ([8], [16])
+    best = results["network"].best_values
+    trained = load_train_config(where.train_config, where.tuned_config)  # what make train trains
+    assert trained.optimizer.lr == best["optimizer.lr"]
+    assert 0.0005 <= trained.optimizer.lr <= 0.005
+    assert trained.model.hidden == best["model.hidden"]
+    assert trained.model.hidden in ([8], [16])
+    own = load_train_config(where.train_config)
+    # tuned.yaml holds only what the tuning changed: an unchanged key stays train.yaml's to edit
+    assert ("lr" in tuned.network.get("optimizer", {})) == (best["optimizer.lr"] != own.optimizer.lr)
     assert 4 <= tuned.lightgbm["num_leaves"] <= 16
-    assert load_train_config(where.train_config, where.tuned_config).model.hidden == tuned.network["model"]["hidden"]
     for model in ("network", "lightgbm"):
         assert sum(results[model].trials.values()) == 3
 

@@ -36,7 +36,7 @@ from tabloop.config.evaluate import EvaluateConfig, LightGBMConfig, LogisticConf
 from tabloop.config.loading import format_validation_error, load_yaml, parse_config
 from tabloop.config.registry import PromotionGateConfig, RegistryConfig
 from tabloop.config.train import DistributedConfig, LoopConfig, ModelConfig, OptimizerConfig, TrainConfig
-from tabloop.config.tune import TuneConfig, TunedConfig, overlay
+from tabloop.config.tune import TuneConfig, TunedConfig, flat, overlay
 
 __all__ = [
     "SPLITS",
@@ -77,6 +77,7 @@ __all__ = [
     "load_tuned_config",
     "load_yaml",
     "parse_config",
+    "tuned_overrides",
 ]
 
 
@@ -92,6 +93,12 @@ def load_train_config(path: Path, tuned: Path | None = None) -> TrainConfig:
     if tuned is not None and tuned.is_file():
         data, origin = overlay(data, load_tuned_config(tuned).network), f"{path} with {tuned}"
     return parse_config(TrainConfig, data, origin)
+
+
+def tuned_overrides(own: TrainConfig, tuned: TrainConfig) -> dict[str, tuple[object, object]]:
+    """The keys whose value ``tuned.yaml`` changed: dotted key to (train.yaml's value, the tuned one)."""
+    mine, theirs = flat(own.model_dump(mode="json")), flat(tuned.model_dump(mode="json"))
+    return {key: (mine[key], value) for key, value in theirs.items() if mine.get(key) != value}
 
 
 def load_tune_config(path: Path) -> TuneConfig:

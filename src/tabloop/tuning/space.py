@@ -57,17 +57,6 @@ def starting_point(space: Mapping[str, Param], values: Mapping[str, Any]) -> dic
     return start
 
 
-def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out |= flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def suggest(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
     """One value per key of ``space``, sampled by ``trial`` (choices travel through Optuna as JSON text, since a
     list of layer sizes is not one of the values it stores; numbers are kept to four significant digits)."""

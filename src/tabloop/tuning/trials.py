@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 
 from tabloop.config import EvaluateConfig, TrainConfig, TuneConfig, parse_config
-from tabloop.config.tune import LIGHTGBM_DEFAULTS, nested, overlay
+from tabloop.config.tune import LIGHTGBM_DEFAULTS, flat, nested, overlay
 from tabloop.evaluation.baselines import Labelled, Task, lightgbm_baseline
 from tabloop.evaluation.scoring import read_split
 from tabloop.features.fitting import frame_columns
@@ -29,7 +29,7 @@ from tabloop.training.checkpoint import CHECKPOINT_FILE, EpochRecord
 from tabloop.training.distributed import World
 from tabloop.training.loop import fit_model
 from tabloop.training.objective import Objective
-from tabloop.tuning.space import flat, starting_point, suggest
+from tabloop.tuning.space import starting_point, suggest
 
 LIGHTGBM_REPORT_EVERY = 10  # boosting rounds between the scores a LightGBM trial reports to the pruner
 

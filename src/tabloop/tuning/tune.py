@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
 import optuna
 
-from tabloop.config import load_evaluate_config, load_registry_config, load_tune_config, load_yaml
-from tabloop.config.tune import Budget, TuneConfig
+from tabloop.config import (
+    TrainConfig,
+    load_evaluate_config,
+    load_registry_config,
+    load_tune_config,
+    load_yaml,
+    parse_config,
+)
+from tabloop.config.tune import Budget, TuneConfig, flat
 from tabloop.errors import ConfigError
 from tabloop.io import write_json
 from tabloop.layout import Layout
@@ -80,9 +87,18 @@ def tune(settings: Settings, where: Layout, request: Request) -> dict[str, Study
             study = open_study(storage, model, primary, restart=request.restart)
             results[model] = run_study(study, model, inputs, config, progress)
             log_result(results[model], primary)
-    write_tuned(where.tuned_config, render(where.dataset, config.budget, results, primary.title))
+    written = {**results, "network": _changed(results["network"], inputs)}
+    write_tuned(where.tuned_config, render(where.dataset, config.budget, written, primary.title))
     _summary(where.tuning / SUMMARY_FILE, config, results, primary.name)
     return results
+
+
+def _changed(result: StudyResult, inputs: Inputs) -> StudyResult:
+    """The network's best values without those train.yaml already has: tuned.yaml holds only what tuning changed,
+    so a key it does not change stays the user's to edit in train.yaml (``dvc exp run -S`` included)."""
+    current = flat(parse_config(TrainConfig, inputs.train_yaml, "train.yaml").model_dump(mode="json"))
+    kept = {key: value for key, value in result.best_values.items() if current.get(key) != value}
+    return replace(result, best_values=kept)
 
 
 def _summary(path: Path, config: TuneConfig, results: dict[str, StudyResult], metric: str) -> None:

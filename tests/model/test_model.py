@@ -182,8 +182,17 @@ def test_the_service_loads_and_serves_a_bundle_without_importing_torch(trained: 
         ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16], members=4, embedded=4),
         ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16, 8], members=4, ensemble="batch"),
         ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=2, hidden=[4], embedded=2, ensemble="batch"),
+        ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16], embedded=4, raw=True),
     ],
-    ids=["independent", "one member", "no hidden layer", "periodic", "batch ensemble", "periodic batch ensemble"],
+    ids=[
+        "independent",
+        "one member",
+        "no hidden layer",
+        "periodic",
+        "batch ensemble",
+        "periodic batch ensemble",
+        "periodic beside raw numbers",
+    ],
 )
 def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelArgs) -> None:
     state = TabularNet(args).state_dict()
@@ -193,10 +202,14 @@ def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelA
 
 
 @pytest.mark.parametrize("ensemble", ["independent", "batch"])
-@pytest.mark.parametrize("embedded", [0, 4], ids=["numbers as they are", "periodic embeddings"])
+@pytest.mark.parametrize(
+    ("embedded", "raw"),
+    [(0, False), (4, False), (4, True)],
+    ids=["numbers as they are", "periodic embeddings", "periodic beside raw numbers"],
+)
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
 def test_folded_network_computes_what_the_pytorch_network_computes(
-    hidden: list[int], embedded: int, ensemble: str
+    hidden: list[int], embedded: int, raw: bool, ensemble: str
 ) -> None:
     args = ModelArgs(
         cardinalities=[5, 9],
@@ -208,6 +221,7 @@ def test_folded_network_computes_what_the_pytorch_network_computes(
         embedded=embedded,
         frequencies=5,
         numeric_dim=3,
+        raw=raw,
         ensemble=ensemble,
     )
     torch.manual_seed(0)

@@ -4,7 +4,9 @@ test split, write what they found to tuned.yaml, resume after a kill, and refuse
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -19,8 +21,8 @@ from tabloop.errors import ConfigError
 from tabloop.layout import Layout
 from tabloop.settings import Settings
 from tabloop.tuning import trials
-from tabloop.tuning.study import STORAGE_FILE
-from tabloop.tuning.tune import Request, tune
+from tabloop.tuning.study import STORAGE_FILE, StudyResult
+from tabloop.tuning.tune import Request, _changed, tune
 
 # A small search so that a trial takes about a second on the tests' few hundred rows.
 TUNE_YAML = {
@@ -158,3 +160,21 @@ def test_a_budget_too_small_for_one_trial_says_so_and_leaves_tuned_yaml(setup: t
         tune(settings, where, Request(trials=2, minutes=1e-6))
     assert where.tuned_config.read_text() == "network: {}\nlightgbm: {}\n"
     assert mlflow.active_run() is None
+
+
+def test_tuned_yaml_leaves_out_the_embeddings_settings_when_the_best_network_has_none() -> None:
+    best = {
+        "model.numeric_embedding": "none",
+        "model.numeric_dim": 16,
+        "model.frequency_scale": 0.3,
+        "model.dropout": 0.4,
+    }
+    result = StudyResult(model="network", best_score=0.8, best_values=best, trials={"complete": 3}, minutes=1.0)
+    inputs = SimpleNamespace(train_yaml={"model": {"dropout": 0.15}})  # what _changed reads of a study's inputs
+    assert _changed(result, inputs).best_values == {"model.numeric_embedding": "none", "model.dropout": 0.4}  # type: ignore[arg-type]
+    periodic = replace(result, best_values={**best, "model.numeric_embedding": "periodic"})
+    assert _changed(periodic, inputs).best_values == {  # type: ignore[arg-type]
+        "model.numeric_dim": 16,
+        "model.frequency_scale": 0.3,
+        "model.dropout": 0.4,
+    }

@@ -39,6 +39,7 @@ class FoldedNetwork:
 
     members: int
     periodic: tuple[Array, Array, Array, Array] | None  # the numbers' embedding (see _embedded)
+    raw: bool  # the embedded numbers also pass through as they are
     tables: Array  # [sum of cardinalities, members * width of the first layer's output]
     offsets: npt.NDArray[np.int64]  # where each categorical column's rows start in ``tables``
     numeric_weight: Array  # [n_numeric, members * width]
@@ -92,6 +93,7 @@ class FoldedNetwork:
         return cls(
             members=m,
             periodic=periodic,
+            raw=args.raw,
             tables=stacked.reshape(stacked.shape[0], -1).astype(np.float32),
             offsets=np.cumsum([0, *args.cardinalities[:-1]]).astype(np.int64),
             numeric_weight=numeric.transpose(1, 0, 2).reshape(numeric.shape[1], -1).astype(np.float32),
@@ -131,7 +133,8 @@ class FoldedNetwork:
         return outputs
 
     def _embedded(self, numeric: Array) -> Array:
-        """The numbers with the leading ones replaced by their periodic embeddings, as the network computes them."""
+        """The leading numbers' periodic embeddings, then the numbers that pass through, as the network computes
+        them."""
         assert self.periodic is not None
         frequencies, phase, weight, bias = self.periodic
         rows, n = len(numeric), len(frequencies)
@@ -141,7 +144,8 @@ class FoldedNetwork:
         embedded = np.matmul(angles, weight)  # [n, rows, dim]: each number's own linear map
         embedded += bias
         np.maximum(embedded, 0.0, out=embedded)
-        return np.concatenate([embedded.transpose(1, 0, 2).reshape(rows, -1), numeric[:, n:]], axis=1)
+        passed = numeric if self.raw else numeric[:, n:]
+        return np.concatenate([embedded.transpose(1, 0, 2).reshape(rows, -1), passed], axis=1)
 
 
 def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:

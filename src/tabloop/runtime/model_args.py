@@ -26,6 +26,9 @@ class ModelArgs:
     embedded: int = 0
     frequencies: int = 16
     numeric_dim: int = 8
+    # the embedded numbers also enter as they are, beside their embeddings (as RealMLP's "PBLD" embedding keeps
+    # a linear path): a periodic embedding is flat outside the training range, a number's own weight is not
+    raw: bool = False
     # "independent": each member its own weights; "batch": the members share each layer's weights and differ by
     # per-member scalings of its inputs and outputs (BatchEnsemble, as in TabM)
     ensemble: str = "independent"
@@ -39,6 +42,8 @@ class ModelArgs:
         if self.embedded == 0:
             for key in ("embedded", "frequencies", "numeric_dim"):
                 del data[key]
+        if not self.raw:
+            del data["raw"]
         if self.ensemble == "independent":
             del data["ensemble"]
         return data
@@ -46,8 +51,9 @@ class ModelArgs:
     @property
     def input_width(self) -> int:
         """How many numbers enter the first hidden layer: the category embeddings, each embedded number's
-        embedding and the numbers that pass through."""
-        return sum(self.embedding_dims) + self.embedded * self.numeric_dim + self.n_numeric - self.embedded
+        embedding and the numbers that pass through (the embedded ones too, with ``raw``)."""
+        passed = self.n_numeric if self.raw else self.n_numeric - self.embedded
+        return sum(self.embedding_dims) + self.embedded * self.numeric_dim + passed
 
     def problems(self) -> list[str]:
         """What makes these arguments unsafe to build (sizes out of bounds); checked before anything is allocated."""
@@ -75,12 +81,19 @@ class ModelArgs:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
                 found.append(f"{name} must be an integer from {low} to {top}, not {value!r}")
+        found += self._setting_problems()
+        if not found and self.parameters() > MAX_PARAMETERS:
+            found.append(f"{self.parameters():,} parameters; at most {MAX_PARAMETERS:,}")
+        return found
+
+    def _setting_problems(self) -> list[str]:
+        found = []
+        if not isinstance(self.raw, bool):
+            found.append(f"raw must be true or false, not {self.raw!r}")
         if self.ensemble not in ENSEMBLES:
             found.append(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {self.ensemble!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
             found.append(f"dropout must be in [0, 1), not {self.dropout!r}")
-        if not found and self.parameters() > MAX_PARAMETERS:
-            found.append(f"{self.parameters():,} parameters; at most {MAX_PARAMETERS:,}")
         return found
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -172,7 +172,8 @@ class TabularNet(nn.Module):
         ]
         if self.numeric_embedding is not None:
             k = self.args.embedded
-            numeric = torch.cat([self.numeric_embedding(numeric[:, :k]), numeric[:, k:]], dim=1)
+            passed = numeric if self.args.raw else numeric[:, k:]
+            numeric = torch.cat([self.numeric_embedding(numeric[:, :k]), passed], dim=1)
         inputs = torch.cat(  # member-major: [members, batch, features], so every layer is a plain batched product
             [self.embedding_dropout(torch.cat(embedded, dim=2)), numeric.unsqueeze(0).expand(members, batch, -1)],
             dim=2,

@@ -100,6 +100,7 @@ def model_args(config: TrainConfig, preprocessor: Preprocessor) -> ModelArgs:
         embedded=len(preprocessor.numeric) if m.numeric_embedding == "periodic" else 0,
         frequencies=m.frequencies,
         numeric_dim=m.numeric_dim,
+        raw=m.raw_numbers and m.numeric_embedding == "periodic",
         ensemble=m.ensemble,
     )
 

@@ -98,7 +98,12 @@ def _changed(result: StudyResult, inputs: Inputs) -> StudyResult:
     so a key it does not change stays the user's to edit in train.yaml (``dvc exp run -S`` included)."""
     current = flat(parse_config(TrainConfig, inputs.train_yaml, "train.yaml").model_dump(mode="json"))
     kept = {key: value for key, value in result.best_values.items() if current.get(key) != value}
+    if result.best_values.get("model.numeric_embedding", current.get("model.numeric_embedding")) == "none":
+        kept = {key: value for key, value in kept.items() if key not in PERIODIC_KEYS}  # they do nothing then
     return replace(result, best_values=kept)
+
+
+PERIODIC_KEYS = frozenset({"model.frequencies", "model.frequency_scale", "model.numeric_dim", "model.raw_numbers"})
 
 
 def _summary(path: Path, config: TuneConfig, results: dict[str, StudyResult], metric: str) -> None:

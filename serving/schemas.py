@@ -7,10 +7,20 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from tabloop.runtime.contract import FeatureContract, FeatureSpec
+from tabloop.runtime.contract import INTEGER_DTYPES, FeatureContract, FeatureSpec
 from tabloop.runtime.lineage import GitState, LineageMetrics
 from tabloop.runtime.preprocessing import Preprocessor
 
@@ -29,7 +39,21 @@ def _feature_type(spec: FeatureSpec) -> Any:
         if spec.dtype == "string":
             return Annotated[str, StringConstraints(pattern=spec.pattern, max_length=MAX_TEXT)]
         return Annotated[int, Field(strict=True)]
-    return Annotated[float, Field(ge=spec.min, le=spec.max, allow_inf_nan=False)]
+    # strict: a number must be sent as a JSON number; "15654" and true are refused, not read as 15654.0 and 1.0
+    bounds = Field(ge=spec.min, le=spec.max, allow_inf_nan=False, strict=True)
+    if spec.dtype in INTEGER_DTYPES:  # 15654 or 15654.0 (one value in JSON Schema's terms), never 15654.5
+        return Annotated[float, bounds, AfterValidator(_whole), WithJsonSchema({"type": "integer"} | _range(spec))]
+    return Annotated[float, bounds]
+
+
+def _whole(value: float) -> float:
+    if not value.is_integer():
+        raise ValueError(f"Input should be a whole number, not {value!r}")
+    return value
+
+
+def _range(spec: FeatureSpec) -> dict[str, float]:
+    return {k: v for k, v in (("minimum", spec.min), ("maximum", spec.max)) if v is not None}
 
 
 @dataclass(frozen=True)

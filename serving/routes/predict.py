@@ -15,7 +15,7 @@ from serving.schemas import (
     PredictAnswer,
 )
 from serving.service import Predicted, RequestContext, ServiceError, require_json
-from tabloop.runtime.contract import FeatureContract, TargetSpec
+from tabloop.runtime.contract import FeatureContract, TargetSpec, entity_words
 
 
 def add_predict_route(
@@ -31,7 +31,7 @@ def add_predict_route(
         dependencies=secured,
         responses=ERRORS,
         tags=["predictions"],
-        summary=f"Predict {target.name} for one {entity.lower()} or a list of {entity.lower()}s",
+        summary=f"Predict {target.name} for one {entity_words(entity)} or a list of {entity_words(entity, many=True)}",
         openapi_extra=predict_openapi(models.row, entity, max_batch),
     )
     async def predict(request: Request, service: ServiceDep) -> Response:
@@ -111,7 +111,7 @@ def predict_openapi(row: type, entity: str, max_batch: int) -> JsonObject:
         "oneOf": [{"$ref": ref}, {"type": "array", "items": {"$ref": ref}, "minItems": 1, "maxItems": max_batch}]
     }
     examples: JsonObject = {
-        f"one {entity.lower()}": {"value": example},
-        f"two {entity.lower()}s": {"value": [example] * 2},
+        f"one {entity_words(entity)}": {"value": example},
+        f"two {entity_words(entity, many=True)}": {"value": [example] * 2},
     }
     return json_body_openapi(schema, examples)

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from serving.schemas import row_model
 from tabloop.config import (
     EvaluateConfig,
     PreprocessingConfig,
@@ -28,6 +30,7 @@ from tabloop.config import (
     load_tuned_config,
 )
 from tabloop.config.monitor import dataset_defaults, load_monitor_config
+from tabloop.data.validate import validate_table
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
 from tabloop.drafting.templated import monitor_defaults
 from tabloop.layout import DATASETS_FILE, Layout, load_datasets
@@ -76,6 +79,7 @@ def test_a_table_is_drafted_into_a_configuration_that_loads(root: Path) -> None:
         "monitor.yaml",
         "tune.yaml",
         "tuned.yaml",
+        "retrained.yaml",
     }
     assert "churn" in load_datasets(root).datasets
     assert config.adapter is None
@@ -86,15 +90,17 @@ def test_a_table_is_drafted_into_a_configuration_that_loads(root: Path) -> None:
     assert config.split.kind == "stratified"
     features = config.contract.features
     assert features["plan"].kind == "categorical"
-    assert features["plan"].values == ["basic", "pro", "team"]
-    assert features["paperless"].values == ["No", "Yes"]  # strings, not YAML 1.1 booleans
+    assert features["plan"].values is None  # open: an unseen plan is predicted and reported, not refused
+    assert features["paperless"].dtype == "string"  # strings, not YAML 1.1 booleans
     assert features["monthly"].nullable
-    assert (features["tenure"].min, features["tenure"].max) == (0, 71)
+    assert (features["tenure"].min, features["tenure"].max) == (0, None)  # never negative; no observed maximum
     assert "customer_id" not in features
     assert "Churn" not in features
     text = (draft.directory / "data.yaml").read_text()
     assert "the minority class" in text
-    assert "widen them to what is possible" in text
+    assert "# 3 values seen (basic, pro, team)" in text  # the observed, for the reviewer
+    assert "observed 0 to 71" in text
+    assert 'key: ["customer_id"]' in text
 
 
 def test_a_time_column_gives_a_time_split_and_a_unique_column_is_left_out(root: Path) -> None:
@@ -169,6 +175,16 @@ def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
             {"time": "signed_up"},
             "TIME: 'signed_up' value '31/02/2024' (row 7) does not parse as a date or a time",
         ),
+        (  # no value is a date: polars finds no format to try at all
+            lambda f: f.with_columns(plan=pl.format("plan {}", pl.int_range(pl.len()) % 3)),
+            {"time": "plan"},
+            "TIME: 'plan' value 'plan 0' (row 0) does not parse as a date or a time",
+        ),
+        (
+            lambda f: f.with_columns(signed_up=pl.lit("2020-13-45")),
+            {"time": "signed_up"},
+            "TIME: 'signed_up' value '2020-13-45' (row 0) does not parse as a date or a time",
+        ),
     ],
 )
 def test_bad_data_is_refused_naming_the_column(
@@ -234,9 +250,14 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
     paths = dataset_defaults(where)
     assert monitor.replay.traffic == paths["replay"]["traffic"]  # the dataset's paths: from its layout
     defaults = monitor_defaults()
-    assert (monitor.gate, monitor.retrain) == (defaults.gate, defaults.retrain)
-    for section in ("replay", "reports"):
-        exclude = set(paths[section])
+    assert monitor.gate == defaults.gate
+    inferred = {  # sized from the data: tests/unit/test_drafting.py::test_monitoring_is_sized_from_the_data
+        "replay": {"synthetic_interval_s"},
+        "reports": {"dashboard_features"},
+        "retrain": {"evaluation_rows", "validation_rows"},
+    }
+    for section in ("replay", "reports", "retrain"):
+        exclude = set(paths.get(section, {})) | inferred[section]
         drafted = getattr(monitor, section).model_dump(exclude=exclude)
         assert drafted == getattr(defaults, section).model_dump(exclude=exclude)
     clock = "synthetic_start" in where.monitor_config.read_text()
@@ -287,3 +308,83 @@ def test_a_target_named_like_a_python_keyword_gets_a_name_the_api_can_use(root: 
     config = load_data_config(draft_dataset(DraftRequest("plans", data, "class"), root).directory / "data.yaml")
     assert config.label.column == "class"
     assert config.contract.target.name == "class_label"
+
+
+def loans(n: int = 400) -> pl.DataFrame:
+    """A loans-like table: row numbers, a precise rate unique in almost every row, a share, a signed number, a
+    skewed amount, a constant, a yes/no target."""
+    return pl.DataFrame(
+        {
+            "rownames": list(range(1, n + 1)),
+            "monthly_rate": [2094 + 37 * i + (i % 7) for i in range(n)],
+            "utilisation": [round((i % 97) / 97, 6) for i in range(n)],
+            "balance_change": [float((i % 41) - 20) + 0.123456789 for i in range(n)],
+            "income": [1000.0 * (1.05 ** (i % 150)) + 0.015625 for i in range(n)],
+            "currency": ["EUR"] * n,
+            "state": [("CA", "NY", "TX", "WA")[i % 4] for i in range(n)],
+            "default": [("no", "no", "no", "yes")[i % 4] for i in range(n)],
+        }
+    )
+
+
+def test_the_draft_enforces_the_possible_and_comments_the_observed(root: Path) -> None:
+    frame = loans()
+    draft = draft_dataset(DraftRequest("loans", write(frame, root, "loans.csv"), "default"), root)
+    config = load_data_config(draft.directory / "data.yaml")
+    features = config.contract.features
+    assert config.contract.entity == "Loan"  # one loan, a list of loans
+    assert (features["utilisation"].min, features["utilisation"].max) == (0, 1)  # a share
+    assert (features["income"].min, features["income"].max) == (0, None)  # never negative: no observed maximum
+    assert (features["balance_change"].min, features["balance_change"].max) == (None, None)  # signed: no bound
+    assert features["state"].values is None  # open
+    assert "monthly_rate" in features  # precise, not an identifier: not a run of row numbers
+    assert "rownames" not in features
+    assert "currency" not in features
+    assert any("'currency' holds one value in every row" in w for w in draft.warnings)
+    text = (draft.directory / "data.yaml").read_text()
+    assert "consider preprocessing.transforms {income: log1p}" in text
+    assert "unique in every row: rownames, monthly_rate" in text
+    table = config.tables[config.entity.table]
+    outcome = validate_table(frame, config.entity.table, table, {})
+    assert outcome.report.rejected == 0  # the draft refuses no row of the data it was drafted from
+
+
+def test_a_draft_accepts_what_production_may_send_beyond_the_sample(root: Path) -> None:
+    draft = draft_dataset(DraftRequest("loans", write(loans(), root, "loans.csv"), "default"), root)
+    row = TypeAdapter(row_model(load_data_config(draft.directory / "data.yaml").contract))
+    request = {"monthly_rate": 99_999_999, "utilisation": 0.5, "balance_change": -1e6, "income": 1e9}
+    assert row.validate_python(request | {"state": "IA"}).state == "IA"  # a real state absent from the data
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        row.validate_python(request | {"state": "IA", "income": -5.0})
+
+
+@pytest.mark.parametrize(
+    ("rows", "positives", "interval_s", "held_out"),
+    [
+        (200, 0.2, 21600.0, 100),  # 30 replayed rows: one window
+        (4454, 0.28, 3600.0, 100),  # credit's size: 668 rows over four weeks
+        (9853, 0.05, 3600.0, 300),  # a loans table: eight weeks; 15 positives in each hold-out
+        (100_000, 0.5, 300.0, 100),
+    ],
+)
+def test_monitoring_is_sized_from_the_data(
+    root: Path, rows: int, positives: float, interval_s: float, held_out: int
+) -> None:
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame(
+        {
+            "amount": rng.gamma(2.0, 100.0, rows),
+            "state": rng.choice(["CA", "NY", "TX"], rows),
+            "score": rng.normal(size=rows),
+            "label": np.where(np.arange(rows) < round(rows * positives), "yes", "no"),
+        }
+    )
+    draft = draft_dataset(DraftRequest("loans", write(frame, root, "loans.csv"), "label"), root)
+    monitor = load_monitor_config(draft.directory / "monitor.yaml", Layout("loans", root))
+    assert monitor.replay.synthetic_interval_s == interval_s
+    replayed = int(rows * 0.15)
+    windows = replayed * interval_s / (7 * 86400)
+    assert windows < 12
+    assert windows >= 2 or replayed < 300  # several weekly windows when the rows fill them
+    assert (monitor.retrain.evaluation_rows, monitor.retrain.validation_rows) == (held_out, held_out)
+    assert monitor.reports.dashboard_features == ["amount", "score", "state"]  # numbers first

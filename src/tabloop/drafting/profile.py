@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ MAX_CATEGORIES = 50  # a text column with more distinct values is an open vocabu
 
 
 UNIQUE_SHARE = 0.95  # a text or integer column this unique identifies rows rather than describing them
+SKEWED = 2.0  # a non-negative number more skewed than this is drafted with a log1p suggestion
 
 
 SPLIT_SHARES = (0.7, 0.15, 0.15)
@@ -34,7 +37,8 @@ class Column:
     name: str
     dtype: str
     nullable: bool
-    role: str  # feature, target, id, time, identifier (left out), empty (left out), datetime (left out)
+    # feature, target, id, time; left out of the features: identifier, empty, constant, datetime
+    role: str
     kind: str | None = None  # categorical or numeric, for features
     values: list[Any] | None = None
     low: float | None = None
@@ -101,6 +105,8 @@ def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], T
         column = describe(frame[name], request)
         if column.role == "empty":
             warnings.append(f"column {name!r} is empty in every row: left out of the draft (drop it or fill it)")
+        elif column.role == "constant":
+            warnings.append(f"column {name!r} holds one value in every row: left out of the features")
         elif column.role == "identifier":
             warnings.append(
                 f"column {name!r} has a different value in almost every row: left out of the features as an "
@@ -129,9 +135,9 @@ def parse_time(column: pl.Series) -> pl.Series:
     if column.dtype in (pl.Date,) or isinstance(column.dtype, pl.Datetime):
         parsed = column
     elif column.dtype == pl.String:
-        parsed = column.str.to_datetime(strict=False, time_unit="us")
+        parsed = _parsed(column, lambda: column.str.to_datetime(strict=False, time_unit="us"))
         if parsed.null_count() > column.null_count():
-            date_only = column.str.to_date(strict=False)
+            date_only = _parsed(column, lambda: column.str.to_date(strict=False))
             parsed = date_only if date_only.null_count() == column.null_count() else parsed
         bad = parsed.is_null() & column.is_not_null()
         if bad.any():
@@ -145,6 +151,15 @@ def parse_time(column: pl.Series) -> pl.Series:
     if parsed.null_count():
         raise DraftError(f"TIME: {column.name!r} is empty in {parsed.null_count()} rows; every row needs a time")
     return parsed
+
+
+def _parsed(column: pl.Series, parse: Callable[[], pl.Series]) -> pl.Series:
+    """``parse()``, or all nulls where polars finds no date format at all in the column's values (it raises
+    rather than leave each value null)."""
+    try:
+        return parse()
+    except pl.exceptions.ComputeError:
+        return pl.Series(column.name, [None] * len(column), dtype=pl.Datetime("us"))
 
 
 def describe(series: pl.Series, request: DraftRequest) -> Column:
@@ -174,26 +189,50 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
 
 
 def _by_values(values: pl.Series, column: Column) -> Column:
-    """A column that is none of the given ones, by its present values: an identifier, a categorical or a numeric
-    feature."""
+    """A column that is none of the given ones, by its present values: an identifier, a constant, a categorical or
+    a numeric feature."""
     present, distinct = values.len(), values.n_unique()
-    if column.dtype in ("string", "int64") and distinct >= UNIQUE_SHARE * present and present > 20:
+    if distinct >= UNIQUE_SHARE * present and present > 20 and _identifies(values, column):
         column.role = "identifier"
+        return column
+    if distinct == 1:
+        column.role = "constant"
+        column.notes.append(f"{values[0]!r} in every row: no information for the model")
         return column
     if column.dtype in ("string", "bool"):
         column.kind = "categorical"
         column.dtype = "string"
-        if distinct <= MAX_CATEGORIES:
-            column.values = sorted(str(v) for v in values.unique().to_list())
-        else:
-            column.notes.append(f"{distinct:,} distinct values: an open vocabulary (rare ones share a bucket)")
+        seen = sorted(str(v) for v in values.unique().to_list())
+        column.values = seen  # for the comment: the contract's list stays open
+        shown = ", ".join(seen[:8]) + (", ..." if distinct > 8 else "")
+        column.notes.append(
+            f"{distinct:,} values seen ({shown}); an unseen one is accepted, predicted as a rare one and reported"
+        )
         return column
     column.kind = "numeric"
     column.low, column.high = float(values.min()), float(values.max())  # type: ignore[arg-type]
-    column.notes.append(f"observed {fmt(column.low)} to {fmt(column.high)}: widen to the values that are possible")
+    column.notes.append(f"observed {fmt(column.low)} to {fmt(column.high)}")
+    if distinct >= UNIQUE_SHARE * present and present > 20:
+        column.notes.append("a different value in almost every row: make sure it is not an identifier")
     if column.dtype.startswith("int") and distinct <= 10:
         column.notes.append(f"{distinct} distinct values: consider kind: categorical")
+    skew = values.cast(pl.Float64).skew()
+    if column.low >= 0 and skew is not None and skew > SKEWED:
+        column.notes.append(f"skewed (skewness {skew:.1f}): consider preprocessing.transforms {{{column.name}: log1p}}")
     return column
+
+
+def _identifies(values: pl.Series, column: Column) -> bool:
+    """Whether a column unique in (almost) every row names rows rather than measuring them: any text, and whole
+    numbers that are a run (1, 2, 3, ...: row numbers) or named as ids; other numbers (prices, rates) are features
+    that happen to be precise."""
+    if column.dtype == "string":
+        return True
+    if column.dtype != "int64":
+        return False
+    span = int(values.max()) - int(values.min()) + 1  # type: ignore[arg-type]
+    named = re.search(r"(^|_|\b)(id|ids|key|index|rownames?|row_?number)$", column.name, re.IGNORECASE) is not None
+    return named or span <= 1.05 * values.n_unique()
 
 
 def table_dtype(dtype: pl.DataType) -> str:
@@ -209,7 +248,8 @@ def table_dtype(dtype: pl.DataType) -> str:
 
 
 def fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    """``value`` exactly, as briefly as it reads back: 40000, 0.1, 15654.25 (never rounded to fewer digits)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import keyword
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from tabloop.config import (
     PreprocessingConfig,
     ValidationConfig,
 )
-from tabloop.drafting.profile import Column, DraftedTimeSplit, fmt
+from tabloop.drafting.profile import Column, DraftedTimeSplit
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
 from tabloop.drafting.yaml_text import q, yaml_value
@@ -65,8 +66,10 @@ def _header(d: _Draft) -> list[str]:
     return [
         f"# Drafted by `make init` from {d.request.data} ({d.frame.height:,} rows, {len(d.frame.columns)} columns) on "
         f"{dt.date.today()}.",
-        "# Everything below was inferred from the data: review it before you train. Ranges are the observed ones",
-        "# (widen them to what is possible, or production rows will be rejected), allowed values are the ones seen.",
+        "# Everything below was inferred from the data: review it before you train. Rules hold what is possible, not",
+        "# what was seen: numbers never below zero get min: 0 (a share within 0 to 1, max: 1 too); add the bounds you",
+        "# know. Categories are open: a value never seen is predicted as a rare one and counted by monitoring; list",
+        "# values: [...] to refuse the others. The comments give the observed ranges and values.",
         "# Typed on load: an unknown key or an impossible value stops the run and names the key.",
         "",
         "# One table needs no code. For joins or derived features, write src/tabloop/datasets/<name>.py, name it here.",
@@ -113,6 +116,18 @@ def _label_split_validation(d: _Draft) -> list[str]:
     ]
 
 
+def _unique_columns(d: _Draft) -> str:
+    """What to say of the key when ID= was not given: the columns unique in every row, if any."""
+    unique = [
+        name
+        for name in d.frame.columns
+        if d.frame[name].null_count() == 0 and d.frame[name].n_unique() == d.frame.height
+    ]
+    if not unique:
+        return "no column is unique per row"
+    return f"unique in every row: {', '.join(unique[:3])}; [{q(unique[0])}] makes the validate stage refuse repeats"
+
+
 def _task_lines(d: _Draft) -> list[str]:
     """What the task needs: the positive class, the classes in order, or the regression's transform."""
     column = d.frame[d.request.target]
@@ -132,9 +147,7 @@ def _table(d: _Draft) -> list[str]:
     lines = [
         "tables:",
         f"  {d.table}:",
-        f"    key: [{q(d.request.id)}]"
-        if d.request.id
-        else "    key: []                     # no column is unique per row",
+        f"    key: [{q(d.request.id)}]" if d.request.id else f"    key: []                     # {_unique_columns(d)}",
         "    columns:",
     ]
     for column in d.columns:
@@ -151,7 +164,7 @@ def _contract(d: _Draft) -> list[str]:
     lines = [
         "# The model's inputs. A feature must be a column of the table (or one the adapter derives).",
         "contract:",
-        f"  entity: {entity_name(request.name)}",
+        f"  entity: {entity_name(request.name):<24} # one row in the API's words: one loan, a list of loans",
         f"  title: {q(request.name.replace('_', ' ').capitalize() + ' predictions')}",
         f"  description: {q(f'Predicts {d.predicts()}.')}",
         "  target:",
@@ -162,12 +175,16 @@ def _contract(d: _Draft) -> list[str]:
     for column in d.columns:
         if column.role == "feature":
             lines.append(f"    {q(column.name)}: {{{feature_rules(column)}}}")
-        elif column.role in ("identifier", "datetime"):
-            reason = (
-                "identifies rows" if column.role == "identifier" else "a date or time (derive features in an adapter)"
-            )
-            lines.append(f"    # {column.name}: left out, {reason}")
+        elif column.role in LEFT_OUT:
+            lines.append(f"    # {column.name}: left out, {LEFT_OUT[column.role]}")
     return [*lines, ""]
+
+
+LEFT_OUT = {  # why a column of the table is not a feature
+    "identifier": "identifies rows",
+    "constant": "one value in every row",
+    "datetime": "a date or time (derive features in an adapter)",
+}
 
 
 def _preprocessing_and_card(d: _Draft) -> list[str]:
@@ -223,22 +240,32 @@ def table_rules(column: Column) -> str:
     if column.nullable:
         rules.append("nullable: true")
     if column.role == "feature" and column.kind == "numeric":
-        rules += [f"min: {fmt(column.low or 0)}", f"max: {fmt(column.high or 0)}"]
-    if column.values is not None and column.dtype == "string":
+        rules += possible_range(column)
+    if column.role == "target" and column.values is not None and column.dtype == "string":
         rules.append(f"values: [{', '.join(q(v) for v in column.values)}]")
     return ", ".join(rules)
 
 
 def feature_rules(column: Column) -> str:
+    """A feature's rules in the contract: what is possible, never merely what was observed. Numbers keep the
+    bounds their observed range implies is a rule (none below zero; a share within 0 to 1) and categories stay open:
+    the service predicts a request outside the training data and monitoring counts it."""
     dtype = "float32" if column.kind == "numeric" and column.dtype == "float64" else column.dtype
     rules = [f"kind: {column.kind}", f"dtype: {dtype}"]
     if column.nullable:
         rules.append("nullable: true")
     if column.kind == "numeric":
-        rules += [f"min: {fmt(column.low or 0)}", f"max: {fmt(column.high or 0)}"]
-    if column.values is not None:
-        rules.append(f"values: [{', '.join(q(v) for v in column.values)}]")
+        rules += possible_range(column)
     return ", ".join(rules)
+
+
+def possible_range(column: Column) -> list[str]:
+    """``min: 0`` for a number never negative, and ``max: 1`` too for a fraction that stays within 0 to 1."""
+    if column.low is None or column.high is None or column.low < 0:
+        return []
+    if column.dtype == "float64" and column.high <= 1:
+        return ["min: 0", "max: 1"]
+    return ["min: 0"]
 
 
 def comment(column: Column) -> str:
@@ -251,7 +278,24 @@ def comment(column: Column) -> str:
 
 
 def entity_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_")) or "Row"
+    """The API's word for one row, from the dataset's name: ``loans`` as ``Loan``, ``credit_cards`` as
+    ``CreditCard`` (a dataset is usually named for its rows, in the plural)."""
+    parts = [part for part in name.split("_") if part]
+    if parts:
+        parts[-1] = singular(parts[-1])
+    return "".join(part.capitalize() for part in parts) or "Row"
+
+
+def singular(word: str) -> str:
+    """English's regular singular of ``word``: companies -> company, boxes -> box, loans -> loan; a word that does
+    not look plural (status, analysis, credit) as it is."""
+    if len(word) > 3 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if re.search(r"(ch|sh|ss|x|z)es$", word):
+        return word[:-2]
+    if len(word) > 2 and word.endswith("s") and not re.search(r"(ss|us|is)$", word):
+        return word[:-1]
+    return word
 
 
 def target_name(column: str, positive: Any) -> str:

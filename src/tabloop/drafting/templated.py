@@ -16,7 +16,7 @@ import polars as pl
 from tabloop.config import EvaluateConfig, PromotionGateConfig, TrainConfig, TuneConfig
 from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
 from tabloop.config.tune import Param
-from tabloop.drafting.profile import Column
+from tabloop.drafting.profile import SPLIT_SHARES, Column
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
 from tabloop.drafting.yaml_text import q, yaml_value
@@ -108,11 +108,29 @@ def registry_yaml(name: str, target: TargetDraft | None = None, values: pl.Serie
     )
 
 
-def monitor_yaml(request: DraftRequest, task: str = "binary") -> str:
-    """The drafted ``monitor.yaml``: the defaults, with the replay's synthetic clock where there is no event time,
-    and the gate's quality rule of the task (ROC AUC lost, or log loss and RMSE grown)."""
+def monitor_yaml(
+    request: DraftRequest,
+    task: str = "binary",
+    *,
+    target: pl.Series | None = None,
+    positive: Any = None,
+    columns: list[Column] | None = None,
+) -> str:
+    """The drafted ``monitor.yaml``: the defaults, sized to the data where it has no event time (a synthetic clock
+    that spreads the replayed test rows over several weekly windows; retraining hold-outs with enough positives for
+    the gate), the gate's quality rule of the task (ROC AUC lost, or log loss and RMSE grown) and up to four
+    features whose drift the dashboard charts."""
     defaults = monitor_defaults()
-    clock = "" if request.time else _template("monitor_clock.yaml", c=defaults)
+    rows = target.len() if target is not None else 0
+    replayed = int(rows * SPLIT_SHARES[2])  # a shuffled split's test share: what make replay sends
+    if target is not None and rows:
+        defaults.replay = defaults.replay.model_copy(update={"synthetic_interval_s": synthetic_interval(replayed)})
+        held = held_out_rows(target, positive)
+        defaults.retrain = defaults.retrain.model_copy(update={"evaluation_rows": held, "validation_rows": held})
+    features = [c for c in columns or [] if c.role == "feature"]
+    charted = [c.name for c in features if c.kind == "numeric"] + [c.name for c in features if c.kind != "numeric"]
+    defaults.reports = defaults.reports.model_copy(update={"dashboard_features": charted[:4]})
+    clock = "" if request.time else _template("monitor_clock.yaml", c=defaults, replayed=Verbatim(f"{replayed:,}"))
     gate = defaults.gate
     quality = (
         f"max_roc_auc_drop: {yaml_value(gate.max_roc_auc_drop)}      # ROC AUC below the reference's by more: alarm"
@@ -121,6 +139,30 @@ def monitor_yaml(request: DraftRequest, task: str = "binary") -> str:
         "the reference's by this share: alarm"
     )
     return _template("monitor.yaml", c=defaults, clock=Verbatim(clock), quality=Verbatim(quality))
+
+
+WEEK_S = 7 * 86400
+MAX_WINDOWS = 8  # weekly windows a drafted replay spreads the test rows over, at most
+NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+MIN_HELD_OUT = 100  # rows in each retraining hold-out, at least
+HELD_OUT_MINORITY = 15  # of the rarer class in each hold-out: above the gate's min_test_positives
+
+
+def synthetic_interval(replayed: int, min_rows: int = 100) -> float:
+    """Seconds between replayed rows that spread ``replayed`` rows over as many weekly windows of at least
+    ``min_rows`` (the rows a window needs to be judged) as they fill, from one to eight; a round number."""
+    windows = max(1, min(MAX_WINDOWS, replayed // (min_rows + min_rows // 2)))
+    wanted = windows * WEEK_S / max(replayed, 1)
+    return float(min(NICE_INTERVALS_S, key=lambda s: abs(np.log(s / wanted))))
+
+
+def held_out_rows(target: pl.Series, positive: Any) -> int:
+    """Rows in each of retraining's hold-outs: 100, or enough for 15 of the rarer class of a binary target."""
+    if positive is None:
+        return MIN_HELD_OUT
+    share = float((target.cast(pl.String) == str(positive)).cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
+    rarer = min(share, 1 - share)
+    return max(MIN_HELD_OUT, int(np.ceil(HELD_OUT_MINORITY / rarer))) if rarer > 0 else MIN_HELD_OUT
 
 
 FLOOR = {"roc_auc": 0.55}  # a drafted gate's floor: a little better than chance (0.5)

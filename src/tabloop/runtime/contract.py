@@ -177,3 +177,14 @@ class FeatureContract(StrictModel):
     def of_kind(self, kind: FeatureKind) -> list[str]:
         """Names of the features of one kind, in declaration order."""
         return [name for name, spec in self.features.items() if spec.kind == kind]
+
+
+def entity_words(entity: str, *, many: bool = False) -> str:
+    """The contract's entity as words for prose: ``LoanApplication`` as "loan application", with ``many`` "loan
+    applications" (English's regular plurals: "company" -> "companies", "box" -> "boxes")."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", entity).lower()
+    if not many:
+        return words
+    if re.search(r"[^aeiou]y$", words):
+        return words[:-1] + "ies"
+    return words + ("es" if re.search(r"(s|x|z|ch|sh)$", words) else "s")

@@ -133,3 +133,22 @@ def test_the_gate_metric_must_score_the_models_task(gate: dict[str, object], tas
         return
     with pytest.raises(ConfigError, match=message):
         gate_metric(policy, task)
+
+
+@pytest.mark.parametrize(
+    ("rows", "positive_rate", "promote", "reason"),
+    [
+        (15, 0.2, False, "the held-out data has 15 rows, fewer than min_test_rows (50)"),
+        (100, 0.05, False, "the held-out data has 5 positives in 100 rows, fewer than min_test_positives (10)"),
+        (100, 0.95, False, "the held-out data has 5 negatives in 100 rows"),
+        (200, 0.05, True, "no champion yet"),  # 10 positives: enough
+        (60, float("nan"), True, "no champion yet"),  # a task without classes: rows alone
+    ],
+)
+def test_the_gate_refuses_to_decide_on_held_out_data_too_small_to_tell(
+    rows: int, positive_rate: float, promote: bool, reason: str
+) -> None:
+    challenger = Scorecard(metrics={"roc_auc": 0.9, "rows": rows, "positive_rate": positive_rate})
+    decision = decide(challenger, None, PromotionGateConfig(), "roc_auc")
+    assert decision.promote is promote
+    assert decision.reasons[0].startswith(reason)

@@ -24,6 +24,10 @@ class PromotionGateConfig(StrictModel):
     max_score: float | None = Field(None)
     max_slice_regression: float = Field(0.02, ge=0)
     min_slice_rows: int = Field(200, ge=1)
+    # the held-out data must be large enough to tell models apart: fewer rows (or, for a binary target, fewer
+    # positives or negatives) and the gate refuses to promote, saying so
+    min_test_rows: int = Field(50, ge=1)
+    min_test_positives: int = Field(10, ge=1)
 
     @model_validator(mode="after")
     def _one_bound(self) -> Self:

@@ -41,6 +41,9 @@ def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionG
     scorecards must come from the same data."""
     higher = HIGHER_IS_BETTER[metric]
     new = challenger.metrics[metric]
+    small = too_small_to_tell(challenger.metrics, policy)
+    if small is not None:
+        return Decision(False, [small])
     if math.isnan(new):
         return Decision(False, [f"the challenger's {metric} is undefined on the held-out data"])
     if policy.min_score is not None and new < policy.min_score:
@@ -69,6 +72,27 @@ def decide(challenger: Scorecard, champion: Scorecard | None, policy: PromotionG
             f"{policy.max_slice_regression:.4f}"
         )
     return Decision(better and not regressions, reasons, round(delta, 6))
+
+
+def too_small_to_tell(metrics: dict[str, float], policy: PromotionGateConfig) -> str | None:
+    """Why the held-out data scored in ``metrics`` cannot decide a promotion, or None: too few rows, or for a binary
+    target too few of either class (a handful of positives moves ROC AUC by more than any margin)."""
+    rows = int(metrics.get("rows", policy.min_test_rows))
+    if rows < policy.min_test_rows:
+        return (
+            f"the held-out data has {rows} rows, fewer than min_test_rows ({policy.min_test_rows}): too few to tell "
+            "models apart; hold out more rows (the split's test share, or retrain's evaluation_rows)"
+        )
+    rate = metrics.get("positive_rate")
+    if rate is None or math.isnan(rate):
+        return None
+    fewest, which = min((round(rows * rate), "positives"), (rows - round(rows * rate), "negatives"))
+    if fewest < policy.min_test_positives:
+        return (
+            f"the held-out data has {fewest} {which} in {rows} rows, fewer than min_test_positives "
+            f"({policy.min_test_positives}): too few to tell models apart; hold out more rows"
+        )
+    return None
 
 
 def slice_regressions(

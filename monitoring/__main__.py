@@ -151,9 +151,7 @@ def dashboard(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8001,
 ) -> None:
     """Serve the monitoring workspace with the Evidently UI on 127.0.0.1 (after checking it can be read)."""
-    import os
-    import sys
-
+    from monitoring.dashboard import serve
     from monitoring.workspace import MonitoringWorkspace
 
     with entry_point("dashboard") as settings:
@@ -163,12 +161,8 @@ def dashboard(
             console.print(f"no monitoring workspace at {reports.workspace} yet: run `make monitor` first")
             raise typer.Exit(code=1)
         MonitoringWorkspace(reports.workspace, reports.project)  # removes unreadable snapshots, which break the UI
-        executable = str(Path(sys.executable).parent / "evidently")
         console.print(f"dashboard on http://127.0.0.1:{port} (Ctrl-C stops)")
-        os.execv(
-            executable,
-            [executable, "ui", "--workspace", str(reports.workspace), "--host", "127.0.0.1", "--port", str(port)],
-        )
+        serve(reports.workspace, reports.project, port)
 
 
 def service_client(url: str | None, api_key: str | None) -> ServiceClient:

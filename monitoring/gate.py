@@ -96,6 +96,7 @@ class WindowSummary(BaseModel):
     prediction: str = "predicted probability"  # what drifted in prediction_drift: the task's answer
     mean_prediction: float
     oov_rate: dict[str, float] = {}  # categorical feature: its share of values outside the training vocabulary
+    out_of_range: dict[str, float] = {}  # numeric feature: its share of values outside the reference's range
     drifted_features: list[str]  # in the contract's order
     drift_share: float  # of the features
     rows: int
@@ -106,7 +107,7 @@ class WindowSummary(BaseModel):
     @model_serializer(mode="wrap")
     def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        absent = [k for k in ("prediction_drift", "quality", "oov_rate") if not data.get(k)]
+        absent = [k for k in ("prediction_drift", "quality", "oov_rate", "out_of_range") if not data.get(k)]
         if data.get("prediction") == "predicted probability":  # a binary model's, written as before
             absent.append("prediction")
         return {k: v for k, v in data.items() if k not in absent}
@@ -224,6 +225,13 @@ def _drift_lines(s: WindowSummary) -> list[str]:
     oov = {k: v for k, v in s.oov_rate.items() if v > 0}
     if oov:
         lines.append("Out-of-vocabulary rates: " + ", ".join(f"{k} {v:.1%}" for k, v in oov.items()) + ".")
+    outside = {k: v for k, v in s.out_of_range.items() if v > 0}
+    if outside:
+        lines.append(
+            "Outside the reference range (accepted, never learned from): "
+            + ", ".join(f"{k} {v:.1%}" for k, v in outside.items())
+            + "."
+        )
     return lines
 
 

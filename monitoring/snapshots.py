@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from evidently.metrics import (
     RowCount,
     ValueDrift,
 )
+from sklearn.exceptions import UndefinedMetricWarning
 
 from monitoring.gate import DriftScore, LabelDrift, WindowQuality, WindowSummary
 from tabloop.evaluation.metrics import expected_calibration_error
@@ -85,6 +87,25 @@ class OOVRateCalculation(SingleValueCalculation[OOVRate]):
 
     def display_name(self) -> str:
         return f"Out-of-vocabulary rate of {self.metric.column}"
+
+
+class OutOfRangeRate(SingleValueMetric):
+    """Share of a numeric feature's non-missing values outside ``[low, high]``, the range of the reference data: values
+    the model is asked about but never learned from (the contract accepts them; this counts them)."""
+
+    column: str
+    low: float
+    high: float
+
+
+class OutOfRangeRateCalculation(SingleValueCalculation[OutOfRangeRate]):
+    def calculate(self, context: Any, current_data: Any, reference_data: Any) -> Any:  # noqa: ARG002
+        values = current_data.as_dataframe()[self.metric.column].dropna().to_numpy(dtype=np.float64)
+        outside = (values < self.metric.low) | (values > self.metric.high)
+        return self.result(float(outside.mean()) if len(values) else 0.0)
+
+    def display_name(self) -> str:
+        return f"Share of {self.metric.column} outside the reference range"
 
 
 class CalibrationError(SingleValueMetric):
@@ -146,6 +167,11 @@ def drift_snapshot(
         MeanValue(column=mean),
         DatasetMissingValueCount(columns=features),
         *[OOVRate(column=name, vocabulary=vocabularies[name]) for name in categorical if name in vocabularies],
+        *[
+            OutOfRangeRate(column=name, low=float(low), high=float(high))  # type: ignore[arg-type]
+            for name in numerical
+            if (low := reference[name].min()) is not None and (high := reference[name].max()) is not None
+        ],
     ]
     columns = [*features, *answers]
     return _run(metrics, _dataset(current, columns, definition), _dataset(reference, columns, definition), run)
@@ -228,8 +254,13 @@ def _regression_quality(current: pl.DataFrame, reference: pl.DataFrame, run: Run
 
 
 def _run(metrics: list[Any], current: Dataset, reference: Dataset, run: RunInfo) -> Snapshot:
+    """The report of ``metrics``, without the libraries' warnings about a window's own shape (a metric undefined
+    on one class, a drift test's division by an empty bin): the summary reports those as undefined values."""
     report = Report(metrics, include_tests=True, tags=run.tags, metadata=dict(run.metadata))
-    return report.run(current_data=current, reference_data=reference, timestamp=run.timestamp, name=run.name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(scipy|numpy|sklearn|evidently)\.")
+        return report.run(current_data=current, reference_data=reference, timestamp=run.timestamp, name=run.name)
 
 
 def _dataset(frame: pl.DataFrame, columns: list[str], definition: DataDefinition) -> Dataset:
@@ -284,6 +315,7 @@ def drift_summary(
         prediction=PREDICTION_WORDS[task],
         mean_prediction=next((float(v) for kind, _, v in metrics if kind == "MeanValue"), float("nan")),
         oov_rate={config["column"]: float(v) for kind, config, v in metrics if kind == "OOVRate"},
+        out_of_range={config["column"]: float(v) for kind, config, v in metrics if kind == "OutOfRangeRate"},
         drifted_features=drifted,
         drift_share=len(drifted) / len(flags) if flags else 0.0,
         rows=rows,

@@ -151,6 +151,7 @@ def test_every_panel_of_the_dashboard_plots_data(
     assert len(titles) == 6
     panels = open_dashboard(visit.page, project_url(dashboard, reported.reports.project), titles)
     visit.page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+    expect(visit.page).to_have_title(f"{reported.reports.project} · dashboard")  # not Evidently's demo
     assert sorted(panels) == sorted(titles)
     assert shows_data(panels), panels
     for version in read_log(reported.reports.log_url)["model_version"].unique().to_list():

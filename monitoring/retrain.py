@@ -1,11 +1,14 @@
 """``make retrain``: the same DVC pipeline on a window moved forward to the outcomes that have arrived.
 
 The prediction log says how far the outcomes reach: the newest local day on which (nearly) every prediction has its
-outcome. The split of ``configs/data.yaml`` moves so that the newest ``evaluation_days`` of labelled days become the
-held-out set, the ``validation_days`` before them the validation set, and everything earlier joins training. The
-pipeline then runs as a DVC experiment with those parameters (``dvc exp run -S ...``): features, training,
+outcome. The split moves so that the newest ``evaluation_days`` of labelled days become the held-out set, the
+``validation_days`` before them the validation set, and everything earlier joins training (without a time split:
+the replayed rows whose outcomes have arrived, the newest held out). The moved split goes to ``retrained.yaml``
+beside ``data.yaml`` (which no tool rewrites) and the pipeline runs as a DVC experiment: features, training,
 evaluation and the register stage, whose promotion gate compares the challenger with the champion on the new
-held-out days. A promoted challenger is announced to the running service, which loads it.
+held-out data. A promoted challenger is announced to the running service, which loads it; a rejected one leaves
+``configs/``, ``dvc.lock`` and the outputs at the champion's, the experiment in ``dvc exp show`` and its version in
+the registry.
 
 Labels come from the source tables the pipeline ingests; the log only decides how far the window may move, so no
 day is trained on before its outcomes were observed in production.
@@ -37,13 +40,14 @@ from tabloop.config import (
     TimeSplit,
     load_data_config,
     load_registry_config,
+    retrained_yaml,
 )
 from tabloop.config.monitor import MonitorConfig, RetrainConfig
 from tabloop.errors import TabloopError
 from tabloop.io import read_json
 from tabloop.layout import Layout
 from tabloop.records import ID, FeatureMetrics
-from tabloop.registry.dvc_repo import run_experiment
+from tabloop.registry.dvc_repo import check_out, restore, run_experiment, snapshot
 from tabloop.registry.mlflow import BUNDLE_TAG, CHAMPION, Registry
 from tabloop.settings import Settings
 
@@ -127,14 +131,23 @@ def retrain(
     except NothingNewError as e:
         report(f"nothing to retrain: {e}")
         return RetrainResult(NOTHING_NEW, None, nothing_new=str(e))
-    arguments = overrides(planned.moved if isinstance(planned, Plan) else planned.arrived, where.data_config)
+    text = retrained_yaml(moved_split(planned.moved if isinstance(planned, Plan) else planned.arrived))
     report(planned.describe())
     if dry_run:
         return RetrainResult(PLANNED, planned)
     previous = current_champion(settings, registry)
-    run_pipeline(Path.cwd(), planned.name, f"register@{where.dataset}", arguments)
+    root = Path.cwd()
+    kept = run_pipeline(root, planned.name, f"register@{where.dataset}", (where.retrained_config, text))
     outcome = gate_outcome(settings, registry, where.receipt, previous)
+    if not outcome.promoted:  # the workspace back at the champion's: make train has nothing to do
+        restore(kept, root / "configs")
+        check_out(root, f"register@{where.dataset}")
     report_outcome(outcome, url, api_key, report)
+    if not outcome.promoted:
+        report(
+            f"configs/ and the pipeline's outputs are back at the champion's; the rejected run stays in `dvc exp show` "
+            f"({planned.name}) and in the registry as version {outcome.version}"
+        )
     return RetrainResult(outcome.exit_code, planned, outcome)
 
 
@@ -147,8 +160,8 @@ def plan_retraining(
     if isinstance(data.split, TimeSplit):
         horizon = labelled_horizon(log, config.retrain.min_label_share, data.entity.time_zone)
         return plan(config.retrain, data, horizon, source_end(features_metrics))
-    snapshot = config.replay.state.with_name(SNAPSHOT_NAME)
-    arrived = arrived_rows(log, production_ids(snapshot), config.retrain.min_label_share)
+    replayed = config.replay.state.with_name(SNAPSHOT_NAME)
+    arrived = arrived_rows(log, production_ids(replayed), config.retrain.min_label_share)
     return plan_rows(config.retrain, data.split, arrived)
 
 
@@ -283,34 +296,33 @@ def plan_rows(config: RetrainConfig, split: RandomSplit | GroupSplit, arrived: i
     return RowPlan(arrived=moved, previous=previous, name=f"retrain-rows-{arrived}")
 
 
-def overrides(moved: TimeSplit | Arrived, data_config: Path) -> list[str]:
-    """``dvc exp run -S`` arguments that set the split in ``data_config`` (a file inside the repository)."""
-    try:
-        relative = data_config.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        raise RetrainError(f"{data_config}: the pipeline's parameters live inside the repository") from None
-    if isinstance(moved, Arrived):  # ++ adds the key, or replaces it after an earlier retraining
-        return [
-            f"{relative.as_posix()}:++split.arrived={{rows: {moved.rows}, valid: {moved.valid}, test: {moved.test}}}"
-        ]
-    return [
-        f"{relative.as_posix()}:split.{split}.{edge}='{getattr(getattr(moved, split), edge).isoformat()}'"
-        for split in ("train", "valid", "test")
-        for edge in ("start", "end")
-    ]
+def moved_split(moved: TimeSplit | Arrived) -> dict[str, dict[str, object]]:
+    """What ``retrained.yaml`` holds for ``moved``: a time split's three periods, or the rows that arrived."""
+    if isinstance(moved, Arrived):
+        return {"arrived": {"rows": moved.rows, "valid": moved.valid, "test": moved.test}}
+    return {
+        name: {"start": period.start.isoformat(), "end": period.end.isoformat()}
+        for name, period in (("train", moved.train), ("valid", moved.valid), ("test", moved.test))
+    }
 
 
-def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> None:
-    """``dvc exp run target`` in ``root`` with its output shown as it comes; a RetrainError if it fails."""
+def run_pipeline(root: Path, name: str, target: str, retrained: tuple[Path, str]) -> dict[Path, bytes]:
+    """``dvc exp run target`` in ``root`` with ``retrained`` (its path and text) written first, output shown as it
+    comes; what ``configs/`` and ``dvc.lock`` held before, to put back if the run is not kept. A RetrainError if it
+    fails (``configs/`` and ``dvc.lock`` put back already)."""
     git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, check=False)
     if git.returncode != 0:
         raise RetrainError(
             "retraining is recorded as a DVC experiment, which starts from a git commit, and this repository has "
             "none: commit your work first (git add -A && git commit -m ...)"
         )
+    path, text = retrained
+    if not path.is_file():  # a dataset drafted before the file existed: the pipeline's parameter from now on
+        path.write_text(retrained_yaml(), encoding="utf-8")
     kept = snapshot(root / "configs", root / "dvc.lock")
     try:
-        returncode = run_experiment(root, name, target, arguments)
+        path.write_text(text, encoding="utf-8")
+        returncode = run_experiment(root, name, target, [])
     except BaseException:  # an interrupt too: the configuration goes back to what it was; re-raised
         restore(kept, root / "configs")
         raise
@@ -320,25 +332,7 @@ def run_pipeline(root: Path, name: str, target: str, arguments: list[str]) -> No
             f"the pipeline failed (dvc exp run exited {returncode}; its message is above); the previous "
             "outputs, the configuration, the registry and the served model are unchanged"
         )
-
-
-def snapshot(*paths: Path) -> dict[Path, bytes]:
-    """The bytes of every file at or under ``paths``."""
-    files: dict[Path, bytes] = {}
-    for path in paths:
-        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-            files[file] = file.read_bytes()
-    return files
-
-
-def restore(files: dict[Path, bytes], directory: Path) -> None:
-    """Put back the ``files`` a failed experiment rewrote (``dvc exp run -S`` edits the workspace's params files
-    before it runs) and remove the files it added under ``directory``."""
-    for added in (p for p in directory.rglob("*") if p.is_file() and p not in files):
-        added.unlink()
-    for path, content in files.items():
-        if not path.is_file() or path.read_bytes() != content:
-            path.write_bytes(content)
+    return kept
 
 
 def gate_outcome(settings: Settings, config: RegistryConfig, receipt: Path, previous: str | None) -> GateOutcome:

@@ -87,6 +87,11 @@ class Layout:
         return self.configs / "tune.yaml"
 
     @property
+    def retrained_config(self) -> Path:
+        """The split of the last promoted retraining (``make retrain``'s; laid over data.yaml's split)."""
+        return self.configs / "retrained.yaml"
+
+    @property
     def tuned_config(self) -> Path:
         """The best parameters ``make tune`` found (the tuner's; laid over train.yaml and evaluate.yaml)."""
         return self.configs / "tuned.yaml"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from flights.slices import write_slice
 from helpers import free_port
@@ -22,6 +21,7 @@ from monitoring.gate import ALARM
 from monitoring.retrain import NOTHING_NEW, PROMOTED
 from monitoring.workspace import MonitoringWorkspace
 from profiles import FLIGHTS_SPLIT
+from tabloop.config import load_data_config
 from tabloop.layout import Layout
 from tools.benchmarks.workspace import copy_repository, dvc, edit_config, environment
 
@@ -95,7 +95,8 @@ def served_version(url: str) -> str:
 
 
 def split_of(repo: Path) -> dict[str, dict[str, str]]:
-    split = yaml.safe_load((Layout.of(None, repo).data_config).read_text())["split"]
+    """The split every stage reads: data.yaml's, with what make retrain wrote to retrained.yaml laid over it."""
+    split = load_data_config(Layout.of(None, repo).data_config).split.model_dump(mode="json")
     return {name: {k: str(v) for k, v in period.items()} for name, period in split.items() if name != "kind"}
 
 
@@ -116,10 +117,11 @@ def test_drift_is_detected_retraining_promotes_and_the_new_champion_is_served(re
     assert verdict["reasons"]
 
     # Retraining moves the window to the November outcomes and the gate promotes the challenger.
-    before = split_of(repo)
+    before, data_yaml = split_of(repo), Layout.of(None, repo).data_config.read_bytes()
     retrained = run(repo, "monitoring", "retrain", url=service)
     assert retrained.returncode == PROMOTED, retrained.stdout + retrained.stderr
     after = split_of(repo)
+    assert Layout.of(None, repo).data_config.read_bytes() == data_yaml  # the user's file: no tool rewrites it
     horizon = dt.date.fromisoformat(after["test"]["end"])
     assert dt.date(2013, 11, 25) <= horizon <= dt.date(2013, 11, 30)
     assert after["train"]["start"] == before["train"]["start"]

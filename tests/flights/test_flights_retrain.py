@@ -6,15 +6,16 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitoring.retrain import (
     NothingNewError,
     RetrainError,
-    overrides,
+    moved_split,
     plan,
     source_end,
 )
-from tabloop.config import DataConfig
+from tabloop.config import RETRAINED_FILE, DataConfig, load_data_config, retrained_yaml
 from tabloop.config.monitor import RetrainConfig
 
 pytestmark = pytest.mark.adapter("flights")
@@ -54,17 +55,19 @@ def test_windows_that_leave_no_training_days_are_refused(real_config: DataConfig
         plan(config, real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31))
 
 
-def test_overrides_name_the_file_inside_the_repository(
-    real_config: DataConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_moved_split_is_laid_over_the_users_own_from_a_file_of_its_own(
+    real_config: DataConfig, tmp_path: Path
 ) -> None:
     moved = plan(RetrainConfig(), real_config, dt.date(2013, 12, 31), data_end=dt.date(2013, 12, 31)).moved
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").mkdir()
-    arguments = overrides(moved, tmp_path / "configs" / "data.yaml")
-    assert arguments[0] == "configs/data.yaml:split.train.start='2013-01-01'"
-    assert arguments[-1] == "configs/data.yaml:split.test.end='2013-12-31'"
-    with pytest.raises(RetrainError, match="inside the repository"):
-        overrides(moved, tmp_path.parent / "elsewhere.yaml")
+    written = moved_split(moved)
+    assert written["train"] == {"start": "2013-01-01", "end": moved.train.end.isoformat()}
+    assert written["test"] == {"start": "2013-12-04", "end": "2013-12-31"}
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump(real_config.model_dump(mode="json", exclude_none=True)))
+    (tmp_path / RETRAINED_FILE).write_text(retrained_yaml(written))
+    assert load_data_config(data).split == moved  # what every stage reads
+    (tmp_path / RETRAINED_FILE).write_text(retrained_yaml())
+    assert load_data_config(data).split == real_config.split  # nothing retrained: data.yaml's own
 
 
 def test_the_source_end_is_the_last_labelled_day(stage_outputs: dict[str, Path], tmp_path: Path) -> None:

@@ -25,16 +25,18 @@ from monitoring.retrain import (
     announce,
     arrived_rows,
     labelled_horizon,
-    overrides,
+    moved_split,
     plan_rows,
     retrain,
     run_pipeline,
 )
 from serving.log import PredictionLog
-from tabloop.config import Arrived, RandomSplit
+from tabloop.config import Arrived, RandomSplit, retrained_yaml
+from tabloop.config.loading import load_yaml
 from tabloop.config.monitor import RetrainConfig, load_monitor_config
 from tabloop.errors import FeatureError
 from tabloop.features.build import arrived_split
+from tabloop.registry.dvc_repo import check_out, restore
 from tabloop.settings import Settings
 
 NEW_YORK = "America/New_York"
@@ -71,7 +73,8 @@ def test_no_outcomes_no_horizon() -> None:
 def test_a_repository_without_a_commit_is_a_clear_error(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     with pytest.raises(RetrainError, match="commit your work first"):
-        run_pipeline(tmp_path, "retrain-x", "register@flights", [])
+        run_pipeline(tmp_path, "retrain-x", "register@flights", (tmp_path / "retrained.yaml", retrained_yaml()))
+    assert not (tmp_path / "retrained.yaml").exists()
 
 
 def test_a_service_that_is_not_running_is_told_nothing() -> None:
@@ -131,27 +134,61 @@ def test_retraining_without_a_log_fails_before_planning(tmp_path: Path) -> None:
     assert said == []
 
 
-def test_a_failed_experiment_leaves_the_configuration_and_the_lock_as_they_were(tmp_path: Path) -> None:
-    configs = tmp_path / "configs"
+def dvc_workspace(root: Path, check: str) -> Path:
+    """A git and DVC repository whose one stage writes ``out.txt`` from ``configs/retrained.yaml`` (``check``: a
+    Python condition on its text, failing the stage when false), run once and committed."""
+    configs = root / "configs"
     configs.mkdir()
     (configs / "data.yaml").write_text('x: 1\ncategories: ["Yes", "No"]\n')
-    (tmp_path / "check.py").write_text(
-        "import sys, pathlib\nsys.exit('x: 1' not in pathlib.Path('configs/data.yaml').read_text())\n"
+    (configs / "retrained.yaml").write_text(retrained_yaml())
+    (root / "stage.py").write_text(
+        "import sys, pathlib\ntext = pathlib.Path('configs/retrained.yaml').read_text()\n"
+        f"sys.exit(0 if {check} else 1)\n"
     )
-    (tmp_path / "dvc.yaml").write_text(
-        f"stages:\n  s:\n    cmd: {sys.executable} check.py && echo ok > out.txt\n"
-        "    params: [configs/data.yaml: [x]]\n    outs: [out.txt]\n"
+    (root / "dvc.yaml").write_text(
+        f"stages:\n  s:\n    cmd: {sys.executable} stage.py && cp configs/retrained.yaml out.txt\n"
+        "    params:\n      - configs/retrained.yaml:\n    outs: [out.txt]\n"
     )
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     dvc = str(Path(sys.executable).parent / "dvc")
     for command in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"], [*git, "add", "-A"]):
-        subprocess.run(command, cwd=tmp_path, check=True)
-    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=tmp_path, check=True)
-    before = {p: p.read_bytes() for p in (configs / "data.yaml", tmp_path / "dvc.lock")}
+        subprocess.run(command, cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=root, check=True)
+    return configs
+
+
+def test_a_failed_experiment_leaves_the_configuration_and_the_lock_as_they_were(tmp_path: Path) -> None:
+    configs = dvc_workspace(tmp_path, "'rows:' not in text")  # the moved split makes the stage fail
+    before = {p: p.read_bytes() for p in (*configs.iterdir(), tmp_path / "dvc.lock")}
+    moved = retrained_yaml(moved_split(Arrived(rows=300, valid=100, test=100)))
     with pytest.raises(RetrainError, match="configuration, the registry and the served model are unchanged"):
-        run_pipeline(tmp_path, "retrain-x", "s", ["configs/data.yaml:x=2"])
+        run_pipeline(tmp_path, "retrain-x", "s", (configs / "retrained.yaml", moved))
     assert {p: p.read_bytes() for p in before} == before
-    assert sorted(p.name for p in configs.iterdir()) == ["data.yaml"]
+    assert sorted(p.name for p in configs.iterdir()) == ["data.yaml", "retrained.yaml"]
+
+
+def test_a_kept_experiment_writes_only_its_own_file_and_a_rejected_one_is_undone(tmp_path: Path) -> None:
+    configs = dvc_workspace(tmp_path, "True")
+    data, lock, out = (configs / "data.yaml").read_bytes(), (tmp_path / "dvc.lock").read_bytes(), tmp_path / "out.txt"
+    champion_out = out.read_bytes()
+    moved = retrained_yaml(moved_split(Arrived(rows=300, valid=100, test=100)))
+    kept = run_pipeline(tmp_path, "retrain-rows-300", "s", (configs / "retrained.yaml", moved))
+    assert (configs / "data.yaml").read_bytes() == data  # the user's file, byte for byte
+    assert load_yaml(configs / "retrained.yaml")["split"] == {"arrived": {"rows": 300, "valid": 100, "test": 100}}
+    assert out.read_text() == moved  # the challenger's outputs
+    assert (tmp_path / "dvc.lock").read_bytes() != lock
+    restore(kept, configs)  # the gate rejected it: what make retrain then does
+    check_out(tmp_path, "s")
+    assert (tmp_path / "dvc.lock").read_bytes() == lock
+    assert out.read_bytes() == champion_out
+    assert (configs / "retrained.yaml").read_text() == retrained_yaml()
+    dvc = str(Path(sys.executable).parent / "dvc")
+    status = subprocess.run([dvc, "status", "-q"], cwd=tmp_path, check=False)
+    assert status.returncode == 0  # make train has nothing to do
+    listed = subprocess.run(
+        [dvc, "exp", "list", "--name-only"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert "retrain-rows-300" in listed.stdout.split()  # the rejected run, still there to inspect
 
 
 def test_without_a_time_split_the_arrived_rows_are_the_longest_labelled_prefix() -> None:
@@ -183,11 +220,7 @@ def test_without_a_time_split_retraining_holds_out_the_newest_rows(
     again = split.model_copy(update={"arrived": moved.arrived})
     with pytest.raises(NothingNewError, match="30 since the last retraining"):
         plan_rows(config, again, arrived=698)
-    (tmp_path / "configs").mkdir()
-    data_config = tmp_path / "configs" / "data.yaml"
-    assert overrides(moved.arrived, data_config) == [
-        "configs/data.yaml:++split.arrived={rows: 668, valid: 100, test: 100}"
-    ]
+    assert moved_split(moved.arrived) == {"arrived": {"rows": 668, "valid": 100, "test": 100}}
 
 
 def test_the_arrived_rows_move_into_training_and_the_newest_are_held_out() -> None:

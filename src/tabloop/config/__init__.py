@@ -11,6 +11,7 @@ the environment live in :mod:`tabloop.settings`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tabloop.config.data import (
@@ -37,8 +38,10 @@ from tabloop.config.loading import format_validation_error, load_yaml, parse_con
 from tabloop.config.registry import PromotionGateConfig, RegistryConfig
 from tabloop.config.train import DistributedConfig, LoopConfig, ModelConfig, OptimizerConfig, TrainConfig
 from tabloop.config.tune import TuneConfig, TunedConfig, flat, overlay
+from tabloop.errors import ConfigError
 
 __all__ = [
+    "RETRAINED_FILE",
     "SPLITS",
     "SPLIT_KINDS",
     "Arrived",
@@ -77,13 +80,53 @@ __all__ = [
     "load_tuned_config",
     "load_yaml",
     "parse_config",
+    "retrained_yaml",
     "tuned_overrides",
 ]
 
 
+RETRAINED_FILE = "retrained.yaml"  # beside data.yaml: the split of the last retraining the gate promoted
+
+
 def load_data_config(path: Path) -> DataConfig:
-    """The data configuration at ``path``, validated."""
-    return parse_config(DataConfig, load_yaml(path), str(path))
+    """The data configuration at ``path``, with the split ``make retrain`` moved (``retrained.yaml`` beside it,
+    when present) laid over its own, validated."""
+    data, origin = load_yaml(path), str(path)
+    retrained = path.with_name(RETRAINED_FILE)
+    moved = retrained_split(retrained) if retrained.is_file() else {}
+    if moved:
+        data, origin = overlay(data, {"split": moved}), f"{path} with {retrained}"
+    return parse_config(DataConfig, data, origin)
+
+
+def retrained_yaml(split: dict[str, dict[str, object]] | None = None) -> str:
+    """The text of a ``retrained.yaml`` holding ``split`` (sections of flat values), or nothing moved yet."""
+    lines = [
+        "# Written by `make retrain`, not by hand: the split of the last retraining the gate promoted, laid over",
+        "# data.yaml's split (a time split's periods, or the production rows whose outcomes have arrived). A rejected",
+        "# retraining leaves this file, dvc.lock and the outputs as they were. To train on data.yaml's split alone",
+        "# again, set `split: {}` and run make train.",
+    ]
+    if not split:
+        return "\n".join([*lines, "split: {}", ""])
+    lines.append("split:")
+    for name, values in split.items():
+        shown = ", ".join(f"{key}: {json.dumps(value)}" for key, value in values.items())
+        lines.append(f"  {name}: {{{shown}}}")
+    return "\n".join([*lines, ""])
+
+
+def retrained_split(path: Path) -> dict[str, object]:
+    """The ``split`` keys of a ``retrained.yaml``; a ConfigError naming the file for anything else in it."""
+    data = load_yaml(path)
+    unknown = sorted(set(data) - {"split"})
+    split = data.get("split") or {}
+    if unknown or not isinstance(split, dict):
+        raise ConfigError(
+            f"{path}: make retrain writes only a split mapping here ({', '.join(unknown) or 'split'} is not one); "
+            "put your own settings in data.yaml"
+        )
+    return split
 
 
 def load_train_config(path: Path, tuned: Path | None = None) -> TrainConfig:

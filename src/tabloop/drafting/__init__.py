@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tabloop.config import load_data_config
+from tabloop.config import RETRAINED_FILE, load_data_config, retrained_yaml
 from tabloop.drafting.profile import draft_split, profile, read_data
 from tabloop.drafting.render import data_yaml
 from tabloop.drafting.request import DraftError, DraftRequest
@@ -69,9 +69,12 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         "train.yaml": train_yaml(target.task),
         "evaluate.yaml": evaluate_yaml(columns, target.task),
         "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
-        "monitor.yaml": monitor_yaml(request, target.task),
+        "monitor.yaml": monitor_yaml(
+            request, target.task, target=frame[request.target], positive=target.positive, columns=columns
+        ),
         "tune.yaml": tune_yaml(),
         "tuned.yaml": tuned_yaml(),
+        RETRAINED_FILE: retrained_yaml(),
     }
     where.configs.mkdir(parents=True)
     files = []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tabloop.errors import TabloopError
 from tabloop.io import parse_yaml
 
 logger = logging.getLogger(__name__)
@@ -81,3 +82,40 @@ def _unused_name(root: Path, name: str) -> str:
         n += 1
         candidate = f"{name}-{n}"
     return candidate
+
+
+def check_out(root: Path, target: str) -> None:
+    """``dvc checkout --force --with-deps target`` in ``root``: the outputs as ``dvc.lock`` records them, from the
+    cache; a DvcError with DVC's message if it fails."""
+    dvc = Path(sys.executable).parent / "dvc"
+    done = subprocess.run(
+        [str(dvc), "checkout", "--force", "--with-deps", target], cwd=root, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise DvcError(
+            f"`dvc checkout {target}` failed ({done.stderr.strip() or done.stdout.strip()}); the outputs may not match "
+            "dvc.lock: run `dvc checkout` before `make train`"
+        )
+
+
+def snapshot(*paths: Path) -> dict[Path, bytes]:
+    """The bytes of every file at or under ``paths``."""
+    files: dict[Path, bytes] = {}
+    for path in paths:
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            files[file] = file.read_bytes()
+    return files
+
+
+def restore(files: dict[Path, bytes], directory: Path) -> None:
+    """Put back the ``files`` of a :func:`snapshot` that a run rewrote, and remove the files it added under
+    ``directory``."""
+    for added in (p for p in directory.rglob("*") if p.is_file() and p not in files):
+        added.unlink()
+    for path, content in files.items():
+        if not path.is_file() or path.read_bytes() != content:
+            path.write_bytes(content)
+
+
+class DvcError(TabloopError):
+    """DVC could not do what was asked."""

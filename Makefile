@@ -88,8 +88,8 @@ repro: train ## Same as train
 dag: $(STAMP) ## Print the pipeline DAG
 	@$(BIN)/dvc dag
 
-metrics: $(STAMP) ## Show every metric of the pipeline (dvc metrics show)
-	@$(BIN)/dvc metrics show
+metrics: $(STAMP) ## Show the metrics of DATASET's stages: rows validated, splits, the epoch kept, the test metrics
+	@$(BIN)/tabloop metrics
 
 champion: $(STAMP) ## Show the champion, the challenger and the history of champions
 	@$(BIN)/tabloop champion

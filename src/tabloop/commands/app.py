@@ -52,27 +52,35 @@ def summary(
     metrics: Annotated[Path | None, typer.Option(help="Metrics of the evaluate stage; default: the dataset's.")] = None,
 ) -> None:
     """Print the test metrics of the model against the baselines."""
+    from tabloop.commands.metrics import test_table
     from tabloop.evaluation.metrics import EvaluationResult
-    from tabloop.evaluation.task_metrics import TASK_COLUMNS
 
     with entry_point("summary") as settings:
         metrics = metrics or settings.layout(dataset).evaluation / "metrics.json"
         if not metrics.is_file():
             console.print(f"{metrics} not found: run 'make train' first")
             raise typer.Exit(code=1)
-        result = EvaluationResult.read(metrics)
-        test, columns = result.test, TASK_COLUMNS[result.task]
-        table = Table(title=f"Test split ({test['pytorch'].rows:,} rows)")
-        for column in ("model", *(title for title, _ in columns)):
-            table.add_column(column, justify="left" if column == "model" else "right")
-        for name, scores in test.items():
-            label = {
-                "pytorch": "PyTorch (this model)",
-                "lightgbm": "LightGBM",
-                "lightgbm_tuned": "LightGBM, tuned",
-            }.get(name, name)
-            table.add_row(label, *(f"{getattr(scores, key):.4f}" for _, key in columns))
-        console.print(table)
+        console.print(test_table(EvaluationResult.read(metrics)))
+
+
+@app.command()
+def metrics(dataset: DatasetOption = None) -> None:
+    """Print one dataset's stage metrics: rows validated, the splits, the epoch kept, the test metrics."""
+    from tabloop.commands.metrics import stage_lines, test_table
+    from tabloop.evaluation.metrics import EvaluationResult
+
+    with entry_point("metrics") as settings:
+        where = settings.layout(dataset)
+        lines = stage_lines(where)
+        if not lines:
+            console.print(f"no metrics of {where.dataset} yet: run 'make train DATASET={where.dataset}' first")
+            raise typer.Exit(code=1)
+        console.print(f"[bold]{where.dataset}[/bold]")
+        for line in lines:
+            console.print(line, highlight=False)
+        evaluation = where.evaluation / "metrics.json"
+        if evaluation.is_file():
+            console.print(test_table(EvaluationResult.read(evaluation)))
 
 
 @app.command()

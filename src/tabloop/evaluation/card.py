@@ -31,6 +31,7 @@ class CardInputs:
     target: str
     label: LabelConfig
     split: str  # how the examples were split, in words
+    time_split: bool  # whether the splits are periods of time rather than random draws
     card: CardConfig
     bundle: Bundle
     metrics: EvaluationResult
@@ -103,19 +104,19 @@ def _target_column(inputs: CardInputs) -> tuple[str, Callable[[pl.DataFrame], st
 
 def _data(inputs: CardInputs) -> list[str]:
     header, describe = _target_column(inputs)
+    dated = all(TIME in frame.columns for frame in inputs.frames.values())
+    days_header, days_rule = ("| first day | last day ", "|---|---") if dated else ("", "")
     lines = [
         "## Data",
         "",
         f"Split: {inputs.split}.",
         "",
-        f"| split | first day | last day | {inputs.card.examples} | {header} |",
-        "|---|---|---|---:|---:|",
+        f"| split {days_header}| {inputs.card.examples} | {header} |",
+        f"|---{days_rule}|---:|---:|",
     ]
     for split, frame in inputs.frames.items():
-        days = (
-            [str(frame[TIME].dt.date().min()), str(frame[TIME].dt.date().max())] if TIME in frame.columns else ["-"] * 2
-        )
-        lines.append(f"| {split} | {days[0]} | {days[1]} | {frame.height:,} | {describe(frame)} |")
+        days = f"| {frame[TIME].dt.date().min()!s} | {frame[TIME].dt.date().max()!s} " if dated else ""
+        lines.append(f"| {split} {days}| {frame.height:,} | {describe(frame)} |")
     return [
         *lines,
         "",
@@ -205,7 +206,8 @@ def _use_and_limitations(inputs: CardInputs) -> list[str]:
     return [
         "## Intended use",
         "",
-        card.intended_use or use,
+        card.intended_use
+        or f"{use} *(A placeholder: `card.intended_use` in data.yaml says who uses the predictions.)*",
         "",
         "## Limitations",
         "",
@@ -234,10 +236,19 @@ def _use_and_shift(inputs: CardInputs) -> tuple[str, str]:
             f"split, {_rate(test, inputs.target):,.4g} in the test split); estimates outside the range seen in "
             "training are extrapolations; monitor the error on the outcomes and retrain when it grows.",
         )
-    test_rate = _rate(test, inputs.target)
+    rates = (
+        f"{_rate(valid, inputs.target):.1%} in the validation split, {_rate(test, inputs.target):.1%} in the test split"
+    )
+    use = f"Ranking {things} by their probability of being {positive}."
+    if not inputs.time_split:
+        return (
+            use,
+            f"The splits are drawn from the same rows at random ({positive} {rates}): the test metrics hold for "
+            f"{things} like those in the data; a shift in who or what arrives, or in the {positive} rate, is not "
+            "measured here; monitor the mean prediction against the observed rate and retrain when they part.",
+        )
     return (
-        f"Ranking {things} by their probability of being {positive}.",
-        f"The {positive} rate moves between splits ({_rate(valid, inputs.target):.1%} in the validation split, "
-        f"{test_rate:.1%} in the test split): probabilities are well ranked but not calibrated to a new period; "
-        "monitor the mean prediction against the observed rate and retrain when they part.",
+        use,
+        f"The {positive} rate moves between splits ({rates}): probabilities are well ranked but not calibrated to a "
+        "new period; monitor the mean prediction against the observed rate and retrain when they part.",
     )

@@ -53,6 +53,7 @@ def run(
             target=target_name,
             label=data.label,
             split=data.split.summary(),
+            time_split=data.split.kind == "time",
             card=data.card,
             bundle=predictor.bundle,
             metrics=metrics,
@@ -61,6 +62,11 @@ def run(
             training=TrainMetrics.read(training_metrics) if training_metrics and training_metrics.is_file() else None,
         )
     )
+    if not data.card.intended_use.strip():
+        logger.warning(
+            "card.intended_use is empty in data.yaml: the model card gives a generic sentence; write who uses the "
+            "predictions, for what, and who makes the final call"
+        )
     plots = curve_tables(targets["test"], probabilities, config, target)
     _write(out_dir, metrics, model.slices, card, plots=plots)
     for name, m in metrics.test.items():

@@ -343,6 +343,9 @@ def test_the_draft_enforces_the_possible_and_comments_the_observed(root: Path) -
     assert any("'currency' holds one value in every row" in w for w in draft.warnings)
     text = (draft.directory / "data.yaml").read_text()
     assert "consider preprocessing.transforms {income: log1p}" in text
+    assert "one row in the API's words: one loan, a list of loans" in text
+    shares = next(line for line in text.splitlines() if line.strip().startswith('"utilisation": {dtype'))
+    assert "identifier" not in shares  # a precise float is unique per row without naming rows
     assert "unique in every row: rownames, monthly_rate" in text
     table = config.tables[config.entity.table]
     outcome = validate_table(frame, config.entity.table, table, {})

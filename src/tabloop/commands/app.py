@@ -141,7 +141,8 @@ def init(
             console.print(f"[yellow]note:[/] {warning}")
         console.print(f"drafted {', '.join(str(f) for f in draft.files)}")
         console.print(
-            f"review {draft.directory / 'data.yaml'} (ranges, allowed values, the label, the split), then "
+            f"review {draft.directory / 'data.yaml'} (the bounds, the categories, the label, the split, the entity "
+            "and card words), then "
             f"`make train DATASET={name}`"
         )
 

@@ -1,11 +1,10 @@
 """``make init``: a dataset's configuration drafted from its data, for a person to review.
 
-The draft infers what the data shows (dtypes, observed ranges, allowed values, nullability, which columns identify
-rows or are too unique to be features, the task and, for a binary target, the minority class as the positive one)
-and says so in comments: it is a
-starting point, never a contract to trust unread. Problems that no review could fix (an empty file, a target with
-one class or missing values, an id with duplicates, a time column that does not parse) stop it with a message that
-names the column.
+The draft infers what the data shows (dtypes, the bounds a number's observed range implies, open categories,
+nullability, which columns identify rows or are too unique to be features, the task and, for a binary target, the
+minority class as the positive one) and says so in comments: it is a starting point, never a contract to trust
+unread. Problems that no review could fix (an empty file, a target with one class or missing values, an id with
+duplicates, a time column that does not parse) stop it with a message that names the column.
 
 :mod:`~tabloop.drafting.profile` reads the data and says what each column is; :mod:`~tabloop.drafting.render`
 writes ``data.yaml`` from the profile and :mod:`~tabloop.drafting.templated` the others, from ``templates/`` filled

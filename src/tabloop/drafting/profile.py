@@ -212,7 +212,7 @@ def _by_values(values: pl.Series, column: Column) -> Column:
     column.kind = "numeric"
     column.low, column.high = float(values.min()), float(values.max())  # type: ignore[arg-type]
     column.notes.append(f"observed {fmt(column.low)} to {fmt(column.high)}")
-    if distinct >= UNIQUE_SHARE * present and present > 20:
+    if column.dtype == "int64" and distinct >= UNIQUE_SHARE * present and present > 20:  # floats all are
         column.notes.append("a different value in almost every row: make sure it is not an identifier")
     if column.dtype.startswith("int") and distinct <= 10:
         column.notes.append(f"{distinct} distinct values: consider kind: categorical")

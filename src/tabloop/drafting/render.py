@@ -18,6 +18,7 @@ from tabloop.drafting.profile import Column, DraftedTimeSplit
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
 from tabloop.drafting.yaml_text import q, yaml_value
+from tabloop.runtime.contract import entity_words
 
 
 def data_yaml(
@@ -161,10 +162,12 @@ def _table(d: _Draft) -> list[str]:
 def _contract(d: _Draft) -> list[str]:
     request, binary = d.request, d.target.task == "binary"
     described = f"{request.target} is {d.positive}." if binary else f"{request.target}."
+    entity = entity_name(request.name)
     lines = [
         "# The model's inputs. A feature must be a column of the table (or one the adapter derives).",
         "contract:",
-        f"  entity: {entity_name(request.name):<24} # one row in the API's words: one loan, a list of loans",
+        f"  entity: {entity:<24} # one row in the API's words: one {entity_words(entity)}, a list of "
+        f"{entity_words(entity, many=True)}",
         f"  title: {q(request.name.replace('_', ' ').capitalize() + ' predictions')}",
         f"  description: {q(f'Predicts {d.predicts()}.')}",
         "  target:",

@@ -252,7 +252,7 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
     defaults = monitor_defaults()
     assert monitor.gate == defaults.gate
     inferred = {  # sized from the data: tests/unit/test_drafting.py::test_monitoring_is_sized_from_the_data
-        "replay": {"synthetic_interval_s"},
+        "replay": {"synthetic_interval_s", "speedup"},
         "reports": {"dashboard_features"},
         "retrain": {"evaluation_rows", "validation_rows"},
     }
@@ -386,6 +386,7 @@ def test_monitoring_is_sized_from_the_data(
     monitor = load_monitor_config(draft.directory / "monitor.yaml", Layout("loans", root))
     assert monitor.replay.synthetic_interval_s == interval_s
     replayed = int(rows * 0.15)
+    assert replayed * interval_s / monitor.replay.speedup <= 120  # the replay takes two minutes at most
     windows = replayed * interval_s / (7 * 86400)
     assert windows < 12
     assert windows >= 2 or replayed < 300  # several weekly windows when the rows fill them

@@ -69,7 +69,7 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         "evaluate.yaml": evaluate_yaml(columns, target.task),
         "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
         "monitor.yaml": monitor_yaml(
-            request, target.task, target=frame[request.target], positive=target.positive, columns=columns
+            request, target.task, target=frame[request.target], positive=target.positive, columns=columns, split=split
         ),
         "tune.yaml": tune_yaml(),
         "tuned.yaml": tuned_yaml(),

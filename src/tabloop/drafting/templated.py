@@ -16,7 +16,7 @@ import polars as pl
 from tabloop.config import EvaluateConfig, PromotionGateConfig, TrainConfig, TuneConfig
 from tabloop.config.monitor import GateConfig, ReplayConfig, ReportsConfig, RetrainConfig
 from tabloop.config.tune import Param
-from tabloop.drafting.profile import SPLIT_SHARES, Column
+from tabloop.drafting.profile import SPLIT_SHARES, Column, DraftedTimeSplit
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
 from tabloop.drafting.yaml_text import q, yaml_value
@@ -115,6 +115,7 @@ def monitor_yaml(
     target: pl.Series | None = None,
     positive: Any = None,
     columns: list[Column] | None = None,
+    split: DraftedTimeSplit | None = None,
 ) -> str:
     """The drafted ``monitor.yaml``: the defaults, sized to the data where it has no event time (a synthetic clock
     that spreads the replayed test rows over several weekly windows; retraining hold-outs with enough positives for
@@ -124,7 +125,11 @@ def monitor_yaml(
     rows = target.len() if target is not None else 0
     replayed = int(rows * SPLIT_SHARES[2])  # a shuffled split's test share: what make replay sends
     if target is not None and rows:
-        defaults.replay = defaults.replay.model_copy(update={"synthetic_interval_s": synthetic_interval(replayed)})
+        interval = synthetic_interval(replayed)
+        first, last = split.test if split is not None else (None, None)
+        span = (last - first).days * 86400 + 86400 if first and last else replayed * interval
+        update = {"synthetic_interval_s": interval, "speedup": replay_speedup(span)}
+        defaults.replay = defaults.replay.model_copy(update=update)
         held = held_out_rows(target, positive)
         defaults.retrain = defaults.retrain.model_copy(update={"evaluation_rows": held, "validation_rows": held})
     features = [c for c in columns or [] if c.role == "feature"]
@@ -154,6 +159,16 @@ def synthetic_interval(replayed: int, min_rows: int = 100) -> float:
     windows = max(1, min(MAX_WINDOWS, replayed // (min_rows + min_rows // 2)))
     wanted = windows * WEEK_S / max(replayed, 1)
     return float(min(NICE_INTERVALS_S, key=lambda s: abs(np.log(s / wanted))))
+
+
+SPEEDUPS = (3600.0, 86400.0, 604800.0, 2592000.0)  # an hour, a day, a week, thirty days of traffic a second
+MAX_REPLAY_S = 120  # a drafted replay sends the test split in about two minutes at most
+
+
+def replay_speedup(span_s: float) -> float:
+    """The slowest of an hour, a day, a week or thirty days a second that replays ``span_s`` seconds of traffic in
+    two minutes at most (the fastest if none does)."""
+    return next((s for s in SPEEDUPS if span_s / s <= MAX_REPLAY_S), SPEEDUPS[-1])
 
 
 def held_out_rows(target: pl.Series, positive: Any) -> int:

@@ -80,8 +80,10 @@ class Probe:
 
     target: str
     required: str  # the first feature that may not be missing
-    bounded: str  # the first numeric feature with a maximum
-    maximum: float  # ... and that maximum
+    numeric: str  # the first numeric feature
+    bounded: str  # the first numeric feature with a bound (a maximum, else a minimum)
+    outside: float  # ... a value beyond that bound
+    bound: str  # ... and the bound as pydantic states it: "less than or equal to 100"
     categorical: str | None  # the first categorical feature
     unseen: Any  # a value of its dtype that training never saw
     closed: str | None  # the first categorical feature with a closed set of values
@@ -93,17 +95,24 @@ class Probe:
     def of(cls, contract: FeatureContract) -> Probe:
         features = contract.features
         required = next((n for n, f in features.items() if not f.nullable), None)
-        bounded = next((n for n, f in features.items() if f.kind == "numeric" and f.max is not None), None)
+        numbers = [n for n, f in features.items() if f.kind == "numeric"]
+        bounded = next((n for n in numbers if features[n].max is not None), None)
+        bounded = bounded or next((n for n in numbers if features[n].min is not None), None)
         if required is None or bounded is None:
-            raise LookupError("the tests need a feature that may not be missing and a numeric feature with a max")
+            raise LookupError(
+                "the tests need a feature that may not be missing and a numeric feature with a bound (min or max)"
+            )
+        top, bottom = features[bounded].max, features[bounded].min
         categorical = next((n for n, f in features.items() if f.kind == "categorical"), None)
         closed = next((n for n, f in features.items() if f.values is not None), None)
         string = categorical is not None and features[categorical].dtype == "string"
         return cls(
             target=contract.target.name,
             required=required,
+            numeric=numbers[0],
             bounded=bounded,
-            maximum=features[bounded].max or 0,
+            outside=top * 10 + 1 if top is not None else (bottom or 0) - 10 * abs(bottom or 0) - 1,
+            bound=f"less than or equal to {top}" if top is not None else f"greater than or equal to {bottom}",
             categorical=categorical,
             unseen="never-seen-before" if string else 987_654,
             closed=closed,

@@ -102,7 +102,7 @@ def test_predictor_accepts_nulls_and_unseen_categories(
     probe = Probe.of(predictor.bundle.contract)
     if probe.categorical is not None:
         columns[probe.categorical] = [probe.unseen, None, columns[probe.categorical][2]]
-    columns[probe.bounded] = np.array([np.nan, columns[probe.bounded][1], np.nan])
+    columns[probe.numeric] = np.array([np.nan, columns[probe.numeric][1], np.nan])
     predicted = predictor.outputs(columns)
     assert predicted.shape == (3,) if predictor.bundle.contract.target.classes is None else (3, TARGET.outputs)
     assert np.isfinite(predicted).all()

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
-from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, with_source
+from helpers import CONFIG_PATH, MODEL_NAME, WHERE, register_inputs, shrink, slice_registry, with_source
 from monitoring.traffic import load_traffic
 from profiles import configured_config, profile, time_split_of
 from serving.log import PredictionLog
@@ -25,7 +25,6 @@ from serving.settings import ServeSettings
 from tabloop.config import (
     DataConfig,
     EvaluateConfig,
-    RegistryConfig,
     TrainConfig,
     load_evaluate_config,
     load_train_config,
@@ -193,7 +192,7 @@ def registry_store(
     """An MLflow store holding the slice's model as version 1, @champion; and a registry config naming it."""
     root = tmp_path_factory.mktemp("registry")
     settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"))
-    config = RegistryConfig(experiment="serving-tests", model_name=MODEL_NAME)
+    config = slice_registry("serving-tests")
     inputs = register_inputs(trained["bundle"], stage_outputs["features"], trained, evaluated, root / "registry.json")
     register_candidate(settings, config, evaluate_config, inputs)
     config_path = root / "registry.yaml"

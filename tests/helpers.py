@@ -22,7 +22,7 @@ from profiles import CONFIGURED, REPO_ROOT, configured_config
 from serving.app import create_app
 from serving.http import bounded_head_protocol
 from serving.settings import ServeSettings
-from tabloop.config import DataConfig, EvaluateConfig, RegistryConfig, TrainConfig
+from tabloop.config import DataConfig, EvaluateConfig, PromotionGateConfig, RegistryConfig, TrainConfig
 from tabloop.config.monitor import MonitorConfig, ReportsConfig, load_monitor_config
 from tabloop.registry.candidate import RegisterInputs
 from tabloop.registry.mlflow import CHAMPION, Registry
@@ -217,7 +217,7 @@ def two_versions(
 ) -> TwoVersions:
     """A registry in ``tmp_path`` with the trained bundle and a nudged copy of it as two versions."""
     settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
-    config = RegistryConfig(experiment=experiment, model_name=MODEL_NAME)
+    config = slice_registry(experiment)
     config_path = tmp_path / "registry.yaml"
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     store = (settings, config, config_path)
@@ -228,3 +228,11 @@ def two_versions(
     registry.connect()
     registry.set_alias(CHAMPION, first)
     return TwoVersions(settings, config_path, registry, first, second, second_bundle)
+
+
+def slice_registry(experiment: str, model_name: str = MODEL_NAME) -> RegistryConfig:
+    """A registry configuration for the tests' slices: the default gate, except that it decides on however few
+    held-out rows or positives a slice has (a slice of an imbalanced table holds a handful; the sizes the gate
+    refuses are tests/unit/test_promotion.py's)."""
+    gate = PromotionGateConfig(min_test_rows=1, min_test_positives=1)
+    return RegistryConfig(experiment=experiment, model_name=model_name, gate=gate)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from helpers import SMOKE_NOT_FINITE, register, variant
+from helpers import SMOKE_NOT_FINITE, register, slice_registry, variant
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tabloop.config import RegistryConfig
@@ -23,7 +23,7 @@ from tabloop.stages.register import log_model
 @pytest.fixture
 def store(tmp_path: Path) -> tuple[Settings, RegistryConfig, Path]:
     settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts"))
-    config = RegistryConfig(experiment="reload", model_name="flight-delay")
+    config = slice_registry("reload", "flight-delay")
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     return settings, config, path

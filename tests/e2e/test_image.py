@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import REPO_ROOT, WHERE, free_port, register_inputs
-from tabloop.config import EvaluateConfig, RegistryConfig, load_registry_config
+from helpers import REPO_ROOT, WHERE, free_port, register_inputs, slice_registry
+from tabloop.config import EvaluateConfig, load_registry_config
 from tabloop.settings import Settings
 from tabloop.stages.register import run as register_candidate
 
@@ -41,9 +41,9 @@ def test_the_image_builds_here_and_serves_the_stacks_champion(
     tmp_path: Path,
 ) -> None:
     tracking_uri = started["TABLOOP_TRACKING_URI"]
-    # The name the image's configuration serves; the default gate, which the tests' small model passes (as in the
+    # The name the image's configuration serves; the slices' gate, which the tests' small model passes (as in the
     # registry_store fixture).
-    config = RegistryConfig(experiment="image-tests", model_name=load_registry_config(WHERE.registry_config).model_name)
+    config = slice_registry("image-tests", load_registry_config(WHERE.registry_config).model_name)
     inputs = register_inputs(trained["bundle"], stage_outputs["features"], trained, evaluated, tmp_path / "r.json")
     outcome = register_candidate(Settings(tracking_uri=tracking_uri), config, evaluate_config, inputs)
     assert outcome.champion == outcome.version == "1"

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from helpers import SPLITS, TASK, WHERE, register_inputs, shrink
+from helpers import SPLITS, TASK, WHERE, register_inputs, shrink, slice_registry
 from synthetic import Probe
 from tabloop.config import DataConfig, EvaluateConfig, TrainConfig, load_registry_config
 from tabloop.features.fitting import frame_columns
@@ -191,7 +191,12 @@ def test_the_gate_never_promotes_a_model_below_the_floor_but_promotes_one_above_
     """With the configured dataset's floor (gate.min_score; for a multiclass or regression model the ceiling,
     gate.max_score, as make init drafts it for the planted table): a model that learned the opposite of the
     held-out truth is rejected even as the first model, and the planted model is then promoted."""
-    registry_config = load_registry_config(WHERE.registry_config).model_copy(update={"model_name": "behaviour"})
+    configured = load_registry_config(WHERE.registry_config)
+    sizes = slice_registry("behaviour").gate  # a slice's few held-out rows are decided on, as in every test
+    configured_gate = configured.gate.model_copy(
+        update={"min_test_rows": sizes.min_test_rows, "min_test_positives": sizes.min_test_positives}
+    )
+    registry_config = configured.model_copy(update={"model_name": "behaviour", "gate": configured_gate})
     higher = PRIMARY_METRICS[TASK].higher_is_better
     bound = registry_config.gate.min_score if higher else registry_config.gate.max_score
     assert bound is not None, f"{WHERE.registry_config} sets no bound (gate.{'min' if higher else 'max'}_score)"

@@ -19,7 +19,7 @@ import torch
 from mlflow.models import validate_schema
 from mlflow.tracking import MlflowClient
 
-from helpers import TASK, register_inputs
+from helpers import TASK, register_inputs, slice_registry
 from synthetic import Probe
 from tabloop import runtime
 from tabloop.config import EvaluateConfig, RegistryConfig
@@ -48,7 +48,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def registry_config(request: pytest.FixtureRequest) -> RegistryConfig:
     """A registered model of its own for every test."""
     name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
-    return RegistryConfig(experiment="tests", model_name=name)
+    return slice_registry("tests", name)
 
 
 @pytest.fixture

@@ -73,6 +73,8 @@ init: $(STAMP) ## Draft a dataset's configs from its data: make init NAME=churn 
 	@$(BIN)/tabloop init "$(NAME)" "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(ID),--id "$(ID)") $(if $(TASK),--task "$(TASK)")
 
 train: $(STAMP) ## Run the pipeline of DATASET: data, training, evaluation, registry and promotion gate (what changed); NPROC=n: train in n processes (torchrun); STACK=1: on the stack
+	@# retrained.yaml is a parameter file of the pipeline: created empty for a dataset drafted before it existed
+	@test -f configs/$(DATASET)/retrained.yaml || $(BIN)/python -c 'import sys; from tabloop.config import retrained_yaml; open(sys.argv[1], "w").write(retrained_yaml())' configs/$(DATASET)/retrained.yaml
 	$(if $(NPROC),$(BIN)/dvc exp run -S 'configs/$(DATASET)/train.yaml:distributed.nproc=$(NPROC)' register@$(DATASET),$(BIN)/dvc repro register@$(DATASET))
 	@# DVC cannot see which registry the receipt was written for: on the stack, the register stage always runs (it
 	@# registers a bundle the server already holds as nothing new), so that the server holds this bundle too.

@@ -47,7 +47,7 @@ from tabloop.errors import TabloopError
 from tabloop.io import read_json
 from tabloop.layout import Layout
 from tabloop.records import ID, FeatureMetrics
-from tabloop.registry.dvc_repo import check_out, restore, run_experiment, snapshot
+from tabloop.registry.dvc_repo import check_out, restore, run_experiment, snapshot, unused_name
 from tabloop.registry.mlflow import BUNDLE_TAG, CHAMPION, Registry
 from tabloop.settings import Settings
 
@@ -137,7 +137,8 @@ def retrain(
         return RetrainResult(PLANNED, planned)
     previous = current_champion(settings, registry)
     root = Path.cwd()
-    kept = run_pipeline(root, planned.name, f"register@{where.dataset}", (where.retrained_config, text))
+    name = unused_name(root, planned.name)  # retrain-rows-668-2 where an earlier run took retrain-rows-668
+    kept = run_pipeline(root, name, f"register@{where.dataset}", (where.retrained_config, text))
     outcome = gate_outcome(settings, registry, where.receipt, previous)
     if not outcome.promoted:  # the workspace back at the champion's: make train has nothing to do
         restore(kept, root / "configs")
@@ -146,7 +147,7 @@ def retrain(
     if not outcome.promoted:
         report(
             f"configs/ and the pipeline's outputs are back at the champion's; the rejected run stays in `dvc exp show` "
-            f"({planned.name}) and in the registry as version {outcome.version}"
+            f"({name}) and in the registry as version {outcome.version}"
         )
     return RetrainResult(outcome.exit_code, planned, outcome)
 

@@ -60,7 +60,7 @@ def run_experiment(root: Path, name: str, target: str, set_params: list[str]) ->
     runs in one (also when it was started as ``.venv/bin/python`` without activating anything).
     """
     dvc = Path(sys.executable).parent / "dvc"
-    command = [str(dvc), "exp", "run", target, "--name", _unused_name(root, name)]
+    command = [str(dvc), "exp", "run", target, "--name", unused_name(root, name)]
     for parameter in set_params:
         command += ["-S", parameter]
     logger.info("running: dvc exp run %s", " ".join(command[3:]))
@@ -68,7 +68,7 @@ def run_experiment(root: Path, name: str, target: str, set_params: list[str]) ->
     return subprocess.run(command, cwd=root, env=environment, check=False).returncode
 
 
-def _unused_name(root: Path, name: str) -> str:
+def unused_name(root: Path, name: str) -> str:
     """``name``, or ``name-2``, ``name-3``... if an experiment of that name exists already."""
     refs = subprocess.run(
         ["git", "for-each-ref", "--format=%(refname:lstrip=-1)", "refs/exps"],

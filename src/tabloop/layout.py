@@ -14,7 +14,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from tabloop.config import load_yaml, parse_config
+from tabloop.config import RETRAINED_FILE, load_yaml, parse_config
 from tabloop.errors import ConfigError
 from tabloop.runtime.contract import StrictModel
 
@@ -89,7 +89,7 @@ class Layout:
     @property
     def retrained_config(self) -> Path:
         """The split of the last promoted retraining (``make retrain``'s; laid over data.yaml's split)."""
-        return self.configs / "retrained.yaml"
+        return self.configs / RETRAINED_FILE
 
     @property
     def tuned_config(self) -> Path:

@@ -52,7 +52,7 @@ def summary(
     metrics: Annotated[Path | None, typer.Option(help="Metrics of the evaluate stage; default: the dataset's.")] = None,
 ) -> None:
     """Print the test metrics of the model against the baselines."""
-    from tabloop.commands.metrics import test_table
+    from tabloop.commands.metrics import evaluation_table
     from tabloop.evaluation.metrics import EvaluationResult
 
     with entry_point("summary") as settings:
@@ -60,13 +60,13 @@ def summary(
         if not metrics.is_file():
             console.print(f"{metrics} not found: run 'make train' first")
             raise typer.Exit(code=1)
-        console.print(test_table(EvaluationResult.read(metrics)))
+        console.print(evaluation_table(EvaluationResult.read(metrics)))
 
 
 @app.command()
 def metrics(dataset: DatasetOption = None) -> None:
     """Print one dataset's stage metrics: rows validated, the splits, the epoch kept, the test metrics."""
-    from tabloop.commands.metrics import stage_lines, test_table
+    from tabloop.commands.metrics import evaluation_table, stage_lines
     from tabloop.evaluation.metrics import EvaluationResult
 
     with entry_point("metrics") as settings:
@@ -80,7 +80,7 @@ def metrics(dataset: DatasetOption = None) -> None:
             console.print(line, highlight=False)
         evaluation = where.evaluation / "metrics.json"
         if evaluation.is_file():
-            console.print(test_table(EvaluationResult.read(evaluation)))
+            console.print(evaluation_table(EvaluationResult.read(evaluation)))
 
 
 @app.command()

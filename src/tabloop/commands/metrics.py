@@ -11,12 +11,12 @@ from rich.table import Table
 from tabloop.evaluation.metrics import EvaluationResult
 from tabloop.evaluation.task_metrics import TASK_COLUMNS
 from tabloop.layout import Layout
-from tabloop.records import TrainMetrics
+from tabloop.records import FeatureMetrics, SplitCounts, TrainMetrics
 
 LABELS = {"pytorch": "network", "lightgbm": "LightGBM", "lightgbm_tuned": "LightGBM, tuned"}
 
 
-def test_table(result: EvaluationResult) -> Table:
+def evaluation_table(result: EvaluationResult) -> Table:
     """The network and the baselines on the test split, in the task's metrics."""
     test, columns = result.test, TASK_COLUMNS[result.task]
     table = Table(title=f"Test split ({test['pytorch'].rows:,} rows)")
@@ -36,9 +36,8 @@ def stage_lines(where: Layout) -> list[str]:
         read = sum(t.get("rows", 0) for t in tables.values())
         rejected = sum(t.get("rejected", 0) for t in tables.values())
         lines.append(f"validate  {read:,} rows read, {rejected:,} rejected ({where.validation_reports}/)")
-    features = _read(where.features_metrics)
-    if features:
-        for name, split in features.get("splits", {}).items():
+    if where.features_metrics.is_file():
+        for name, split in FeatureMetrics.read(where.features_metrics).splits.items():
             lines.append(f"features  {name:<5} {_split(split)}")
     train = where.train_reports / "metrics.json"
     if train.is_file():
@@ -51,22 +50,23 @@ def stage_lines(where: Layout) -> list[str]:
     return lines
 
 
-def _split(split: dict[str, Any]) -> str:
+def _split(split: SplitCounts) -> str:
     """A split's rows and its target: the positive share, the mean or the largest class's share."""
-    rows = f"{split.get('rows', 0):>9,} rows"
-    period = f", {split['start']} to {split['end']}" if "start" in split and "end" in split else ""
-    if isinstance(split.get("positive_rate"), int | float):
-        return f"{rows}, {split['positive_rate']:.1%} positive{period}"
-    if isinstance(split.get("target_mean"), int | float):
-        return f"{rows}, mean {split['target_mean']:,.4g}{period}"
-    shares = split.get("class_shares")
-    if isinstance(shares, dict) and shares:
+    rows = f"{split.rows:>9,} rows"
+    period = f", {split.start} to {split.end}" if split.start and split.end else ""
+    if split.positive_rate is not None:
+        return f"{rows}, {split.positive_rate:.1%} positive{period}"
+    if split.target_mean is not None:
+        return f"{rows}, mean {split.target_mean:,.4g}{period}"
+    shares = split.class_shares
+    if shares:
         largest = max(shares, key=lambda c: shares[c])
         return f"{rows}, largest class {largest} {shares[largest]:.1%}{period}"
     return rows + period
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The validate stage's ``summary.json`` (no typed record: its reader, the validate stage, imports pandera)."""
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -183,6 +183,8 @@ def test_the_service_loads_and_serves_a_bundle_without_importing_torch(trained: 
         ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16, 8], members=4, ensemble="batch"),
         ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=2, hidden=[4], embedded=2, ensemble="batch"),
         ModelArgs(cardinalities=[5], embedding_dims=[3], n_numeric=6, hidden=[16], embedded=4, raw=True),
+        ModelArgs(cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=6, hidden=[16], outputs=3, linear=True),
+        ModelArgs(cardinalities=[], embedding_dims=[], n_numeric=3, hidden=[8], ensemble="batch", linear=True),
     ],
     ids=[
         "independent",
@@ -192,6 +194,8 @@ def test_the_service_loads_and_serves_a_bundle_without_importing_torch(trained: 
         "batch ensemble",
         "periodic batch ensemble",
         "periodic beside raw numbers",
+        "linear path",
+        "linear path, batch ensemble, no categories",
     ],
 )
 def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelArgs) -> None:
@@ -203,13 +207,13 @@ def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelA
 
 @pytest.mark.parametrize("ensemble", ["independent", "batch"])
 @pytest.mark.parametrize(
-    ("embedded", "raw"),
-    [(0, False), (4, False), (4, True)],
-    ids=["numbers as they are", "periodic embeddings", "periodic beside raw numbers"],
+    ("embedded", "raw", "linear"),
+    [(0, False, False), (4, False, False), (4, True, False), (4, False, True)],
+    ids=["numbers as they are", "periodic embeddings", "periodic beside raw numbers", "with a linear path"],
 )
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
 def test_folded_network_computes_what_the_pytorch_network_computes(
-    hidden: list[int], embedded: int, raw: bool, ensemble: str
+    hidden: list[int], embedded: int, raw: bool, linear: bool, ensemble: str
 ) -> None:
     args = ModelArgs(
         cardinalities=[5, 9],
@@ -223,6 +227,7 @@ def test_folded_network_computes_what_the_pytorch_network_computes(
         numeric_dim=3,
         raw=raw,
         ensemble=ensemble,
+        linear=linear,
     )
     torch.manual_seed(0)
     net = TabularNet(args, frequency_scale=0.5)

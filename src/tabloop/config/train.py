@@ -25,6 +25,7 @@ class ModelConfig(StrictModel):
     frequency_scale: float = Field(0.1, gt=0, le=100)  # standard deviation of the initial frequencies
     numeric_dim: int = Field(8, ge=1, le=256)  # numbers out of each number's embedding
     raw_numbers: bool = True  # embedded numbers also enter as they are (a path that extends past the training range)
+    linear: bool = True  # a linear map of the inputs added to the outputs (a wide-and-deep network)
 
 
 class OptimizerConfig(StrictModel):

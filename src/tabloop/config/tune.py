@@ -146,6 +146,7 @@ def _network_space() -> dict[str, Param]:
         "model.frequency_scale": Range(low=0.01, high=3.0, log=True),
         "model.numeric_dim": Choices(choices=[4, 8, 16]),
         "model.raw_numbers": Choices(choices=[False, True]),
+        "model.linear": Choices(choices=[False, True]),
     }
 
 

@@ -7,6 +7,8 @@ Three exact rewrites make a prediction cheap enough to serve one row in microsec
   of that layer's weights once: a lookup in the product table replaces a lookup followed by a matrix product.
 - Members that share a layer's weights (BatchEnsemble) are multiplied out into a weight per member,
   ``r_j W s_j``, once at load time.
+- The linear path (``linear``) reads the same embeddings, so it folds the same way: a product table per category
+  and a weight for the standardised numbers, added to the MLP's outputs.
 
 Periodic number embeddings end in a ReLU and cannot fold; they are computed as the network does, all numbers of
 all rows in a handful of array operations.
@@ -46,6 +48,7 @@ class FoldedNetwork:
     bias: Array  # [members * width]
     layers: list[tuple[Array, Array]]  # (block-diagonal weight [members * in, members * out], bias) after a ReLU
     member_layers: list[tuple[Array, Array]]  # the same as (weight [members, in, out], bias [members, 1, out])
+    linear: tuple[Array, Array, Array] | None = None  # the linear path: product tables, numeric weight, bias
 
     @classmethod
     def from_weights(cls, args: ModelArgs, weights: Mapping[str, npt.NDArray[Any]]) -> FoldedNetwork:
@@ -80,6 +83,7 @@ class FoldedNetwork:
             start += dim
         numeric = first_weight[:, start:, :]  # [members, numeric inputs, out]
         stacked = np.concatenate(tables)
+        linear = _linear_path(args, w) if args.linear else None
         periodic = None
         if args.embedded:
             e, k = "numeric_embedding", args.frequencies
@@ -102,11 +106,22 @@ class FoldedNetwork:
             member_layers=[
                 (weight.astype(np.float32), bias[:, None, :].astype(np.float32)) for weight, bias in folded[1:]
             ],
+            linear=linear,
         )
 
     def outputs(self, categorical: npt.NDArray[np.int64], numeric: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Every member's outputs for encoded inputs, ``[rows, members, outputs]``."""
         rows = categorical + self.offsets
+        mlp = self._mlp(rows, numeric)
+        if self.linear is None:
+            return mlp
+        tables, weight, bias = self.linear
+        straight = tables[rows].sum(axis=1) + numeric @ weight + bias
+        mlp += straight.reshape(mlp.shape)
+        return mlp
+
+    def _mlp(self, rows: npt.NDArray[np.int64], numeric: Array) -> npt.NDArray[np.float64]:
+        """The MLP's outputs, ``[rows, members, outputs]``, for category rows offset into ``tables``."""
         if len(rows) <= 16:  # one gather of [rows, columns, width]: fewest calls, for requests
             hidden = self.tables[rows].sum(axis=1)
         else:  # one gather per column, accumulated: no [rows, columns, width] intermediate for big batches
@@ -146,6 +161,25 @@ class FoldedNetwork:
         np.maximum(embedded, 0.0, out=embedded)
         passed = numeric if self.raw else numeric[:, n:]
         return np.concatenate([embedded.transpose(1, 0, 2).reshape(rows, -1), passed], axis=1)
+
+
+def _linear_path(args: ModelArgs, w: Mapping[str, npt.NDArray[np.float64]]) -> tuple[Array, Array, Array]:
+    """The linear path folded as the first layer is: each embedding table times its block of the weights, then
+    the numbers' weight and the bias, all member-major ``[..., members * outputs]``."""
+    m, weight = args.members, w["linear.weight"]  # [members, embeddings + numbers, outputs]
+    tables, start = [], 0
+    for i, (cardinality, dim) in enumerate(zip(args.cardinalities, args.embedding_dims, strict=True)):
+        embedding = w[f"embeddings.{i}.weight"].reshape(cardinality, m, dim)
+        tables.append(np.einsum("cmd,mdo->cmo", embedding, weight[:, start : start + dim, :]))
+        start += dim
+    numeric = weight[:, start:, :].transpose(1, 0, 2)
+    width = m * args.outputs
+    stacked = np.concatenate(tables) if tables else np.zeros((0, m, args.outputs))
+    return (
+        stacked.reshape(-1, width).astype(np.float32),
+        numeric.reshape(-1, width).astype(np.float32),
+        w["linear.bias"].reshape(width).astype(np.float32),
+    )
 
 
 def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:

@@ -32,6 +32,9 @@ class ModelArgs:
     # "independent": each member its own weights; "batch": the members share each layer's weights and differ by
     # per-member scalings of its inputs and outputs (BatchEnsemble, as in TabM)
     ensemble: str = "independent"
+    # a linear map of the inputs (category embeddings, standardised numbers) added to the network's outputs: the
+    # model a logistic or ridge regression fits, which the MLP then corrects (a wide-and-deep network)
+    linear: bool = False
 
     def to_dict(self) -> dict[str, int | float | list[int]]:
         """A JSON-ready copy; keys at the value a bundle written before them implies are left out (``outputs`` of
@@ -46,7 +49,14 @@ class ModelArgs:
             del data["raw"]
         if self.ensemble == "independent":
             del data["ensemble"]
+        if not self.linear:
+            del data["linear"]
         return data
+
+    @property
+    def linear_width(self) -> int:
+        """How many numbers the linear path reads: the category embeddings and the standardised numbers."""
+        return sum(self.embedding_dims) + self.n_numeric
 
     @property
     def input_width(self) -> int:
@@ -88,8 +98,9 @@ class ModelArgs:
 
     def _setting_problems(self) -> list[str]:
         found = []
-        if not isinstance(self.raw, bool):
-            found.append(f"raw must be true or false, not {self.raw!r}")
+        for name, flag in (("raw", self.raw), ("linear", self.linear)):
+            if not isinstance(flag, bool):
+                found.append(f"{name} must be true or false, not {flag!r}")
         if self.ensemble not in ENSEMBLES:
             found.append(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {self.ensemble!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
@@ -118,6 +129,8 @@ class ModelArgs:
             shapes |= {f"{norm}.{name}": (m * size,) for name in ("weight", "bias", "running_mean", "running_var")}
             shapes[f"{norm}.num_batches_tracked"] = ()
             width, index = size, index + 4
+        if self.linear:
+            shapes |= {"linear.weight": (m, self.linear_width, self.outputs), "linear.bias": (m, 1, self.outputs)}
         return shapes | self._linear_shapes(f"head.{index}", width, self.outputs)
 
     def _linear_shapes(self, prefix: str, n_in: int, n_out: int) -> dict[str, tuple[int, ...]]:
@@ -143,6 +156,8 @@ class ModelArgs:
             else:
                 total += m * (width * size + size)
             width = size
+        if self.linear:
+            total += m * (self.linear_width + 1) * self.outputs
         return total + 4 * m * sum(self.hidden)  # batch norm's four vectors after each hidden layer
 
 

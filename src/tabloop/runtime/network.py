@@ -7,6 +7,10 @@ ensemble, in a third of the operations of separate networks); with ``ensemble: b
 layer's weights and differ by their own scalings of its inputs and outputs (BatchEnsemble, as TabM uses it), so
 many members cost few parameters, though as much arithmetic as independent ones.
 
+With ``linear``, a linear map of the category embeddings and the standardised numbers is added to the MLP's
+outputs (a wide-and-deep network): what a logistic or ridge regression would fit, which the MLP corrects, and a
+trend that goes on past the training range.
+
 Numbers reach the MLP as they are (standardised, with missing indicators) or, with ``numeric_embedding:
 periodic``, through trained periodic embeddings, which let an MLP follow sharp and non-monotonic effects of a
 number; the anchors are Gorishniy et al., *On Embeddings for Numerical Features in Tabular Deep Learning* (2022)
@@ -156,6 +160,10 @@ class TabularNet(nn.Module):
             width = size
         layers.append(self._linear(width, args.outputs, first=not args.hidden))
         self.head = nn.Sequential(*layers)
+        self.linear = MemberLinear(m, args.linear_width, args.outputs) if args.linear else None
+        if self.linear is not None:  # starts as the MLP alone; grows where a straight line explains the target
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
 
     def _linear(self, n_in: int, n_out: int, *, first: bool) -> nn.Module:
         if self.args.ensemble == "batch":
@@ -170,13 +178,18 @@ class TabularNet(nn.Module):
             embedding(categorical[:, i]).view(batch, members, -1).transpose(0, 1)
             for i, embedding in enumerate(self.embeddings)
         ]
+        categories = self.embedding_dropout(torch.cat(embedded, dim=2))
+        standardised = numeric
         if self.numeric_embedding is not None:
             k = self.args.embedded
             passed = numeric if self.args.raw else numeric[:, k:]
             numeric = torch.cat([self.numeric_embedding(numeric[:, :k]), passed], dim=1)
         inputs = torch.cat(  # member-major: [members, batch, features], so every layer is a plain batched product
-            [self.embedding_dropout(torch.cat(embedded, dim=2)), numeric.unsqueeze(0).expand(members, batch, -1)],
-            dim=2,
+            [categories, numeric.unsqueeze(0).expand(members, batch, -1)], dim=2
         )
         outputs: torch.Tensor = self.head(inputs)
+        if self.linear is not None:
+            outputs = outputs + self.linear(
+                torch.cat([categories, standardised.unsqueeze(0).expand(members, batch, -1)], dim=2)
+            )
         return outputs.transpose(0, 1)

@@ -102,6 +102,7 @@ def model_args(config: TrainConfig, preprocessor: Preprocessor) -> ModelArgs:
         numeric_dim=m.numeric_dim,
         raw=m.raw_numbers and m.numeric_embedding == "periodic",
         ensemble=m.ensemble,
+        linear=m.linear,
     )
 
 

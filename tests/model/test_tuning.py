@@ -153,6 +153,22 @@ def test_another_datasets_storage_and_a_changed_search_are_refused(setup: tuple[
     assert sum(restarted["network"].trials.values()) == 1
 
 
+def test_a_restarted_search_tries_train_yaml_then_what_tuned_yaml_holds(setup: tuple[Settings, Layout]) -> None:
+    settings, where = setup
+    where.tuned_config.write_text(
+        "network:\n  optimizer: {lr: 0.003}\n  model: {hidden: [16]}\nlightgbm: {num_leaves: 9, learning_rate: 0.2}\n"
+    )
+    tune(settings, where, Request(trials=2, restart=True))
+
+    storage = f"sqlite:///{where.tuning / STORAGE_FILE}"
+    network = optuna.load_study(study_name="demo-network", storage=storage).trials
+    own = load_train_config(where.train_config)
+    assert network[0].user_attrs["values"]["optimizer.lr"] == own.optimizer.lr  # its [64] layer is not a choice
+    assert network[1].user_attrs["values"] == {"optimizer.lr": 0.003, "model.hidden": [16]}  # where make train is
+    lightgbm = optuna.load_study(study_name="demo-lightgbm", storage=storage).trials
+    assert lightgbm[1].user_attrs["values"] == {"num_leaves": 9, "learning_rate": 0.2}
+
+
 def test_a_budget_too_small_for_one_trial_says_so_and_leaves_tuned_yaml(setup: tuple[Settings, Layout]) -> None:
     settings, where = setup
     where.tuned_config.write_text("network: {}\nlightgbm: {}\n")

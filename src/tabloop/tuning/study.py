@@ -145,8 +145,9 @@ def run_study(study: optuna.Study, model: Model, inputs: Inputs, config: TuneCon
         else:
             logger.info("%s trial %d stopped: %s", model, trial.number, trial.user_attrs.get("stopped", "pruned"))
 
-    if not study.trials:  # the first trial tries where the search starts: train.yaml, or LightGBM's defaults
-        study.enqueue_trial(inputs.start[model], user_attrs={"start": True})
+    if not study.trials:  # the first trials try where the search starts: train.yaml or LightGBM's defaults,
+        for point in inputs.start[model]:  # then what tuned.yaml holds from an earlier search
+            study.enqueue_trial(point, user_attrs={"start": True})
     remaining = budget.trials - done
     if remaining > 0:
         study.optimize(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from tabloop.config import EvaluateConfig, TrainConfig, TuneConfig, parse_config
+from tabloop.config import EvaluateConfig, TrainConfig, TuneConfig, TunedConfig, parse_config
 from tabloop.config.tune import LIGHTGBM_DEFAULTS, flat, nested, overlay
 from tabloop.evaluation.baselines import Labelled, Task, lightgbm_baseline
 from tabloop.evaluation.scoring import read_split
@@ -59,17 +59,35 @@ class Inputs:
     task: Task
     objective: Objective
 
+    tuned: TunedConfig  # what an earlier search found (tuned.yaml): the model make train trains now
+
     @property
-    def start(self) -> dict[str, dict[str, Any]]:
-        """Each model's first trial: the network as train.yaml has it, LightGBM with its defaults."""
-        network = parse_config(TrainConfig, self.train_yaml, "train.yaml").model_dump(mode="json")
-        return {
-            "network": starting_point(self.tune.network, flat(network)),
-            "lightgbm": starting_point(self.tune.lightgbm, LIGHTGBM_DEFAULTS),
+    def start(self) -> dict[str, list[dict[str, Any]]]:
+        """Each model's first trials, so that a search never ends worse than where it started: the network as
+        train.yaml has it and as tuned.yaml changes it, LightGBM with its defaults and with tuned.yaml's values."""
+        own = parse_config(TrainConfig, self.train_yaml, "train.yaml").model_dump(mode="json")
+        now = parse_config(TrainConfig, overlay(self.train_yaml, self.tuned.network), "tuned.yaml")
+        points: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+            "network": (flat(own), flat(now.model_dump(mode="json"))),
+            "lightgbm": (dict(LIGHTGBM_DEFAULTS), {**LIGHTGBM_DEFAULTS, **self.tuned.lightgbm}),
         }
+        starts: dict[str, list[dict[str, Any]]] = {}
+        for model, (first, second) in points.items():
+            space = self.tune.network if model == "network" else self.tune.lightgbm
+            starts[model] = [starting_point(space, first)]
+            if (tuned := starting_point(space, second)) != starts[model][0]:
+                starts[model].append(tuned)
+        return starts
 
     @classmethod
-    def load(cls, features: Path, train_yaml: dict[str, Any], tune: TuneConfig, evaluate: EvaluateConfig) -> Inputs:
+    def load(
+        cls,
+        features: Path,
+        train_yaml: dict[str, Any],
+        tune: TuneConfig,
+        evaluate: EvaluateConfig,
+        tuned: TunedConfig | None = None,
+    ) -> Inputs:
         preprocessor = load_preprocessor(features)
         contract = preprocessor.contract
         labelled = {}
@@ -87,6 +105,7 @@ class Inputs:
             labelled["valid"],
             Task.fit(contract.target, train_target),
             Objective.fit(contract.target, train_target),
+            tuned or TunedConfig(),
         )
 
 

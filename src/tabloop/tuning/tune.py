@@ -15,6 +15,7 @@ from tabloop.config import (
     load_evaluate_config,
     load_registry_config,
     load_tune_config,
+    load_tuned_config,
     load_yaml,
     parse_config,
 )
@@ -71,7 +72,8 @@ def tune(settings: Settings, where: Layout, request: Request) -> dict[str, Study
     check_network_space(config.network, train_yaml, str(where.tune_config))
     if not (where.features / "train.parquet").is_file():
         raise ConfigError(f"{where.features}: no features yet; `make tune` builds them first (dvc repro features@)")
-    inputs = Inputs.load(where.features, train_yaml, config, load_evaluate_config(where.evaluate_config))
+    evaluate, tuned = load_evaluate_config(where.evaluate_config), load_tuned_config(where.tuned_config)
+    inputs = Inputs.load(where.features, train_yaml, config, evaluate, tuned)
     primary = inputs.objective.primary
     storage = storage_of(where.tuning, where.dataset, where.features, config)
     registry = Registry(settings, load_registry_config(where.registry_config))

@@ -62,7 +62,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run_stages(root: Path, name: str, target: str, drop: str) -> tuple[Any, Path]:
+def run_stages(root: Path, name: str, target: str, drop: str | tuple[str, ...]) -> tuple[Any, Path]:
     """Draft the dataset (the other target column left out of the table), then ingest, validate, features, train."""
     csv = root / "data" / "external" / f"{name}.csv"
     pl.read_csv(root / "data" / "external" / "jobs.csv").drop(drop).write_csv(csv)
@@ -141,6 +141,23 @@ def test_a_skewed_regression_table_is_drafted_with_a_log_transform_and_learned(r
     assert "Estimating cost" in (out / "evaluation" / "model_card.md").read_text()
 
 
+@pytest.mark.parametrize(("name", "kept", "kind"), [("sizes", "size", "numeric"), ("queues", "queue", "categorical")])
+def test_a_table_of_numbers_or_categories_only_is_drafted_and_learned(
+    root: Path, name: str, kept: str, kind: str
+) -> None:
+    config, out = run_stages(root, name, "cost", drop=tuple({"duration", "queue", "size"} - {kept}))
+    assert [spec.kind for spec in config.contract.features.values()] == [kind]  # nothing of the other kind
+    predictor = Predictor.from_directory(out / "bundle")
+    test = pl.read_parquet(out / "features" / "test.parquet")
+    values = predictor.outputs(frame_columns(test, predictor.bundle.contract))
+    truth = test[config.contract.target.name].to_numpy()
+    assert float(np.sqrt(np.mean((values - truth) ** 2))) < 0.9 * truth.std()  # one feature explains some cost
+
+    evaluation = evaluated(root, name, config, out)
+    assert set(evaluation["test"]) == {"pytorch", "lightgbm", "ridge"}  # the baselines need both kinds neither
+    assert evaluation["test"]["ridge"]["r2"] > 0.15
+
+
 def evaluated(root: Path, name: str, config: Any, out: Path) -> Any:
     """The evaluate stage on the trained model, its ``metrics.json``."""
     settings = load_evaluate_config(Layout(name, root).evaluate_config)
@@ -148,9 +165,18 @@ def evaluated(root: Path, name: str, config: Any, out: Path) -> Any:
     return read_json(out / "evaluation" / "metrics.json")
 
 
-@pytest.mark.parametrize(("name", "target", "drop"), [("durations", "duration", "cost"), ("costs", "cost", "duration")])
+@pytest.mark.parametrize(
+    ("name", "target", "drop"),
+    [
+        ("durations", "duration", "cost"),
+        ("costs", "cost", "duration"),
+        ("sizes", "cost", ("duration", "queue")),
+        ("queues", "cost", ("duration", "size")),
+    ],
+    ids=["multiclass", "regression", "regression on numbers only", "regression on categories only"],
+)
 def test_a_multiclass_or_regression_model_is_gated_registered_and_answers_through_mlflow(
-    root: Path, tmp_path: Path, name: str, target: str, drop: str
+    root: Path, tmp_path: Path, name: str, target: str, drop: str | tuple[str, ...]
 ) -> None:
     out = root / "out" / name
     if not (out / "evaluation" / "metrics.json").is_file():

@@ -212,12 +212,14 @@ def test_the_weight_shapes_the_bundle_checks_are_the_networks_state(args: ModelA
     ids=["numbers as they are", "periodic embeddings", "periodic beside raw numbers", "with a linear path"],
 )
 @pytest.mark.parametrize("hidden", [[], [16], [16, 8]])
+@pytest.mark.parametrize("categories", [True, False], ids=["with categories", "numbers only"])
 def test_folded_network_computes_what_the_pytorch_network_computes(
-    hidden: list[int], embedded: int, raw: bool, linear: bool, ensemble: str
+    categories: bool, hidden: list[int], embedded: int, raw: bool, linear: bool, ensemble: str
 ) -> None:
+    columns = 2 if categories else 0
     args = ModelArgs(
-        cardinalities=[5, 9],
-        embedding_dims=[3, 4],
+        cardinalities=[5, 9][:columns],
+        embedding_dims=[3, 4][:columns],
         n_numeric=6,
         hidden=hidden,
         dropout=0.2,
@@ -229,18 +231,39 @@ def test_folded_network_computes_what_the_pytorch_network_computes(
         ensemble=ensemble,
         linear=linear,
     )
+    assert_folds_exactly(args)
+
+
+@pytest.mark.parametrize("ensemble", ["independent", "batch"])
+@pytest.mark.parametrize("linear", [False, True], ids=["MLP", "with a linear path"])
+@pytest.mark.parametrize("hidden", [[], [16]])
+def test_folded_network_of_categories_only_computes_what_the_pytorch_network_computes(
+    hidden: list[int], linear: bool, ensemble: str
+) -> None:
+    args = ModelArgs(
+        cardinalities=[5, 9], embedding_dims=[3, 4], n_numeric=0, hidden=hidden, members=3, ensemble=ensemble,
+        linear=linear,
+    )  # fmt: skip
+    assert_folds_exactly(args)
+
+
+def assert_folds_exactly(args: ModelArgs) -> None:
+    """Train a little (weights and batch-norm statistics leave their initial values), then compare the folded
+    network with PyTorch's on a table and on a request's few rows."""
+    columns, numbers = len(args.cardinalities), args.n_numeric
     torch.manual_seed(0)
     net = TabularNet(args, frequency_scale=0.5)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    for seed in range(20):  # move weights and batch-norm statistics away from their initial values
+    for seed in range(20):
         categorical, numeric = batch(64, seed=seed)
-        logits = net(categorical, numeric)[..., 0]
+        logits = net(categorical[:, :columns], numeric[:, :numbers])[..., 0]
         target = torch.rand(64, generator=torch.Generator().manual_seed(seed)).round()
         torch.nn.functional.binary_cross_entropy_with_logits(logits, target.unsqueeze(1).expand_as(logits)).backward()
         optimizer.step()
         optimizer.zero_grad()
     net.eval()
     categorical, numeric = batch(200, seed=99)
+    categorical, numeric = categorical[:, :columns], numeric[:, :numbers]
     expected = BINARY.predict(net, SplitTensors(categorical, numeric, torch.zeros(200)), 64)
     folded = FoldedNetwork.from_weights(args, {name: tensor.numpy() for name, tensor in net.state_dict().items()})
     outputs = folded.outputs(categorical.numpy(), numeric.numpy())

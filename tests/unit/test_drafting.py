@@ -253,7 +253,7 @@ def test_every_key_a_draft_does_not_infer_holds_the_typed_default(root: Path, ti
     assert monitor.gate == defaults.gate
     inferred = {  # sized from the data: tests/unit/test_drafting.py::test_monitoring_is_sized_from_the_data
         "replay": {"synthetic_interval_s", "speedup"},
-        "reports": {"dashboard_features"},
+        "reports": {"dashboard_features", "min_rows", "min_labels"},
         "retrain": {"evaluation_rows", "validation_rows"},
     }
     for section in ("replay", "reports", "retrain"):
@@ -365,6 +365,8 @@ def test_a_draft_accepts_what_production_may_send_beyond_the_sample(root: Path) 
     ("rows", "positives", "interval_s", "held_out"),
     [
         (200, 0.2, 21600.0, 100),  # 30 replayed rows: one window
+        (569, 0.37, 7200.0, 100),  # 85 replayed rows: the first (short) week is judged on 30 rows
+        (891, 0.38, 10800.0, 100),  # 133 replayed rows over two weeks
         (4454, 0.28, 3600.0, 100),  # credit's size: 668 rows over four weeks
         (9853, 0.05, 3600.0, 300),  # a loans table: eight weeks; 15 positives in each hold-out
         (100_000, 0.5, 300.0, 100),
@@ -390,5 +392,11 @@ def test_monitoring_is_sized_from_the_data(
     windows = replayed * interval_s / (7 * 86400)
     assert windows < 12
     assert windows >= 2 or replayed < 300  # several weekly windows when the rows fill them
+    judged = monitor.reports.min_rows
+    assert judged == monitor.reports.min_labels == min(100, max(30, replayed // 3))
+    sent = monitor.replay.synthetic_start.timestamp() + np.arange(replayed) * interval_s
+    weeks = np.floor((sent / 86400 + 3) / 7)  # calendar weeks from Monday (1970-01-01 was a Thursday)
+    # one window is judged, unless the test split is too small for any (fewer than 60 rows: 30 in each half)
+    assert np.unique(weeks, return_counts=True)[1].max() >= judged or replayed < 2 * 30
     assert (monitor.retrain.evaluation_rows, monitor.retrain.validation_rows) == (held_out, held_out)
     assert monitor.reports.dashboard_features == ["amount", "score", "state"]  # numbers first

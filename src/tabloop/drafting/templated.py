@@ -125,7 +125,10 @@ def monitor_yaml(
     rows = target.len() if target is not None else 0
     replayed = int(rows * SPLIT_SHARES[2])  # a shuffled split's test share: what make replay sends
     if target is not None and rows:
-        interval = synthetic_interval(replayed)
+        # a small test split still fills a window: a third of it, as the first calendar week may be short
+        judged = min(defaults.reports.min_rows, max(MIN_JUDGED, replayed // 3))
+        defaults.reports = defaults.reports.model_copy(update={"min_rows": judged, "min_labels": judged})
+        interval = synthetic_interval(replayed, judged)
         first, last = split.test if split is not None else (None, None)
         span = (last - first).days * 86400 + 86400 if first and last else replayed * interval
         update = {"synthetic_interval_s": interval, "speedup": replay_speedup(span)}
@@ -149,6 +152,7 @@ def monitor_yaml(
 WEEK_S = 7 * 86400
 MAX_WINDOWS = 8  # weekly windows a drafted replay spreads the test rows over, at most
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+MIN_JUDGED = 30  # predictions a drafted window needs to be judged, at least: fewer tell no drift apart from noise
 MIN_HELD_OUT = 100  # rows in each retraining hold-out, at least
 HELD_OUT_MINORITY = 15  # of the rarer class in each hold-out: above the gate's min_test_positives
 

@@ -128,10 +128,12 @@ def logistic_baseline(
 ) -> BaselineResult:
     """L2-regularised logistic regression (multinomial for several classes; ridge regression, ``alpha = 1 / C``,
     for a number) on one-hot categories and the standardised numbers."""
-    encoder = OneHotEncoder(handle_unknown="ignore").fit(train.inputs.categorical)
+    categories = train.inputs.categorical.shape[1] > 0  # a table of numbers only has none to encode
+    encoder = OneHotEncoder(handle_unknown="ignore").fit(train.inputs.categorical) if categories else None
 
     def design(inputs: EncodedBatch) -> sparse.csr_matrix:
-        return sparse.hstack([encoder.transform(inputs.categorical), sparse.csr_matrix(inputs.numeric)]).tocsr()
+        one_hot = [encoder.transform(inputs.categorical)] if encoder is not None else []
+        return sparse.hstack([*one_hot, sparse.csr_matrix(inputs.numeric)]).tocsr()
 
     if task.target.task == "regression":
         ridge = Ridge(alpha=1 / config.C).fit(design(train.inputs), task.learnt(train.target))

@@ -76,13 +76,8 @@ class FoldedNetwork:
         ]
 
         first_weight, first_bias = folded[0]
-        tables, start = [], 0
-        for i, (cardinality, dim) in enumerate(zip(args.cardinalities, args.embedding_dims, strict=True)):
-            embedding = w[f"embeddings.{i}.weight"].reshape(cardinality, m, dim)
-            tables.append(np.einsum("cmd,mdo->cmo", embedding, first_weight[:, start : start + dim, :]))
-            start += dim
-        numeric = first_weight[:, start:, :]  # [members, numeric inputs, out]
-        stacked = np.concatenate(tables)
+        stacked, numeric = _category_tables(args, w, first_weight)
+        width = m * first_weight.shape[2]  # every member's first-layer outputs side by side
         linear = _linear_path(args, w) if args.linear else None
         periodic = None
         if args.embedded:
@@ -98,9 +93,9 @@ class FoldedNetwork:
             members=m,
             periodic=periodic,
             raw=args.raw,
-            tables=stacked.reshape(stacked.shape[0], -1).astype(np.float32),
-            offsets=np.cumsum([0, *args.cardinalities[:-1]]).astype(np.int64),
-            numeric_weight=numeric.transpose(1, 0, 2).reshape(numeric.shape[1], -1).astype(np.float32),
+            tables=stacked.reshape(stacked.shape[0], width).astype(np.float32),
+            offsets=np.cumsum([0, *args.cardinalities])[:-1].astype(np.int64),
+            numeric_weight=numeric.transpose(1, 0, 2).reshape(numeric.shape[1], width).astype(np.float32),
             bias=first_bias.reshape(-1).astype(np.float32),
             layers=[(_block_diagonal(weight), bias.reshape(-1).astype(np.float32)) for weight, bias in folded[1:]],
             member_layers=[
@@ -125,8 +120,8 @@ class FoldedNetwork:
         if len(rows) <= 16:  # one gather of [rows, columns, width]: fewest calls, for requests
             hidden = self.tables[rows].sum(axis=1)
         else:  # one gather per column, accumulated: no [rows, columns, width] intermediate for big batches
-            hidden = self.tables[rows[:, 0]]
-            for j in range(1, rows.shape[1]):
+            hidden = np.zeros((len(rows), self.tables.shape[1]), dtype=np.float32)
+            for j in range(rows.shape[1]):
                 hidden += self.tables[rows[:, j]]
         if self.periodic is not None:
             numeric = self._embedded(numeric)
@@ -166,20 +161,28 @@ class FoldedNetwork:
 def _linear_path(args: ModelArgs, w: Mapping[str, npt.NDArray[np.float64]]) -> tuple[Array, Array, Array]:
     """The linear path folded as the first layer is: each embedding table times its block of the weights, then
     the numbers' weight and the bias, all member-major ``[..., members * outputs]``."""
-    m, weight = args.members, w["linear.weight"]  # [members, embeddings + numbers, outputs]
-    tables, start = [], 0
+    stacked, numeric = _category_tables(args, w, w["linear.weight"])  # [members, embeddings + numbers, outputs]
+    width = args.members * args.outputs
+    return (
+        stacked.reshape(-1, width).astype(np.float32),
+        numeric.transpose(1, 0, 2).reshape(-1, width).astype(np.float32),
+        w["linear.bias"].reshape(width).astype(np.float32),
+    )
+
+
+def _category_tables(
+    args: ModelArgs, w: Mapping[str, npt.NDArray[np.float64]], weight: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """A layer that reads the category embeddings then the numbers, ``weight`` ``[members, in, out]``, split into
+    every category's product with its block (``[sum of cardinalities, members, out]``: a lookup replaces the
+    embedding and its product) and the numbers' block ``[members, numbers, out]``."""
+    m, tables, start = args.members, [], 0
     for i, (cardinality, dim) in enumerate(zip(args.cardinalities, args.embedding_dims, strict=True)):
         embedding = w[f"embeddings.{i}.weight"].reshape(cardinality, m, dim)
         tables.append(np.einsum("cmd,mdo->cmo", embedding, weight[:, start : start + dim, :]))
         start += dim
-    numeric = weight[:, start:, :].transpose(1, 0, 2)
-    width = m * args.outputs
-    stacked = np.concatenate(tables) if tables else np.zeros((0, m, args.outputs))
-    return (
-        stacked.reshape(-1, width).astype(np.float32),
-        numeric.reshape(-1, width).astype(np.float32),
-        w["linear.bias"].reshape(width).astype(np.float32),
-    )
+    stacked = np.concatenate(tables) if tables else np.zeros((0, m, weight.shape[2]))
+    return stacked, weight[:, start:, :]
 
 
 def _block_diagonal(weights: npt.NDArray[np.float64]) -> Array:

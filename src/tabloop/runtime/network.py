@@ -178,7 +178,10 @@ class TabularNet(nn.Module):
             embedding(categorical[:, i]).view(batch, members, -1).transpose(0, 1)
             for i, embedding in enumerate(self.embeddings)
         ]
-        categories = self.embedding_dropout(torch.cat(embedded, dim=2))
+        if embedded:
+            categories = self.embedding_dropout(torch.cat(embedded, dim=2))
+        else:  # a table of numbers only
+            categories = numeric.new_zeros(members, batch, 0)
         standardised = numeric
         if self.numeric_embedding is not None:
             k = self.args.embedded

@@ -33,6 +33,7 @@ from tabloop.config.monitor import dataset_defaults, load_monitor_config
 from tabloop.data.validate import validate_table
 from tabloop.drafting import DraftError, DraftRequest, draft_dataset
 from tabloop.drafting.templated import monitor_defaults
+from tabloop.features.build import add_label
 from tabloop.layout import DATASETS_FILE, Layout, load_datasets
 
 
@@ -96,6 +97,8 @@ def test_a_table_is_drafted_into_a_configuration_that_loads(root: Path) -> None:
     assert (features["tenure"].min, features["tenure"].max) == (0, None)  # never negative; no observed maximum
     assert "customer_id" not in features
     assert "Churn" not in features
+    assert "signed_up" not in features  # dates as text: no category of 120 values
+    assert any("'signed_up' holds dates or times" in w and "TIME=signed_up" in w for w in draft.warnings)
     text = (draft.directory / "data.yaml").read_text()
     assert "the minority class" in text
     assert "# 3 values seen (basic, pro, team)" in text  # the observed, for the reviewer
@@ -113,6 +116,24 @@ def test_a_time_column_gives_a_time_split_and_a_unique_column_is_left_out(root: 
     assert config.entity.time == "signed_up"
     assert "customer_id" not in config.contract.features  # too unique to be a feature
     assert any("'customer_id'" in w and "identifier" in w for w in draft.warnings)
+
+
+def test_rows_without_a_label_are_left_out_and_said_and_a_class_written_as_floats_is_an_integer(root: Path) -> None:
+    """A pandas export of 0/1 with gaps reads 1.0, 0.0 and empty: the draft names the classes 1 and 0, declares the
+    column int64 (ingest reads 1.0 as 1), and leaves the unlabelled rows out with a note."""
+    churned = [None if i % 40 == 0 else float(i % 3 == 0) for i in range(200)]
+    data = write(customers().with_columns(churned=pl.Series(churned, dtype=pl.Float64)).drop("Churn"), root)
+    draft = draft_dataset(DraftRequest("churn", data, "churned"), root)
+    config = load_data_config(draft.directory / "data.yaml")
+    assert (config.label.task, config.label.positive, config.label.unlabelled) == ("binary", [1], "drop")
+    assert config.tables["customers"].columns["churned"].dtype == "int64"
+    assert config.tables["customers"].columns["churned"].nullable
+    assert config.contract.target.name == "churned_1"
+    assert "TARGET: 'churned' has no value in 5 of 200 rows: they are left out" in " ".join(draft.warnings)
+
+    frame = pl.DataFrame({"churned": [1.0, 0.0, None, 1.0]})  # a float column still matches positive: [1]
+    labelled, unlabelled = add_label(frame, config)
+    assert (labelled["churned_1"].to_list(), unlabelled) == ([True, False, True], 1)
 
 
 def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
@@ -133,9 +154,9 @@ def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
         (lambda f: f.head(0), {}, "has no rows"),
         (lambda f: f.with_columns(Churn=pl.lit("No")), {}, "TARGET: 'Churn' has a single value"),
         (
-            lambda f: f.with_columns(Churn=pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise("Churn")),
+            lambda f: f.with_columns(Churn=pl.lit(None, dtype=pl.String)),
             {},
-            "TARGET: 'Churn' has no value in 5 of 200 rows; fill them or drop those rows",
+            "TARGET: 'Churn' has no value in any row; nothing to learn",
         ),
         (lambda f: f, {"target": "churned"}, "TARGET: 'churned' is not a column of the data"),
         (lambda f: f, {"target": "plan", "task": "binary"}, "TARGET: 'plan' has 3 values; give POSITIVE=<value>"),

@@ -80,6 +80,15 @@ def test_multiclass_rows_get_their_class_index_and_numbers_are_classes_too(raw: 
     assert labelled[config.contract.target.name].to_list() == [1, 2, 0, 1]
 
 
+def test_positive_values_match_the_label_columns_type_or_are_refused_by_name(raw: dict[str, Any]) -> None:
+    config = parse(raw, {"column": "carrier", "task": "binary", "positive": [1]})
+    labelled, _ = add_label(pl.DataFrame({"carrier": ["1", "0", "1"]}), config)  # 1 in the YAML, "1" in the data
+    assert labelled[config.contract.target.name].to_list() == [True, False, True]
+    config = parse(raw, {"column": "carrier", "task": "binary", "positive": ["Yes"]})
+    with pytest.raises(FeatureError, match=r"label.positive: \['Yes'\] cannot be values of carrier, which holds Int64"):
+        add_label(pl.DataFrame({"carrier": [1, 0, 1]}), config)
+
+
 def test_a_value_that_is_no_class_is_named_with_its_count(raw: dict[str, Any]) -> None:
     config = parse(raw, {"column": "carrier", "task": "multiclass", "classes": ["UA", "B6", "EV"]})
     frame = pl.DataFrame({"carrier": ["UA", "XX", "B6", "XX", "YY"]})

@@ -21,6 +21,7 @@ from tabloop.config import RETRAINED_FILE, load_data_config, retrained_yaml
 from tabloop.drafting.profile import draft_split, profile, read_data
 from tabloop.drafting.render import data_yaml
 from tabloop.drafting.request import DraftError, DraftRequest
+from tabloop.drafting.target import whole_classes
 from tabloop.drafting.templated import (
     evaluate_yaml,
     monitor_yaml,
@@ -59,6 +60,7 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
             "another name, or take it off that list"
         )
     source, table_name, frame = read_data(request.data, root)
+    frame = whole_classes(frame, request.target, request.task)
     columns, target, warnings = profile(frame, request)
     split = draft_split(frame, request)
     texts = {

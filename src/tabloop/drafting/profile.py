@@ -96,17 +96,28 @@ def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], T
         if name is not None and name not in frame.columns:
             raise DraftError(f"{role}: {name!r} is not a column of the data (columns: {', '.join(frame.columns)})")
     target = draft_target(frame[request.target], request.positive, request.task)
+    warnings = []
+    if missing := frame[request.target].null_count():
+        warnings.append(
+            f"TARGET: {request.target!r} has no value in {missing:,} of {frame.height:,} rows: they are left out of "
+            "training and evaluation (label.unlabelled: drop); the features stage counts them"
+        )
     if request.id is not None:
         check_id(frame[request.id])
     if request.time is not None:
         frame = frame.with_columns(parse_time(frame[request.time]))
-    columns, warnings = [], []
+    columns = []
     for name in frame.columns:
         column = describe(frame[name], request)
         if column.role == "empty":
             warnings.append(f"column {name!r} is empty in every row: left out of the draft (drop it or fill it)")
         elif column.role == "constant":
             warnings.append(f"column {name!r} holds one value in every row: left out of the features")
+        elif column.role == "datetime" and request.time is None:
+            warnings.append(
+                f"column {name!r} holds dates or times: left out of the features; TIME={name} splits the rows by it "
+                "(the test split is the future) and replays them on its clock"
+            )
         elif column.role == "identifier":
             warnings.append(
                 f"column {name!r} has a different value in almost every row: left out of the features as an "
@@ -181,7 +192,7 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
     if nulls == rows:
         column.role = "empty"
         return column
-    if dtype == "datetime":
+    if dtype == "datetime" or (dtype == "string" and _holds_times(series.drop_nulls())):
         column.role = "datetime"
         column.notes.append("a date or time: derive features from it in an adapter")
         return column
@@ -220,6 +231,19 @@ def _by_values(values: pl.Series, column: Column) -> Column:
     if column.low >= 0 and skew is not None and skew > SKEWED:
         column.notes.append(f"skewed (skewness {skew:.1f}): consider preprocessing.transforms {{{column.name}: log1p}}")
     return column
+
+
+def _holds_times(values: pl.Series) -> bool:
+    """Whether every value of a text column reads as a date or a time (2024-01-31, 2024-01-31 12:00, 01/31/2024)."""
+    if values.is_empty() or not bool(values.str.contains(r"\d[-/:.]\d").all()):
+        return False
+    for parse in (
+        lambda: values.str.to_datetime(strict=False, time_unit="us"),
+        lambda: values.str.to_date(strict=False),
+    ):
+        if _parsed(values, parse).null_count() == 0:
+            return True
+    return False
 
 
 def _identifies(values: pl.Series, column: Column) -> bool:

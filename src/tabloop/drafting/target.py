@@ -29,16 +29,25 @@ class TargetDraft:
     transform_reason: str = ""
 
 
+def whole_classes(frame: pl.DataFrame, target: str, task: str | None) -> pl.DataFrame:
+    """``frame`` with a class target written as whole floats (``0.0``, ``1.0``: integers with gaps, as pandas
+    exports them) read as integers: the draft names the classes 0 and 1 and declares the column int64, which the
+    ingest stage reads ``1.0`` as. A regression target keeps its floats."""
+    if target not in frame.columns or task == "regression" or not frame[target].dtype.is_float():
+        return frame
+    values = frame[target].drop_nulls()
+    if values.is_empty() or values.n_unique() > MAX_CLASSES or not bool((values % 1 == 0).all()):
+        return frame
+    return frame.with_columns(pl.col(target).cast(pl.Int64))
+
+
 def draft_target(target: pl.Series, positive: str | None, task: str | None) -> TargetDraft:
     """The target's task and what it needs; a DraftError if the column cannot be the target of that task."""
     if task is not None and task not in TASKS:
         raise DraftError(f"TASK: {task!r} is not a task; choose {', '.join(TASKS)}")
-    missing = target.null_count()
-    if missing:
-        raise DraftError(
-            f"TARGET: {target.name!r} has no value in {missing} of {target.len()} rows; fill them or drop those rows "
-            "(once drafted, label.unlabelled can count them as one class of a binary target instead)"
-        )
+    if target.null_count() == target.len():
+        raise DraftError(f"TARGET: {target.name!r} has no value in any row; nothing to learn")
+    target = target.drop_nulls()  # unlabelled rows are left out (label.unlabelled: drop), and said so
     counts = target.value_counts(sort=True)
     if counts.height < 2:
         raise DraftError(

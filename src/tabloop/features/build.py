@@ -84,11 +84,25 @@ def add_label(frame: pl.DataFrame, config: DataConfig) -> tuple[pl.DataFrame, in
         return frame.filter(value.is_not_null()).with_columns(_class_index(frame, config).alias(target)), unlabelled
     if label.task == "regression":
         return frame.filter(value.is_not_null()).with_columns(_number(frame, config).alias(target)), unlabelled
-    positive = value >= label.threshold if label.threshold is not None else value.is_in(label.positive or [])
+    positive = value >= label.threshold if label.threshold is not None else value.is_in(_positives(frame, config).implode())
     if label.unlabelled == "drop":
         return frame.filter(value.is_not_null()).with_columns(positive.alias(target)), unlabelled
     fill = label.unlabelled == "positive"
     return frame.with_columns(pl.when(value.is_null()).then(fill).otherwise(positive).alias(target)), unlabelled
+
+
+def _positives(frame: pl.DataFrame, config: DataConfig) -> pl.Series:
+    """``label.positive`` as values of the label column's type (``1`` matches ``1.0``); a FeatureError if one cannot
+    be."""
+    column, dtype = config.label.column, frame.schema[config.label.column]
+    given = config.label.positive or []
+    try:
+        values = pl.Series(given, dtype=pl.String if dtype == pl.String else None, strict=False).cast(dtype)
+    except (pl.exceptions.PolarsError, TypeError):
+        values = None
+    if values is None or values.null_count():
+        raise FeatureError(f"label.positive: {given} cannot be values of {column}, which holds {dtype} values")
+    return values
 
 
 def _class_index(frame: pl.DataFrame, config: DataConfig) -> pl.Expr:

@@ -35,6 +35,9 @@ def run(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Pa
     built = load_adapter(config.adapter).build(tables, config)
     examples = entity_rows(built.frame, config)
     labelled, unlabelled = add_label(examples, config)
+    if unlabelled:
+        what = "left out" if config.label.unlabelled == "drop" else f"counted as {config.label.unlabelled}"
+        logger.info("features: %d rows have no %s: %s (label.unlabelled)", unlabelled, config.label.column, what)
     frame = assign_split(labelled, config)
     outside = labelled.height - frame.height
     table = select_features(frame, config)

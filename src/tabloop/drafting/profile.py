@@ -106,25 +106,20 @@ def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], T
         check_id(frame[request.id])
     if request.time is not None:
         frame = frame.with_columns(parse_time(frame[request.time]))
-    columns = []
-    for name in frame.columns:
-        column = describe(frame[name], request)
-        if column.role == "empty":
-            warnings.append(f"column {name!r} is empty in every row: left out of the draft (drop it or fill it)")
-        elif column.role == "constant":
-            warnings.append(f"column {name!r} holds one value in every row: left out of the features")
-        elif column.role == "datetime" and request.time is None:
-            warnings.append(
-                f"column {name!r} holds dates or times: left out of the features; TIME={name} splits the rows by it "
-                "(the test split is the future) and replays them on its clock"
-            )
-        elif column.role == "identifier":
-            warnings.append(
-                f"column {name!r} has a different value in almost every row: left out of the features as an "
-                "identifier (pass it as ID= if it names the rows)"
-            )
-        columns.append(column)
+    columns = [describe(frame[name], request) for name in frame.columns]
+    notes = [(c.name, LEFT_OUT_NOTES.get(c.role)) for c in columns]
+    warnings += [f"column {name!r} {note.format(name=name)}" for name, note in notes if note is not None]
     return columns, target, warnings
+
+
+LEFT_OUT_NOTES = {  # what the reviewer is told of a column the draft leaves out of the features, by its role
+    "empty": "is empty in every row: left out of the draft (drop it or fill it)",
+    "constant": "holds one value in every row: left out of the features",
+    "datetime": "holds dates or times: left out of the features; TIME={name} splits the rows by it (the test split "
+    "is the future) and replays them on its clock",
+    "identifier": "has a different value in almost every row: left out of the features as an identifier (pass it "
+    "as ID= if it names the rows)",
+}
 
 
 def check_id(ids: pl.Series) -> None:

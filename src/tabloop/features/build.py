@@ -84,7 +84,10 @@ def add_label(frame: pl.DataFrame, config: DataConfig) -> tuple[pl.DataFrame, in
         return frame.filter(value.is_not_null()).with_columns(_class_index(frame, config).alias(target)), unlabelled
     if label.task == "regression":
         return frame.filter(value.is_not_null()).with_columns(_number(frame, config).alias(target)), unlabelled
-    positive = value >= label.threshold if label.threshold is not None else value.is_in(_positives(frame, config).implode())
+    if label.threshold is not None:
+        positive = value >= label.threshold
+    else:
+        positive = value.is_in(_positives(frame, config).implode())
     if label.unlabelled == "drop":
         return frame.filter(value.is_not_null()).with_columns(positive.alias(target)), unlabelled
     fill = label.unlabelled == "positive"

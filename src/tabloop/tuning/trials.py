@@ -65,19 +65,12 @@ class Inputs:
     def start(self) -> dict[str, list[dict[str, Any]]]:
         """Each model's first trials, so that a search never ends worse than where it started: the network as
         train.yaml has it and as tuned.yaml changes it, LightGBM with its defaults and with tuned.yaml's values."""
-        own = parse_config(TrainConfig, self.train_yaml, "train.yaml").model_dump(mode="json")
+        own = parse_config(TrainConfig, self.train_yaml, "train.yaml")
         now = parse_config(TrainConfig, overlay(self.train_yaml, self.tuned.network), "tuned.yaml")
-        points: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-            "network": (flat(own), flat(now.model_dump(mode="json"))),
-            "lightgbm": (dict(LIGHTGBM_DEFAULTS), {**LIGHTGBM_DEFAULTS, **self.tuned.lightgbm}),
-        }
-        starts: dict[str, list[dict[str, Any]]] = {}
-        for model, (first, second) in points.items():
-            space = self.tune.network if model == "network" else self.tune.lightgbm
-            starts[model] = [starting_point(space, first)]
-            if (tuned := starting_point(space, second)) != starts[model][0]:
-                starts[model].append(tuned)
-        return starts
+        networks = [starting_point(self.tune.network, flat(c.model_dump(mode="json"))) for c in (own, now)]
+        boosters: list[Mapping[str, Any]] = [LIGHTGBM_DEFAULTS, {**LIGHTGBM_DEFAULTS, **self.tuned.lightgbm}]
+        lightgbms = [starting_point(self.tune.lightgbm, params) for params in boosters]
+        return {"network": _distinct(networks), "lightgbm": _distinct(lightgbms)}
 
     @classmethod
     def load(
@@ -175,3 +168,8 @@ def best_values(study: optuna.Study) -> Mapping[str, Any]:
     """The sampled values of the study's best trial."""
     values: Mapping[str, Any] = study.best_trial.user_attrs["values"]
     return values
+
+
+def _distinct(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` in order, each once."""
+    return [point for i, point in enumerate(points) if point not in points[:i]]

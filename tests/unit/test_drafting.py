@@ -136,6 +136,28 @@ def test_rows_without_a_label_are_left_out_and_said_and_a_class_written_as_float
     assert (labelled["churned_1"].to_list(), unlabelled) == ([True, False, True], 1)
 
 
+def test_the_gates_bounds_come_from_the_labelled_rows(root: Path) -> None:
+    """Rows without a target value leave the drafted ceilings alone: the RMSE of predicting the mean (no NaN), the
+    log loss of predicting each class's share (no class of the missing)."""
+    gaps = pl.int_range(pl.len()) % 10 == 0
+    frame = customers().with_columns(
+        spend=pl.when(gaps).then(None).otherwise(pl.col("tenure") * 2.5),
+        Churn=pl.when(gaps).then(None).otherwise("plan"),
+    )
+    data = write(frame, root)
+    spend = draft_dataset(DraftRequest("spend", data, "spend"), root)
+    gate = load_registry_config(spend.directory / "registry.yaml").gate
+    labelled = frame["spend"].drop_nulls().to_numpy()
+    assert gate.max_score == pytest.approx(np.std(labelled, ddof=1), rel=1e-3)
+    assert gate.min_improvement > 0
+    plans = draft_dataset(DraftRequest("plans", data, "Churn"), root)  # the plan again, with gaps
+    assert load_data_config(plans.directory / "data.yaml").label.task == "multiclass"
+    labelled_plans = frame["Churn"].drop_nulls()
+    shares = labelled_plans.value_counts()["count"].to_numpy() / labelled_plans.len()
+    ceiling = load_registry_config(plans.directory / "registry.yaml").gate.max_score
+    assert ceiling == pytest.approx(-(shares * np.log(shares)).sum(), abs=1e-4)
+
+
 def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
     data = write(customers(), root)
     draft_dataset(DraftRequest("churn", data, "Churn"), root)

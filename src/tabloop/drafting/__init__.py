@@ -17,7 +17,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tabloop.config import RETRAINED_FILE, load_data_config, retrained_yaml
+from tabloop.config import (
+    RETRAINED_FILE,
+    load_data_config,
+    load_evaluate_config,
+    load_registry_config,
+    load_train_config,
+    load_tune_config,
+    retrained_yaml,
+)
+from tabloop.config.monitor import load_monitor_config
 from tabloop.drafting.profile import draft_split, profile, read_data
 from tabloop.drafting.render import data_yaml
 from tabloop.drafting.request import DraftError, DraftRequest
@@ -63,15 +72,16 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
     frame = whole_classes(frame, request.target, request.task)
     columns, target, warnings = profile(frame, request)
     split = draft_split(frame, request)
+    labelled = frame[request.target].drop_nulls()  # what is trained and evaluated on: the bounds' and sizes' data
     texts = {
         "data.yaml": data_yaml(
             request, source=source, table=table_name, frame=frame, columns=columns, target=target, split=split
         ),
         "train.yaml": train_yaml(target.task),
         "evaluate.yaml": evaluate_yaml(columns, target.task),
-        "registry.yaml": registry_yaml(request.name, target, frame[request.target]),
+        "registry.yaml": registry_yaml(request.name, target, labelled),
         "monitor.yaml": monitor_yaml(
-            request, target.task, target=frame[request.target], positive=target.positive, columns=columns, split=split
+            request, target.task, target=labelled, positive=target.positive, columns=columns, split=split
         ),
         "tune.yaml": tune_yaml(),
         "tuned.yaml": tuned_yaml(),
@@ -83,8 +93,13 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
         path = where.configs / file_name
         path.write_text(text, encoding="utf-8")
         files.append(path)
-    try:
-        load_data_config(where.data_config)  # the draft must at least be a valid configuration
+    try:  # the draft must at least be a valid configuration, every file of it
+        load_data_config(where.data_config)
+        load_train_config(where.train_config)
+        load_evaluate_config(where.evaluate_config)
+        load_registry_config(where.registry_config)
+        load_monitor_config(where.monitor_config, where)
+        load_tune_config(where.tune_config)
     except ConfigError:
         for path in files:
             path.unlink()

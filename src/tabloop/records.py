@@ -78,6 +78,7 @@ class TrainMetrics(StageRecord):
 # entity.time_zone), when its outcome is known, and the label column's raw value where it is a number.
 ID, TIME, OUTCOME_TIME, OUTCOME = "_id", "_time", "_outcome_time", "_outcome"
 META_COLUMNS = (ID, TIME, OUTCOME_TIME, OUTCOME)
+SPLIT = "_split"  # each example's split while the features stage builds them (never written): a table may hold "split"
 
 
 class _Dated(BaseModel):

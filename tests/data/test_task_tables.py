@@ -49,7 +49,10 @@ def table(seed: int = 0) -> pl.DataFrame:
     score = size + boost + rng.normal(0, 0.5, ROWS)
     duration = np.select([score < 2.5, score < 5, score < 7.5], ["VF", "F", "M"], "L")
     cost = np.round(np.exp(0.3 * size + 0.4 * boost + rng.normal(0, 0.1, ROWS)), 3)
-    return pl.DataFrame({"size": np.round(size, 4), "queue": queue, "duration": duration, "cost": cost})
+    region = rng.choice(["north", "south"], ROWS)  # noise, named as the features stage's own split column once was
+    return pl.DataFrame(
+        {"size": np.round(size, 4), "queue": queue, "duration": duration, "cost": cost, "split": region}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +148,7 @@ def test_a_skewed_regression_table_is_drafted_with_a_log_transform_and_learned(r
 def test_a_table_of_numbers_or_categories_only_is_drafted_and_learned(
     root: Path, name: str, kept: str, kind: str
 ) -> None:
-    config, out = run_stages(root, name, "cost", drop=tuple({"duration", "queue", "size"} - {kept}))
+    config, out = run_stages(root, name, "cost", drop=tuple({"duration", "queue", "size", "split"} - {kept}))
     assert [spec.kind for spec in config.contract.features.values()] == [kind]  # nothing of the other kind
     predictor = Predictor.from_directory(out / "bundle")
     test = pl.read_parquet(out / "features" / "test.parquet")
@@ -170,8 +173,8 @@ def evaluated(root: Path, name: str, config: Any, out: Path) -> Any:
     [
         ("durations", "duration", "cost"),
         ("costs", "cost", "duration"),
-        ("sizes", "cost", ("duration", "queue")),
-        ("queues", "cost", ("duration", "size")),
+        ("sizes", "cost", ("duration", "queue", "split")),
+        ("queues", "cost", ("duration", "size", "split")),
     ],
     ids=["multiclass", "regression", "regression on numbers only", "regression on categories only"],
 )

@@ -54,6 +54,11 @@ def test_unknown_key_is_named(raw: dict[str, Any], mutate: Any, expected: str) -
     [
         (lambda c: c["label"].update(positive=["yes"]), "label", "exactly one of positive (values) and threshold"),
         (lambda c: c["label"].update(unlabelled="late"), "label.unlabelled", "'drop', 'positive' or 'negative'"),
+        (
+            lambda c: c["contract"]["features"].update(value=c["contract"]["features"]["temp"]),
+            "contract",
+            "features: 'value': the API or the prediction log has a column of that name",
+        ),
         (lambda c: c["source"].update(dir="elsewhere"), "source", "exactly one of dir, package and rdataset"),
         (lambda c: c["entity"].update(time_zone="Mars/Olympus"), "entity", "not an IANA time zone"),
         (lambda c: c["entity"].update(time=None, outcome_time=None), "split.kind", "needs an event time"),

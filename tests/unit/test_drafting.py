@@ -158,6 +158,29 @@ def test_the_gates_bounds_come_from_the_labelled_rows(root: Path) -> None:
     assert ceiling == pytest.approx(-(shares * np.log(shares)).sum(), abs=1e-4)
 
 
+def test_a_file_as_it_was_exported_is_drafted_or_refused_saying_why(root: Path) -> None:
+    """A CSV separated by semicolons is refused naming the separator; a parquet file's categoricals are text; a
+    column named as one of the API's or the prediction log's own is left out of the features with a note."""
+    frame = customers()
+    path = root / "data" / "external" / "semis.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path, separator=";")
+    with pytest.raises(DraftError, match=r"reads as one column .*seem separated by ';': write it with commas"):
+        draft_dataset(DraftRequest("semis", str(path), "Churn"), root)
+
+    typed = frame.with_columns(
+        pl.col("plan").cast(pl.Categorical), probability=pl.col("tenure") / 100, label=pl.col("paperless")
+    )
+    typed.write_parquet(root / "data" / "external" / "typed.parquet")
+    draft = draft_dataset(DraftRequest("typed", str(root / "data" / "external" / "typed.parquet"), "Churn"), root)
+    features = load_data_config(draft.directory / "data.yaml").contract.features
+    assert features["plan"].kind == "categorical"
+    assert not {"probability", "label"} & set(features)
+    notes = " ".join(draft.warnings)
+    assert "column 'probability' has a name the API or the prediction log uses" in notes
+    assert "column 'label' has a name the API or the prediction log uses" in notes
+
+
 def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
     data = write(customers(), root)
     draft_dataset(DraftRequest("churn", data, "Churn"), root)
@@ -351,6 +374,16 @@ def test_a_target_named_like_a_python_keyword_gets_a_name_the_api_can_use(root: 
     config = load_data_config(draft_dataset(DraftRequest("plans", data, "class"), root).directory / "data.yaml")
     assert config.label.column == "class"
     assert config.contract.target.name == "class_label"
+
+
+@pytest.mark.parametrize(
+    ("positive", "name"), [("<=50K", "income_le_50k"), (">50K", "income_gt_50k"), ("A+", "income_a_plus")]
+)
+def test_a_positive_class_with_signs_gives_a_readable_target_name(root: Path, positive: str, name: str) -> None:
+    income = [(positive, "other")[i % 2] for i in range(200)]
+    data = write(customers().with_columns(income=pl.Series(income)), root)
+    draft = draft_dataset(DraftRequest("incomes", data, "income", positive=positive), root)
+    assert load_data_config(draft.directory / "data.yaml").contract.target.name == name
 
 
 def loans(n: int = 400) -> pl.DataFrame:

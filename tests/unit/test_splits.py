@@ -12,6 +12,7 @@ import pytest
 from tabloop.config import Fractions, GroupSplit, RandomSplit
 from tabloop.errors import FeatureError
 from tabloop.features.build import group_split, shuffled_split
+from tabloop.records import SPLIT
 
 
 def counts(names: pl.Series) -> dict[str, int]:
@@ -66,11 +67,11 @@ def test_a_shuffled_splits_test_rows_reach_production_last_in_a_seeded_order() -
     split = RandomSplit(kind="random", fractions=Fractions(train=0.5, valid=0.25, test=0.25), seed=5)
     config = SimpleNamespace(split=split, contract=SimpleNamespace(target=SimpleNamespace(name="price")))
     placed = assign_split(frame, cast(DataConfig, config))
-    test = placed.filter(pl.col("split") == "test")["position"].to_list()
+    test = placed.filter(pl.col(SPLIT) == "test")["position"].to_list()
     assert placed["position"].to_list()[-len(test) :] == test  # last
     assert test != sorted(test)  # not in file order: a sorted file does not reach production sorted
     for name in ("train", "valid"):
-        kept = placed.filter(pl.col("split") == name)["position"].to_list()
+        kept = placed.filter(pl.col(SPLIT) == name)["position"].to_list()
         assert kept == sorted(kept)
     assert assign_split(frame, cast(DataConfig, config)).equals(placed)  # seeded
 
@@ -78,5 +79,5 @@ def test_a_shuffled_splits_test_rows_reach_production_last_in_a_seeded_order() -
     order = production_order(names, split.seed, shuffled=True)
     arrived = split.model_copy(update={"arrived": Arrived(rows=20, valid=5, test=5)})
     moved = assign_split(frame, cast(DataConfig, SimpleNamespace(split=arrived, contract=config.contract)))
-    held_out = moved.filter(pl.col("split") == "test")["position"].to_list()
+    held_out = moved.filter(pl.col(SPLIT) == "test")["position"].to_list()
     assert held_out == order[15:20].tolist()  # the newest five of the first twenty to arrive, in production order

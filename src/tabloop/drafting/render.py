@@ -187,6 +187,7 @@ LEFT_OUT = {  # why a column of the table is not a feature
     "identifier": "identifies rows",
     "constant": "one value in every row",
     "datetime": "a date or time (derive features in an adapter)",
+    "reserved": "its name is one the API or the prediction log uses",
 }
 
 
@@ -277,6 +278,8 @@ def comment(column: Column) -> str:
         notes.insert(0, f"the {column.role}")
     if column.role == "identifier":
         notes.insert(0, "unique in almost every row: not a feature")
+    if column.role == "reserved":
+        notes.insert(0, "a name the API or the prediction log uses: not a feature")
     return f"  # {'; '.join(notes)}" if notes else ""
 
 
@@ -301,12 +304,17 @@ def singular(word: str) -> str:
     return word
 
 
+SIGN_WORDS = {"<=": "le", ">=": "ge", "<": "lt", ">": "gt", "+": "plus", "%": "pct"}  # in this order
+
+
 def target_name(column: str, positive: Any) -> str:
     """A name for the target that the API can use (a Python identifier, not a keyword, not id, probability, label or
     outcome):
     the column and the positive class (binary), or the column alone."""
     named = column if positive is None else f"{column}_{positive}"
-    words = "".join(c if c.isalnum() else "_" for c in named.lower()).strip("_")
+    for sign, word in SIGN_WORDS.items():  # ">50K" and "<=50K" stay apart: gt_50k, le_50k
+        named = named.replace(sign, f"_{word}_")
+    words = re.sub(r"_+", "_", "".join(c if c.isalnum() else "_" for c in named.lower())).strip("_")
     name = words if words and not words[0].isdigit() else f"is_{words}"
     taken = name in ("id", "probability", "outcome", "label") or keyword.iskeyword(name)  # the API's, or Python's
     return f"{name}_label" if taken else name

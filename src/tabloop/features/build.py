@@ -16,7 +16,7 @@ from tabloop.config import SPLITS, Arrived, DataConfig, GroupSplit, RandomSplit,
 from tabloop.data.dtypes import polars_dtype
 from tabloop.data.schemas import feature_schema
 from tabloop.errors import FeatureError
-from tabloop.records import ID, META_COLUMNS, OUTCOME, OUTCOME_TIME, TIME
+from tabloop.records import ID, META_COLUMNS, OUTCOME, OUTCOME_TIME, SPLIT, TIME
 from tabloop.runtime.contract import FeatureContract
 
 
@@ -138,7 +138,7 @@ def _number(frame: pl.DataFrame, config: DataConfig) -> pl.Expr:
 
 
 def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
-    """Examples with a ``split`` column; a time split drops the examples outside its periods.
+    """Examples with a ``SPLIT`` column; a time split drops the examples outside its periods.
 
     Without event times, the test split of a shuffled (random, stratified or group) split comes last, in a seeded
     order of its own: the order the replay sends it in ("production order"). A file sorted by the target or by a
@@ -156,7 +156,7 @@ def assign_split(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
     if split.arrived is not None:
         names = arrived_split(names, split.arrived, production)
     order = np.concatenate([_others(names, production), production])
-    return frame.with_columns(split=names)[order].filter(pl.col("split").is_not_null())
+    return frame.with_columns(names.alias(SPLIT))[order].filter(pl.col(SPLIT).is_not_null())
 
 
 def production_order(names: pl.Series, seed: int, *, shuffled: bool) -> np.ndarray[Any, Any]:
@@ -189,7 +189,7 @@ def arrived_split(names: pl.Series, arrived: Arrived, production: np.ndarray[Any
     moved[production[:first_valid]] = "train"
     moved[production[first_valid : arrived.rows - arrived.test]] = "valid"
     moved[production[arrived.rows - arrived.test : arrived.rows]] = "test"
-    return pl.Series("split", moved.tolist(), dtype=pl.String)
+    return pl.Series(SPLIT, moved.tolist(), dtype=pl.String)
 
 
 def time_split(frame: pl.DataFrame, split: TimeSplit) -> pl.DataFrame:
@@ -197,7 +197,7 @@ def time_split(frame: pl.DataFrame, split: TimeSplit) -> pl.DataFrame:
     for name, period in reversed(split.periods().items()):
         inside = pl.col(TIME).dt.date().is_between(period.start, period.end, closed="both")
         names = pl.when(inside).then(pl.lit(name)).otherwise(names)
-    return frame.with_columns(split=names).filter(pl.col("split").is_not_null())
+    return frame.with_columns(names.alias(SPLIT)).filter(pl.col(SPLIT).is_not_null())
 
 
 def _cut(n: int, fractions: Any) -> list[int]:
@@ -230,7 +230,7 @@ def shuffled_split(n: int, split: RandomSplit, target: pl.Series | None) -> pl.S
     for rows in groups:
         order = rows[rng.permutation(len(rows))]
         names[order] = _labels(np.arange(len(rows)), _cut(len(rows), split.fractions), len(rows))
-    return pl.Series("split", names.tolist(), dtype=pl.String)
+    return pl.Series(SPLIT, names.tolist(), dtype=pl.String)
 
 
 def group_split(groups: pl.Series, split: GroupSplit) -> pl.Series:
@@ -247,7 +247,7 @@ def group_split(groups: pl.Series, split: GroupSplit) -> pl.Series:
     bounds = (split.fractions.train, split.fractions.train + split.fractions.valid)
     assigned = np.empty(n_groups, dtype=np.int64)
     assigned[order] = np.searchsorted(np.asarray(bounds), ends, side="left")  # a group across a bound goes later
-    return pl.Series("split", [SPLITS[i] for i in assigned[codes]], dtype=pl.String)
+    return pl.Series(SPLIT, [SPLITS[i] for i in assigned[codes]], dtype=pl.String)
 
 
 def select_features(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
@@ -260,7 +260,7 @@ def select_features(frame: pl.DataFrame, config: DataConfig) -> pl.DataFrame:
         *meta,
         *(pl.col(name).cast(polars_dtype(spec.dtype)) for name, spec in contract.features.items()),
         contract.target.name,
-        "split",
+        SPLIT,
     )
 
 

@@ -155,6 +155,22 @@ class TargetSpec(StrictModel):
 
 # The fields of the API's predictions and feedback
 RESERVED_NAMES = frozenset({"id", "probability", "probabilities", "outcome"})
+# What a feature may not be called: those fields, the columns that the prediction log and monitoring keep beside
+# the features (the answers, the outcome, the times), and the features stage's own columns
+TAKEN_FEATURE_NAMES = RESERVED_NAMES | {
+    "event_time",
+    "label",
+    "predicted_class",
+    "value",
+    "actual",
+    "actual_class",
+    "features",
+    "_id",
+    "_time",
+    "_outcome",
+    "_outcome_time",
+    "_split",
+}
 
 
 class FeatureContract(StrictModel):
@@ -169,9 +185,14 @@ class FeatureContract(StrictModel):
     target: TargetSpec = Field(default_factory=TargetSpec)
 
     @model_validator(mode="after")
-    def _target_name_free(self) -> Self:
+    def _names_free(self) -> Self:
         if self.target.name in RESERVED_NAMES:
             raise ValueError(f"target.name: {self.target.name!r} is taken by the API; pick another")
+        if taken := sorted(set(self.features) & TAKEN_FEATURE_NAMES):
+            raise ValueError(
+                f"features: {', '.join(map(repr, taken))}: the API or the prediction log has a column of that name; "
+                "rename it in the data, or derive it under another name in an adapter"
+            )
         return self
 
     def of_kind(self, kind: FeatureKind) -> list[str]:

@@ -23,7 +23,7 @@ from tabloop.features.build import (
 )
 from tabloop.features.fitting import fit_preprocessor, frame_columns
 from tabloop.io import staged, write_parquet
-from tabloop.records import TIME, ExampleCounts, FeatureMetrics, SplitCounts
+from tabloop.records import SPLIT, TIME, ExampleCounts, FeatureMetrics, SplitCounts
 from tabloop.runtime.preprocessing import FIRST_INDEX, PREPROCESSING_FILE, FittedOn
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def run(config: DataConfig, validated_dir: Path, out_dir: Path, metrics_path: Pa
     table = select_features(frame, config)
     check_contract(table, config.contract)
 
-    splits = {name: table.filter(pl.col("split") == name).drop("split") for name in SPLITS}
+    splits = {name: table.filter(pl.col(SPLIT) == name).drop(SPLIT) for name in SPLITS}
     for name, part in splits.items():
         check_split(name, part, config)
     train = splits["train"]

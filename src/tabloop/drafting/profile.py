@@ -198,14 +198,14 @@ def describe(series: pl.Series, request: DraftRequest) -> Column:
     if nulls == rows:
         column.role = "empty"
         return column
-    if name in TAKEN_FEATURE_NAMES:
-        column.role = "reserved"
-        return column
     if dtype == "datetime" or (dtype == "string" and _holds_times(series.drop_nulls())):
         column.role = "datetime"
         column.notes.append("a date or time: derive features from it in an adapter")
         return column
-    return _by_values(series.drop_nulls(), column)
+    column = _by_values(series.drop_nulls(), column)
+    if column.role == "feature" and name in TAKEN_FEATURE_NAMES:
+        column.role = "reserved"
+    return column
 
 
 def _by_values(values: pl.Series, column: Column) -> Column:

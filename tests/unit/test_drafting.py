@@ -181,6 +181,24 @@ def test_a_file_as_it_was_exported_is_drafted_or_refused_saying_why(root: Path) 
     assert "column 'label' has a name the API or the prediction log uses" in notes
 
 
+def test_a_marker_of_missing_numbers_becomes_a_null_value_and_the_column_a_number(root: Path) -> None:
+    """UCI's tables write a missing number as ``?``: the column reads as text, and would be drafted as a category
+    of every value seen. The draft adds the marker to source.null_values, which the ingest stage reads with."""
+    frame = customers().with_columns(
+        chol=pl.Series([("?" if i % 25 == 0 else str(150 + i % 90)) for i in range(200)]),
+        grade=pl.Series([("-", "A", "B")[i % 3] for i in range(200)]),  # text: its "-" is a value
+    )
+    draft = draft_dataset(DraftRequest("heart", write(frame, root, "heart.csv"), "Churn"), root)
+    config = load_data_config(draft.directory / "data.yaml")
+    assert config.source.null_values == ["NA", "", "?"]
+    assert (config.contract.features["chol"].kind, config.contract.features["chol"].nullable) == ("numeric", True)
+    assert config.contract.features["grade"].kind == "categorical"
+    assert "column 'chol': '?' read as a missing value" in " ".join(draft.warnings)
+    assert (
+        "# missing values, as written in columns of numbers: ? in chol" in (draft.directory / "data.yaml").read_text()
+    )
+
+
 def test_an_existing_dataset_is_not_overwritten(root: Path) -> None:
     data = write(customers(), root)
     draft_dataset(DraftRequest("churn", data, "Churn"), root)

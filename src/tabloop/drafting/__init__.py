@@ -71,6 +71,9 @@ def draft_dataset(request: DraftRequest, root: Path = Path()) -> Draft:
     source, table_name, frame = read_data(request.data, root)
     frame = whole_classes(frame, request.target, request.task)
     columns, target, warnings = profile(frame, request)
+    for name, markers in (source.get("markers") or {}).items():
+        shown = ", ".join(map(repr, markers))
+        warnings.append(f"column {name!r}: {shown} read as a missing value (source.null_values), the rest as numbers")
     split = draft_split(frame, request)
     labelled = frame[request.target].drop_nulls()  # what is trained and evaluated on: the bounds' and sizes' data
     texts = {

@@ -47,7 +47,7 @@ class Column:
     notes: list[str] = field(default_factory=list)
 
 
-def read_data(data: str, root: Path) -> tuple[dict[str, str], str, pl.DataFrame]:
+def read_data(data: str, root: Path) -> tuple[dict[str, Any], str, pl.DataFrame]:
     """The source section of the draft, the table's name, and the table (text columns typed by inference)."""
     if data.startswith(RDATASET_PREFIX):
         name = data.removeprefix(RDATASET_PREFIX)
@@ -69,20 +69,55 @@ def read_data(data: str, root: Path) -> tuple[dict[str, str], str, pl.DataFrame]
     table = path.name.removesuffix(".csv").removesuffix(".parquet")
     if not table.isidentifier():
         raise DraftError(f"DATA: rename {path.name} so that its name is a table name (letters, digits and _)")
+    source: dict[str, Any] = {"dir": _shown(path.parent, root)}
+    if path.name.endswith(".parquet"):
+        frame = _read(path, pl.read_parquet)
+    else:
+        frame = _read(path, _csv_reader(NULL_VALUES))
+        if markers := missing_markers(frame):  # UCI's "?" in a column of numbers: missing, not a category
+            source["null_values"] = [*NULL_VALUES, *sorted({m for found in markers.values() for m in found})]
+            source["markers"] = markers
+            frame = _read(path, _csv_reader(source["null_values"]))
+    locate_tables(SourceConfig(dir=path.parent.resolve()), [table])  # found the way the ingest stage will look
+    return source, table, check_rows(frame, data)
+
+
+NULL_VALUES = ["NA", ""]  # how a CSV's missing values are written, unless the draft finds more
+MISSING_MARKERS = frozenset({"?", "-", "--", ".", "N/A", "n/a", "NULL", "null", "None", "none", "missing", "#N/A"})
+
+
+def missing_markers(frame: pl.DataFrame) -> dict[str, list[str]]:
+    """Each text column that holds numbers but for a few markers of a missing value (``?``, ``-``, ``#N/A``...):
+    those markers."""
+    found = {}
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        values = frame[name].drop_nulls()
+        numbers = values.str.strip_chars().cast(pl.Float64, strict=False)
+        markers = set(values.filter(numbers.is_null()).unique().to_list())
+        if markers and markers <= MISSING_MARKERS and numbers.null_count() < values.len() / 2:
+            found[name] = sorted(markers)
+    return found
+
+
+def _csv_reader(null_values: list[str]) -> Callable[[Path], pl.DataFrame]:
+    return lambda path: pl.read_csv(path, null_values=null_values, infer_schema_length=100_000, try_parse_dates=False)
+
+
+def _read(path: Path, read: Callable[[Path], pl.DataFrame]) -> pl.DataFrame:
     try:
-        if path.name.endswith(".parquet"):
-            frame = pl.read_parquet(path)
-        else:
-            frame = pl.read_csv(path, null_values=["NA", ""], infer_schema_length=100_000, try_parse_dates=False)
+        return read(path)
     except (pl.exceptions.PolarsError, OSError) as e:
         raise DraftError(f"DATA: {path} cannot be read: {e}") from e
-    directory = path.parent.resolve()
+
+
+def _shown(directory: Path, root: Path) -> str:
+    """``directory`` as the draft writes it: relative to the repository where it is inside."""
     try:
-        shown = directory.relative_to(root.resolve()).as_posix()
+        return directory.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        shown = directory.as_posix()
-    locate_tables(SourceConfig(dir=directory), [table])  # found the way the ingest stage will look for it
-    return {"dir": shown}, table, check_rows(frame, data)
+        return directory.resolve().as_posix()
 
 
 def check_rows(frame: pl.DataFrame, data: str) -> pl.DataFrame:

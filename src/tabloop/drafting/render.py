@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import keyword
 import re
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from tabloop.config import (
     PreprocessingConfig,
     ValidationConfig,
 )
-from tabloop.drafting.profile import Column, DraftedTimeSplit
+from tabloop.drafting.profile import NULL_VALUES, Column, DraftedTimeSplit
 from tabloop.drafting.request import DraftRequest
 from tabloop.drafting.target import TargetDraft
 from tabloop.drafting.yaml_text import q, yaml_value
@@ -24,7 +25,7 @@ from tabloop.runtime.contract import entity_words
 def data_yaml(
     request: DraftRequest,
     *,
-    source: dict[str, str],
+    source: dict[str, Any],
     table: str,
     frame: pl.DataFrame,
     columns: list[Column],
@@ -42,7 +43,7 @@ class _Draft:
     """What the sections of a drafted ``data.yaml`` are written from."""
 
     request: DraftRequest
-    source: dict[str, str]
+    source: dict[str, Any]
     table: str
     frame: pl.DataFrame
     columns: list[Column]
@@ -79,12 +80,19 @@ def _header(d: _Draft) -> list[str]:
     ]
 
 
+def _markers(d: _Draft) -> str:
+    """A comment on the markers of a missing value the draft found, and where."""
+    markers = d.source.get("markers") or {}
+    shown = "; ".join(f"{', '.join(found)} in {name}" for name, found in markers.items())
+    return f"     # missing values, as written in columns of numbers: {shown}" if shown else ""
+
+
 def _source_and_entity(d: _Draft) -> list[str]:
     request = d.request
     lines = [
         "source:",
-        *(f"  {key}: {q(value)}" for key, value in d.source.items()),
-        '  null_values: ["NA", ""]',
+        *(f"  {key}: {q(value)}" for key, value in d.source.items() if key in ("dir", "rdataset")),
+        f"  null_values: {json.dumps(d.source.get('null_values', NULL_VALUES), ensure_ascii=False)}{_markers(d)}",
         "",
         "entity:",
         f"  table: {d.table}",
